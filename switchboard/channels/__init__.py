@@ -1,0 +1,31 @@
+"""Channel kinds by name; each kind is one small module over `base.Channel`."""
+
+from __future__ import annotations
+
+import importlib
+
+from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.config import ChannelConfig
+
+# kind -> "module:Class"; imported lazily so a daemon without X channels never
+# imports tweepy.
+KINDS = {
+    "outbox": "switchboard.channels.outbox:OutboxChannel",
+    "console": "switchboard.channels.console:ConsoleChannel",
+    "webhook": "switchboard.channels.webhook:WebhookChannel",
+    "x": "switchboard.channels.x:XChannel",
+    "mastodon": "switchboard.channels.mastodon:MastodonChannel",
+}
+
+
+def channel_class(kind: str) -> type[Channel]:
+    module, _, name = KINDS[kind].partition(":")
+    cls: type[Channel] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def build_channel(config: ChannelConfig) -> Channel:
+    return channel_class(config.kind)(config)
+
+
+__all__ = ["Channel", "ChannelError", "Message", "Receipt", "build_channel", "channel_class"]

@@ -1,0 +1,96 @@
+"""What every channel is: an outlet that publishes a post and can delete it.
+
+Channel errors say whether retrying can help (`permanent`), so the dispatcher
+never retries bad credentials and never gives up on a passing 503.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from switchboard.config import ChannelConfig
+
+
+class ChannelError(Exception):
+    """A publish or delete that did not happen.
+
+    `permanent`: retrying cannot help (bad credentials, duplicate, too long).
+    `reason`: a short metric label (`auth`, `rejected`, `duplicate`, `rate_limited`,
+    `server_error`, `timeout`, `network`).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, reason: str = "error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Message:
+    """One post on its way out, after the gate said yes."""
+
+    post_id: str
+    channel: str
+    kind: str
+    text: str
+    link: str | None
+    sent_at: datetime
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the platform said: its id for the post, used later to retract it."""
+
+    remote_id: str | None
+    # True when the platform reported the post already existed (a retry after
+    # a timeout whose first attempt got through): published, not published twice.
+    already_existed: bool = False
+
+
+@dataclass
+class LastError:
+    at: datetime
+    message: str
+    permanent: bool
+
+
+class Channel(ABC):
+    kind: ClassVar[str]
+    default_max_length: ClassVar[int] = 280
+
+    def __init__(self, config: ChannelConfig) -> None:
+        self.config = config
+        self.id = config.id
+        self.audience = config.audience
+        self.max_length = config.max_length or self.default_max_length
+        self.last_error: LastError | None = None
+
+    async def start(self) -> None:
+        """Open files or sessions; called once before the first publish."""
+
+    async def close(self) -> None:
+        """Release what `start` opened; called once at shutdown."""
+
+    @abstractmethod
+    async def publish(self, message: Message) -> Receipt:
+        """Publish now; raise ChannelError when the platform refused or failed."""
+
+    @abstractmethod
+    async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
+        """Delete a published post; raise ChannelError when that failed."""
+
+    def describe(self) -> dict[str, object]:
+        err = self.last_error
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "audience": self.audience,
+            "max_length": self.max_length,
+            "last_error": None if err is None else {
+                "at": err.at.isoformat(), "message": err.message, "permanent": err.permanent},
+        }

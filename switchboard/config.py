@@ -1,0 +1,451 @@
+"""The daemon's configuration file (design §4.3), validated completely at load.
+
+Loading either returns a `Config` the running code can trust or raises
+`InvalidFile` with every problem found, each naming file, line, column and key.
+Secrets are resolved here from `*_env` / `*_file` so a missing one is a load
+error, not a failure at the first publish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from secrets import token_urlsafe
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from switchboard import yamldoc
+from switchboard.yamldoc import Document, InvalidFile, Path_, Section
+
+ROLES = ("viewer", "marketing", "ops", "admin")
+AUDIENCES = ("public", "internal")
+CHANNEL_KINDS = ("outbox", "console", "webhook", "x", "mastodon")
+FEED_KINDS = ("alertmanager", "pagerduty", "json", "cap", "atom", "rss", "statuspage", "gtfs-rt")
+PUSH_FEEDS = ("alertmanager", "pagerduty", "json")
+POLL_FEEDS = ("cap", "atom", "rss", "statuspage", "gtfs-rt")
+
+_SECRET_SUFFIXES = ("_env", "_file")
+_X_CREDENTIALS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+_COMMON_CHANNEL_KEYS = {"id", "kind", "audience", "max_length", "timeout"}
+_CHANNEL_KEYS: dict[str, set[str]] = {
+    "outbox": {"path"},
+    "console": set(),
+    "webhook": {"url_env", "url_file", "headers"},
+    "x": {"credentials", "api_url", "max_retries"},
+    "mastodon": {"api_base_url", "access_token_env", "access_token_file", "max_retries"},
+}
+_FEED_KEYS = {"id", "kind", "rules", "url", "every", "timeout", "token_env", "token_file",
+              "token_sha256", "secret_env", "secret_file", "fields", "signature_header",
+              "generate"}
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    name: str
+    role: str
+    sha256: str  # tokens are kept only as hashes, compared in constant time
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    id: str
+    kind: str
+    audience: str = "public"
+    max_length: int | None = None
+    timeout: float = 10.0
+    options: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Matches one signal field: an exact value, any of a list, or a regex."""
+
+    values: tuple[str, ...] = ()
+    pattern: re.Pattern[str] | None = None
+
+    def matches(self, value: str | None) -> bool:
+        if value is None:
+            return False
+        if self.pattern is not None:
+            return self.pattern.fullmatch(value) is not None
+        return value in self.values
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: dict[str, Matcher]
+    runbook: str
+    channels: tuple[str, ...] | None = None
+    title: str | None = None
+    severity: str | None = None
+
+    def matches(self, fields: dict[str, str]) -> bool:
+        return all(m.matches(fields.get(name)) for name, m in self.match.items())
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    id: str
+    kind: str
+    rules: tuple[Rule, ...] = ()
+    url: str | None = None
+    every: timedelta = timedelta(seconds=60)
+    timeout: float = 10.0
+    token_sha256: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    fields: dict[str, Any] = field(default_factory=dict)
+    signature_header: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    listen_host: str
+    listen_port: int
+    state_dir: Path
+    timezone: ZoneInfo
+    runbooks_dir: Path
+    max_lateness: timedelta
+    access: tuple[AccessToken, ...]
+    channels: tuple[ChannelConfig, ...]
+    feeds: tuple[FeedConfig, ...]
+    metrics_token_sha256: str | None = None
+    max_body_bytes: int = 1024 * 1024
+
+    def channel(self, channel_id: str) -> ChannelConfig | None:
+        return next((c for c in self.channels if c.id == channel_id), None)
+
+    def feed(self, feed_id: str) -> FeedConfig | None:
+        return next((f for f in self.feeds if f.id == feed_id), None)
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "switchboard.db"
+
+
+def load(path: Path, env: dict[str, str] | None = None,
+         runbook_names: set[str] | None = None) -> Config:
+    """Load and validate; `runbook_names` (when known) checks rule references."""
+    doc = yamldoc.load(path)
+    config = _Reader(doc, path, os.environ if env is None else env).read()
+    if runbook_names is not None:
+        check_runbook_references(doc, config, runbook_names)
+    doc.raise_if_problems()
+    assert config is not None
+    return config
+
+
+def check_runbook_references(doc: Document, config: Config | None, names: set[str]) -> None:
+    if config is None:
+        return
+    known = ", ".join(sorted(names)) or "none"
+    for i, feed in enumerate(config.feeds):
+        for j, rule in enumerate(feed.rules):
+            if rule.runbook not in names:
+                doc.problem(("feeds", i, "rules", j, "runbook"),
+                            f"no runbook named {rule.runbook!r} (runbooks: {known})")
+
+
+class _Reader:
+    def __init__(self, doc: Document, path: Path, env: Any) -> None:
+        self.doc, self.path, self.env = doc, path, env
+        self.base = path.resolve().parent.parent if path.parent.name == "config" \
+            else path.resolve().parent
+
+    def read(self) -> Config | None:
+        top = Section(self.doc, (), self.doc.data,
+                      {"listen", "state_dir", "timezone", "runbooks_dir", "max_lateness",
+                       "access", "channels", "feeds", "metrics", "max_body_bytes"},
+                      required={"channels"})
+        if not top.ok:
+            return None
+        host, port = self._listen(top)
+        channels = self._channels(top)
+        channel_ids = {c.id for c in channels}
+        return Config(
+            path=self.path,
+            listen_host=host,
+            listen_port=port,
+            state_dir=self._path(top.get("state_dir", str, "./var")),
+            timezone=self._timezone(top),
+            runbooks_dir=self._path(top.get("runbooks_dir", str, "runbooks")),
+            max_lateness=top.duration("max_lateness", timedelta(minutes=10)) or timedelta(0),
+            access=self._access(top),
+            channels=channels,
+            feeds=self._feeds(top, channel_ids),
+            metrics_token_sha256=self._metrics(top),
+            max_body_bytes=top.get("max_body_bytes", int, 1024 * 1024),
+        )
+
+    def _path(self, value: str) -> Path:
+        # Relative paths are relative to the project (the config file's parent
+        # when it lives in config/), so `make run` works from any directory.
+        p = Path(value)
+        return p if p.is_absolute() else (self.base / p)
+
+    def _listen(self, top: Section) -> tuple[str, int]:
+        value = top.get("listen", str, "127.0.0.1:8650")
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            self.doc.problem(top.at("listen"), f"must be HOST:PORT, not {value!r}")
+            return "127.0.0.1", 8650
+        return host.strip("[]"), int(port)
+
+    def _timezone(self, top: Section) -> ZoneInfo:
+        name = top.get("timezone", str, "UTC")
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.doc.problem(top.at("timezone"), f"unknown timezone {name!r}")
+            return ZoneInfo("UTC")
+
+    def _secret(self, sec: Section, stem: str, required: bool = True) -> str | None:
+        """Resolve `<stem>_env` or `<stem>_file`; the value itself never sits in YAML."""
+        given = [s for s in _SECRET_SUFFIXES if sec.has(stem + s)]
+        if sec.has(stem):
+            self.doc.problem(sec.at(stem), f"secrets are not written in the file: use "
+                                           f"{stem}_env or {stem}_file")
+            return None
+        if len(given) > 1:
+            self.doc.problem(sec.at(stem + given[1]), f"give only one of {stem}_env, {stem}_file")
+        if not given:
+            if required:
+                self.doc.problem(sec.path, f"missing {stem}_env or {stem}_file")
+            return None
+        key = stem + given[0]
+        ref = sec.get(key, str)
+        if ref is None:
+            return None
+        if given[0] == "_env":
+            value = self.env.get(ref)
+            if not value:
+                self.doc.problem(sec.at(key), f"environment variable {ref} is not set")
+                return None
+            return str(value).strip()
+        try:
+            return self._path(ref).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            self.doc.problem(sec.at(key), f"cannot read secret file {ref}: {exc.strerror}")
+            return None
+
+    def _access(self, top: Section) -> tuple[AccessToken, ...]:
+        out: list[AccessToken] = []
+        names: set[str] = set()
+        for i, item in enumerate(top.get("access", list, [])):
+            path: Path_ = ("access", i)
+            sec = Section(self.doc, path, item,
+                          {"name", "role", "token_env", "token_file", "token_sha256", "token",
+                           "generate"},
+                          required={"name", "role"})
+            name = sec.get("name", str, f"access[{i}]")
+            if name in names:
+                self.doc.problem((*path, "name"), f"duplicate access name {name!r}")
+            names.add(name)
+            role = sec.choice("role", ROLES)
+            digest = self._token_digest(sec)
+            if sec.ok and role and digest:
+                out.append(AccessToken(name, role, digest))
+        return tuple(out)
+
+    def _token_digest(self, sec: Section) -> str | None:
+        if sec.has("token_sha256"):
+            digest = sec.get("token_sha256", str, "")
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", digest or ""):
+                self.doc.problem(sec.at("token_sha256"), "must be 64 hex digits (sha256sum)")
+                return None
+            return str(digest).lower()
+        if sec.get("generate", bool, False):
+            self._generate_token(sec)
+        token = self._secret(sec, "token")
+        return hashlib.sha256(token.encode()).hexdigest() if token else None
+
+    def _generate_token(self, sec: Section) -> None:
+        """`generate: true` creates a missing token file (0600): the local default's tokens."""
+        ref = sec.get("token_file", str)
+        if ref is None:
+            self.doc.problem(sec.at("generate"), "generate needs token_file")
+            return
+        target = self._path(ref)
+        if target.exists():
+            return
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(token_urlsafe(32) + "\n")
+        except FileExistsError:
+            return
+        except OSError as exc:
+            self.doc.problem(sec.at("token_file"), f"cannot create token file {ref}: "
+                                                   f"{exc.strerror}")
+
+    def _metrics(self, top: Section) -> str | None:
+        if not top.has("metrics"):
+            return None
+        sec = Section(self.doc, ("metrics",), top.value["metrics"],
+                      {"token_env", "token_file", "token_sha256"})
+        return self._token_digest(sec) if sec.ok else None
+
+    def _channels(self, top: Section) -> tuple[ChannelConfig, ...]:
+        out: list[ChannelConfig] = []
+        seen: set[str] = set()
+        items = top.get("channels", list, [])
+        if top.has("channels") and not items:
+            self.doc.problem(top.at("channels"), "at least one channel is needed")
+        for i, item in enumerate(items):
+            channel = self._channel(("channels", i), item)
+            if channel is None:
+                continue
+            if channel.id in seen:
+                self.doc.problem(("channels", i, "id"), f"duplicate channel id {channel.id!r}")
+            seen.add(channel.id)
+            out.append(channel)
+        return tuple(out)
+
+    def _channel(self, path: Path_, item: Any) -> ChannelConfig | None:
+        kind = item.get("kind") if isinstance(item, dict) else None
+        if kind is not None and kind not in CHANNEL_KINDS:
+            self.doc.problem((*path, "kind"), f"unknown channel kind {kind!r} "
+                                              f"(kinds: {', '.join(CHANNEL_KINDS)})")
+            return None
+        extra = _CHANNEL_KEYS.get(str(kind), set())
+        sec = Section(self.doc, path, item, _COMMON_CHANNEL_KEYS | extra, required={"id", "kind"})
+        if not sec.ok or kind is None:
+            return None
+        channel_id = sec.get("id", str, "")
+        if channel_id and not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", channel_id):
+            self.doc.problem(sec.at("id"), f"channel id {channel_id!r} must be lower-case "
+                                           "letters, digits, '.', '_' or '-'")
+        options, secrets = self._channel_options(str(kind), sec)
+        return ChannelConfig(
+            id=channel_id, kind=str(kind),
+            audience=sec.choice("audience", AUDIENCES, "public") or "public",
+            max_length=sec.get("max_length", int),
+            timeout=sec.get("timeout", float, 10.0),
+            options=options, secrets=secrets)
+
+    def _channel_options(self, kind: str, sec: Section) -> tuple[dict[str, Any], dict[str, str]]:
+        options: dict[str, Any] = {}
+        secrets: dict[str, str] = {}
+        if kind == "outbox":
+            options["path"] = self._path(sec.get("path", str, "./var/outbox.jsonl"))
+        elif kind == "webhook":
+            url = self._secret(sec, "url")
+            if url:
+                secrets["url"] = url
+            options["headers"] = sec.get("headers", dict, {})
+        elif kind == "x":
+            options["api_url"] = sec.get("api_url", str, "https://api.twitter.com")
+            options["max_retries"] = sec.get("max_retries", int, 3)
+            creds = Section(self.doc, sec.at("credentials"), sec.value.get("credentials"),
+                            {f"{c}{s}" for c in _X_CREDENTIALS for s in _SECRET_SUFFIXES})
+            for name in _X_CREDENTIALS:
+                value = self._secret(creds, name) if creds.ok else None
+                if value:
+                    secrets[name] = value
+        elif kind == "mastodon":
+            options["api_base_url"] = sec.get("api_base_url", str)
+            if options["api_base_url"] is None:
+                self.doc.problem(sec.path, "missing required key 'api_base_url'")
+            options["max_retries"] = sec.get("max_retries", int, 3)
+            token = self._secret(sec, "access_token")
+            if token:
+                secrets["access_token"] = token
+        return options, secrets
+
+    def _feeds(self, top: Section, channel_ids: set[str]) -> tuple[FeedConfig, ...]:
+        out: list[FeedConfig] = []
+        seen: set[str] = set()
+        for i, item in enumerate(top.get("feeds", list, [])):
+            feed = self._feed(("feeds", i), item, channel_ids)
+            if feed is None:
+                continue
+            if feed.id in seen:
+                self.doc.problem(("feeds", i, "id"), f"duplicate feed id {feed.id!r}")
+            seen.add(feed.id)
+            out.append(feed)
+        return tuple(out)
+
+    def _feed(self, path: Path_, item: Any, channel_ids: set[str]) -> FeedConfig | None:
+        sec = Section(self.doc, path, item, _FEED_KEYS, required={"id", "kind"})
+        if not sec.ok:
+            return None
+        kind = sec.choice("kind", FEED_KINDS)
+        if kind is None:
+            return None
+        url = sec.get("url", str)
+        if kind in POLL_FEEDS and not url:
+            self.doc.problem(path, f"missing required key 'url' (a {kind} feed is polled)")
+        token_digest = None
+        secret = None
+        if kind in ("alertmanager", "json") and (
+                sec.has("token_env") or sec.has("token_file") or sec.has("token_sha256")):
+            token_digest = self._token_digest(sec)
+        if kind in ("pagerduty", "json") and (sec.has("secret_env") or sec.has("secret_file")):
+            secret = self._secret(sec, "secret")
+        if kind in PUSH_FEEDS and token_digest is None and secret is None:
+            need = {"alertmanager": "token_env, token_file or token_sha256",
+                    "pagerduty": "secret_env or secret_file",
+                    "json": "a token (token_*) or an HMAC secret (secret_*)"}[kind]
+            self.doc.problem(path, f"a {kind} feed needs {need}: push endpoints never run open")
+        return FeedConfig(
+            id=sec.get("id", str, ""), kind=kind,
+            rules=self._rules(sec, channel_ids), url=url,
+            every=sec.duration("every", timedelta(seconds=60)) or timedelta(seconds=60),
+            timeout=sec.get("timeout", float, 10.0),
+            token_sha256=token_digest, secret=secret,
+            fields=sec.get("fields", dict, {}),
+            signature_header=sec.get("signature_header", str))
+
+    def _rules(self, feed: Section, channel_ids: set[str]) -> tuple[Rule, ...]:
+        out: list[Rule] = []
+        for j, item in enumerate(feed.get("rules", list, [])):
+            path = (*feed.path, "rules", j)
+            sec = Section(self.doc, path, item, {"match", "runbook", "channels", "title",
+                                                 "severity"}, required={"runbook"})
+            if not sec.ok:
+                continue
+            channels = None
+            if sec.has("channels"):
+                channels = tuple(sec.str_list("channels"))
+                for k, cid in enumerate(channels):
+                    if cid not in channel_ids:
+                        self.doc.problem((*path, "channels", k), _unknown_channel(cid, channel_ids))
+            out.append(Rule(match=self._matchers(sec), runbook=sec.get("runbook", str, ""),
+                            channels=channels, title=sec.get("title", str),
+                            severity=sec.get("severity", str)))
+        return tuple(out)
+
+    def _matchers(self, rule: Section) -> dict[str, Matcher]:
+        out: dict[str, Matcher] = {}
+        for name, value in (rule.get("match", dict, {}) or {}).items():
+            where = (*rule.path, "match", name)
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                out[name] = Matcher(values=(str(value),))
+            elif isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+                out[name] = Matcher(values=tuple(str(v) for v in value))
+            elif isinstance(value, dict) and set(value) == {"regex"}:
+                try:
+                    out[name] = Matcher(pattern=re.compile(str(value["regex"])))
+                except re.error as exc:
+                    self.doc.problem(where, f"bad regular expression: {exc}")
+            else:
+                self.doc.problem(where, "must be a value, a list of values or {regex: PATTERN}")
+        return out
+
+
+def _unknown_channel(cid: str, known: set[str]) -> str:
+    return f"no channel named {cid!r} (channels: {', '.join(sorted(known)) or 'none'})"
+
+
+def unknown_channel_message(cid: str, known: set[str]) -> str:
+    return _unknown_channel(cid, known)
+
+
+__all__ = ["AccessToken", "ChannelConfig", "Config", "FeedConfig", "InvalidFile", "Matcher",
+           "Rule", "load", "unknown_channel_message"]
