@@ -1,0 +1,139 @@
+"""What the network channels (x, mastodon, webhook) share: retries and rate-limit waits.
+
+One `Retrier` per channel, that is per account: after a 429 every later call
+of the same operation waits for the platform's reset instead of asking again,
+and a reset further away than `rate_limit_max_wait` fails fast as a transient
+error so the dispatcher is never parked for hours on one account.
+
+Options read from `ChannelConfig.options` (all optional):
+  max_retries          retries after the first attempt (default 3)
+  retry_base           first backoff delay in seconds, doubled per retry (default 1.0)
+  retry_max            cap on one backoff delay in seconds (default 30)
+  rate_limit_wait      wait after a 429 that names no reset time (default 60)
+  rate_limit_max_wait  longest wait for a reset before failing (default 900)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from switchboard.channels.base import Channel, ChannelError, LastError, Message
+
+T = TypeVar("T")
+
+OPTION_NAMES = ("max_retries", "retry_base", "retry_max", "rate_limit_wait",
+                "rate_limit_max_wait")
+
+
+class RateLimited(ChannelError):
+    """A 429: transient, and no call of this kind may go out before `reset_at`."""
+
+    def __init__(self, message: str, reset_at: float | None) -> None:
+        super().__init__(message, permanent=False, reason="rate_limited")
+        self.reset_at = reset_at  # Unix time; None when the platform named none
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    retry_base: float = 1.0
+    retry_max: float = 30.0
+    rate_limit_wait: float = 60.0
+    rate_limit_max_wait: float = 900.0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> RetryPolicy:
+        d = cls()
+        return cls(
+            max_retries=max(0, int(options.get("max_retries", d.max_retries))),
+            retry_base=float(options.get("retry_base", d.retry_base)),
+            retry_max=float(options.get("retry_max", d.retry_max)),
+            rate_limit_wait=float(options.get("rate_limit_wait", d.rate_limit_wait)),
+            rate_limit_max_wait=float(options.get("rate_limit_max_wait", d.rate_limit_max_wait)),
+        )
+
+    def backoff(self, failures: int, rand: float) -> float:
+        """Exponential with jitter in [50%, 100%] so retries of many posts do not align."""
+        ceiling = min(self.retry_max, self.retry_base * 2.0 ** (failures - 1))
+        return ceiling * (0.5 + rand / 2)
+
+
+class Retrier:
+    """Runs one operation with bounded retries, honouring the account's rate limits."""
+
+    def __init__(self, policy: RetryPolicy, *, now: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.policy = policy
+        self._now, self._sleep, self._rand = now, sleep, rand
+        self._blocked_until: dict[str, float] = {}
+
+    def blocked_until(self, operation: str) -> float | None:
+        until = self._blocked_until.get(operation)
+        return until if until is not None and until > self._now() else None
+
+    async def run(self, operation: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        failures = 0
+        while True:
+            await self._wait_for_reset(operation)
+            try:
+                return await attempt()
+            except RateLimited as exc:
+                reset = exc.reset_at or self._now() + self.policy.rate_limit_wait
+                self._blocked_until[operation] = max(reset, self._now())
+                error: ChannelError = exc
+                delay = 0.0  # the wait for the reset happens at the top of the loop
+            except ChannelError as exc:
+                if exc.permanent:
+                    raise
+                error = exc
+                delay = self.policy.backoff(failures + 1, self._rand())
+            failures += 1
+            if failures > self.policy.max_retries:
+                raise ChannelError(f"{error.message} (gave up after {failures} attempts)",
+                                   permanent=False, reason=error.reason) from error
+            if delay > 0:
+                await self._sleep(delay)
+
+    async def _wait_for_reset(self, operation: str) -> None:
+        until = self._blocked_until.get(operation)
+        if until is None:
+            return
+        remaining = until - self._now()
+        if remaining > self.policy.rate_limit_max_wait:
+            at = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+            raise ChannelError(f"rate limited until {at}; not waiting more than "
+                               f"{self.policy.rate_limit_max_wait:g}s",
+                               permanent=False, reason="rate_limited")
+        # Re-checked after each sleep: the loop clock and the wall clock the
+        # reset is given in may disagree by a few milliseconds.
+        while remaining > 0:
+            await self._sleep(remaining)
+            remaining = until - self._now()
+        if self._blocked_until.get(operation) == until:
+            del self._blocked_until[operation]
+
+
+async def reporting(channel: Channel, work: Awaitable[T]) -> T:
+    """Await `work`, keeping `channel.last_error` for `switchboard channels`."""
+    try:
+        result = await work
+    except ChannelError as exc:
+        channel.last_error = LastError(at=datetime.now(UTC), message=exc.message,
+                                       permanent=exc.permanent)
+        raise
+    channel.last_error = None
+    return result
+
+
+def compose(message: Message) -> str:
+    """The text as published: the link appended unless the text already carries it."""
+    if message.link and message.link not in message.text:
+        return f"{message.text} {message.link}"
+    return message.text

@@ -1,0 +1,116 @@
+"""A chat webhook (Slack-compatible JSON POST), mostly for the internal ops channels.
+
+The body is `{"text": ...}`, which Slack, Mattermost, Rocket.Chat and Teams
+workflows all render, plus `event`, `post_id`, `channel`, `kind` and `sent_at`
+for receivers that want them. `Idempotency-Key: <post id>` lets a receiver that
+honours it drop the copy a retry after a timeout may deliver; Slack itself
+ignores it, so there a timed-out message can show twice.
+
+Retraction: a webhook cannot delete what it posted. `retract` posts a short
+notice instead (`event: "retract"`), so readers learn the message was
+withdrawn and a receiver that can delete (a bridge, an archive) can act on it;
+a permanent error here would only add a failure to every incident timeline
+whose scope includes the chat.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, compose, reporting
+from switchboard.config import ChannelConfig
+
+_MAX_ERROR_BODY = 300
+
+
+class WebhookChannel(Channel):
+    kind = "webhook"
+    default_max_length = 40000
+
+    def __init__(self, config: ChannelConfig) -> None:
+        super().__init__(config)
+        self._retrier = Retrier(RetryPolicy.from_options(config.options))
+        self._url = config.secrets.get("url", "")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        headers = {str(k): str(v) for k, v in (self.config.options.get("headers") or {}).items()}
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout), headers=headers)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def publish(self, message: Message) -> Receipt:
+        body = {"text": compose(message), "event": "post", "post_id": message.post_id,
+                "channel": message.channel, "kind": message.kind,
+                "sent_at": message.sent_at.isoformat()}
+        if message.link:
+            body["link"] = message.link
+        await reporting(self, self._deliver(body, key=message.post_id))
+        return Receipt(remote_id=None)
+
+    async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
+        body = {"text": f"Withdrawn: the message for post {post_id} no longer applies.",
+                "event": "retract", "post_id": post_id, "channel": self.id,
+                "kind": "retraction", "sent_at": at.isoformat()}
+        await reporting(self, self._deliver(body, key=f"{post_id}:retract"))
+
+    async def _deliver(self, body: dict[str, Any], key: str) -> None:
+        session = self._session
+        if session is None:
+            raise RuntimeError(f"webhook channel {self.id} used before start()")
+
+        async def attempt() -> None:
+            try:
+                async with session.post(self._url, json=body,
+                                        headers={"Idempotency-Key": key}) as response:
+                    text = await response.text(errors="replace")
+                    _check(response.status, response.headers, text)
+            except TimeoutError as exc:
+                raise ChannelError(f"webhook did not answer within {self.config.timeout:g}s",
+                                   reason="timeout") from exc
+            except aiohttp.InvalidURL as exc:
+                raise ChannelError(f"webhook URL is not valid: {exc}", permanent=True,
+                                   reason="rejected") from exc
+            except aiohttp.ClientError as exc:
+                raise ChannelError(f"cannot reach webhook: {exc}", reason="network") from exc
+
+        await self._retrier.run("deliver", attempt)
+
+
+def _check(status: int, headers: Any, text: str) -> None:
+    if 200 <= status < 300:
+        return
+    detail = text.strip()[:_MAX_ERROR_BODY]
+    said = f"webhook answered {status}: {detail}" if detail else f"webhook answered {status}"
+    if status == 429:
+        raise RateLimited(said, reset_at=_retry_after(headers.get("Retry-After")))
+    if status >= 500 or status == 408:
+        raise ChannelError(said, reason="server_error" if status >= 500 else "timeout")
+    raise ChannelError(said, permanent=True, reason="auth" if status in (401, 403) else "rejected")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After is either seconds or an HTTP date; both become Unix time."""
+    if not value:
+        return None
+    try:
+        return time.time() + max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
