@@ -1,0 +1,152 @@
+"""CAP 1.x alerts (OASIS Common Alerting Protocol), polled.
+
+The body is either one CAP `<alert>` or an Atom index of alerts whose
+entries carry `cap:` fields (the US National Weather Service's
+alerts.atom) or embed whole `<alert>`s.
+
+- key: the alert's `identifier`; for Update, Cancel and Error messages, the
+  first identifier in `references`, so an update keeps to the same incident.
+- resolved: `msgType` Cancel or Error, or `expires` already past.
+- ignored: `status` Test, Draft and System (the spec says to disregard them)
+  and `msgType` Ack; Exercise is kept, labelled, so a rule can choose it.
+- labels: severity, urgency, certainty, event, category, areaDesc,
+  senderName, sender, msgType, identifier, and `cap_status` (not `status`,
+  which rules already see as firing/resolved).
+
+XML-DSig signatures (IPAWS signs its messages) are not verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from xml.etree.ElementTree import Element
+
+from switchboard.feeds import safexml
+from switchboard.feeds.parser import FeedParser, current_time
+from switchboard.feeds.payload import MAX_LABEL_CHARS, malformed, parse_time
+from switchboard.feeds.safexml import local_name, namespace
+from switchboard.feeds.signal import Signal
+
+KIND = "cap"
+CAP_NAMESPACE_PREFIX = "urn:oasis:names:tc:emergency:cap:"
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+LABELS = ("severity", "urgency", "certainty", "event", "category", "areaDesc", "senderName",
+          "sender", "msgType", "identifier")
+NOTES = ("headline", "description", "instruction", "web", "references", "note", "summary",
+         "link")
+ACTIONABLE_STATUSES = ("Actual", "Exercise")
+RESOLVING_TYPES = ("Cancel", "Error")
+# Repeated elements are joined: areas name places and carry commas themselves.
+JOINERS = {"areaDesc": "; ", "category": ","}
+
+Fields = dict[str, str]
+
+
+class CapParser(FeedParser):
+    kind = KIND
+    accept = "application/cap+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.1"
+
+    def parse(self, body: bytes, headers: Mapping[str, str],
+              now: datetime | None = None) -> list[Signal]:
+        root = safexml.parse(KIND, body, forbid_dtd=True)
+        when = current_time(now)
+        if _is_cap(root) and local_name(root.tag) == "alert":
+            messages = [_alert_fields(root)]
+        elif root.tag == f"{ATOM}feed":
+            messages = [_entry_fields(entry) for entry in root.iter(f"{ATOM}entry")]
+        else:
+            raise malformed(KIND, f"expected a CAP <alert> or an Atom <feed>, "
+                                  f"not <{local_name(root.tag)}>")
+        return [self._signal(fields, when) for fields in messages if _actionable(fields)]
+
+    def _signal(self, fields: Fields, now: datetime) -> Signal:
+        key = _key(fields)
+        expires = parse_time(fields.get("expires"))
+        resolved = fields.get("msgType") in RESOLVING_TYPES or (
+            expires is not None and expires <= now)
+        labels = {name: fields[name] for name in LABELS if fields.get(name)}
+        if fields.get("status"):
+            labels["cap_status"] = fields["status"]
+        return Signal(
+            source=self.config.id, key=key, status="resolved" if resolved else "firing",
+            title=fields.get("headline") or fields.get("title") or fields.get("event") or key,
+            at=parse_time(fields.get("sent")) or parse_time(fields.get("updated")) or now,
+            labels=labels,
+            annotations={name: fields[name] for name in NOTES if fields.get(name)},
+            expires_at=expires)
+
+
+def _is_cap(element: Element) -> bool:
+    return namespace(element.tag).startswith(CAP_NAMESPACE_PREFIX)
+
+
+def _actionable(fields: Fields) -> bool:
+    return (fields.get("status", "Actual") in ACTIONABLE_STATUSES
+            and fields.get("msgType") != "Ack")
+
+
+def _key(fields: Fields) -> str:
+    if fields.get("msgType") in ("Update", *RESOLVING_TYPES):
+        # references: whitespace-separated "sender,identifier,sent" triples
+        for reference in fields.get("references", "").split():
+            parts = reference.split(",")
+            if len(parts) >= 3 and parts[1]:
+                return parts[1]
+    key = fields.get("identifier") or fields.get("id")
+    if not key:
+        raise malformed(KIND, "an alert has no identifier")
+    return key
+
+
+def _alert_fields(alert: Element) -> Fields:
+    fields = _children(alert)
+    info = _pick_info([child for child in alert if local_name(child.tag) == "info"])
+    if info is not None:
+        fields.update(_children(info))
+        areas = [child for child in info if local_name(child.tag) == "area"]
+        if areas:
+            fields["areaDesc"] = "; ".join(
+                text for area in areas for text in [_children(area).get("areaDesc")] if text)
+    return fields
+
+
+def _pick_info(infos: list[Element]) -> Element | None:
+    """The English block where there are several (CAP's default language is en-US)."""
+    for info in infos:
+        if (_children(info).get("language") or "en-US").lower().startswith("en"):
+            return info
+    return infos[0] if infos else None
+
+
+def _entry_fields(entry: Element) -> Fields:
+    embedded = next((el for el in entry.iter() if _is_cap(el) and local_name(el.tag) == "alert"),
+                    None)
+    fields = _alert_fields(embedded) if embedded is not None else {}
+    fields = {**_children(child for child in entry if _is_cap(child)), **fields}
+    for name in ("id", "title", "summary", "updated"):
+        text = _text(entry.find(f"{ATOM}{name}"))
+        if text:
+            fields.setdefault(name, text)
+    link = entry.find(f"{ATOM}link")
+    if link is not None and link.get("href"):
+        fields.setdefault("link", link.get("href", ""))
+    return fields
+
+
+def _children(elements: Iterable[Element]) -> Fields:
+    """Text of simple elements by local name, repeats joined."""
+    out: Fields = {}
+    for child in elements:
+        name, text = local_name(child.tag), _text(child)
+        if not name or not text:
+            continue
+        out[name] = f"{out[name]}{JOINERS.get(name, ', ')}{text}" if name in out else text
+    return out
+
+
+def _text(element: Element | None) -> str:
+    if element is None or element.text is None:
+        return ""
+    return " ".join(element.text.split())[:MAX_LABEL_CHARS]

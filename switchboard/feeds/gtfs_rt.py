@@ -1,0 +1,125 @@
+"""GTFS-realtime service alerts (protobuf `FeedMessage`), polled.
+
+https://gtfs.org/documentation/realtime/reference/#message-alert
+
+One signal per alert entity, keyed by the entity id. Deleted entities and
+alerts whose every active period has ended are resolved; an alert whose
+periods all lie ahead is left out until it starts. Labels: route_id,
+stop_id, agency_id, trip_id (each several values joined with ","), cause and
+effect (enum names such as CONSTRUCTION, DETOUR), severity_level. The title is
+the English (else first) header text.
+
+Incrementality DIFFERENTIAL is read as a full dataset, as almost every
+producer sends FULL_DATASET.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from google.transit import gtfs_realtime_pb2
+
+from switchboard.feeds.parser import FeedParser, current_time
+from switchboard.feeds.payload import MAX_LABEL_CHARS, malformed
+from switchboard.feeds.signal import Signal
+
+KIND = "gtfs-rt"
+Alert = gtfs_realtime_pb2.Alert
+
+
+class GtfsRealtimeParser(FeedParser):
+    kind = KIND
+    accept = "application/x-protobuf, application/octet-stream;q=0.9, */*;q=0.1"
+
+    def parse(self, body: bytes, headers: Mapping[str, str],
+              now: datetime | None = None) -> list[Signal]:
+        if not body:
+            raise malformed(KIND, "empty body")
+        message = gtfs_realtime_pb2.FeedMessage()
+        try:
+            message.ParseFromString(body)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            raise malformed(KIND, f"not a GTFS-realtime FeedMessage ({exc})") from None
+        # Random bytes often decode as *some* protobuf; the required header tells
+        # a real feed apart.
+        if not message.IsInitialized() or not message.header.gtfs_realtime_version:
+            raise malformed(KIND, "not a GTFS-realtime FeedMessage (no header)")
+        when = current_time(now)
+        at = (datetime.fromtimestamp(message.header.timestamp, UTC)
+              if 0 < message.header.timestamp < 2**37 else when)
+        signals = (self._signal(entity, at, when) for entity in message.entity
+                   if entity.HasField("alert"))
+        return [signal for signal in signals if signal is not None]
+
+    def _signal(self, entity: Any, at: datetime, now: datetime) -> Signal | None:
+        alert = entity.alert
+        state = "resolved" if entity.is_deleted else _period_state(alert, now.timestamp())
+        if state == "pending":
+            return None
+        selectors = list(alert.informed_entity)
+        labels = {
+            "route_id": _joined([s.route_id for s in selectors if s.route_id]
+                                + [s.trip.route_id for s in selectors if s.trip.route_id]),
+            "stop_id": _joined(s.stop_id for s in selectors if s.stop_id),
+            "agency_id": _joined(s.agency_id for s in selectors if s.agency_id),
+            "trip_id": _joined(s.trip.trip_id for s in selectors if s.trip.trip_id),
+            "cause": _enum_name(Alert.Cause, alert.cause),
+            "effect": _enum_name(Alert.Effect, alert.effect),
+            "severity_level": (_enum_name(Alert.SeverityLevel, alert.severity_level)
+                               if alert.HasField("severity_level") else ""),
+        }
+        notes = {"description": _translation(alert.description_text),
+                 "url": _translation(alert.url)}
+        return Signal(
+            source=self.config.id, key=entity.id,
+            status="resolved" if state == "ended" or entity.is_deleted else "firing",
+            title=_translation(alert.header_text) or notes["description"] or entity.id,
+            at=at, labels={name: value for name, value in labels.items() if value},
+            annotations={name: value for name, value in notes.items() if value},
+            expires_at=_last_end(alert))
+
+
+def _period_state(alert: Any, now: float) -> str:
+    """"active", "ended" (every period over) or "pending" (none begun yet).
+
+    No period at all means active for as long as it is in the feed; 0 is an
+    open start or end.
+    """
+    periods = list(alert.active_period)
+    if not periods:
+        return "active"
+    if any(p.start <= now and (p.end == 0 or now < p.end) for p in periods):
+        return "active"
+    if all(p.end != 0 and p.end <= now for p in periods):
+        return "ended"
+    return "pending"
+
+
+def _last_end(alert: Any) -> datetime | None:
+    ends = [p.end for p in alert.active_period]
+    if not ends or 0 in ends or max(ends) >= 2**37:
+        return None
+    return datetime.fromtimestamp(max(ends), UTC)
+
+
+def _translation(text: Any) -> str:
+    """English where given (an empty language means the feed's own, assumed English)."""
+    translations = list(text.translation)
+    chosen = next((t for t in translations if t.language.lower().startswith("en")), None) \
+        or next((t for t in translations if not t.language), None) \
+        or (translations[0] if translations else None)
+    return " ".join(chosen.text.split())[:MAX_LABEL_CHARS] if chosen is not None else ""
+
+
+def _enum_name(enum: Any, value: int) -> str:
+    try:
+        return str(enum.Name(value))
+    except ValueError:
+        return str(value)
+
+
+def _joined(values: Iterable[str]) -> str:
+    return ",".join(dict.fromkeys(values))[:MAX_LABEL_CHARS]
