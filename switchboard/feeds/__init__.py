@@ -30,7 +30,8 @@ against the previous poll, so disappearance also resolves.
 
 from __future__ import annotations
 
-from switchboard.config import FeedConfig
+from typing import TYPE_CHECKING
+
 from switchboard.feeds.alertmanager import AlertmanagerParser
 from switchboard.feeds.atom import AtomParser, RssParser
 from switchboard.feeds.cap import CapParser
@@ -40,6 +41,9 @@ from switchboard.feeds.pagerduty import PagerDutyParser
 from switchboard.feeds.parser import FeedParser
 from switchboard.feeds.signal import FeedError, Signal
 from switchboard.feeds.statuspage import StatuspageParser
+
+if TYPE_CHECKING:
+    from switchboard.config import FeedConfig
 
 PARSERS: dict[str, type[FeedParser]] = {
     parser.kind: parser

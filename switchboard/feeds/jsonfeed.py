@@ -26,9 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from switchboard.config import FeedConfig
 from switchboard.feeds.auth import check_bearer, header, signature_matches, unauthorized
 from switchboard.feeds.parser import FeedParser, current_time
 from switchboard.feeds.payload import (
@@ -40,6 +39,9 @@ from switchboard.feeds.payload import (
     string_map,
 )
 from switchboard.feeds.signal import Signal
+
+if TYPE_CHECKING:
+    from switchboard.config import FeedConfig
 
 KIND = "json"
 DEFAULT_SIGNATURE_HEADER = "X-Signature"

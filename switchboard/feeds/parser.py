@@ -5,10 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from switchboard.config import FeedConfig
 from switchboard.feeds.signal import FeedError, Signal
+
+if TYPE_CHECKING:
+    from switchboard.config import FeedConfig
 
 
 class FeedParser(ABC):
