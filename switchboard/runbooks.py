@@ -585,14 +585,14 @@ class _Sample:
             return
         targets = step.targets(self.public)
         longest: tuple[int, str] = (0, "")
-        for declared_by, signal in (("by hand (signal is empty then)", NO_SIGNAL),
+        for declared_by, signal in (("by hand, so signal is empty", NO_SIGNAL),
                                     ("by a feed signal", _sample_signal())):
             for channel in targets or ("",):
                 context = self.context(step, signal, channel)
                 try:
                     text = step.template.render(context)
                 except TemplateFailure as exc:
-                    self.reader.template_problem(path, exc, f" (when the incident is declared "
+                    self.reader.template_problem(path, exc, f" (sample incident declared "
                                                             f"{declared_by})")
                     return
                 longest = max(longest, (len(text), channel))

@@ -160,6 +160,7 @@ class Templates:
         return self.compile(source).render(context)
 
     def _local(self, value: object) -> datetime:
+        _defined(value)
         if not isinstance(value, datetime):
             raise TypeError(f"expected a date and time, not {type(value).__name__}")
         # A naive time can only come from a bug upstream; UTC is the safe reading.
@@ -184,6 +185,7 @@ def _duration(value: str) -> timedelta:
 
 def format_duration(value: object) -> str:
     """timedelta -> '1h 30m', '45s', '2d 3h'; zero is '0m'."""
+    _defined(value)
     if not isinstance(value, timedelta):
         raise TypeError(f"expected a duration, not {type(value).__name__}")
     total = int(value.total_seconds())
@@ -194,6 +196,12 @@ def format_duration(value: object) -> str:
     parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"),
                                           (seconds, "s")) if n]
     return sign + (" ".join(parts) or "0m")
+
+
+def _defined(value: object) -> None:
+    # Jinja hands undefined values to filters; fail as if they had been printed.
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
 
 
 def _plain(message: str) -> str:
