@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from secrets import token_urlsafe
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -108,12 +108,13 @@ def _convert(node: yaml.Node, path: Path_, doc: Document) -> Any:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(_scalar(key_node))
+            key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in out:
-                doc.marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                doc.marks[(*path, key)] = key_mark
                 doc.problem((*path, key), "duplicate key")
             out[key] = _convert(value_node, (*path, key), doc)
             # Errors about a key point at the key itself, not at its value.
-            doc.marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            doc.marks[(*path, key)] = key_mark
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*path, i), doc) for i, item in enumerate(node.value)]

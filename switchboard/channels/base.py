@@ -70,10 +70,10 @@ class Channel(ABC):
         self.max_length = config.max_length or self.default_max_length
         self.last_error: LastError | None = None
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook
         """Open files or sessions; called once before the first publish."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what `start` opened; called once at shutdown."""
 
     @abstractmethod

@@ -56,14 +56,17 @@ class XChannel(Channel):
                                                    user_auth=True)
             except tweepy.Forbidden as exc:
                 if uncertain and _is_duplicate(exc):
-                    # The attempt that timed out did create the tweet; X now
-                    # refuses the same text as a duplicate. The post is out
-                    # once, which is what we wanted: report it published, not
-                    # failed, and certainly do not post it again. X does not
-                    # say which tweet it was, so there is no id to retract.
+                    # An earlier attempt that we never heard back from (timeout,
+                    # dropped connection, 5xx from a gateway after X acted) did
+                    # create the tweet, and X now refuses the same text as a
+                    # duplicate. The post is out once, which is what we wanted:
+                    # report it published, not failed, and do not post it again.
+                    # X does not say which tweet it was, so there is no id to
+                    # retract. (The duplicate could in theory be an older tweet
+                    # with the same text; X would have refused this post anyway.)
                     return Receipt(remote_id=None, already_existed=True)
                 raise _channel_error(exc) from exc
-            except requests.RequestException as exc:
+            except (requests.RequestException, tweepy.TwitterServerError) as exc:
                 uncertain = True
                 raise _channel_error(exc) from exc
             except tweepy.TweepyException as exc:

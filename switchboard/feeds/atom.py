@@ -38,6 +38,12 @@ RESOLVED_STATES = frozenset({"resolved", "completed", "postmortem"})
 _STATE_IN_HTML = re.compile(r"<strong>\s*([A-Za-z][A-Za-z ]{0,30}?)\s*</strong>")
 _STATE_IN_TITLE = re.compile(r"^\s*\[?\s*(resolved|completed)\s*[\]:-]", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
+# For bodies expat could not read, so defusedxml never saw their DTD: any
+# entity declaration, in any encoding feedparser would accept, is refused.
+_ENTITY_MARKERS = tuple(marker.encode(encoding)
+                        for encoding in ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le",
+                                         "utf-32-be")
+                        for marker in ("<!ENTITY", "<!entity"))
 
 
 class AtomParser(FeedParser):
@@ -58,6 +64,8 @@ class AtomParser(FeedParser):
         except safexml.NotWellFormed as exc:
             if exc.truncated:
                 raise malformed(self.kind, f"document cut off ({exc})") from None
+            if any(marker in body for marker in _ENTITY_MARKERS):
+                raise malformed(self.kind, "refused XML with an entity declaration") from None
         content_type = header(headers, "Content-Type")
         try:
             # A stream, never bytes: given bytes, feedparser tries them as a file name.

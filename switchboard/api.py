@@ -1,0 +1,300 @@
+"""The HTTP listener (design §4.2): health, metrics, the control API and feeds.
+
+Every error is JSON `{"error": {"code", "message"}}`. Authentication happens
+in one middleware from the route's declared role; feed endpoints carry their
+own token or signature and are checked by the feed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from switchboard import refusals
+from switchboard.auth import Caller, digest_matches
+from switchboard.incidents import incident_json, parse_incident_id
+from switchboard.posts import ChannelLimit, new_post, parse_when, post_json
+from switchboard.refusals import Refused
+
+if TYPE_CHECKING:
+    from switchboard.app import Daemon
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ROLE_KEY = web.AppKey("role_required", dict)
+DAEMON = web.AppKey("daemon", object)
+log = structlog.get_logger("api")
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def ok(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+class Api:
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=self.d.config.max_body_bytes,
+                              middlewares=[self._errors, self._auth])
+        r = app.router
+        self.roles: dict[tuple[str, str], str | None] = {}
+        self._add(r, "GET", "/healthz", self.healthz, None)
+        self._add(r, "GET", "/readyz", self.readyz, None)
+        self._add(r, "GET", "/metrics", self.metrics, None)
+        self._add(r, "GET", "/api/v1/status", self.status, "viewer")
+        self._add(r, "GET", "/api/v1/channels", self.channels, "viewer")
+        self._add(r, "GET", "/api/v1/posts", self.list_posts, "viewer")
+        self._add(r, "POST", "/api/v1/posts", self.schedule_posts, "viewer")
+        self._add(r, "GET", "/api/v1/posts/{id}", self.get_post, "viewer")
+        for action in ("cancel", "release", "drop"):
+            self._add(r, "POST", f"/api/v1/posts/{{id}}/{action}", self.post_action, "marketing")
+        self._add(r, "POST", "/api/v1/send", self.send, "viewer")
+        self._add(r, "GET", "/api/v1/incidents", self.list_incidents, "viewer")
+        self._add(r, "POST", "/api/v1/incidents", self.declare, "ops")
+        self._add(r, "GET", "/api/v1/incidents/{id}", self.get_incident, "viewer")
+        self._add(r, "POST", "/api/v1/incidents/{id}/update", self.update_incident, "ops")
+        self._add(r, "POST", "/api/v1/incidents/{id}/resolve", self.resolve_incident, "ops")
+        self._add(r, "POST", "/feeds/{feed_id}", self.feed, None)
+        return app
+
+    def _add(self, router: web.UrlDispatcher, method: str, path: str, handler: Handler,
+             role: str | None) -> None:
+        resource = router.add_route(method, path, handler)
+        self.roles[(method, resource.resource.canonical if resource.resource else path)] = role
+
+    # -- middleware --------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Refused as exc:
+            return error(exc.status, exc.code, exc.message)
+        except web.HTTPRequestEntityTooLarge:
+            return error(413, "too_large", f"request body over {self.d.config.max_body_bytes} "
+                                           "bytes")
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+            raise
+        except Exception:
+            log.exception("api_error", path=request.path)
+            return error(500, "internal", "internal error; see the daemon log")
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route
+        canonical = route.resource.canonical if route.resource else request.path
+        role = self.roles.get((request.method, canonical))
+        if request.path == "/metrics" and self.d.config.metrics_token_sha256:
+            token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not token or not digest_matches(token, self.d.config.metrics_token_sha256):
+                return error(401, "unauthorized", "a valid bearer token is needed for /metrics")
+        if role is None:
+            return await handler(request)
+        caller = self.d.tokens.identify(request.headers.get("Authorization"))
+        if caller is None:
+            return error(401, "unauthorized", "a valid bearer token is needed")
+        if not caller.can(role):
+            return error(403, "forbidden", f"the {caller.role} role cannot do this "
+                                           f"({role} or higher needed)")
+        request["caller"] = caller
+        return await handler(request)
+
+    # -- health ------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        alive = self.d.scheduler.running
+        return ok({"status": "ok" if alive else "scheduler stopped"}, 200 if alive else 503)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ready = self.d.ready
+        return ok({"ready": ready}, 200 if ready else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        self.d.refresh_metrics()
+        body = generate_latest(self.d.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def status(self, request: web.Request) -> web.Response:
+        return ok(self.d.status())
+
+    async def channels(self, request: web.Request) -> web.Response:
+        return ok(self.d.channel_list())
+
+    # -- posts -------------------------------------------------------------
+
+    async def list_posts(self, request: web.Request) -> web.Response:
+        states = [s for s in request.query.get("state", "").split(",") if s]
+        if "scheduled" in states:
+            states.append("queued")
+        limit = _int(request.query.get("limit", "1000"), "limit")
+        posts = self.d.store.list_posts(states, request.query.get("channel"), limit=limit)
+        return ok([post_json(p) for p in posts])
+
+    async def get_post(self, request: web.Request) -> web.Response:
+        post = self.d.store.post(_int(request.match_info["id"], "post id"))
+        if post is None:
+            raise refusals.not_found(f"no post {request.match_info['id']}")
+        out = post_json(post)
+        out["history"] = self.d.store.post_history(post.id)
+        return ok(out)
+
+    async def schedule_posts(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        body = await _json(request)
+        items = body if isinstance(body, list) else [body]
+        if not items:
+            raise refusals.bad_request("no posts given")
+        now = self.d.clock()
+        limits = self._limits()
+        new = []
+        for i, item in enumerate(items):
+            try:
+                new.append(new_post(item, role=caller.role, now=now, tz=self.d.config.timezone,
+                                    channels=limits))
+            except Refused as exc:
+                prefix = f"posts[{i}]: " if isinstance(body, list) else ""
+                raise Refused(exc.status, exc.code, prefix + exc.message) from exc
+        ids = self.d.store.add_posts(new, caller.name, now)
+        self.d.dispatcher.poke(min(p.due_at for p in new))
+        posts = self.d.store.posts(ids)
+        return ok([post_json(p) for p in posts] if isinstance(body, list)
+                  else post_json(posts[0]), 201)
+
+    def _limits(self) -> dict[str, ChannelLimit]:
+        return {cid: ChannelLimit(cid, w.channel.max_length)
+                for cid, w in self.d.dispatcher.workers.items()}
+
+    async def post_action(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        post_id = _int(request.match_info["id"], "post id")
+        action = request.path.rsplit("/", 1)[1]
+        body = await _json(request, optional=True) or {}
+        at = None
+        if action == "release" and body.get("at"):
+            at = parse_when(str(body["at"]), self.d.clock(), self.d.config.timezone)
+        post = self.d.review(post_id, action, caller.name, at)
+        return ok(post_json(post))
+
+    async def send(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise refusals.bad_request("send takes one JSON object")
+        default_kind = "operational" if caller.role == "ops" else "marketing"
+        new = new_post({k: v for k, v in body.items() if k in ("channel", "kind", "text",
+                                                               "link")},
+                       role=caller.role, now=self.d.clock(), tz=self.d.config.timezone,
+                       channels=self._limits(), default_kind=default_kind)
+        decision = self.d.gate.decide(new.channel, new.kind, self.d.clock())
+        if not decision.allowed:
+            raise refusals.conflict(f"{decision.reason}: {new.kind} posts are held until "
+                                    "it is resolved")
+        post = (await self.d.incidents.send_now([new.channel], new.text, caller.name,
+                                                kind=new.kind))[0]
+        if post.state == "suppressed":
+            raise refusals.conflict(f"an incident took channel {post.channel} before the send "
+                                    f"started (INC-{post.incident_id}); post {post.id} is held")
+        if post.state == "failed":
+            return error(502, "publish_failed", f"post {post.id} failed: {post.error}")
+        return ok(post_json(post), 201)
+
+    # -- incidents ---------------------------------------------------------
+
+    async def list_incidents(self, request: web.Request) -> web.Response:
+        everything = request.query.get("all", "").lower() in ("1", "true", "yes")
+        return ok([incident_json(i) for i in self.d.store.incidents(everything)])
+
+    async def get_incident(self, request: web.Request) -> web.Response:
+        incident_id = parse_incident_id(request.match_info["id"])
+        incident = self.d.store.incident(incident_id)
+        if incident is None:
+            raise refusals.not_found(f"no incident INC-{incident_id}")
+        out = incident_json(incident)
+        out["timeline"] = [{"at": e.at, "event": e.event, "actor": e.actor, **e.detail}
+                           for e in self.d.store.timeline(incident_id)]
+        for entry in out["timeline"]:
+            entry["at"] = _iso(entry["at"])
+        held = self.d.store.list_posts(incident_id=incident_id, limit=100_000)
+        out["posts"] = {"suppressed": [p.id for p in held if p.kind == "marketing"]}
+        return ok(out)
+
+    async def declare(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise refusals.bad_request("declare takes one JSON object")
+        channels = body.get("channels")
+        if channels is not None and not (isinstance(channels, list)
+                                         and all(isinstance(c, str) for c in channels)):
+            raise refusals.bad_request("channels must be a list of channel ids")
+        incident = self.d.incidents.declare(
+            runbook=_str(body, "runbook"), title=_str(body, "title"), actor=caller.name,
+            severity=body.get("severity"), channels=channels, reason=body.get("reason"))
+        return ok(incident_json(incident), 201)
+
+    async def update_incident(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        body = await _json(request)
+        posts = await self.d.incidents.update(parse_incident_id(request.match_info["id"]),
+                                              _str(body, "text"), caller.name)
+        return ok([post_json(p) for p in posts], 201)
+
+    async def resolve_incident(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        body = await _json(request, optional=True) or {}
+        incident = self.d.incidents.resolve(parse_incident_id(request.match_info["id"]),
+                                            actor=caller.name, note=body.get("note"))
+        return ok(incident_json(incident))
+
+    # -- feeds -------------------------------------------------------------
+
+    async def feed(self, request: web.Request) -> web.Response:
+        feed_id = request.match_info["feed_id"]
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self.d.feeds.count_error(feed_id, "too_large")
+            raise
+        result = await self.d.feeds.deliver(feed_id, body, request.headers)
+        return ok(result, 202)
+
+
+async def _json(request: web.Request, optional: bool = False) -> Any:
+    raw = await request.read()
+    if not raw:
+        if optional:
+            return None
+        raise refusals.bad_request("a JSON body is needed")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise refusals.bad_request(f"malformed JSON: {exc}") from exc
+
+
+def _str(body: Any, key: str) -> str:
+    value = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        raise refusals.bad_request(f"{key} is required and must be a non-empty string")
+    return value
+
+
+def _int(value: str, what: str) -> int:
+    if not value.isdigit():
+        raise refusals.bad_request(f"bad {what} {value!r}")
+    return int(value)
+
+
+def _iso(ts: float) -> str | None:
+    from switchboard.clock import rfc3339
+    return rfc3339(ts)

@@ -1,0 +1,325 @@
+"""The composition root: builds the daemon in straight-line code, tears it down
+in reverse, and reloads its configuration on SIGHUP.
+
+Reload builds every fallible part of the new configuration (config file,
+runbooks, templates, channels) before it touches live state; a broken file
+changes nothing and sets `switchboard_config_last_reload_successful` to 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
+
+from switchboard import __version__
+from switchboard import config as config_module
+from switchboard.api import Api
+from switchboard.auth import Tokens
+from switchboard.channels import build_channel
+from switchboard.channels.base import Channel
+from switchboard.clock import Clock, rfc3339, system_clock
+from switchboard.config import Config
+from switchboard.dispatcher import Dispatcher
+from switchboard.gate import Gate
+from switchboard.incidents import Context, Incidents
+from switchboard.metrics import Metrics
+from switchboard.refusals import Refused, conflict, not_found
+from switchboard.runbooks import Runbook, channel_infos, load_runbooks
+from switchboard.steps import StepRunner
+from switchboard.store import Post, Store
+from switchboard.systemd import Notifier
+from switchboard.watch import FeedWatch
+from switchboard.yamldoc import InvalidFile, Problem
+
+log = structlog.get_logger("switchboard")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One complete, validated configuration: the config file and its runbooks."""
+
+    config: Config
+    runbooks: dict[str, Runbook]
+
+
+def load_settings(path: Path) -> Settings:
+    """Config and runbooks, validated together; InvalidFile lists every problem."""
+    problems: list[Problem] = []
+    config = config_module.load(path)
+    try:
+        runbooks = load_runbooks(config.runbooks_dir, channel_infos(config.channels),
+                                 config.timezone)
+    except InvalidFile as exc:
+        problems += exc.problems
+        runbooks = {}
+    doc_problems = _rule_problems(path, config, set(runbooks)) if not problems else []
+    problems += doc_problems
+    if problems:
+        raise InvalidFile(problems)
+    return Settings(config, runbooks)
+
+
+def _rule_problems(path: Path, config: Config, names: set[str]) -> list[Problem]:
+    from switchboard import yamldoc
+    doc = yamldoc.load(path)
+    config_module.check_runbook_references(doc, config, names)
+    return doc.problems
+
+
+class Daemon:
+    """Every live part of a running switchboard, wired once in `build`."""
+
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics(CollectorRegistry())
+        self.tokens = Tokens(settings.config.access)
+        self.ready = False
+        self.started_at = clock()
+        self.stop_event = asyncio.Event()
+        self.cleanup: list[Callable[[], Awaitable[Any]]] = []
+        # set in build()
+        self.store: Store
+        self.gate: Gate
+        self.scheduler: AsyncIOScheduler
+        self.dispatcher: Dispatcher
+        self.incidents: Incidents
+        self.feeds: FeedWatch
+        self.notifier = Notifier()
+
+    @property
+    def config(self) -> Config:
+        return self.settings.config
+
+    def context(self) -> Context:
+        cfg = self.settings.config
+        return Context(self.settings.runbooks, {c.id: c for c in cfg.channels}, cfg.timezone)
+
+    async def build(self) -> None:
+        """Straight-line wiring; each part registers its teardown (run in reverse)."""
+        cfg = self.config
+        self.store = Store.open(cfg.database)
+        self.cleanup.append(_sync(self.store.close))
+        recovered = self.store.recover(self.clock())
+        if recovered["unknown"]:
+            log.warning("posts_unknown_after_crash", count=recovered["unknown"])
+
+        self.gate = Gate()
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler.start()
+        self.cleanup.append(_sync(lambda: self.scheduler.shutdown(wait=False)))
+
+        channels = await start_channels(cfg)
+        self.cleanup.append(lambda: close_channels(channels))
+
+        self.dispatcher = Dispatcher(self.store, self.gate, channels, self.scheduler,
+                                     self.metrics, self.clock, cfg.max_lateness)
+        self.incidents = Incidents(self.store, self.gate, self.dispatcher, self.scheduler,
+                                   self.metrics, self.clock, self.context)
+        self.dispatcher.on_published = self.incidents.post_published
+        self.incidents.engine = StepRunner(self.store, self.incidents, self.scheduler,
+                                           self.metrics, self.clock)
+        self.incidents.load()
+        self.dispatcher.start()
+        self.cleanup.append(self.dispatcher.drain)
+
+        self.feeds = FeedWatch(cfg.feeds, self.incidents, self.metrics, self.clock)
+        await self.feeds.start()
+        self.cleanup.append(lambda: self.feeds.stop())
+
+        runner = web.AppRunner(Api(self).application(), access_log=None,
+                               handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, reuse_address=True)
+        await site.start()
+        self.cleanup.append(runner.cleanup)
+        self.metrics.config_last_reload_successful.set(1)
+        self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
+
+    async def teardown(self) -> None:
+        while self.cleanup:
+            step = self.cleanup.pop()
+            try:
+                await step()
+            except Exception:
+                log.exception("teardown_step_failed")
+
+    # -- reload ------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        try:
+            new = load_settings(self.config.path)
+            await self._swap(new)
+        except (InvalidFile, Refused, OSError) as exc:
+            self.metrics.config_last_reload_successful.set(0)
+            log.error("reload_failed", error=str(exc))
+            return False
+        self.metrics.config_last_reload_successful.set(1)
+        self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
+        log.info("reloaded", config=str(self.config.path), runbooks=sorted(new.runbooks))
+        return True
+
+    async def _swap(self, new: Settings) -> None:
+        old = self.config
+        if (new.config.listen_host, new.config.listen_port) != (old.listen_host,
+                                                                 old.listen_port):
+            log.warning("listen_change_needs_restart", listen=f"{old.listen_host}:"
+                                                              f"{old.listen_port}")
+        if new.config.database != old.database:
+            log.warning("state_dir_change_needs_restart", state_dir=str(old.state_dir))
+        if new.config.channels != old.channels:
+            await self._swap_channels(new.config)
+        self.settings = new
+        self.tokens = Tokens(new.config.access)
+        self.dispatcher.max_lateness = new.config.max_lateness.total_seconds()
+        if new.config.feeds != old.feeds:
+            await self.feeds.stop()
+            self.feeds = FeedWatch(new.config.feeds, self.incidents, self.metrics, self.clock)
+            await self.feeds.start()
+        self.incidents.refresh_metrics()
+
+    async def _swap_channels(self, cfg: Config) -> None:
+        # Start the new channels first: if one cannot start, nothing changes.
+        channels = await start_channels(cfg)
+        old_workers = self.dispatcher.workers
+        await self.dispatcher.replace_channels(channels)
+        await close_channels({cid: w.channel for cid, w in old_workers.items()})
+
+    # -- views -------------------------------------------------------------
+
+    def refresh_metrics(self) -> None:
+        counts = self.store.count_by_state()
+        self.metrics.posts_scheduled.set(counts.get("scheduled", 0) + counts.get("queued", 0))
+        self.metrics.posts_unknown.set(counts.get("unknown", 0))
+        self.metrics.posts_held.set(counts.get("held", 0))
+        self.incidents.refresh_metrics()
+
+    def status(self) -> dict[str, Any]:
+        counts = self.store.count_by_state()
+        counts["scheduled"] = counts.get("scheduled", 0) + counts.pop("queued", 0)
+        now = self.clock()
+        return {
+            "version": __version__,
+            "ready": self.ready,
+            "started_at": rfc3339(self.started_at),
+            "config": str(self.config.path),
+            "incidents_active": [f"INC-{i.id}" for i in self.store.incidents()],
+            "channels_under_incident": sorted(self.gate.channels_under_control(now)),
+            "posts": counts,
+            "next_due": rfc3339(self.store.next_due()),
+            "runbooks": sorted(self.settings.runbooks),
+            "feeds": [f.id for f in self.config.feeds],
+        }
+
+    def channel_list(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        out = []
+        for cid, worker in self.dispatcher.workers.items():
+            item = worker.channel.describe()
+            incidents = self.gate.controlling(cid, now)
+            item["under_incident"] = [f"INC-{i}" for i in incidents]
+            item["control"] = "ops" if incidents else "marketing"
+            item["queued"] = len(worker.queue)
+            out.append(item)
+        return out
+
+    def review(self, post_id: int, action: str, actor: str, at: float | None) -> Post:
+        """cancel / release / drop one post (marketing's review of held posts)."""
+        post = self.store.post(post_id)
+        if post is None:
+            raise not_found(f"no post {post_id}")
+        now = self.clock()
+        moves = {"cancel": ("cancelled", ("scheduled",)),
+                 "release": ("scheduled", ("held", "unknown", "failed", "missed")),
+                 "drop": ("dropped", ("held", "unknown", "failed", "missed", "suppressed"))}
+        to_state, allowed = moves[action]
+        fields: dict[str, Any] = {}
+        if action == "release":
+            fields["due_at"] = now if at is None else at
+            fields["error"] = None
+        if not self.store.transition([post_id], to_state, allowed, now, actor,
+                                     f"{action} by {actor}", **fields):
+            raise conflict(f"post {post_id} is {post.state}; {action} needs it "
+                           f"{' or '.join(allowed)}")
+        if action == "release":
+            self.dispatcher.poke(fields["due_at"])
+        updated = self.store.post(post_id)
+        assert updated is not None
+        return updated
+
+
+async def start_channels(cfg: Config) -> dict[str, Channel]:
+    channels: dict[str, Channel] = {}
+    try:
+        for channel_config in cfg.channels:
+            channel = build_channel(channel_config)
+            await channel.start()
+            channels[channel.id] = channel
+    except BaseException:
+        await close_channels(channels)
+        raise
+    return channels
+
+
+async def close_channels(channels: dict[str, Channel]) -> None:
+    for channel in channels.values():
+        with contextlib.suppress(Exception):
+            await channel.close()
+
+
+def _sync(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        fn()
+    return run
+
+
+async def serve(settings: Settings) -> int:
+    """`switchboard run`: build, serve until SIGTERM/SIGINT, drain, exit 0."""
+    daemon = Daemon(settings)
+    loop = asyncio.get_running_loop()
+    try:
+        await daemon.build()
+    except BaseException:
+        await daemon.teardown()
+        raise
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.stop_event.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(daemon.reload()))
+    daemon.ready = True
+    daemon.metrics.ready.set(1)
+    daemon.notifier.ready(f"serving on {settings.config.listen_host}:"
+                          f"{settings.config.listen_port}")
+    watchdog = loop.create_task(_watchdog(daemon))
+    log.info("ready", listen=f"{settings.config.listen_host}:{settings.config.listen_port}",
+             version=__version__, config=str(settings.config.path))
+    await daemon.stop_event.wait()
+    log.info("stopping")
+    daemon.ready = False
+    daemon.metrics.ready.set(0)
+    daemon.notifier.stopping()
+    watchdog.cancel()
+    await daemon.teardown()
+    log.info("stopped")
+    return 0
+
+
+async def _watchdog(daemon: Daemon) -> None:
+    interval = daemon.notifier.watchdog_interval
+    if interval is None:
+        return
+    while True:
+        # Only a loop that still runs its scheduler pets the watchdog.
+        if daemon.scheduler.running:
+            daemon.notifier.watchdog()
+        await asyncio.sleep(interval)

@@ -1,0 +1,239 @@
+"""Publishing: one timer for the next due post, one worker per channel.
+
+Posts stay in the store; a single APScheduler job is armed for the earliest
+due post and re-armed when an earlier one arrives (one job per post does not
+scale). Each publish is a short pipeline: claim -> gate -> send -> record.
+
+- claim: the tick moves due posts `scheduled -> queued` and hands them to the
+  channel's worker (late ones become `missed`, old offers `expired`);
+- gate: the worker asks the gate right before the send starts;
+- send: `sending` is committed before the platform call, so a crash leaves
+  `sending`, which start-up turns into `unknown` (never re-sent);
+- record: `published` with the platform's id, or `failed` with its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from switchboard.channels.base import Channel, ChannelError, LastError, Message
+from switchboard.clock import Clock, to_datetime
+from switchboard.gate import Gate
+from switchboard.metrics import Metrics
+from switchboard.store import Post, Store
+
+JOB_ID = "dispatch"
+CLAIM_BATCH = 1000
+SEND_BATCH = 200
+
+Outcome = Callable[[Post], None]
+
+
+class Dispatcher:
+    def __init__(self, store: Store, gate: Gate, channels: dict[str, Channel],
+                 scheduler: AsyncIOScheduler, metrics: Metrics, clock: Clock,
+                 max_lateness: timedelta, on_published: Outcome | None = None) -> None:
+        self.store, self.gate, self.metrics, self.clock = store, gate, metrics, clock
+        self.scheduler = scheduler
+        self.max_lateness = max_lateness.total_seconds()
+        self.log = structlog.get_logger("dispatcher")
+        self.on_published = on_published
+        self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
+        self._armed_at: float | None = None
+        self._accepting = True
+
+    def start(self) -> None:
+        for worker in self.workers.values():
+            worker.start()
+        self.arm()
+
+    def arm(self, due: float | None = None) -> None:
+        """Arm the timer for the earliest pending post (or `due`, if earlier)."""
+        if not self._accepting:
+            return
+        next_due = self.store.next_due() if due is None else due
+        if next_due is None:
+            if self.scheduler.get_job(JOB_ID):
+                self.scheduler.remove_job(JOB_ID)
+            self._armed_at = None
+            return
+        self._armed_at = next_due
+        self.scheduler.add_job(self.tick, DateTrigger(run_date=to_datetime(next_due)),
+                               id=JOB_ID, replace_existing=True, misfire_grace_time=None,
+                               coalesce=True, max_instances=16)
+
+    def poke(self, due_at: float) -> None:
+        """A post was added: re-arm if it is due before the armed time."""
+        if self._armed_at is None or due_at < self._armed_at:
+            self.arm(due_at)
+
+    async def tick(self) -> None:
+        # No awaits: the whole claim runs as one step of the event loop.
+        now = self.clock()
+        missed = self.store.mark_missed(now - self.max_lateness, now)
+        if missed:
+            self.log.warning("posts_missed", count=len(missed), max_lateness=self.max_lateness)
+        while self._accepting:
+            batch = self.store.claim_due(now, CLAIM_BATCH)
+            for post in batch:
+                self.route(post)
+            if len(batch) < CLAIM_BATCH:
+                break
+        self._armed_at = None
+        self.arm()
+
+    def route(self, post: Post, waiter: asyncio.Future[Post] | None = None) -> None:
+        worker = self.workers.get(post.channel)
+        if worker is None:
+            # The channel left the config (reload): the post cannot go anywhere.
+            self.store.transition([post.id], "failed", ("queued",), self.clock(), "dispatcher",
+                                  "channel no longer configured",
+                                  error=f"channel {post.channel} is not configured")
+            return
+        worker.enqueue(post, waiter)
+
+    async def replace_channels(self, channels: dict[str, Channel]) -> None:
+        """Reload: new workers take over; the old ones finish their send and hand
+        their queues over (posts of a removed channel fail, visibly)."""
+        old = self.workers
+        self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
+        for worker in self.workers.values():
+            worker.start()
+        for worker in old.values():
+            await worker.stop()
+            while worker.queue:
+                post, waiter = worker.queue.popleft()
+                self.route(post, waiter)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Stop taking work; let each worker finish the send it is in."""
+        self._accepting = False
+        if self.scheduler.get_job(JOB_ID):
+            self.scheduler.remove_job(JOB_ID)
+        left = sum(len(w.queue) for w in self.workers.values())
+        await asyncio.wait_for(asyncio.gather(*(w.stop() for w in self.workers.values())),
+                               timeout)
+        self.log.info("dispatcher_drained", queued_left_for_restart=left)
+
+
+class ChannelWorker:
+    """Sends one channel's posts in order; a slow platform holds up only itself."""
+
+    def __init__(self, dispatcher: Dispatcher, channel: Channel) -> None:
+        self.d = dispatcher
+        self.channel = channel
+        self.queue: deque[tuple[Post, asyncio.Future[Post] | None]] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                            name=f"channel-{self.channel.id}")
+
+    def enqueue(self, post: Post, waiter: asyncio.Future[Post] | None) -> None:
+        self.queue.append((post, waiter))
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            if not self.queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self.queue.popleft() for _ in range(min(SEND_BATCH, len(self.queue)))]
+            try:
+                await self._send_batch(batch)
+            except Exception:  # never let one bad batch kill the channel's worker
+                self.d.log.exception("channel_worker_error", channel=self.channel.id)
+                for _, waiter in batch:
+                    if waiter is not None and not waiter.done():
+                        waiter.set_exception(RuntimeError("send failed; see the daemon log"))
+
+    async def _send_batch(self, batch: list[tuple[Post, asyncio.Future[Post] | None]]) -> None:
+        d = self.d
+        now = d.clock()
+        waiters = {p.id: w for p, w in batch if w is not None}
+        ready: list[Post] = []
+        for post, _ in batch:
+            if post.expires_at is not None and now >= post.expires_at:
+                d.store.transition([post.id], "expired", ("queued",), now, "dispatcher",
+                                   "past expires_at")
+            else:
+                ready.append(post)
+        ready = self._gate(ready, now, ("queued",))
+        claimed = set(d.store.transition([p.id for p in ready], "sending", ("queued",), now,
+                                         "dispatcher", "gate open"))
+        for post in ready:
+            # Re-ask: the previous send awaited, and a declaration may have come in.
+            if post.id in claimed and self._gate([post], d.clock(), ("sending",)):
+                await self._send(post)
+            self._settle(post.id, waiters.get(post.id))
+
+    def _gate(self, posts: list[Post], now: float, expect: tuple[str, ...]) -> list[Post]:
+        allowed = []
+        for post in posts:
+            decision = self.d.gate.decide(post.channel, post.kind, now)
+            if decision.allowed:
+                allowed.append(post)
+            elif decision.incident_id is not None and self.d.store.suppress_posts(
+                    [post.id], decision.incident_id, now, expect):
+                self.d.metrics.posts_suppressed.labels(channel=post.channel).inc()
+        return allowed
+
+    async def _send(self, post: Post) -> None:
+        d = self.d
+        sent_at = d.clock()
+        message = Message(str(post.id), post.channel, post.kind, post.text, post.link,
+                          to_datetime(sent_at))
+        try:
+            receipt = await self.channel.publish(message)
+        except ChannelError as exc:
+            self._failed(post, exc)
+            return
+        except Exception as exc:  # a bug in a channel must not leave the post 'sending'
+            d.log.exception("channel_publish_crashed", channel=post.channel, post_id=post.id)
+            self._failed(post, ChannelError(f"internal error: {exc}", permanent=True,
+                                            reason="internal"))
+            return
+        self.channel.last_error = None
+        d.store.transition([post.id], "published", ("sending",), d.clock(), "dispatcher",
+                           "already existed on the platform" if receipt.already_existed else None,
+                           remote_id=receipt.remote_id, published_at=sent_at, error=None)
+        d.metrics.posts_published.labels(channel=post.channel, kind=post.kind).inc()
+        if post.created_at < post.due_at:  # lateness only means something for scheduled posts
+            d.metrics.publish_lateness_seconds.observe(max(0.0, sent_at - post.due_at))
+        if d.on_published is not None:
+            post.state, post.published_at = "published", sent_at
+            d.on_published(post)
+
+    def _failed(self, post: Post, exc: ChannelError) -> None:
+        d = self.d
+        now = d.clock()
+        self.channel.last_error = LastError(to_datetime(now), exc.message, exc.permanent)
+        d.store.transition([post.id], "failed", ("sending",), now, "dispatcher",
+                           f"{'permanent' if exc.permanent else 'transient'}: {exc.reason}",
+                           error=exc.message)
+        d.metrics.posts_failed.labels(channel=post.channel, reason=exc.reason).inc()
+        d.metrics.channel_last_error_timestamp_seconds.labels(channel=post.channel).set(now)
+        d.log.warning("publish_failed", channel=post.channel, post_id=post.id,
+                      reason=exc.reason, permanent=exc.permanent, error=exc.message)
+
+    def _settle(self, post_id: int, waiter: asyncio.Future[Post] | None) -> None:
+        if waiter is not None and not waiter.done():
+            post = self.d.store.post(post_id)
+            assert post is not None
+            waiter.set_result(post)

@@ -1,0 +1,375 @@
+"""Incidents: declare, hand over, update, resolve, and give the channels back.
+
+A declaration commits (incident + channel holds) and closes the gate in the
+same event-loop step, before anyone is answered: from the acknowledgement on,
+no marketing send can start on the scope's channels. Resolution keeps the
+holds for the runbook's cooldown; at its end the held posts follow the
+runbook's policy and the channel returns to marketing once no other incident
+holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from switchboard import refusals
+from switchboard.clock import Clock, rfc3339, to_datetime
+from switchboard.config import ChannelConfig, FeedConfig
+from switchboard.dispatcher import Dispatcher
+from switchboard.feeds.signal import Signal
+from switchboard.gate import Gate
+from switchboard.metrics import Metrics
+from switchboard.posts import spaced_times
+from switchboard.runbooks import Runbook
+from switchboard.store import Incident, NewPost, Post, Store
+
+
+class Engine(Protocol):
+    """The runbook engine, as incidents see it."""
+
+    def on_declared(self, incident: Incident, runbook: Runbook) -> None: ...
+    def on_resolved(self, incident: Incident, runbook: Runbook) -> None: ...
+    def resume(self, incident: Incident, runbook: Runbook) -> None: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """What incidents read from the live config; swapped as a whole on reload."""
+
+    runbooks: Mapping[str, Runbook]
+    channels: Mapping[str, ChannelConfig]
+    timezone: ZoneInfo
+
+
+class Incidents:
+    def __init__(self, store: Store, gate: Gate, dispatcher: Dispatcher,
+                 scheduler: AsyncIOScheduler, metrics: Metrics, clock: Clock,
+                 context: Callable[[], Context]) -> None:
+        self.store, self.gate, self.dispatcher = store, gate, dispatcher
+        self.scheduler, self.metrics, self.clock = scheduler, metrics, clock
+        self.context = context
+        self.engine: Engine | None = None
+        self.log = structlog.get_logger("incidents")
+
+    # -- start-up ----------------------------------------------------------
+
+    def load(self) -> None:
+        """Rebuild the gate from the store (a crash must not reopen it)."""
+        suppress = {i.id: i.suppress for i in self.store.incidents(include_resolved=True,
+                                                                  limit=100_000)
+                    if i.state == "active" or not i.held_done}
+        for hold in self.store.holds():
+            self.gate.hold(hold.channel, hold.incident_id,
+                           suppress.get(hold.incident_id, ["marketing"]), hold.until)
+        for incident in self.store.incidents_awaiting_release():
+            self._schedule_release(incident)
+        for incident in self.store.incidents():
+            runbook = self.context().runbooks.get(incident.runbook)
+            if incident.auto_resolve_at is not None:
+                self._schedule_auto_resolve(incident.id, incident.auto_resolve_at)
+            if runbook is not None and self.engine is not None:
+                self.engine.resume(incident, runbook)
+        self.refresh_metrics()
+
+    # -- declare -----------------------------------------------------------
+
+    def declare(self, *, runbook: str, title: str, actor: str, severity: str | None = None,
+                channels: list[str] | None = None, reason: str | None = None,
+                source: str = "manual", signal: Signal | None = None) -> Incident:
+        ctx = self.context()
+        book = ctx.runbooks.get(runbook)
+        if book is None:
+            raise refusals.unprocessable(f"no runbook named {runbook!r} "
+                                         f"(runbooks: {', '.join(sorted(ctx.runbooks))})")
+        scope = list(channels) if channels else list(book.public_channels(ctx.channels))
+        unknown = [c for c in scope if c not in ctx.channels]
+        if unknown:
+            raise refusals.not_found(f"no channel named {unknown[0]!r} "
+                                     f"(channels: {', '.join(sorted(ctx.channels))})")
+        if not title.strip():
+            raise refusals.bad_request("title must not be empty")
+        now = self.clock()
+        incident_id = self.store.declare(
+            title=title, runbook=runbook, severity=severity or book.severity, channels=scope,
+            suppress=list(book.suppress), reason=reason, source=source,
+            signal_key=None if signal is None else signal_key(signal),
+            signal=None if signal is None else signal_json(signal), actor=actor, now=now)
+        for channel in scope:
+            self.gate.hold(channel, incident_id, book.suppress)
+        incident = self._get(incident_id)
+        self.log.warning("incident_declared", incident=f"INC-{incident_id}", runbook=runbook,
+                         channels=scope, actor=actor, source=source)
+        self.refresh_metrics()
+        if self.engine is not None:
+            self.engine.on_declared(incident, book)
+        return incident
+
+    # -- resolve -----------------------------------------------------------
+
+    def resolve(self, incident_id: int, *, actor: str, note: str | None = None) -> Incident:
+        incident = self._get(incident_id)
+        if incident.state != "active":
+            raise refusals.conflict(f"INC-{incident_id} is already resolved")
+        book = self.context().runbooks.get(incident.runbook)
+        cooldown = book.resolve.cooldown if book else timedelta(0)
+        now = self.clock()
+        until = now + cooldown.total_seconds()
+        self.store.resolve(incident_id, actor=actor, note=note, now=now, cooldown_until=until)
+        self.gate.set_until(incident_id, until)
+        self._cancel_auto_resolve(incident_id)
+        resolved = self._get(incident_id)
+        self.log.warning("incident_resolved", incident=f"INC-{incident_id}", actor=actor,
+                         cooldown_until=rfc3339(until))
+        if self.engine is not None and book is not None:
+            self.engine.on_resolved(resolved, book)
+        self._schedule_release(resolved)
+        self.refresh_metrics()
+        return resolved
+
+    def _schedule_release(self, incident: Incident) -> None:
+        at = incident.cooldown_until or self.clock()
+        self.scheduler.add_job(self._release, DateTrigger(run_date=to_datetime(at)),
+                               args=[incident.id], id=f"release-{incident.id}",
+                               replace_existing=True, misfire_grace_time=None)
+
+    async def _release(self, incident_id: int) -> None:
+        """Cooldown over: apply the held-post policy, then let go of the channels."""
+        incident = self._get(incident_id)
+        book = self.context().runbooks.get(incident.runbook)
+        policy = book.resolve.held_posts if book else "review"
+        spacing = book.resolve.min_spacing if book else timedelta(minutes=5)
+        now = self.clock()
+        held = self.store.list_posts(("suppressed",), incident_id=incident_id, limit=1_000_000)
+        outcome = self._apply_policy(held, policy, spacing, now)
+        self.store.release_holds(incident_id)
+        self.gate.release(incident_id)
+        self.store.set_incident_fields(incident_id, held_done=1)
+        self.store.log(incident_id, now, "channels_released", "daemon",
+                       {"held_posts": policy, **outcome})
+        self.log.info("channels_released", incident=f"INC-{incident_id}", policy=policy,
+                      **outcome)
+        self.dispatcher.arm()
+        self.refresh_metrics()
+
+    def _apply_policy(self, held: list[Post], policy: str, spacing: timedelta,
+                      now: float) -> dict[str, int]:
+        ids = [p.id for p in held]
+        reason = f"held-post policy {policy}"
+        if policy == "drop":
+            return {"dropped": len(self.store.transition(ids, "dropped", ("suppressed",), now,
+                                                         "runbook", reason))}
+        if policy == "review":
+            return {"held": len(self.store.transition(ids, "held", ("suppressed",), now,
+                                                      "runbook", reason))}
+        expired = [p.id for p in held if p.expires_at is not None and p.expires_at <= now]
+        self.store.transition(expired, "expired", ("suppressed",), now, "runbook", reason)
+        by_channel: dict[str, list[Post]] = {}
+        for post in held:
+            if post.id not in expired:
+                by_channel.setdefault(post.channel, []).append(post)
+        requeued = 0
+        for posts in by_channel.values():
+            for post, due in zip(posts, spaced_times(now, len(posts), spacing), strict=True):
+                if post.expires_at is not None and due >= post.expires_at:
+                    self.store.transition([post.id], "expired", ("suppressed",), now, "runbook",
+                                          "would expire before its rescheduled slot")
+                    continue
+                requeued += len(self.store.transition([post.id], "scheduled", ("suppressed",),
+                                                      now, "runbook", reason, due_at=due))
+        return {"rescheduled": requeued, "expired": len(expired)}
+
+    # -- updates and notices -----------------------------------------------
+
+    async def update(self, incident_id: int, text: str, actor: str) -> list[Post]:
+        """An operational post to the incident's public channels, now."""
+        incident = self._get(incident_id)
+        if incident.state != "active":
+            raise refusals.conflict(f"INC-{incident_id} is resolved; post with `post send`")
+        ctx = self.context()
+        public = [c for c in incident.channels
+                  if c in ctx.channels and ctx.channels[c].audience == "public"]
+        if not public:
+            raise refusals.unprocessable(f"INC-{incident_id} has no public channel to post to")
+        for channel in public:
+            limit = self.dispatcher.workers[channel].channel.max_length
+            if len(text) > limit:
+                raise refusals.unprocessable(f"text is {len(text)} characters; channel "
+                                             f"{channel} allows at most {limit}")
+        posts = await self.send_now(public, text, actor, kind="operational")
+        self.store.log(incident_id, self.clock(), "update_posted", actor,
+                       {"posts": [p.id for p in posts], "text": text})
+        return posts
+
+    async def send_now(self, channels: list[str], text: str, actor: str,
+                       kind: str = "operational", timeout: float = 120.0) -> list[Post]:
+        """Publish now through the gate and wait for each outcome."""
+        now = self.clock()
+        ids = self.store.add_posts([NewPost(channel=c, kind=kind, text=text, due_at=now,
+                                            state="queued") for c in channels], actor, now)
+        loop = asyncio.get_running_loop()
+        waiters = []
+        for post in self.store.posts(ids):
+            waiter: asyncio.Future[Post] = loop.create_future()
+            self.dispatcher.route(post, waiter)
+            waiters.append(waiter)
+        return list(await asyncio.wait_for(asyncio.gather(*waiters), timeout))
+
+    def post_published(self, post: Post) -> None:
+        """Dispatcher hook: operational posts count as updates of the incidents they serve."""
+        if post.kind != "operational":
+            return
+        for incident_id in self.gate.controlling(post.channel, self.clock()):
+            incident = self.store.incident(incident_id)
+            if incident is None or incident.state != "active":
+                continue
+            self.store.set_incident_fields(incident_id, last_operational_at=post.published_at)
+            self.store.log(incident_id, self.clock(), "post_sent", post.created_by,
+                           {"post": post.id, "channel": post.channel})
+            self.metrics.operational_update_overdue.labels(incident=f"INC-{incident_id}").set(0)
+
+    # -- feeds -------------------------------------------------------------
+
+    def on_signal(self, feed: FeedConfig, signal: Signal) -> str:
+        """Returns what happened: declared, updated, resolving, cleared, unmatched, ignored."""
+        active = self.store.active_by_signal(signal_key(signal))
+        if signal.status == "firing":
+            if active is not None:
+                return self._refired(active, signal)
+            rule = next((r for r in feed.rules if r.matches(signal.fields())), None)
+            if rule is None:
+                return "unmatched"
+            self.declare(runbook=rule.runbook, title=rule.title or signal.title,
+                         severity=rule.severity or signal.labels.get("severity"),
+                         channels=list(rule.channels) if rule.channels else None,
+                         reason=signal.annotations.get("description") or signal.title,
+                         actor=f"feed:{feed.id}", source=feed.id, signal=signal)
+            return "declared"
+        if active is None:
+            return "ignored"
+        return self._cleared(active, signal)
+
+    def _refired(self, incident: Incident, signal: Signal) -> str:
+        now = self.clock()
+        if incident.auto_resolve_at is not None:
+            self._cancel_auto_resolve(incident.id)
+            self.store.log(incident.id, now, "signal_refired", f"feed:{signal.source}",
+                           {"note": "auto-resolve cancelled: the source fired again"})
+        else:
+            self.store.log(incident.id, now, "signal_repeated", f"feed:{signal.source}",
+                           {"title": signal.title})
+        return "updated"
+
+    def _cleared(self, incident: Incident, signal: Signal) -> str:
+        now = self.clock()
+        book = self.context().runbooks.get(incident.runbook)
+        if book is not None and book.resolve.auto:
+            at = now + book.resolve.quiet_period.total_seconds()
+            self.store.set_incident_fields(incident.id, auto_resolve_at=at)
+            self.store.log(incident.id, now, "signal_resolved", f"feed:{signal.source}",
+                           {"auto_resolve_at": rfc3339(at)})
+            self._schedule_auto_resolve(incident.id, at)
+            return "resolving"
+        self.store.log(incident.id, now, "signal_resolved", f"feed:{signal.source}",
+                       {"note": "source cleared; resolve by command"})
+        if book is not None:
+            text = (f"INC-{incident.id} ({incident.title}): the source {signal.source} reports "
+                    f"it has cleared. Resolve with: switchboard incident resolve INC-{incident.id}")
+            self.notify(incident.id, list(book.handover.notify), text, "source-cleared")
+        return "cleared"
+
+    def notify(self, incident_id: int, channels: list[str], text: str, why: str) -> None:
+        """Internal notice (ops chat) sent as an operational post, recorded like any post."""
+        live = [c for c in channels if c in self.dispatcher.workers]
+        if not live:
+            return
+        now = self.clock()
+        ids = self.store.add_posts([NewPost(channel=c, kind="operational", text=text,
+                                            due_at=now, state="queued") for c in live],
+                                   f"runbook:{why}", now)
+        for post in self.store.posts(ids):
+            self.dispatcher.route(post)
+        self.store.log(incident_id, now, "notified", "runbook",
+                       {"channels": live, "why": why, "posts": ids})
+
+    def _schedule_auto_resolve(self, incident_id: int, at: float) -> None:
+        self.scheduler.add_job(self._auto_resolve, DateTrigger(run_date=to_datetime(at)),
+                               args=[incident_id], id=f"autoresolve-{incident_id}",
+                               replace_existing=True, misfire_grace_time=None)
+
+    def _cancel_auto_resolve(self, incident_id: int) -> None:
+        self.store.set_incident_fields(incident_id, auto_resolve_at=None)
+        if self.scheduler.get_job(f"autoresolve-{incident_id}"):
+            self.scheduler.remove_job(f"autoresolve-{incident_id}")
+
+    async def _auto_resolve(self, incident_id: int) -> None:
+        incident = self._get(incident_id)
+        if incident.state == "active" and incident.auto_resolve_at is not None:
+            self.resolve(incident_id, actor="feed", note="source quiet for the quiet period")
+
+    # -- queries -----------------------------------------------------------
+
+    def _get(self, incident_id: int) -> Incident:
+        incident = self.store.incident(incident_id)
+        if incident is None:
+            raise refusals.not_found(f"no incident INC-{incident_id}")
+        return incident
+
+    def refresh_metrics(self) -> None:
+        now = self.clock()
+        active = self.store.incidents()
+        self.metrics.incidents_active.set(len(active))
+        oldest = min((i.declared_at for i in active), default=None)
+        self.metrics.incident_oldest_open_seconds.set(0 if oldest is None else now - oldest)
+        controlled = self.gate.channels_under_control(now)
+        for channel in self.context().channels:
+            self.metrics.channel_under_incident.labels(channel=channel).set(
+                1 if channel in controlled else 0)
+
+
+def parse_incident_id(value: str) -> int:
+    text = value.strip().upper()
+    number = text[4:] if text.startswith("INC-") else text
+    if not number.isdigit():
+        raise refusals.bad_request(f"bad incident id {value!r} (expected INC-<n>)")
+    return int(number)
+
+
+def signal_key(signal: Signal) -> str:
+    return f"{signal.source}:{signal.key}"
+
+
+def signal_json(signal: Signal) -> dict[str, Any]:
+    return {"source": signal.source, "key": signal.key, "status": signal.status,
+            "title": signal.title, "at": signal.at.isoformat(), "labels": signal.labels,
+            "annotations": signal.annotations}
+
+
+def incident_json(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": f"INC-{incident.id}",
+        "title": incident.title,
+        "runbook": incident.runbook,
+        "severity": incident.severity,
+        "state": incident.state,
+        "channels": incident.channels,
+        "suppress": incident.suppress,
+        "reason": incident.reason,
+        "source": incident.source,
+        "signal_key": incident.signal_key,
+        "declared_at": rfc3339(incident.declared_at),
+        "declared_by": incident.declared_by,
+        "resolved_at": rfc3339(incident.resolved_at),
+        "resolved_by": incident.resolved_by,
+        "resolve_note": incident.resolve_note,
+        "cooldown_until": rfc3339(incident.cooldown_until),
+        "last_operational_at": rfc3339(incident.last_operational_at),
+    }

@@ -1,0 +1,163 @@
+"""Posts: what marketing and ops ask to publish, checked before it is stored.
+
+Parsing of times (`--at`, `--expires`), text limits and role rules live here,
+so the API, the CLI import and runbook steps all schedule the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from switchboard import refusals
+from switchboard.clock import rfc3339
+from switchboard.store import NewPost, Post
+from switchboard.yamldoc import parse_duration
+
+KINDS = ("marketing", "operational")
+# Roles allowed to create each kind of post (admin holds both powers).
+KIND_ROLES = {"marketing": {"marketing", "admin"}, "operational": {"ops", "admin"}}
+_FIELDS = {"channel", "kind", "text", "link", "at", "due_at", "expires", "expires_at"}
+
+
+def parse_when(value: str, now: float, tz: ZoneInfo) -> float:
+    """RFC 3339 with offset, a local time in `tz`, `now`, or an offset like `+10m`.
+
+    Local times are DST-safe: a time inside the spring-forward gap does not
+    exist and is refused; an ambiguous one (autumn) means its first occurrence.
+    """
+    text = value.strip()
+    if text == "now":
+        return now
+    if text.startswith("+"):
+        try:
+            return now + parse_duration(text[1:]).total_seconds()
+        except ValueError as exc:
+            raise refusals.bad_request(f"bad time offset {value!r}: {exc}") from exc
+    try:
+        parsed = datetime.fromisoformat(text.replace(" ", "T", 1) if " " in text else text)
+    except ValueError as exc:
+        raise refusals.bad_request(
+            f"bad time {value!r}: use RFC 3339 (2026-12-01T09:00:00+00:00), a local time "
+            f"(2026-12-01 09:00) or an offset (+10m)") from exc
+    if parsed.tzinfo is not None:
+        return parsed.timestamp()
+    local = parsed.replace(tzinfo=tz, fold=0)
+    round_trip = local.astimezone(UTC).astimezone(tz)
+    if round_trip.replace(tzinfo=None) != parsed:
+        raise refusals.bad_request(f"{value} does not exist in {tz.key} (the clocks skip it)")
+    return local.timestamp()
+
+
+@dataclass(frozen=True)
+class ChannelLimit:
+    id: str
+    max_length: int
+
+
+def new_post(body: Mapping[str, Any], *, role: str, now: float, tz: ZoneInfo,
+             channels: Mapping[str, ChannelLimit], default_kind: str = "marketing") -> NewPost:
+    """Check one post request; raises Refused (400/403/404/422) naming what is wrong."""
+    if not isinstance(body, Mapping):
+        raise refusals.bad_request("a post must be a JSON object")
+    unknown = set(body) - _FIELDS
+    if unknown:
+        raise refusals.bad_request(f"unknown post field(s): {', '.join(sorted(unknown))}")
+    channel = _required_str(body, "channel")
+    if channel not in channels:
+        raise refusals.not_found(f"no channel named {channel!r} "
+                                 f"(channels: {', '.join(sorted(channels))})")
+    kind = str(body.get("kind") or default_kind)
+    if kind not in KINDS:
+        raise refusals.bad_request(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if role not in KIND_ROLES[kind]:
+        raise refusals.forbidden(f"the {role} role cannot create {kind} posts")
+    text = _required_str(body, "text")
+    limit = channels[channel].max_length
+    if len(text) > limit:
+        raise refusals.unprocessable(f"text is {len(text)} characters; channel {channel} "
+                                     f"allows at most {limit}")
+    when = body.get("at", body.get("due_at"))
+    due_at = now if when is None else parse_when(_as_str(when, "at"), now, tz)
+    expires = body.get("expires", body.get("expires_at"))
+    expires_at = None if expires is None else parse_when(_as_str(expires, "expires"), now, tz)
+    if expires_at is not None and expires_at <= due_at:
+        raise refusals.unprocessable("expires must be later than the due time")
+    link = body.get("link")
+    return NewPost(channel=channel, kind=kind, text=text, due_at=due_at,
+                   link=None if link is None else _as_str(link, "link"), expires_at=expires_at)
+
+
+def _required_str(body: Mapping[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise refusals.bad_request(f"{key} is required and must be a non-empty string")
+    return value
+
+
+def _as_str(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise refusals.bad_request(f"{key} must be a string")
+    return value
+
+
+def parse_calendar(data: bytes, filename: str) -> list[dict[str, Any]]:
+    """A marketing calendar: CSV with a header row, or JSON lines (one post per line)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise refusals.bad_request(f"{filename}: not UTF-8 text") from exc
+    if filename.endswith((".jsonl", ".json", ".ndjson")) or text.lstrip().startswith("{"):
+        return _json_lines(text, filename)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows:
+        raise refusals.bad_request(f"{filename}: no posts (CSV needs a header row: "
+                                   "channel,at,text[,kind,expires,link])")
+    return [{k.strip(): v for k, v in row.items() if k and v not in (None, "")} for row in rows]
+
+
+def _json_lines(text: str, filename: str) -> list[dict[str, Any]]:
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise refusals.bad_request(f"{filename}:{number}: bad JSON: {exc.msg}") from exc
+        if not isinstance(item, dict):
+            raise refusals.bad_request(f"{filename}:{number}: each line must be a JSON object")
+        out.append(item)
+    return out
+
+
+def post_json(post: Post) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "channel": post.channel,
+        "kind": post.kind,
+        "text": post.text,
+        "link": post.link,
+        # `queued` is the dispatcher's internal hand-off; users see scheduled.
+        "state": "scheduled" if post.state == "queued" else post.state,
+        "due_at": rfc3339(post.due_at),
+        "expires_at": rfc3339(post.expires_at),
+        "incident_id": None if post.incident_id is None else f"INC-{post.incident_id}",
+        "remote_id": post.remote_id,
+        "error": post.error,
+        "created_by": post.created_by,
+        "created_at": rfc3339(post.created_at),
+        "published_at": rfc3339(post.published_at),
+    }
+
+
+def spaced_times(start: float, count: int, spacing: timedelta) -> Sequence[float]:
+    """Due times for re-queued posts: one channel never gets a burst."""
+    step = spacing.total_seconds()
+    return [start + i * step for i in range(count)]

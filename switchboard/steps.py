@@ -1,0 +1,247 @@
+"""Running a runbook's steps during a live incident.
+
+Each (incident, step, occurrence) runs at most once: the run is claimed in the
+store before it starts, so a restart runs the steps that came due while the
+daemon was down and never repeats the finished ones. A repeating step that
+missed several occurrences during downtime runs once, not in a burst.
+
+A failing step (channel error, template error) is recorded on the timeline
+and reported to the hand-over channels; it never stops the incident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from switchboard.channels.base import ChannelError
+from switchboard.clock import Clock, to_datetime
+from switchboard.feeds.signal import Signal
+from switchboard.incidents import Incidents
+from switchboard.metrics import Metrics
+from switchboard.runbooks import Runbook, Step
+from switchboard.store import Incident, Store
+from switchboard.templates import (
+    Context,
+    IncidentView,
+    SignalView,
+    TemplateFailure,
+    format_duration,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # ok | skipped | failed
+    detail: str = ""
+
+
+class StepFailed(Exception):
+    pass
+
+
+HANDOVER = "handover"
+
+
+def handover_step(runbook: Runbook) -> Step:
+    """The notice to the hand-over channels that ops now has control (at +0)."""
+    return Step(name=HANDOVER, action="handover", at=timedelta(0),
+                template=runbook.handover.notice, channels=runbook.handover.notify)
+
+
+class StepRunner:
+    def __init__(self, store: Store, incidents: Incidents, scheduler: AsyncIOScheduler,
+                 metrics: Metrics, clock: Clock) -> None:
+        self.store, self.incidents, self.scheduler = store, incidents, scheduler
+        self.metrics, self.clock = metrics, clock
+        self.log = structlog.get_logger("steps")
+
+    # -- the incident's life ------------------------------------------------
+
+    def on_declared(self, incident: Incident, runbook: Runbook) -> None:
+        if runbook.handover.notify:
+            self._schedule(incident, handover_step(runbook), 0, incident.declared_at)
+        for step in runbook.steps:
+            self._schedule(incident, step, 0, self._due(incident, step, 0))
+
+    def on_resolved(self, incident: Incident, runbook: Runbook) -> None:
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(f"step-{incident.id}-"):
+                job.remove()
+        self.metrics.operational_update_overdue.labels(incident=f"INC-{incident.id}").set(0)
+        for i, step in enumerate(runbook.resolve.steps):
+            self._schedule(incident, step, 0, self.clock() + i * 1e-3, resolve=True)
+
+    def resume(self, incident: Incident, runbook: Runbook) -> None:
+        """After a restart: due steps run (once), future ones are armed again."""
+        done = {(s, o) for s, o, _, _ in self.store.step_runs(incident.id)}
+        if incident.state != "active":
+            for step in runbook.resolve.steps:
+                if (step.name, 0) not in done:
+                    self._schedule(incident, step, 0, self.clock(), resolve=True)
+            return
+        if runbook.handover.notify and (handover_step(runbook).name, 0) not in done:
+            self._schedule(incident, handover_step(runbook), 0, self.clock())
+        now = self.clock()
+        for step in runbook.steps:
+            occurrence = self._latest_due(incident, step, now)
+            if occurrence is None:
+                self._schedule(incident, step, 0, self._due(incident, step, 0))
+            elif (step.name, occurrence) in done:
+                if step.every is not None:
+                    self._schedule(incident, step, occurrence + 1,
+                                   self._due(incident, step, occurrence + 1))
+            else:
+                self._schedule(incident, step, occurrence, now)
+
+    def _due(self, incident: Incident, step: Step, occurrence: int) -> float:
+        every = step.every.total_seconds() if step.every is not None else 0.0
+        return incident.declared_at + step.first.total_seconds() + occurrence * every
+
+    def _latest_due(self, incident: Incident, step: Step, now: float) -> int | None:
+        first = incident.declared_at + step.first.total_seconds()
+        if now < first:
+            return None
+        if step.every is None:
+            return 0
+        return int((now - first) // step.every.total_seconds())
+
+    def _schedule(self, incident: Incident, step: Step, occurrence: int, at: float,
+                  resolve: bool = False) -> None:
+        self.scheduler.add_job(
+            self.run, DateTrigger(run_date=to_datetime(at)),
+            args=[incident.id, step.name, occurrence, resolve],
+            id=f"step-{incident.id}-{step.name}-{occurrence}{'-resolve' if resolve else ''}",
+            replace_existing=True, misfire_grace_time=None)
+
+    # -- one run -----------------------------------------------------------
+
+    async def run(self, incident_id: int, step_name: str, occurrence: int,
+                  resolve: bool = False) -> None:
+        incident = self.store.incident(incident_id)
+        runbook = self.incidents.context().runbooks.get(incident.runbook) if incident else None
+        if incident is None or runbook is None:
+            return
+        step = runbook.step(step_name) or (
+            handover_step(runbook) if step_name == handover_step(runbook).name else None)
+        if step is None or (incident.state != "active" and not resolve):
+            return
+        if not self.store.claim_step(incident_id, step_name, occurrence, self.clock()):
+            return
+        try:
+            outcome = await self._act(incident, runbook, step)
+        except (StepFailed, TemplateFailure, ChannelError) as exc:
+            outcome = Outcome("failed", str(exc))
+        except Exception as exc:
+            self.log.exception("step_crashed", incident=f"INC-{incident_id}", step=step_name)
+            outcome = Outcome("failed", f"internal error: {exc}")
+        self._record(incident, runbook, step, occurrence, outcome)
+        if step.every is not None and not resolve:
+            self._schedule(incident, step, occurrence + 1,
+                           self._due(incident, step, occurrence + 1))
+
+    def _record(self, incident: Incident, runbook: Runbook, step: Step, occurrence: int,
+                outcome: Outcome) -> None:
+        self.store.finish_step(incident.id, step.name, occurrence, outcome.result)
+        self.store.log(incident.id, self.clock(), "step", f"runbook:{runbook.name}",
+                       {"step": step.name, "action": step.action, "occurrence": occurrence,
+                        "result": outcome.result, "detail": outcome.detail})
+        self.metrics.runbook_steps.labels(runbook=runbook.name, action=step.action,
+                                          result=outcome.result).inc()
+        if outcome.result == "failed":
+            self.log.error("step_failed", incident=f"INC-{incident.id}", step=step.name,
+                           error=outcome.detail)
+            self.incidents.notify(incident.id, list(runbook.handover.notify),
+                                  f"INC-{incident.id}: runbook step {step.name} failed: "
+                                  f"{outcome.detail}", "step-failed")
+
+    async def _act(self, incident: Incident, runbook: Runbook, step: Step) -> Outcome:
+        if step.action == "post":
+            return await self._post(incident, step)
+        if step.action in ("notify", "handover"):
+            targets = list(step.targets(incident.channels))
+            text = (self.render(incident, step, targets[0] if targets else "")
+                    if step.template is not None else
+                    f"INC-{incident.id} ({incident.title}): {runbook.handover.role} has control "
+                    f"of {', '.join(incident.channels)}; {', '.join(incident.suppress)} posts "
+                    f"are held. Runbook: {runbook.name}.")
+            self.incidents.notify(incident.id, targets, text, step.name)
+            return Outcome("ok", text)
+        if step.action == "remind":
+            return self._remind(incident, step)
+        if step.action == "retract":
+            return await self._retract(incident, step)
+        raise StepFailed(f"unknown action {step.action}")
+
+    async def _post(self, incident: Incident, step: Step) -> Outcome:
+        ctx = self.incidents.context()
+        targets = [c for c in step.targets(incident.channels)
+                   if c in ctx.channels and ctx.channels[c].audience == "public"]
+        failed = []
+        for channel in targets:
+            text = self.render(incident, step, channel)
+            posts = await self.incidents.send_now([channel], text, f"runbook:{step.name}")
+            failed += [f"{p.channel}: {p.error or p.state}" for p in posts
+                       if p.state != "published"]
+        if failed:
+            raise StepFailed("; ".join(failed))
+        return Outcome("ok", f"posted to {', '.join(targets)}")
+
+    def _remind(self, incident: Incident, step: Step) -> Outcome:
+        window = (step.every or step.first).total_seconds()
+        now = self.clock()
+        current = self.store.incident(incident.id) or incident
+        last = current.last_operational_at
+        if last is not None and now - last < window:
+            return Outcome("skipped", "an operational update went out within the interval")
+        self.metrics.operational_update_overdue.labels(incident=f"INC-{incident.id}").set(1)
+        text = (self.render(incident, step, "") if step.template is not None else
+                f"INC-{incident.id} ({incident.title}): an operational update is due; none in "
+                f"the last {format_duration(step.every or step.first)}. Post one with: "
+                f"switchboard incident update INC-{incident.id} --text ...")
+        self.incidents.notify(incident.id, list(step.targets(incident.channels)), text,
+                              step.name)
+        return Outcome("ok", "reminded")
+
+    async def _retract(self, incident: Incident, step: Step) -> Outcome:
+        within = (step.published_within.total_seconds() if step.published_within else 0.0)
+        posts = self.store.published_since(list(step.targets(incident.channels)),
+                                           incident.declared_at - within, incident.suppress)
+        posts = [p for p in posts if (p.published_at or 0) <= incident.declared_at]
+        workers = self.incidents.dispatcher.workers
+        errors = []
+        for post in posts:
+            worker = workers.get(post.channel)
+            if worker is None:
+                continue
+            try:
+                await worker.channel.retract(str(post.id), post.remote_id,
+                                             to_datetime(self.clock()))
+            except ChannelError as exc:
+                errors.append(f"post {post.id} on {post.channel}: {exc.message}")
+                continue
+            self.store.transition([post.id], "retracted", ("published",), self.clock(),
+                                  f"runbook:{step.name}", f"retracted for INC-{incident.id}")
+        if errors:
+            raise StepFailed("; ".join(errors))
+        return Outcome("ok", f"retracted {len(posts)} post(s)")
+
+    def render(self, incident: Incident, step: Step, channel: str) -> str:
+        if step.template is None:
+            raise StepFailed(f"step {step.name} has no template")
+        signal = incident.signal
+        view = IncidentView(
+            id=f"INC-{incident.id}", title=incident.title, severity=incident.severity,
+            runbook=incident.runbook, declared_at=to_datetime(incident.declared_at),
+            channels=tuple(incident.channels), reason=incident.reason or "",
+            source=incident.source)
+        signal_view = SignalView.of(None if signal is None else Signal(
+            source=signal["source"], key=signal["key"], status=signal["status"],
+            title=signal["title"], at=to_datetime(incident.declared_at),
+            labels=signal.get("labels", {}), annotations=signal.get("annotations", {})))
+        return step.template.render(Context(incident=view, now=to_datetime(self.clock()),
+                                            signal=signal_view, channel=channel))

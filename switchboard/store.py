@@ -1,0 +1,538 @@
+"""All durable state, behind one class (SQLite in WAL mode).
+
+Every other module talks to `Store`, never to SQL, so that a shared-database
+backend (PostgreSQL with a leader lease) can replace this one later. Commits
+are `synchronous=FULL`: a declaration acknowledged to a caller survives a
+power cut, not only a crash of the process.
+
+Times are stored as Unix seconds (REAL, UTC) so that the due-time index is a
+plain number comparison; the API layer turns them into RFC 3339.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+POST_STATES = ("scheduled", "queued", "sending", "published", "failed", "suppressed", "held",
+               "dropped", "cancelled", "expired", "missed", "unknown", "retracted")
+# `queued` is internal: claimed by the dispatcher but not yet sending; at
+# start-up it goes back to `scheduled` (nothing was sent). The API shows it
+# as `scheduled`.
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+    CREATE TABLE posts (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL,
+        link TEXT,
+        state TEXT NOT NULL,
+        due_at REAL NOT NULL,
+        expires_at REAL,
+        incident_id INTEGER,
+        remote_id TEXT,
+        error TEXT,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        published_at REAL,
+        updated_at REAL NOT NULL
+    );
+    -- Partial index: only pending posts, so a million published ones cost nothing here.
+    CREATE INDEX posts_pending ON posts(due_at) WHERE state = 'scheduled';
+    CREATE INDEX posts_state_channel ON posts(state, channel);
+    CREATE INDEX posts_incident ON posts(incident_id) WHERE incident_id IS NOT NULL;
+    CREATE INDEX posts_published ON posts(channel, published_at) WHERE state = 'published';
+    CREATE TABLE post_events (
+        id INTEGER PRIMARY KEY,
+        post_id INTEGER NOT NULL,
+        at REAL NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX post_events_post ON post_events(post_id);
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        runbook TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        suppress TEXT NOT NULL,
+        reason TEXT,
+        source TEXT NOT NULL,
+        signal_key TEXT,
+        signal TEXT,
+        declared_at REAL NOT NULL,
+        declared_by TEXT NOT NULL,
+        resolved_at REAL,
+        resolved_by TEXT,
+        resolve_note TEXT,
+        cooldown_until REAL,
+        held_done INTEGER NOT NULL DEFAULT 0,
+        last_operational_at REAL,
+        auto_resolve_at REAL
+    );
+    CREATE UNIQUE INDEX incidents_active_signal ON incidents(signal_key)
+        WHERE state = 'active' AND signal_key IS NOT NULL;
+    CREATE TABLE timeline (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL,
+        at REAL NOT NULL,
+        event TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX timeline_incident ON timeline(incident_id);
+    CREATE TABLE channel_control (
+        channel TEXT NOT NULL,
+        incident_id INTEGER NOT NULL,
+        until REAL,
+        PRIMARY KEY (channel, incident_id)
+    );
+    CREATE TABLE step_runs (
+        incident_id INTEGER NOT NULL,
+        step TEXT NOT NULL,
+        occurrence INTEGER NOT NULL,
+        at REAL NOT NULL,
+        result TEXT NOT NULL,
+        PRIMARY KEY (incident_id, step, occurrence)
+    );
+    """,
+)
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the daemon must not go on blind."""
+
+
+@dataclass
+class Post:
+    id: int
+    channel: str
+    kind: str
+    text: str
+    link: str | None
+    state: str
+    due_at: float
+    expires_at: float | None
+    incident_id: int | None
+    remote_id: str | None
+    error: str | None
+    created_by: str
+    created_at: float
+    published_at: float | None
+    updated_at: float
+
+
+@dataclass
+class NewPost:
+    channel: str
+    kind: str
+    text: str
+    due_at: float
+    link: str | None = None
+    expires_at: float | None = None
+    state: str = "scheduled"
+
+
+@dataclass
+class Incident:
+    id: int
+    title: str
+    runbook: str
+    severity: str
+    state: str
+    channels: list[str]
+    suppress: list[str]
+    reason: str | None
+    source: str
+    signal_key: str | None
+    signal: dict[str, Any] | None
+    declared_at: float
+    declared_by: str
+    resolved_at: float | None
+    resolved_by: str | None
+    resolve_note: str | None
+    cooldown_until: float | None
+    held_done: bool
+    last_operational_at: float | None
+    auto_resolve_at: float | None
+
+
+@dataclass
+class TimelineEntry:
+    at: float
+    event: str
+    actor: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One incident's claim on one channel; `until` is None while it is active."""
+
+    channel: str
+    incident_id: int
+    until: float | None
+
+
+_POST_COLUMNS = ("id, channel, kind, text, link, state, due_at, expires_at, incident_id, "
+                 "remote_id, error, created_by, created_at, published_at, updated_at")
+_INCIDENT_COLUMNS = ("id, title, runbook, severity, state, channels, suppress, reason, source, "
+                     "signal_key, signal, declared_at, declared_by, resolved_at, resolved_by, "
+                     "resolve_note, cooldown_until, held_done, last_operational_at, "
+                     "auto_resolve_at")
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._db = conn
+        self.path = path
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            store = cls(conn, path)
+            store._check_integrity()
+            store._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _check_integrity(self) -> None:
+        rows = self._db.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            detail = "; ".join(r[0] for r in rows[:5])
+            raise StoreError(f"integrity check failed for {self.path}: {detail}")
+
+    def integrity_ok(self) -> bool:
+        return self._db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path} has schema version {version}, newer than this "
+                             f"switchboard knows ({len(MIGRATIONS)}): upgrade switchboard")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction() as db:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def recover(self, now: float) -> dict[str, int]:
+        """Start-up repair: a crash leaves `queued` (never sent: back to scheduled)
+        and `sending` (outcome unknown: never re-sent automatically)."""
+        with self.transaction():
+            requeued = self._move("queued", "scheduled", now, "daemon", "restart before send")
+            unknown = self._move("sending", "unknown", now, "daemon",
+                                 "interrupted mid-send by a crash; check the platform")
+        return {"requeued": requeued, "unknown": unknown}
+
+    def _move(self, old: str, new: str, now: float, actor: str, reason: str) -> int:
+        ids = [r[0] for r in self._db.execute("SELECT id FROM posts WHERE state = ?", (old,))]
+        self._transition(ids, new, (old,), now, actor, reason)
+        return len(ids)
+
+    # -- posts -------------------------------------------------------------
+
+    def add_posts(self, posts: Sequence[NewPost], actor: str, now: float) -> list[int]:
+        with self.transaction() as db:
+            cur = db.execute("SELECT COALESCE(MAX(id), 0) FROM posts")
+            first = int(cur.fetchone()[0]) + 1
+            ids = list(range(first, first + len(posts)))
+            db.executemany(
+                "INSERT INTO posts (id, channel, kind, text, link, state, due_at, expires_at, "
+                "created_by, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(i, p.channel, p.kind, p.text, p.link, p.state, p.due_at, p.expires_at, actor,
+                  now, now) for i, p in zip(ids, posts, strict=True)])
+            db.executemany(
+                "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
+                "VALUES (?, ?, NULL, ?, ?, 'created')",
+                [(i, now, p.state, actor) for i, p in zip(ids, posts, strict=True)])
+        return ids
+
+    def post(self, post_id: int) -> Post | None:
+        row = self._db.execute(f"SELECT {_POST_COLUMNS} FROM posts WHERE id = ?",
+                               (post_id,)).fetchone()
+        return Post(*row) if row else None
+
+    def posts(self, ids: Iterable[int]) -> list[Post]:
+        id_list = list(ids)
+        out: list[Post] = []
+        for i in range(0, len(id_list), 500):
+            chunk = id_list[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            out += [Post(*r) for r in self._db.execute(
+                f"SELECT {_POST_COLUMNS} FROM posts WHERE id IN ({marks}) ORDER BY id", chunk)]
+        return out
+
+    def list_posts(self, states: Sequence[str] = (), channel: str | None = None,
+                   incident_id: int | None = None, limit: int = 1000) -> list[Post]:
+        where: list[str] = []
+        args: list[Any] = []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args += list(states)
+        if channel:
+            where.append("channel = ?")
+            args.append(channel)
+        if incident_id is not None:
+            where.append("incident_id = ?")
+            args.append(incident_id)
+        sql = f"SELECT {_POST_COLUMNS} FROM posts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY due_at, id LIMIT ?"
+        return [Post(*r) for r in self._db.execute(sql, [*args, limit])]
+
+    def post_history(self, post_id: int) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT at, from_state, to_state, actor, reason FROM post_events WHERE post_id = ? "
+            "ORDER BY id", (post_id,))
+        return [dict(zip(("at", "from", "to", "actor", "reason"), r, strict=True)) for r in rows]
+
+    def next_due(self) -> float | None:
+        row = self._db.execute(
+            "SELECT MIN(due_at) FROM posts WHERE state = 'scheduled'").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def count_by_state(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM posts GROUP BY state")
+        return {state: int(n) for state, n in rows}
+
+    def count_pending(self) -> int:
+        return int(self._db.execute(
+            "SELECT COUNT(*) FROM posts WHERE state = 'scheduled'").fetchone()[0])
+
+    def mark_missed(self, before: float, now: float) -> list[int]:
+        """Scheduled posts due before `before` are missed: old posts never go out in a burst."""
+        ids = [r[0] for r in self._db.execute(
+            "SELECT id FROM posts WHERE state = 'scheduled' AND due_at < ?", (before,))]
+        if ids:
+            with self.transaction():
+                self._transition(ids, "missed", ("scheduled",), now, "dispatcher",
+                                 "due longer ago than max_lateness")
+        return ids
+
+    def claim_due(self, now: float, limit: int) -> list[Post]:
+        """Move due posts from `scheduled` to `queued` so that no later tick takes them again."""
+        rows = [Post(*r) for r in self._db.execute(
+            f"SELECT {_POST_COLUMNS} FROM posts WHERE state = 'scheduled' AND due_at <= ? "
+            "ORDER BY due_at, id LIMIT ?", (now, limit))]
+        if rows:
+            with self.transaction():
+                self._transition([p.id for p in rows], "queued", ("scheduled",), now,
+                                 "dispatcher", "due")
+        for p in rows:
+            p.state = "queued"
+        return rows
+
+    def transition(self, ids: Sequence[int], to_state: str, expect: Sequence[str], now: float,
+                   actor: str, reason: str | None = None, **fields: Any) -> list[int]:
+        """Move posts that are in one of `expect` to `to_state`; returns the ids moved."""
+        with self.transaction():
+            return self._transition(ids, to_state, expect, now, actor, reason, **fields)
+
+    def _transition(self, ids: Sequence[int], to_state: str, expect: Sequence[str], now: float,
+                    actor: str, reason: str | None = None, **fields: Any) -> list[int]:
+        if not ids:
+            return []
+        sets = "".join(f", {k} = ?" for k in fields)
+        moved: list[tuple[int, str]] = []
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
+            found = self._db.execute(
+                f"SELECT id, state FROM posts WHERE id IN ({','.join('?' * len(chunk))}) "
+                f"AND state IN ({','.join('?' * len(expect))})", [*chunk, *expect]).fetchall()
+            if not found:
+                continue
+            self._db.execute(
+                f"UPDATE posts SET state = ?, updated_at = ?{sets} "
+                f"WHERE id IN ({','.join('?' * len(found))})",
+                [to_state, now, *fields.values(), *(f[0] for f in found)])
+            moved += found
+        self._db.executemany(
+            "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(post_id, now, old, to_state, actor, reason) for post_id, old in moved])
+        return [post_id for post_id, _ in moved]
+
+    def set_post_fields(self, post_id: int, now: float, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE posts SET {sets}, updated_at = ? WHERE id = ?",
+                       [*fields.values(), now, post_id])
+
+    def published_since(self, channels: Sequence[str], since: float,
+                        kinds: Sequence[str]) -> list[Post]:
+        marks, kmarks = ",".join("?" * len(channels)), ",".join("?" * len(kinds))
+        return [Post(*r) for r in self._db.execute(
+            f"SELECT {_POST_COLUMNS} FROM posts WHERE state = 'published' "
+            f"AND channel IN ({marks}) AND kind IN ({kmarks}) AND published_at >= ? "
+            "ORDER BY published_at", [*channels, *kinds, since])]
+
+    # -- incidents ---------------------------------------------------------
+
+    def declare(self, *, title: str, runbook: str, severity: str, channels: Sequence[str],
+                suppress: Sequence[str], reason: str | None, source: str,
+                signal_key: str | None, signal: dict[str, Any] | None, actor: str,
+                now: float) -> int:
+        """Insert the incident and its channel holds in one durable transaction."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO incidents (title, runbook, severity, state, channels, suppress, "
+                "reason, source, signal_key, signal, declared_at, declared_by) "
+                "VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (title, runbook, severity, json.dumps(list(channels)), json.dumps(list(suppress)),
+                 reason, source, signal_key, None if signal is None else json.dumps(signal),
+                 now, actor))
+            incident_id = int(cur.lastrowid or 0)
+            db.executemany("INSERT INTO channel_control (channel, incident_id, until) "
+                           "VALUES (?, ?, NULL)", [(c, incident_id) for c in channels])
+            self._log(incident_id, now, "declared", actor,
+                      {"title": title, "runbook": runbook, "channels": list(channels),
+                       "reason": reason, "source": source, "signal_key": signal_key})
+        return incident_id
+
+    def resolve(self, incident_id: int, *, actor: str, note: str | None, now: float,
+                cooldown_until: float) -> bool:
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ?, "
+                "resolve_note = ?, cooldown_until = ? WHERE id = ? AND state = 'active'",
+                (now, actor, note, cooldown_until, incident_id))
+            if cur.rowcount == 0:
+                return False
+            db.execute("UPDATE channel_control SET until = ? WHERE incident_id = ?",
+                       (cooldown_until, incident_id))
+            self._log(incident_id, now, "resolved", actor,
+                      {"note": note, "cooldown_until": cooldown_until})
+        return True
+
+    def release_holds(self, incident_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM channel_control WHERE incident_id = ?", (incident_id,))
+
+    def holds(self) -> list[Hold]:
+        return [Hold(c, i, u) for c, i, u in self._db.execute(
+            "SELECT channel, incident_id, until FROM channel_control")]
+
+    def incident(self, incident_id: int) -> Incident | None:
+        row = self._db.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?",
+                               (incident_id,)).fetchone()
+        return _incident(row) if row else None
+
+    def incidents(self, include_resolved: bool = False, limit: int = 500) -> list[Incident]:
+        sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
+        if not include_resolved:
+            sql += " WHERE state = 'active'"
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [_incident(r) for r in self._db.execute(sql, (limit,))]
+
+    def incidents_awaiting_release(self) -> list[Incident]:
+        """Resolved incidents whose held posts have not been dealt with yet."""
+        return [_incident(r) for r in self._db.execute(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE state = 'resolved' "
+            "AND held_done = 0")]
+
+    def active_by_signal(self, signal_key: str) -> Incident | None:
+        row = self._db.execute(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE state = 'active' "
+            "AND signal_key = ?", (signal_key,)).fetchone()
+        return _incident(row) if row else None
+
+    def set_incident_fields(self, incident_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE incidents SET {sets} WHERE id = ?",
+                       [*fields.values(), incident_id])
+
+    def log(self, incident_id: int, now: float, event: str, actor: str,
+            detail: dict[str, Any] | None = None) -> None:
+        with self.transaction():
+            self._log(incident_id, now, event, actor, detail or {})
+
+    def _log(self, incident_id: int, now: float, event: str, actor: str,
+             detail: dict[str, Any]) -> None:
+        self._db.execute("INSERT INTO timeline (incident_id, at, event, actor, detail) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         (incident_id, now, event, actor, json.dumps(detail, default=str)))
+
+    def timeline(self, incident_id: int) -> list[TimelineEntry]:
+        return [TimelineEntry(at, event, actor, json.loads(detail)) for at, event, actor, detail
+                in self._db.execute("SELECT at, event, actor, detail FROM timeline "
+                                    "WHERE incident_id = ? ORDER BY id", (incident_id,))]
+
+    def suppress_posts(self, ids: Sequence[int], incident_id: int, now: float,
+                       expect: Sequence[str] = ("queued",)) -> list[int]:
+        """Suppress posts for an incident and note it on the incident's timeline."""
+        with self.transaction():
+            moved = self._transition(ids, "suppressed", expect, now, "gate",
+                                     f"INC-{incident_id} holds the channel",
+                                     incident_id=incident_id)
+            if moved:
+                self._log(incident_id, now, "posts_suppressed", "gate", {"posts": moved})
+        return moved
+
+    # -- runbook steps -----------------------------------------------------
+
+    def claim_step(self, incident_id: int, step: str, occurrence: int, now: float) -> bool:
+        """Record that a step occurrence runs; False if it already did (restart safety)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO step_runs (incident_id, step, occurrence, at, result) "
+                "VALUES (?, ?, ?, ?, 'started')", (incident_id, step, occurrence, now))
+            return cur.rowcount == 1
+
+    def finish_step(self, incident_id: int, step: str, occurrence: int, result: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE step_runs SET result = ? WHERE incident_id = ? AND step = ? "
+                       "AND occurrence = ?", (result, incident_id, step, occurrence))
+
+    def step_runs(self, incident_id: int) -> list[tuple[str, int, float, str]]:
+        return [(s, int(o), float(a), r) for s, o, a, r in self._db.execute(
+            "SELECT step, occurrence, at, result FROM step_runs WHERE incident_id = ? "
+            "ORDER BY at, step", (incident_id,))]
+
+
+def _incident(row: Sequence[Any]) -> Incident:
+    values = list(row)
+    values[5] = json.loads(values[5])
+    values[6] = json.loads(values[6])
+    values[10] = None if values[10] is None else json.loads(values[10])
+    values[17] = bool(values[17])
+    return Incident(*values)

@@ -1,0 +1,118 @@
+"""Watching the incident feeds: push deliveries and poll loops, into incidents.
+
+Each feed's parser turns a payload into signals; this module authenticates
+push deliveries, counts what came in and what was refused, and hands every
+signal to `Incidents.on_signal`. A refused delivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import structlog
+
+from switchboard import refusals
+from switchboard.clock import Clock, to_datetime
+from switchboard.config import FeedConfig
+from switchboard.feeds import parser_for
+from switchboard.feeds.parser import FeedParser
+from switchboard.feeds.poller import Poller
+from switchboard.feeds.signal import FeedError, Signal
+from switchboard.incidents import Incidents
+from switchboard.metrics import Metrics
+
+
+class FeedWatch:
+    def __init__(self, feeds: tuple[FeedConfig, ...], incidents: Incidents, metrics: Metrics,
+                 clock: Clock) -> None:
+        self.incidents, self.metrics, self.clock = incidents, metrics, clock
+        self.log = structlog.get_logger("feeds")
+        self.feeds = {f.id: f for f in feeds}
+        self.parsers: dict[str, FeedParser] = {f.id: parser_for(f) for f in feeds}
+        self.pollers: list[Poller] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        polled = [f for f in self.feeds.values() if not self.parsers[f.id].push]
+        if not polled:
+            return
+        self._session = aiohttp.ClientSession(headers={"User-Agent": "switchboard"})
+        for feed in polled:
+            poller = Poller(feed, self.parsers[feed.id], self._session, self, clock=self.clock)
+            self.pollers.append(poller)
+            self._tasks.append(asyncio.get_running_loop().create_task(
+                poller.run(), name=f"poll-{feed.id}"))
+
+    async def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.pollers, self._tasks = [], []
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- push --------------------------------------------------------------
+
+    async def deliver(self, feed_id: str, body: bytes,
+                      headers: Mapping[str, str]) -> dict[str, Any]:
+        feed = self.feeds.get(feed_id)
+        if feed is None:
+            self.count_error(feed_id, "unknown_feed")
+            raise refusals.not_found(f"no feed named {feed_id!r}")
+        parser = self.parsers[feed_id]
+        try:
+            if not parser.push:
+                raise FeedError("unsupported", f"feed {feed_id!r} is polled, not pushed", 405)
+            parser.authenticate(body, headers)
+            signals = parser.parse(body, headers, to_datetime(self.clock()))
+        except FeedError as exc:
+            self.count_error(feed_id, exc.reason)
+            self.log.warning("feed_refused", feed=feed_id, reason=exc.reason, error=exc.message)
+            raise refusals.Refused(exc.http_status, exc.reason, exc.message) from exc
+        outcomes = await self.apply(feed_id, signals)
+        return {"accepted": len(signals), "outcomes": outcomes}
+
+    def count_error(self, feed_id: str, reason: str) -> None:
+        # Unknown feed ids are not echoed into labels: a scanner must not be
+        # able to grow the metric's cardinality.
+        label = feed_id if feed_id in self.feeds else "unknown"
+        self.metrics.feed_errors.labels(feed=label, reason=reason).inc()
+
+    # -- the poller's and the deliveries' common path --------------------------
+
+    async def on_signals(self, feed_id: str, signals: list[Signal]) -> None:
+        await self.apply(feed_id, signals)
+
+    async def apply(self, feed_id: str, signals: list[Signal]) -> list[str]:
+        feed = self.feeds[feed_id]
+        outcomes = []
+        for signal in signals:
+            self.metrics.feed_signals.labels(feed=feed_id, status=signal.status).inc()
+            outcome = self._apply(feed, signal)
+            outcomes.append(outcome)
+            self.log.info("feed_signal", feed=feed_id, key=signal.key, status=signal.status,
+                          outcome=outcome)
+        self.on_success(feed_id, self.clock())
+        return outcomes
+
+    def _apply(self, feed: FeedConfig, signal: Signal) -> str:
+        try:
+            return self.incidents.on_signal(feed, signal)
+        except refusals.Refused as exc:
+            # A rule naming a runbook that a reload removed, say: counted, logged,
+            # never an exception that drops the rest of the delivery.
+            self.count_error(feed.id, "rule_failed")
+            self.log.error("feed_rule_failed", feed=feed.id, key=signal.key, error=exc.message)
+            return "failed"
+
+    def on_success(self, feed_id: str, when: float) -> None:
+        self.metrics.feed_last_success_timestamp_seconds.labels(feed=feed_id).set(when)
+
+    def on_error(self, feed_id: str, reason: str, message: str) -> None:
+        self.count_error(feed_id, reason)
+        self.log.warning("feed_poll_failed", feed=feed_id, reason=reason, error=message)
