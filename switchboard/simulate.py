@@ -65,13 +65,16 @@ def simulate(runbook: Runbook, channels: Mapping[str, ChannelInfo], *,
     handling of held posts after resolution at `start + for_`."""
     if start is None:
         start = datetime.now(timezone).replace(second=0, microsecond=0)
+    # Offsets are added in UTC: aware arithmetic in a local zone is wall-clock
+    # arithmetic and would be an hour out across a DST change.
+    start = start.astimezone(UTC)
     view = SignalView.of(signal)
     incident = IncidentView(
         id=SIMULATED_ID, title=title or (signal.title if signal else "") or runbook.title,
         severity=runbook.severity, runbook=runbook.name, declared_at=start,
         channels=runbook.public_channels(channels), reason="",
         source=signal.source if signal else "manual")
-    run = _Run(runbook, channels, incident, view, start, for_)
+    run = _Run(runbook, channels, incident, view, start, for_, timezone)
     return Timeline(runbook=runbook, incident=incident, start=start, duration=for_,
                     timezone=timezone, declared_by_signal=signal is not None,
                     events=tuple(run.events()))
@@ -80,9 +83,9 @@ def simulate(runbook: Runbook, channels: Mapping[str, ChannelInfo], *,
 class _Run:
     def __init__(self, runbook: Runbook, channels: Mapping[str, ChannelInfo],
                  incident: IncidentView, signal: SignalView, start: datetime,
-                 for_: timedelta) -> None:
+                 for_: timedelta, timezone: tzinfo) -> None:
         self.runbook, self.channels, self.incident = runbook, channels, incident
-        self.signal, self.start, self.for_ = signal, start, for_
+        self.signal, self.start, self.for_, self.tz = signal, start, for_, timezone
         # The runbook's own operational posts: what a reminder looks back for.
         self.posts = sorted(offset for step in runbook.steps if step.action == "post"
                             for offset in step.offsets(for_))
@@ -122,7 +125,7 @@ class _Run:
         name = step.name if named else None
         if step.action == "retract":
             within = step.published_within or timedelta(0)
-            since = _local(self.start + offset - within, self.start.tzinfo)
+            since = (self.start + offset - within).astimezone(self.tz)
             return [self.event(offset, kind, f"delete marketing posts published on "
                                              f"{_list(targets)} in the last {_offset(within)[1:]}"
                                              f" (since {since:%H:%M})",
@@ -201,15 +204,11 @@ class _Run:
         if policy.held_posts == "drop":
             return "held_posts: drop: every suppressed post is dropped"
         if policy.held_posts == "reschedule":
-            first = _local(self.start + released, self.start.tzinfo)
+            first = (self.start + released).astimezone(self.tz)
             return (f"held_posts: reschedule: suppressed posts not yet expired are re-queued "
                     f"from {first:%H:%M}, {_offset(policy.min_spacing)[1:]} apart per channel")
         return ("held_posts: review: suppressed posts become held until marketing releases or "
                 "drops each (switchboard post release / post drop)")
-
-
-def _local(value: datetime, tz: tzinfo | None) -> datetime:
-    return value.astimezone(tz) if tz is not None else value
 
 
 def _quote(text: str) -> str:
