@@ -14,6 +14,7 @@ resets in `X-RateLimit-Reset` as an ISO 8601 time.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,7 +71,8 @@ class FakeMastodon(FakeServer):
     def rate_limited(self, reset_at: float | None) -> Answer:
         headers = {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0"}
         if reset_at is not None:
-            when = datetime.fromtimestamp(reset_at, UTC)
+            # Milliseconds, rounded up: never announce a time before the one asked for.
+            when = datetime.fromtimestamp(math.ceil(reset_at * 1000) / 1000, UTC)
             headers["X-RateLimit-Reset"] = when.isoformat(timespec="milliseconds")
         return Answer(429, {"error": "Too many requests"}, headers)
 

@@ -10,7 +10,9 @@ steps with `.script(...)` that the next requests get instead, one step each:
 
     Normal()                          the platform's normal behaviour
     Reply(status, body, headers)      a canned answer; nothing is applied
-    Fail(status, message)             the platform's error shape for `status`
+    Fail(status, message, apply)      the platform's error shape for `status`; with
+                                      apply=True the request took effect anyway (a
+                                      gateway error after the backend acted)
     RateLimit(reset_at)               a 429 announcing a reset (Unix time) or none
     Hang(seconds, then, apply)        stall before answering ("answer") or
                                       closing the connection ("drop"); with
@@ -85,6 +87,7 @@ class Reply:
 class Fail:
     status: int
     message: str | None = None
+    apply: bool = False  # True: the request took effect, then the error came back
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,9 @@ class FakeServer:
         if isinstance(step, Reply):
             return Answer(step.status, step.body, dict(step.headers))
         if isinstance(step, Fail):
+            if step.apply:
+                with self._lock:
+                    self.route(request)
             return self.error(step.status, step.message)
         if isinstance(step, RateLimit):
             return self.rate_limited(step.reset_at)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.channels.harness import (
+    LOCAL_KINDS,
+    NETWORK_KINDS,
+    Harness,
+    local_harness,
+    network_harness,
+)
+
+
+def _with_fake(kind: str) -> Iterator[Harness]:
+    harness = network_harness(kind)
+    assert harness.fake is not None
+    try:
+        yield harness
+    finally:
+        harness.fake.stop()
+
+
+@pytest.fixture(params=NETWORK_KINDS)
+def remote(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """A network channel kind with its fake server running."""
+    yield from _with_fake(request.param)
+
+
+@pytest.fixture(params=NETWORK_KINDS + LOCAL_KINDS)
+def any_kind(request: pytest.FixtureRequest, tmp_path: Path,
+             capsys: pytest.CaptureFixture[str]) -> Iterator[Harness]:
+    """Every channel kind: the network ones against their fakes, the local ones as they are."""
+    if request.param in NETWORK_KINDS:
+        yield from _with_fake(request.param)
+    else:
+        yield local_harness(request.param, tmp_path, capsys)
+
+
+@pytest.fixture
+def x() -> Iterator[Harness]:
+    yield from _with_fake("x")
+
+
+@pytest.fixture
+def mastodon() -> Iterator[Harness]:
+    yield from _with_fake("mastodon")
+
+
+@pytest.fixture
+def webhook() -> Iterator[Harness]:
+    yield from _with_fake("webhook")
