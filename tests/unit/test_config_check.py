@@ -1,0 +1,156 @@
+"""`switchboard check`: each problem is reported as FILE:LINE:COL naming the item."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+listen: 127.0.0.1:8650
+state_dir: ./var
+timezone: Europe/London
+runbooks_dir: runbooks
+max_lateness: 10m
+access:
+  - {name: ops-desk, role: ops, token_env: SB_CHECK_TOKEN}
+channels:
+  - {id: outbox, kind: outbox, path: ./var/outbox.jsonl}
+  - {id: ops-chat, kind: console, audience: internal}
+feeds:
+  - id: alertmanager
+    kind: alertmanager
+    token_env: SB_CHECK_TOKEN
+    rules:
+      - match: {severity: critical}
+        runbook: rail-disruption
+        channels: [outbox]
+"""
+
+
+def check(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(exist_ok=True)
+    if not (tmp_path / "runbooks").exists():
+        shutil.copytree(ROOT / "runbooks", tmp_path / "runbooks")
+    path = config_dir / "switchboard.yaml"
+    path.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "switchboard", "check", "-c", str(path)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", **(env or {})})
+    return result.returncode, result.stdout.replace(str(path), "CONFIG")
+
+
+def test_the_shipped_config_is_clean() -> None:
+    result = subprocess.run([sys.executable, "-m", "switchboard", "check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok" in result.stdout
+
+
+def test_a_clean_config_passes(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD, {"SB_CHECK_TOKEN": "t"})
+    assert code == 0, out
+    assert "CONFIG: ok (2 channels, 1 feeds, 4 runbooks" in out
+
+
+def test_a_misspelt_key_is_named_with_its_position(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("max_lateness", "max_latenes"),
+                      {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "CONFIG:5:1: max_latenes: unknown key (allowed:" in out
+
+
+def test_a_misspelt_key_inside_a_list_item(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("audience: internal", "audiense: internal"),
+                      {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "CONFIG:10:35: channels[1].audiense: unknown key" in out
+
+
+def test_a_dangling_channel_reference(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("channels: [outbox]", "channels: [outbx]"),
+                      {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert ("CONFIG:18:20: feeds[0].rules[0].channels[0]: no channel named 'outbx' "
+            "(channels: ops-chat, outbox)") in out
+
+
+def test_a_dangling_runbook_reference(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("runbook: rail-disruption",
+                                             "runbook: rail-disruptoin"),
+                      {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert ("CONFIG:17:9: feeds[0].rules[0].runbook: no runbook named 'rail-disruptoin' "
+            "(runbooks: rail-disruption, security-incident, service-outage, severe-weather)"
+            ) in out
+
+
+def test_a_bad_duration(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("max_lateness: 10m", "max_lateness: 10 minutes"),
+                      {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "CONFIG:5:1: max_lateness: bad duration '10 minutes'" in out
+
+
+def test_a_missing_env_secret_is_named(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD)
+    assert code == 1
+    assert "CONFIG:7:33: access[0].token_env: environment variable SB_CHECK_TOKEN is not set" \
+        in out
+
+
+def test_a_missing_secret_file_is_named(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("token_env: SB_CHECK_TOKEN}",
+                                             "token_file: /nonexistent/ops.token}"),
+                      {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "access[0].token_file: cannot read secret file /nonexistent/ops.token" in out
+
+
+def test_a_secret_written_in_the_file_is_refused(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("token_env: SB_CHECK_TOKEN}", "token: hunter2}"),
+                      {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "access[0].token: secrets are not written in the file" in out
+    assert "hunter2" not in out
+
+
+def test_a_wrong_type(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("kind: outbox, path: ./var/outbox.jsonl",
+                                             "kind: outbox, path: ./o.jsonl, max_length: many"),
+                      {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "channels[0].max_length: must be an integer, not a string" in out
+
+
+def test_every_problem_is_printed_not_just_the_first(tmp_path: Path) -> None:
+    broken = (GOOD.replace("max_lateness: 10m", "max_lateness: x")
+              .replace("timezone: Europe/London", "timezone: Nowhere/Land")
+              .replace("kind: console", "kind: telegraph"))
+    code, out = check(tmp_path, broken)
+    assert code == 1
+    assert "max_lateness: bad duration" in out
+    assert "timezone: unknown timezone 'Nowhere/Land'" in out
+    assert "channels[1].kind: unknown channel kind 'telegraph'" in out
+    assert "SB_CHECK_TOKEN is not set" in out
+
+
+def test_invalid_yaml_is_reported_with_its_position(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("channels:\n", "channels: [\n", 1))
+    assert code == 1
+    assert out.startswith("CONFIG:")
+    assert "invalid YAML" in out
+
+
+def test_a_broken_runbook_is_reported_by_check(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "runbooks", tmp_path / "runbooks")
+    book = tmp_path / "runbooks" / "rail-disruption.yaml"
+    book.write_text(book.read_text().replace("action: remind", "action: remindd"))
+    code, out = check(tmp_path, GOOD, {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "rail-disruption.yaml:" in out
+    assert "remindd" in out
