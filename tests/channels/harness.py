@@ -34,7 +34,7 @@ LOCAL_KINDS = tuple(k for k in ("outbox", "console")
                     if importlib.util.find_spec(f"switchboard.channels.{k}") is not None)
 
 TIMEOUT = 0.3       # client timeout in these tests; a Hang lasts longer
-HANG = 1.0
+HANG = 2.0
 RETRY_BASE = 0.02   # first backoff delay
 MAX_RETRIES = 3
 NO_RESET_WAIT = 0.3  # wait after a 429 without a reset time

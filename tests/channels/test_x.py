@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from switchboard.channels.base import ChannelError, Receipt
-from tests.channels.harness import TIMEOUT, Harness, message, run
+from tests.channels.harness import HANG, TIMEOUT, Harness, message, run
 from tests.fakes.fake_x import DUPLICATE_DETAIL, FakeX, duplicate
 from tests.fakes.server import Fail, Hang, RateLimit, Reset
 
@@ -52,7 +52,7 @@ def test_500_then_201_publishes_one_tweet(x: Harness) -> None:
 
 
 def test_a_hung_create_that_got_through_is_published_once_not_twice(x: Harness) -> None:
-    fake(x).script(Hang(1.0, then="answer", apply=True))
+    fake(x).script(Hang(HANG, then="answer", apply=True))
     receipt = run(x.publish(message(text="Weekend sale")))
     assert receipt == Receipt(remote_id=None, already_existed=True)
     assert fake(x).texts == ["Weekend sale"]
@@ -61,7 +61,7 @@ def test_a_hung_create_that_got_through_is_published_once_not_twice(x: Harness) 
 
 
 @pytest.mark.parametrize("lost", [Reset(apply=True), Fail(503, apply=True),
-                                  Hang(1.0, then="drop", apply=True)],
+                                  Hang(HANG, then="drop", apply=True)],
                          ids=["reset", "503", "dropped"])
 def test_a_lost_answer_then_duplicate_counts_as_published(
         x: Harness, lost: Reset | Fail | Hang) -> None:
@@ -72,7 +72,7 @@ def test_a_lost_answer_then_duplicate_counts_as_published(
 
 
 def test_a_hung_create_that_did_not_get_through_is_retried(x: Harness) -> None:
-    fake(x).script(Hang(1.0, then="answer", apply=False))
+    fake(x).script(Hang(HANG, then="answer", apply=False))
     receipt = run(x.publish(message(text="Gift cards")))
     assert receipt == Receipt(remote_id=fake(x).tweets[0].id)
     assert fake(x).texts == ["Gift cards"]
