@@ -123,7 +123,9 @@ def _text(markup: str) -> str:
 
 
 def _time(entry: Any) -> datetime | None:
-    parsed = entry.get("updated_parsed") or entry.get("published_parsed")
+    # dict.get, not entry.get: feedparser warns (DeprecationWarning) when a
+    # missing `updated_parsed` is asked for through its own lookup.
+    parsed = dict.get(entry, "updated_parsed") or dict.get(entry, "published_parsed")
     try:  # feedparser gives a UTC struct_time
         return datetime.fromtimestamp(calendar.timegm(parsed), UTC) if parsed else None
     except (TypeError, ValueError, OverflowError, OSError):

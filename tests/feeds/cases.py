@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import text_format
+from google.protobuf import text_format  # type: ignore[import-untyped]
 from google.transit import gtfs_realtime_pb2
 
 from switchboard.config import FeedConfig

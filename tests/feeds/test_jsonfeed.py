@@ -77,7 +77,7 @@ def test_it_refuses_a_delivery_without_a_usable_key(body: bytes, message: str) -
 
 
 def test_labels_from_a_path_must_point_at_an_object() -> None:
-    with pytest.raises(FeedError, match="'incident.name' must be an object"):
+    with pytest.raises(FeedError, match=r"'incident\.name' must be an object"):
         parse("json", delivery(), fields={"key": "incident.id", "labels": "incident.name"})
 
 
