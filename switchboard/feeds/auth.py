@@ -34,13 +34,14 @@ def check_bearer(feed_id: str, headers: Mapping[str, str], token_sha256: str | N
     scheme, _, token = given.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized(feed_id, "missing bearer token (Authorization: Bearer ...)")
-    digest = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).hexdigest()
+    digest = hashlib.sha256(token.strip().encode("utf-8", "surrogatepass")).hexdigest()
     if not hmac.compare_digest(digest, token_sha256.lower()):
         raise unauthorized(feed_id, "wrong bearer token")
 
 
 def hmac_sha256_hex(secret: str, body: bytes) -> str:
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    # surrogateescape: a secret read from a non-UTF-8 environment keeps its bytes
+    return hmac.new(secret.encode("utf-8", "surrogateescape"), body, hashlib.sha256).hexdigest()
 
 
 def signature_matches(secret: str, body: bytes, candidates: Iterable[str]) -> bool:

@@ -61,11 +61,11 @@ class GtfsRealtimeParser(FeedParser):
             return None
         selectors = list(alert.informed_entity)
         labels = {
-            "route_id": _joined([s.route_id for s in selectors if s.route_id]
-                                + [s.trip.route_id for s in selectors if s.trip.route_id]),
-            "stop_id": _joined(s.stop_id for s in selectors if s.stop_id),
-            "agency_id": _joined(s.agency_id for s in selectors if s.agency_id),
-            "trip_id": _joined(s.trip.trip_id for s in selectors if s.trip.trip_id),
+            "route_id": _joined([s.route_id for s in selectors]
+                                + [s.trip.route_id for s in selectors]),
+            "stop_id": _joined(s.stop_id for s in selectors),
+            "agency_id": _joined(s.agency_id for s in selectors),
+            "trip_id": _joined(s.trip.trip_id for s in selectors),
             "cause": _enum_name(Alert.Cause, alert.cause),
             "effect": _enum_name(Alert.Effect, alert.effect),
             "severity_level": (_enum_name(Alert.SeverityLevel, alert.severity_level)
@@ -73,10 +73,13 @@ class GtfsRealtimeParser(FeedParser):
         }
         notes = {"description": _translation(alert.description_text),
                  "url": _translation(alert.url)}
+        key = _str(entity.id)
+        if not key:
+            raise malformed(KIND, "an alert entity has no id")
         return Signal(
-            source=self.config.id, key=entity.id,
+            source=self.config.id, key=key,
             status="resolved" if state == "ended" or entity.is_deleted else "firing",
-            title=_translation(alert.header_text) or notes["description"] or entity.id,
+            title=_translation(alert.header_text) or notes["description"] or key,
             at=at, labels={name: value for name, value in labels.items() if value},
             annotations={name: value for name, value in notes.items() if value},
             expires_at=_last_end(alert))
@@ -108,10 +111,10 @@ def _last_end(alert: Any) -> datetime | None:
 def _translation(text: Any) -> str:
     """English where given (an empty language means the feed's own, assumed English)."""
     translations = list(text.translation)
-    chosen = next((t for t in translations if t.language.lower().startswith("en")), None) \
+    chosen = next((t for t in translations if _str(t.language).lower().startswith("en")), None) \
         or next((t for t in translations if not t.language), None) \
         or (translations[0] if translations else None)
-    return " ".join(chosen.text.split())[:MAX_LABEL_CHARS] if chosen is not None else ""
+    return " ".join(_str(chosen.text).split())[:MAX_LABEL_CHARS] if chosen is not None else ""
 
 
 def _enum_name(enum: Any, value: int) -> str:
@@ -121,5 +124,11 @@ def _enum_name(enum: Any, value: int) -> str:
         return str(value)
 
 
-def _joined(values: Iterable[str]) -> str:
-    return ",".join(dict.fromkeys(values))[:MAX_LABEL_CHARS]
+def _joined(values: Iterable[str | bytes]) -> str:
+    return ",".join(dict.fromkeys(text for value in values if (text := _str(value))))[
+        :MAX_LABEL_CHARS]
+
+
+def _str(value: str | bytes) -> str:
+    """protobuf hands back bytes for a proto2 string that is not valid UTF-8."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
