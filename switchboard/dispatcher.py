@@ -23,11 +23,11 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from switchboard.channels.base import Channel, ChannelError, LastError, Message
+from switchboard.channels.base import Channel, ChannelError, GateClosed, LastError, Message
 from switchboard.clock import Clock, to_datetime
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
-from switchboard.store import Post, Store
+from switchboard.store import Post, SendOutcome, Store
 
 JOB_ID = "dispatch"
 CLAIM_BATCH = 1000
@@ -80,14 +80,13 @@ class Dispatcher:
         missed = self.store.mark_missed(now - self.max_lateness, now)
         if missed:
             self.log.warning("posts_missed", count=len(missed), max_lateness=self.max_lateness)
-        while self._accepting:
-            batch = self.store.claim_due(now, CLAIM_BATCH)
-            for post in batch:
-                self.route(post)
-            if len(batch) < CLAIM_BATCH:
-                break
+        batch = self.store.claim_due(now, CLAIM_BATCH) if self._accepting else []
+        for post in batch:
+            self.route(post)
         self._armed_at = None
-        self.arm()
+        # A full batch means more are due: come back at once, after the loop
+        # has served whatever else is waiting (a declaration, say).
+        self.arm(now if len(batch) == CLAIM_BATCH else None)
 
     def route(self, post: Post, waiter: asyncio.Future[Post] | None = None) -> None:
         worker = self.workers.get(post.channel)
@@ -175,13 +174,27 @@ class ChannelWorker:
             else:
                 ready.append(post)
         ready = self._gate(ready, now, ("queued",))
-        claimed = set(d.store.transition([p.id for p in ready], "sending", ("queued",), now,
-                                         "dispatcher", "gate open"))
-        for post in ready:
-            # Re-ask: the previous send awaited, and a declaration may have come in.
-            if post.id in claimed and self._gate([post], d.clock(), ("sending",)):
-                await self._send(post)
-            self._settle(post.id, waiters.get(post.id))
+        size = self.channel.claim_size
+        for i in range(0, len(ready), size):
+            chunk = ready[i:i + size]
+            claimed = set(d.store.transition([p.id for p in chunk], "sending", ("queued",),
+                                             d.clock(), "dispatcher", "gate open"))
+            outcomes = []
+            for post in chunk:
+                # Re-ask: earlier sends yielded the loop, a declaration may have come in.
+                if post.id in claimed and self._gate([post], d.clock(), ("sending",)):
+                    outcome = await self._send(post)
+                    if outcome is not None:
+                        outcomes.append(outcome)
+                # Let API requests (a declaration above all) in between two sends.
+                await asyncio.sleep(0)
+            self._record(outcomes)
+            for post in chunk:
+                self._settle(post.id, waiters.get(post.id))
+        sent = {p.id for p in ready}
+        for post, _ in batch:
+            if post.id not in sent:
+                self._settle(post.id, waiters.get(post.id))
 
     def _gate(self, posts: list[Post], now: float, expect: tuple[str, ...]) -> list[Post]:
         allowed = []
@@ -194,43 +207,53 @@ class ChannelWorker:
                 self.d.metrics.posts_suppressed.labels(channel=post.channel).inc()
         return allowed
 
-    async def _send(self, post: Post) -> None:
+    async def _send(self, post: Post) -> tuple[Post, SendOutcome] | None:
         d = self.d
         sent_at = d.clock()
         message = Message(str(post.id), post.channel, post.kind, post.text, post.link,
-                          to_datetime(sent_at))
+                          to_datetime(sent_at),
+                          may_start=lambda: d.gate.decide(post.channel, post.kind,
+                                                          d.clock()).allowed)
         try:
             receipt = await self.channel.publish(message)
+        except GateClosed:
+            self._gate([post], d.clock(), ("sending",))
+            return None
         except ChannelError as exc:
-            self._failed(post, exc)
-            return
+            return post, self._failed(post, exc)
         except Exception as exc:  # a bug in a channel must not leave the post 'sending'
             d.log.exception("channel_publish_crashed", channel=post.channel, post_id=post.id)
-            self._failed(post, ChannelError(f"internal error: {exc}", permanent=True,
-                                            reason="internal"))
-            return
+            return post, self._failed(post, ChannelError(f"internal error: {exc}",
+                                                         permanent=True, reason="internal"))
         self.channel.last_error = None
-        d.store.transition([post.id], "published", ("sending",), d.clock(), "dispatcher",
-                           "already existed on the platform" if receipt.already_existed else None,
-                           remote_id=receipt.remote_id, published_at=sent_at, error=None)
         d.metrics.posts_published.labels(channel=post.channel, kind=post.kind).inc()
         if post.created_at < post.due_at:  # lateness only means something for scheduled posts
             d.metrics.publish_lateness_seconds.observe(max(0.0, sent_at - post.due_at))
-        if d.on_published is not None:
-            post.state, post.published_at = "published", sent_at
-            d.on_published(post)
+        return post, SendOutcome(
+            post.id, "published", remote_id=receipt.remote_id, published_at=sent_at,
+            reason="already existed on the platform" if receipt.already_existed else None)
 
-    def _failed(self, post: Post, exc: ChannelError) -> None:
+    def _record(self, outcomes: list[tuple[Post, SendOutcome]]) -> None:
+        d = self.d
+        d.store.record_sends([o for _, o in outcomes], d.clock())
+        if d.on_published is None:
+            return
+        for post, outcome in outcomes:
+            if outcome.state == "published":
+                post.state, post.published_at = "published", outcome.published_at
+                d.on_published(post)
+
+    def _failed(self, post: Post, exc: ChannelError) -> SendOutcome:
         d = self.d
         now = d.clock()
         self.channel.last_error = LastError(to_datetime(now), exc.message, exc.permanent)
-        d.store.transition([post.id], "failed", ("sending",), now, "dispatcher",
-                           f"{'permanent' if exc.permanent else 'transient'}: {exc.reason}",
-                           error=exc.message)
         d.metrics.posts_failed.labels(channel=post.channel, reason=exc.reason).inc()
         d.metrics.channel_last_error_timestamp_seconds.labels(channel=post.channel).set(now)
         d.log.warning("publish_failed", channel=post.channel, post_id=post.id,
                       reason=exc.reason, permanent=exc.permanent, error=exc.message)
+        return SendOutcome(post.id, "failed", error=exc.message,
+                           reason=f"{'permanent' if exc.permanent else 'transient'}: "
+                                  f"{exc.reason}")
 
     def _settle(self, post_id: int, waiter: asyncio.Future[Post] | None) -> None:
         if waiter is not None and not waiter.done():

@@ -145,6 +145,16 @@ class NewPost:
     state: str = "scheduled"
 
 
+@dataclass(frozen=True)
+class SendOutcome:
+    post_id: int
+    state: str  # published | failed
+    remote_id: str | None = None
+    published_at: float | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
 @dataclass
 class Incident:
     id: int
@@ -244,14 +254,23 @@ class Store:
                 db.execute(f"PRAGMA user_version = {number}")
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One atomic write. `durable=False` skips the fsync: only for records whose
+        loss on a power cut is safe (an outcome whose `sending` was already synced
+        then reads as `unknown`, never as a post to send again)."""
+        if not durable:
+            self._db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            if not durable:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def recover(self, now: float) -> dict[str, int]:
         """Start-up repair: a crash leaves `queued` (never sent: back to scheduled)
@@ -390,6 +409,21 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?)",
             [(post_id, now, old, to_state, actor, reason) for post_id, old in moved])
         return [post_id for post_id, _ in moved]
+
+    def record_sends(self, outcomes: Sequence[SendOutcome], now: float) -> None:
+        """The platform's answers for a run of sends, in one transaction."""
+        if not outcomes:
+            return
+        with self.transaction(durable=False) as db:
+            db.executemany(
+                "UPDATE posts SET state = ?, remote_id = ?, published_at = ?, error = ?, "
+                "updated_at = ? WHERE id = ? AND state = 'sending'",
+                [(o.state, o.remote_id, o.published_at, o.error, now, o.post_id)
+                 for o in outcomes])
+            db.executemany(
+                "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
+                "VALUES (?, ?, 'sending', ?, 'dispatcher', ?)",
+                [(o.post_id, now, o.state, o.reason) for o in outcomes])
 
     def set_post_fields(self, post_id: int, now: float, **fields: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)

@@ -7,7 +7,8 @@ never retries bad credentials and never gives up on a passing 503.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -30,6 +31,15 @@ class ChannelError(Exception):
         self.reason = reason
 
 
+class GateClosed(ChannelError):
+    """The gate closed while the post waited (a rate-limit reset, a backoff) and no
+    attempt had reached the platform yet: the post is suppressed, not sent."""
+
+    def __init__(self) -> None:
+        super().__init__("an incident took the channel before the send started",
+                         permanent=True, reason="gate_closed")
+
+
 @dataclass(frozen=True)
 class Message:
     """One post on its way out, after the gate said yes."""
@@ -40,6 +50,9 @@ class Message:
     text: str
     link: str | None
     sent_at: datetime
+    # Asked again before an attempt that follows a wait: a send must not start
+    # after a declaration, even one made while the post waited for a reset.
+    may_start: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,10 @@ class LastError:
 class Channel(ABC):
     kind: ClassVar[str]
     default_max_length: ClassVar[int] = 280
+    # Posts marked `sending` together before their sends. A platform call can
+    # hang, and a crash then leaves every claimed post `unknown`, so network
+    # channels claim one at a time; local outlets that cannot hang claim more.
+    claim_size: ClassVar[int] = 1
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config

@@ -50,17 +50,19 @@ class MastodonChannel(Channel):
         self._client.session.close()
 
     async def publish(self, message: Message) -> Receipt:
-        return await reporting(self, self._publish(message.post_id, compose(message)))
+        return await reporting(self, self._publish(message.post_id, compose(message),
+                                                   message.may_start))
 
     async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
         await reporting(self, self._delete(post_id, remote_id))
 
-    async def _publish(self, post_id: str, text: str) -> Receipt:
+    async def _publish(self, post_id: str, text: str,
+                       may_start: Callable[[], bool] | None) -> Receipt:
         async def attempt() -> Receipt:
             status = await self._call(self._client.status_post, text, idempotency_key=post_id)
             return Receipt(remote_id=str(status["id"]))
 
-        return await self._retrier.run("publish", attempt)
+        return await self._retrier.run("publish", attempt, may_start)
 
     async def _delete(self, post_id: str, remote_id: str | None) -> None:
         if remote_id is None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from switchboard.channels.base import Channel, ChannelError, LastError, Message
+from switchboard.channels.base import Channel, ChannelError, GateClosed, LastError, Message
 
 T = TypeVar("T")
 
@@ -78,10 +78,14 @@ class Retrier:
         until = self._blocked_until.get(operation)
         return until if until is not None and until > self._now() else None
 
-    async def run(self, operation: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def run(self, operation: str, attempt: Callable[[], Awaitable[T]],
+                  may_start: Callable[[], bool] | None = None) -> T:
         failures = 0
+        maybe_sent = False  # an attempt failed in a way that may have reached the platform
         while True:
             await self._wait_for_reset(operation)
+            if failures and not maybe_sent and may_start is not None and not may_start():
+                raise GateClosed()
             try:
                 return await attempt()
             except RateLimited as exc:
@@ -92,6 +96,7 @@ class Retrier:
             except ChannelError as exc:
                 if exc.permanent:
                     raise
+                maybe_sent = True
                 error = exc
                 delay = self.policy.backoff(failures + 1, self._rand())
             failures += 1

@@ -16,6 +16,7 @@ whose scope includes the chat.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -55,7 +56,8 @@ class WebhookChannel(Channel):
                 "sent_at": message.sent_at.isoformat()}
         if message.link:
             body["link"] = message.link
-        await reporting(self, self._deliver(body, key=message.post_id))
+        await reporting(self, self._deliver(body, key=message.post_id,
+                                            may_start=message.may_start))
         return Receipt(remote_id=None)
 
     async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
@@ -64,7 +66,8 @@ class WebhookChannel(Channel):
                 "kind": "retraction", "sent_at": at.isoformat()}
         await reporting(self, self._deliver(body, key=f"{post_id}:retract"))
 
-    async def _deliver(self, body: dict[str, Any], key: str) -> None:
+    async def _deliver(self, body: dict[str, Any], key: str,
+                       may_start: Callable[[], bool] | None = None) -> None:
         session = self._session
         if session is None:
             raise RuntimeError(f"webhook channel {self.id} used before start()")
@@ -84,7 +87,7 @@ class WebhookChannel(Channel):
             except aiohttp.ClientError as exc:
                 raise ChannelError(f"cannot reach webhook: {exc}", reason="network") from exc
 
-        await self._retrier.run("deliver", attempt)
+        await self._retrier.run("deliver", attempt, may_start)
 
 
 def _check(status: int, headers: Any, text: str) -> None:

@@ -7,6 +7,7 @@ per account, without holding a thread asleep.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -41,12 +42,12 @@ class XChannel(Channel):
         self._client.session.close()
 
     async def publish(self, message: Message) -> Receipt:
-        return await reporting(self, self._publish(compose(message)))
+        return await reporting(self, self._publish(compose(message), message.may_start))
 
     async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
         await reporting(self, self._delete(post_id, remote_id))
 
-    async def _publish(self, text: str) -> Receipt:
+    async def _publish(self, text: str, may_start: Callable[[], bool] | None) -> Receipt:
         uncertain = False  # an earlier attempt may have reached X without us hearing back
 
         async def attempt() -> Receipt:
@@ -73,7 +74,7 @@ class XChannel(Channel):
                 raise _channel_error(exc) from exc
             return Receipt(remote_id=str(response.data["id"]))
 
-        return await self._retrier.run("publish", attempt)
+        return await self._retrier.run("publish", attempt, may_start)
 
     async def _delete(self, post_id: str, remote_id: str | None) -> None:
         if remote_id is None:

@@ -117,3 +117,29 @@ def test_compose_appends_the_link_once() -> None:
     assert compose(msg("Hi", None)) == "Hi"
     assert compose(msg("Hi", "https://e.org")) == "Hi https://e.org"
     assert compose(msg("See https://e.org now", "https://e.org")) == "See https://e.org now"
+
+
+def test_a_gate_closed_during_a_rate_limit_wait_stops_the_send() -> None:
+    t = FakeTime()
+    calls, attempt = failing(RateLimited("429", reset_at=t.now + 30))
+    open_gate = [True]
+
+    async def run() -> str:
+        task = retrier(t).run("publish", attempt, lambda: open_gate[0])
+        open_gate[0] = False  # an incident is declared while the post waits for the reset
+        return await task
+
+    with pytest.raises(ChannelError) as caught:
+        asyncio.run(run())
+    assert caught.value.reason == "gate_closed"
+    assert len(calls) == 1, "no second attempt once the gate closed"
+
+
+def test_a_retry_after_a_possibly_delivered_attempt_goes_on_despite_the_gate() -> None:
+    # A timeout may have reached the platform: the retry settles that send, it
+    # does not start a new one (X answers 'duplicate', Mastodon dedups by key).
+    t = FakeTime()
+    calls, attempt = failing(ChannelError("timeout", reason="timeout"))
+    result = asyncio.run(retrier(t).run("publish", attempt, lambda: False))
+    assert result == "ok"
+    assert len(calls) == 2
