@@ -146,6 +146,7 @@ class Daemon:
         self.cleanup.append(runner.cleanup)
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
+        self.zero_counters()
 
     async def teardown(self) -> None:
         while self.cleanup:
@@ -188,6 +189,7 @@ class Daemon:
             self.feeds = FeedWatch(new.config.feeds, self.incidents, self.metrics, self.clock)
             await self.feeds.start()
         self.incidents.refresh_metrics()
+        self.zero_counters()
 
     async def _swap_channels(self, cfg: Config) -> None:
         # Start the new channels first: if one cannot start, nothing changes.
@@ -197,6 +199,17 @@ class Daemon:
         await close_channels({cid: w.channel for cid, w in old_workers.items()})
 
     # -- views -------------------------------------------------------------
+
+    def zero_counters(self) -> None:
+        """Labelled counters appear at 0 for every channel and feed, so `rate()` and
+        `increase()` see the first event instead of starting from it."""
+        for channel in self.config.channels:
+            for kind in ("marketing", "operational"):
+                self.metrics.posts_published.labels(channel=channel.id, kind=kind)
+            self.metrics.posts_suppressed.labels(channel=channel.id)
+        for feed in self.config.feeds:
+            for status in ("firing", "resolved"):
+                self.metrics.feed_signals.labels(feed=feed.id, status=status)
 
     def refresh_metrics(self) -> None:
         counts = self.store.count_by_state()

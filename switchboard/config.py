@@ -31,12 +31,14 @@ POLL_FEEDS = ("cap", "atom", "rss", "statuspage", "gtfs-rt")
 _SECRET_SUFFIXES = ("_env", "_file")
 _X_CREDENTIALS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 _COMMON_CHANNEL_KEYS = {"id", "kind", "audience", "max_length", "timeout"}
+# Retry and rate-limit behaviour of the network channels (see channels/remote.py).
+_RETRY_KEYS = {"max_retries", "retry_base", "retry_max", "rate_limit_wait", "rate_limit_max_wait"}
 _CHANNEL_KEYS: dict[str, set[str]] = {
     "outbox": {"path"},
     "console": set(),
-    "webhook": {"url_env", "url_file", "headers"},
-    "x": {"credentials", "api_url", "max_retries"},
-    "mastodon": {"api_base_url", "access_token_env", "access_token_file", "max_retries"},
+    "webhook": {"url_env", "url_file", "headers"} | _RETRY_KEYS,
+    "x": {"credentials", "api_url"} | _RETRY_KEYS,
+    "mastodon": {"api_base_url", "access_token_env", "access_token_file"} | _RETRY_KEYS,
 }
 _FEED_KEYS = {"id", "kind", "rules", "url", "every", "timeout", "token_env", "token_file",
               "token_sha256", "secret_env", "secret_file", "fields", "signature_header",
@@ -322,12 +324,28 @@ class _Reader:
             self.doc.problem(sec.at("id"), f"channel id {channel_id!r} must be lower-case "
                                            "letters, digits, '.', '_' or '-'")
         options, secrets = self._channel_options(str(kind), sec)
+        options.update(self._retry_options(sec, extra))
         return ChannelConfig(
             id=channel_id, kind=str(kind),
             audience=sec.choice("audience", AUDIENCES, "public") or "public",
             max_length=sec.get("max_length", int),
             timeout=sec.get("timeout", float, 10.0),
             options=options, secrets=secrets)
+
+    def _retry_options(self, sec: Section, allowed: set[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "max_retries" in allowed and sec.has("max_retries"):
+            retries = sec.get("max_retries", int)
+            if retries is not None and retries < 0:
+                self.doc.problem(sec.at("max_retries"), "must be 0 or more")
+            elif retries is not None:
+                out["max_retries"] = retries
+        for key in sorted((_RETRY_KEYS - {"max_retries"}) & allowed):
+            if sec.has(key):
+                value = sec.duration(key)
+                if value is not None:
+                    out[key] = value.total_seconds()
+        return out
 
     def _channel_options(self, kind: str, sec: Section) -> tuple[dict[str, Any], dict[str, str]]:
         options: dict[str, Any] = {}
@@ -341,7 +359,6 @@ class _Reader:
             options["headers"] = sec.get("headers", dict, {})
         elif kind == "x":
             options["api_url"] = sec.get("api_url", str, "https://api.twitter.com")
-            options["max_retries"] = sec.get("max_retries", int, 3)
             creds = Section(self.doc, sec.at("credentials"), sec.value.get("credentials"),
                             {f"{c}{s}" for c in _X_CREDENTIALS for s in _SECRET_SUFFIXES})
             for name in _X_CREDENTIALS:
@@ -352,7 +369,6 @@ class _Reader:
             options["api_base_url"] = sec.get("api_base_url", str)
             if options["api_base_url"] is None:
                 self.doc.problem(sec.path, "missing required key 'api_base_url'")
-            options["max_retries"] = sec.get("max_retries", int, 3)
             token = self._secret(sec, "access_token")
             if token:
                 secrets["access_token"] = token
