@@ -98,7 +98,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(simulate.to_json(timeline), indent=2))
     else:
-        print(simulate.format_text(timeline))
+        print(simulate.format_text(timeline), end="")
     return OK
 
 
