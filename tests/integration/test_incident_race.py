@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.daemon import DaemonProcess, base_config, free_port
@@ -19,17 +19,17 @@ def test_no_marketing_send_starts_after_the_declaration_is_acknowledged(tmp_path
     daemon = DaemonProcess(tmp_path, config=base_config(tmp_path, free_port(), channels))
     daemon.start()
     try:
-        declare_at = datetime.now(timezone.utc) + timedelta(seconds=4)
+        declare_at = datetime.now(UTC) + timedelta(seconds=4)
         posts = []
         for i in range(2000):
             due = declare_at + timedelta(seconds=-1 + 2 * i / 2000)
             posts.append({"channel": CHANNELS[i % 5], "text": f"offer {i}",
                           "at": due.isoformat()})
         created = daemon.ok("POST", "/api/v1/posts", posts, role="marketing")
-        time.sleep(max(0.0, (declare_at - datetime.now(timezone.utc)).total_seconds()))
+        time.sleep(max(0.0, (declare_at - datetime.now(UTC)).total_seconds()))
         incident = daemon.ok("POST", "/api/v1/incidents",
                              {"runbook": "security-incident", "title": "Race"}, role="ops")
-        acknowledged = datetime.now(timezone.utc)
+        acknowledged = datetime.now(UTC)
         time.sleep(1.5)
 
         sent = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.daemon import DaemonProcess, base_config, free_port
@@ -14,7 +14,7 @@ from tests.fakes.server import Hang
 
 
 def at(seconds: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
 def parse(ts: str) -> datetime:
@@ -53,7 +53,7 @@ def test_posts_overdue_past_max_lateness_are_missed_after_downtime(tmp_path: Pat
         recent = daemon.ok("POST", "/api/v1/posts", {"channel": "outbox", "text": "fresh offer",
                                                      "at": at(6)}, role="marketing")
         assert daemon.stop() == 0
-        time.sleep(max(0.0, (parse(recent["due_at"]) - datetime.now(timezone.utc))
+        time.sleep(max(0.0, (parse(recent["due_at"]) - datetime.now(UTC))
                        .total_seconds() + 0.5))
         daemon.start()
         daemon.wait_for(lambda: daemon.outbox())
