@@ -26,6 +26,7 @@ against the previous poll, so disappearance also resolves.
 | atom, rss    | atom.py         | (polled)                |
 | statuspage   | statuspage.py   | (polled)                |
 | gtfs-rt      | gtfs_rt.py      | (polled)                |
+| siri-sx      | siri_sx.py      | (polled; not yet in config.FEED_KINDS) |
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from switchboard.feeds.jsonfeed import JsonParser
 from switchboard.feeds.pagerduty import PagerDutyParser
 from switchboard.feeds.parser import FeedParser
 from switchboard.feeds.signal import FeedError, Signal
+from switchboard.feeds.siri_sx import SiriSxParser
 from switchboard.feeds.statuspage import StatuspageParser
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 PARSERS: dict[str, type[FeedParser]] = {
     parser.kind: parser
     for parser in (AlertmanagerParser, PagerDutyParser, JsonParser, CapParser, AtomParser,
-                   RssParser, StatuspageParser, GtfsRealtimeParser)
+                   RssParser, StatuspageParser, GtfsRealtimeParser, SiriSxParser)
 }
 
 

@@ -55,7 +55,7 @@ class CapParser(FeedParser):
         if _is_cap(root) and local_name(root.tag) == "alert":
             messages = [_alert_fields(root)]
         elif root.tag == f"{ATOM}feed":
-            messages = [_entry_fields(entry) for entry in root.iter(f"{ATOM}entry")]
+            messages = [_entry_fields(entry) for entry in root.findall(f"{ATOM}entry")]
         else:
             raise malformed(KIND, f"expected a CAP <alert> or an Atom <feed>, "
                                   f"not <{local_name(root.tag)}>")

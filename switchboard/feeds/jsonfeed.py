@@ -113,7 +113,8 @@ def lookup(document: Any, path: Path) -> Any:
     for part in path:
         if isinstance(value, dict):
             value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+        elif isinstance(value, list) and part.isascii() and part.isdigit() \
+                and int(part) < len(value):
             value = value[int(part)]
         else:
             return None

@@ -8,7 +8,7 @@ leak a KeyError or TypeError to the caller.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from switchboard.feeds.signal import FeedError
@@ -89,8 +89,11 @@ def string_map(kind: str, value: Any, what: str) -> dict[str, str]:
     return out
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 / ISO 8601 time, or None when absent, unparseable or Go's zero time."""
+def parse_time(value: Any, assume: tzinfo = UTC) -> datetime | None:
+    """An RFC 3339 / ISO 8601 time, or None when absent, unparseable or Go's zero time.
+
+    A time without offset is taken to be in `assume`.
+    """
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -99,7 +102,7 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if when.year <= 1:  # Alertmanager's "0001-01-01T00:00:00Z" means "not set"
         return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return when if when.tzinfo is not None else when.replace(tzinfo=assume)
 
 
 def type_name(value: Any) -> str:

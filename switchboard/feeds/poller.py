@@ -155,7 +155,7 @@ class Poller:
             raise FeedError("timeout", f"no complete answer from {url} within {timeout:g}s",
                             504) from None
         except aiohttp.ClientError as exc:
-            raise FeedError("fetch", f"cannot fetch {url}: {exc or type(exc).__name__}",
+            raise FeedError("fetch", f"cannot fetch {url}: {str(exc) or type(exc).__name__}",
                             502) from None
 
     def _request_headers(self) -> dict[str, str]:

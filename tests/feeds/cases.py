@@ -42,7 +42,7 @@ def gtfs_fixture() -> bytes:
 
 def feed_config(kind: str, **overrides: Any) -> FeedConfig:
     base: dict[str, Any] = {"id": f"{kind}-feed", "kind": kind}
-    if kind in ("cap", "atom", "rss", "statuspage", "gtfs-rt"):
+    if kind in ("cap", "atom", "rss", "statuspage", "gtfs-rt", "siri-sx"):
         base.update(url="http://127.0.0.1:9/feed", every=timedelta(seconds=60))
     if kind == "alertmanager":
         base["token_sha256"] = hashlib.sha256(TOKEN.encode()).hexdigest()
@@ -99,6 +99,8 @@ class FeedCase:
             return '<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">'
         if self.kind == "rss":
             return '<rss version="2.0"><channel>'
+        if self.kind == "siri-sx":
+            return '<Siri xmlns="http://www.siri.org.uk/siri" version="1.4">'
         return '<feed xmlns="http://www.w3.org/2005/Atom">'
 
 
@@ -122,6 +124,8 @@ CASES: dict[str, FeedCase] = {case.kind: case for case in (
              xml=True, extra={"count": 17}),
     FeedCase("statuspage", fixture("statuspage-incidents.json"), ["n4njzfn1mqy0"], NWS_NOW),
     FeedCase("gtfs-rt", gtfs_fixture(), ["0"], datetime.fromtimestamp(1284460000, UTC)),
+    FeedCase("siri-sx", fixture("siri-sx-1.4-kolumbus-situations-trimmed.xml"),
+             [f"urn:DISSE:{n}" for n in range(304, 311)], NWS_NOW, xml=True),
 )}
 KINDS = sorted(CASES)
 PUSH_KINDS = [kind for kind in KINDS if CASES[kind].push]

@@ -149,7 +149,8 @@ def test_real_json_payloads_with_wrong_parts(kind: str, data: st.DataObject) -> 
 
 
 XML_FIXTURES = ["nws-alerts.atom", "statuspage-history.atom", "cap-1.2-oasis-example.xml",
-                "cap-1.2-cancel.xml", "cap-1.2-oasis-example-a4-amber-multilingual.xml"]
+                "cap-1.2-cancel.xml", "cap-1.2-oasis-example-a4-amber-multilingual.xml",
+                "siri-sx-1.4-kolumbus-situations-trimmed.xml"]
 
 
 @pytest.mark.parametrize("kind", XML_KINDS)
