@@ -15,7 +15,15 @@ GTFS-rt active periods) and for events that carry no time of their own.
 
 Push kinds return the events in the delivery. Poll kinds return the feed's
 current state, firing and resolved items alike; `poller.Poller` diffs it
-against the previous poll, so disappearance also resolves.
+against the previous poll, so disappearance also resolves:
+
+    poller = Poller(config, parser_for(config), session, listener, clock=time.time)
+    task = asyncio.create_task(poller.run())   # polls until...
+    poller.stop()                              # ...this; then await the task
+
+`listener` is a `poller.PollListener`: `await on_signals(feed_id, signals)`
+(only new, changed and vanished items), `on_success(feed_id, unix_seconds)`,
+`on_error(feed_id, reason, message)`.
 
 | kind         | module          | auth                    |
 |--------------|-----------------|-------------------------|

@@ -316,3 +316,19 @@ def test_a_feed_without_url_cannot_be_polled() -> None:
             with pytest.raises(ValueError, match="no url to poll"):
                 Poller(config, parser_for(config), session, Recorder())
     asyncio.run(build())
+
+
+def test_cancelling_the_run_task_leaves_nothing_behind() -> None:
+    async def scenario(feed: FeedServer, session: aiohttp.ClientSession, rec: Recorder) -> None:
+        poller = make_poller(feed, session, rec, timeout=30)
+        task = asyncio.create_task(poller.run())
+        await feed.wait_for_requests(1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 2)
+        await asyncio.sleep(0)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
+                and any(name in repr(t.get_coro()) for name in ("Poller.", "Event.wait"))]
+        assert left == []
+
+    run(scenario, hang(30))
