@@ -30,7 +30,7 @@ check: $(STAMP)
 	$(BIN)/switchboard check -c $(CONFIG)
 
 lint: $(STAMP)
-	$(BIN)/ruff check switchboard tests bench
+	$(BIN)/ruff check switchboard tests $(wildcard bench demo)
 	$(BIN)/mypy
 
 test: lint

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from switchboard import refusals
 from switchboard.auth import Caller, digest_matches
+from switchboard.clock import rfc3339
 from switchboard.incidents import incident_json, parse_incident_id
 from switchboard.posts import ChannelLimit, new_post, parse_when, post_json
 from switchboard.refusals import Refused
@@ -225,8 +226,11 @@ class Api:
                            for e in self.d.store.timeline(incident_id)]
         for entry in out["timeline"]:
             entry["at"] = _iso(entry["at"])
-        held = self.d.store.list_posts(incident_id=incident_id, limit=100_000)
-        out["posts"] = {"suppressed": [p.id for p in held if p.kind == "marketing"]}
+        # The marketing posts this incident held, by what became of them.
+        tied = self.d.store.list_posts(incident_id=incident_id, limit=100_000)
+        out["held_posts"] = {}
+        for post in tied:
+            out["held_posts"].setdefault(post.state, []).append(post.id)
         return ok(out)
 
     async def declare(self, request: web.Request) -> web.Response:
@@ -296,5 +300,4 @@ def _int(value: str, what: str) -> int:
 
 
 def _iso(ts: float) -> str | None:
-    from switchboard.clock import rfc3339
     return rfc3339(ts)
