@@ -3,7 +3,14 @@
 Each (incident, step, occurrence) runs at most once: the run is claimed in the
 store before it starts, so a restart runs the steps that came due while the
 daemon was down and never repeats the finished ones. A repeating step that
-missed several occurrences during downtime runs once, not in a burst.
+missed several occurrences during downtime runs once, not in a burst. A run
+that a crash cut short may or may not have acted: it is not run again but
+recorded as failed and reported, like the `unknown` post it may have left.
+
+A reminder looks back one interval from the time it was scheduled for. The
+runbook's own posts count at the time their step was scheduled for, so a
+holding statement at 0m starts the first interval instead of filling it (what
+`switchboard simulate` shows), whatever the send latency.
 
 A failing step (channel error, template error) is recorded on the timeline
 and reported to the hand-over channels; it never stops the incident.
@@ -78,7 +85,11 @@ class StepRunner:
 
     def resume(self, incident: Incident, runbook: Runbook) -> None:
         """After a restart: due steps run (once), future ones are armed again."""
-        done = {(s, o) for s, o, _, _ in self.store.step_runs(incident.id)}
+        runs = self.store.step_runs(incident.id)
+        for name, cut_short, _, result in runs:
+            if result == "started":
+                self._interrupted(incident, runbook, name, cut_short)
+        done = {(s, o) for s, o, _, _ in runs}
         if incident.state != "active":
             for step in runbook.resolve.steps:
                 if (step.name, 0) not in done:
@@ -97,6 +108,14 @@ class StepRunner:
                                    self._due(incident, step, occurrence + 1))
             else:
                 self._schedule(incident, step, occurrence, now)
+
+    def _interrupted(self, incident: Incident, runbook: Runbook, name: str,
+                     occurrence: int) -> None:
+        step = (runbook.step(name) or (handover_step(runbook) if name == HANDOVER else None)
+                or Step(name=name, action="unknown"))
+        self._record(incident, runbook, step, occurrence, Outcome(
+            "failed", "interrupted by a restart: it may or may not have completed and is not "
+                      "run again; check its posts (state unknown) and the channels"))
 
     def _due(self, incident: Incident, step: Step, occurrence: int) -> float:
         every = step.every.total_seconds() if step.every is not None else 0.0
@@ -133,7 +152,7 @@ class StepRunner:
         if not self.store.claim_step(incident_id, step_name, occurrence, self.clock()):
             return
         try:
-            outcome = await self._act(incident, runbook, step)
+            outcome = await self._act(incident, runbook, step, occurrence)
         except (StepFailed, TemplateFailure, ChannelError) as exc:
             outcome = Outcome("failed", str(exc))
         except Exception as exc:
@@ -159,7 +178,8 @@ class StepRunner:
                                   f"INC-{incident.id}: runbook step {step.name} failed: "
                                   f"{outcome.detail}", "step-failed")
 
-    async def _act(self, incident: Incident, runbook: Runbook, step: Step) -> Outcome:
+    async def _act(self, incident: Incident, runbook: Runbook, step: Step,
+                   occurrence: int) -> Outcome:
         if step.action == "post":
             return await self._post(incident, step)
         if step.action in ("notify", "handover"):
@@ -172,7 +192,7 @@ class StepRunner:
             self.incidents.notify(incident.id, targets, text, step.name)
             return Outcome("ok", text)
         if step.action == "remind":
-            return self._remind(incident, step)
+            return self._remind(incident, runbook, step, occurrence)
         if step.action == "retract":
             return await self._retract(incident, step)
         raise StepFailed(f"unknown action {step.action}")
@@ -191,21 +211,38 @@ class StepRunner:
             raise StepFailed("; ".join(failed))
         return Outcome("ok", f"posted to {', '.join(targets)}")
 
-    def _remind(self, incident: Incident, step: Step) -> Outcome:
-        window = (step.every or step.first).total_seconds()
-        now = self.clock()
-        current = self.store.incident(incident.id) or incident
-        last = current.last_operational_at
-        if last is not None and now - last < window:
+    def _remind(self, incident: Incident, runbook: Runbook, step: Step,
+                occurrence: int) -> Outcome:
+        window = step.every or step.first
+        since = self._due(incident, step, occurrence) - window.total_seconds()
+        last = self._last_update(incident, runbook)
+        if last is not None and last > since:
             return Outcome("skipped", "an operational update went out within the interval")
         self.metrics.operational_update_overdue.labels(incident=f"INC-{incident.id}").set(1)
         text = (self.render(incident, step, "") if step.template is not None else
                 f"INC-{incident.id} ({incident.title}): an operational update is due; none in "
-                f"the last {format_duration(step.every or step.first)}. Post one with: "
+                f"the last {format_duration(window)}. Post one with: "
                 f"switchboard incident update INC-{incident.id} --text ...")
         self.incidents.notify(incident.id, list(step.targets(incident.channels)), text,
                               step.name)
         return Outcome("ok", "reminded")
+
+    def _last_update(self, incident: Incident, runbook: Runbook) -> float | None:
+        """When the latest operational update went out on the incident's channels; a
+        runbook post counts at the time its step was scheduled for."""
+        last: float | None = None
+        for entry in self.store.timeline(incident.id):
+            if entry.event != "post_sent":
+                continue
+            at = entry.at
+            name = entry.actor.removeprefix("runbook:")
+            step = next((s for s in runbook.steps if s.name == name), None)
+            if entry.actor.startswith("runbook:") and step is not None:
+                occurrence = self._latest_due(incident, step, at)
+                if occurrence is not None:
+                    at = self._due(incident, step, occurrence)
+            last = at if last is None else max(last, at)
+        return last
 
     async def _retract(self, incident: Incident, step: Step) -> Outcome:
         within = (step.published_within.total_seconds() if step.published_within else 0.0)
