@@ -24,9 +24,10 @@ from switchboard.yamldoc import Document, InvalidFile, Path_, Section
 ROLES = ("viewer", "marketing", "ops", "admin")
 AUDIENCES = ("public", "internal")
 CHANNEL_KINDS = ("outbox", "console", "webhook", "x", "mastodon")
-FEED_KINDS = ("alertmanager", "pagerduty", "json", "cap", "atom", "rss", "statuspage", "gtfs-rt")
+FEED_KINDS = ("alertmanager", "pagerduty", "json", "cap", "atom", "rss", "statuspage", "gtfs-rt",
+              "siri-sx")
 PUSH_FEEDS = ("alertmanager", "pagerduty", "json")
-POLL_FEEDS = ("cap", "atom", "rss", "statuspage", "gtfs-rt")
+POLL_FEEDS = ("cap", "atom", "rss", "statuspage", "gtfs-rt", "siri-sx")
 
 _SECRET_SUFFIXES = ("_env", "_file")
 _X_CREDENTIALS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
@@ -408,15 +409,26 @@ class _Reader:
             need = {"alertmanager": "token_env, token_file or token_sha256",
                     "pagerduty": "secret_env or secret_file",
                     "json": "a token (token_*) or an HMAC secret (secret_*)"}[kind]
-            self.doc.problem(path, f"a {kind} feed needs {need}: push endpoints never run open")
+            self.doc.problem(path, f"{kind} feeds need {need}: push endpoints never run open")
+        fields = sec.get("fields", dict, {})
+        if kind == "json":
+            self._check_field_map(sec, fields)
         return FeedConfig(
             id=sec.get("id", str, ""), kind=kind,
             rules=self._rules(sec, channel_ids), url=url,
             every=sec.duration("every", timedelta(seconds=60)) or timedelta(seconds=60),
             timeout=sec.get("timeout", float, 10.0),
             token_sha256=token_digest, secret=secret,
-            fields=sec.get("fields", dict, {}),
+            fields=fields,
             signature_header=sec.get("signature_header", str))
+
+    def _check_field_map(self, sec: Section, fields: dict[str, Any]) -> None:
+        # The json feed's mapping is the feed module's to define; it says what is wrong.
+        from switchboard.feeds.jsonfeed import field_map
+        try:
+            field_map(fields)
+        except ValueError as exc:
+            self.doc.problem(sec.at("fields"), str(exc).removeprefix("fields: "))
 
     def _rules(self, feed: Section, channel_ids: set[str]) -> tuple[Rule, ...]:
         out: list[Rule] = []

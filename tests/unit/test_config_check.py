@@ -154,3 +154,22 @@ def test_a_broken_runbook_is_reported_by_check(tmp_path: Path) -> None:
     assert code == 1
     assert "rail-disruption.yaml:" in out
     assert "remindd" in out
+
+
+def test_a_json_feed_mapping_without_a_key_path_is_named(tmp_path: Path) -> None:
+    text = GOOD + """\
+  - id: hook
+    kind: json
+    token_env: SB_CHECK_TOKEN
+    fields: {status: state}
+"""
+    code, out = check(tmp_path, text, {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "CONFIG:22:5: feeds[1].fields: missing required key 'key'" in out
+
+
+def test_a_push_feed_without_credentials_never_runs_open(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("    token_env: SB_CHECK_TOKEN\n", ""),
+                      {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "feeds[0]: alertmanager feeds need token_env, token_file or token_sha256" in out
