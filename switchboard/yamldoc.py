@@ -96,10 +96,30 @@ def parse(text: str, name: str) -> Document:
         raise InvalidFile([Problem(name, line, col, "", f"invalid YAML: {exc.problem}")]) from exc
     except yaml.YAMLError as exc:
         raise InvalidFile([Problem(name, 1, 1, "", f"invalid YAML: {exc}")]) from exc
+    except RecursionError as exc:
+        raise InvalidFile([Problem(name, 1, 1, "", _TOO_DEEP)]) from exc
     doc = Document(name, None)
     if node is not None:
-        doc.data = _convert(node, (), doc)
+        try:
+            doc.data = _convert(node, (), doc)
+        except _BadScalar as exc:
+            mark = exc.node.start_mark
+            raise InvalidFile([Problem(name, mark.line + 1, mark.column + 1, "",
+                                       f"invalid YAML: {exc}")]) from exc
+        except RecursionError as exc:  # `&a [*a]`: an alias inside the node it names
+            raise InvalidFile([Problem(name, 1, 1, "", _TOO_DEEP)]) from exc
     return doc
+
+
+_TOO_DEEP = "invalid YAML: nested too deeply, or an alias refers to a node that contains it"
+
+
+class _BadScalar(Exception):
+    """A value no safe constructor accepts (`!foo x`, `!!int abc`, `!!timestamp 2024-13-45`)."""
+
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 def _convert(node: yaml.Node, path: Path_, doc: Document) -> Any:
@@ -122,7 +142,12 @@ def _convert(node: yaml.Node, path: Path_, doc: Document) -> Any:
 
 
 def _scalar(node: yaml.Node) -> Any:
-    return yaml.SafeLoader("").construct_object(node, deep=True)
+    try:
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:
+        raise _BadScalar(node, str(exc.problem)) from exc
+    except Exception as exc:  # PyYAML's constructors raise ValueError, IndexError, ...
+        raise _BadScalar(node, f"cannot read {str(node.value)[:40]!r} as {node.tag}") from exc
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -134,7 +159,10 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+            try:
+                return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+            except OverflowError:
+                pass  # `99999999999d`: more than timedelta holds
     raise ValueError(f"bad duration {value!r} (use a number with s, m, h or d, e.g. '30s', '10m')")
 
 
