@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from switchboard import refusals
-from switchboard.clock import rfc3339
+from switchboard.clock import rfc3339, to_datetime
 from switchboard.store import NewPost, Post
 from switchboard.yamldoc import parse_duration
 
@@ -32,6 +32,19 @@ def parse_when(value: str, now: float, tz: ZoneInfo) -> float:
     Local times are DST-safe: a time inside the spring-forward gap does not
     exist and is refused; an ambiguous one (autumn) means its first occurrence.
     """
+    try:
+        when = _when(value, now, tz)
+        # Every time is stored, scheduled and shown as a UTC datetime: one that
+        # cannot be (year 0, year 10000, +99999999d) would break the dispatcher,
+        # every listing and the next start, so it is refused here.
+        to_datetime(when)
+    except (OverflowError, ValueError) as exc:
+        raise refusals.bad_request(f"time {value!r} is out of range (years 1 to 9999 "
+                                   "in UTC)") from exc
+    return when
+
+
+def _when(value: str, now: float, tz: ZoneInfo) -> float:
     text = value.strip()
     if text == "now":
         return now
