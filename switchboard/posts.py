@@ -128,7 +128,10 @@ def parse_calendar(data: bytes, filename: str) -> list[dict[str, Any]]:
         raise refusals.bad_request(f"{filename}: not UTF-8 text") from exc
     if filename.endswith((".jsonl", ".json", ".ndjson")) or text.lstrip().startswith("{"):
         return _json_lines(text, filename)
-    rows = list(csv.DictReader(io.StringIO(text)))
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:  # a stray carriage return inside a field, say
+        raise refusals.bad_request(f"{filename}: not a readable CSV file: {exc}") from exc
     if not rows:
         raise refusals.bad_request(f"{filename}: no posts (CSV needs a header row: "
                                    "channel,at,text[,kind,expires,link])")
