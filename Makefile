@@ -43,7 +43,7 @@ bench-full: $(STAMP)
 	$(BIN)/python -m bench
 
 demo: $(STAMP)
-	$(BIN)/python -m switchboard.demo
+	$(BIN)/python demo/eurostar.py
 
 clean:
 	rm -rf var build *.egg-info .mypy_cache .ruff_cache .pytest_cache
