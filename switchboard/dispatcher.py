@@ -247,10 +247,15 @@ class ChannelWorker:
         d = self.d
         now = d.clock()
         self.channel.last_error = LastError(to_datetime(now), exc.message, exc.permanent)
-        d.metrics.posts_failed.labels(channel=post.channel, reason=exc.reason).inc()
         d.metrics.channel_last_error_timestamp_seconds.labels(channel=post.channel).set(now)
         d.log.warning("publish_failed", channel=post.channel, post_id=post.id,
-                      reason=exc.reason, permanent=exc.permanent, error=exc.message)
+                      reason=exc.reason, permanent=exc.permanent, error=exc.message,
+                      maybe_sent=exc.maybe_sent)
+        if exc.maybe_sent:
+            return SendOutcome(post.id, "unknown", error=exc.message,
+                               reason="an attempt may have reached the platform; check it "
+                                      "before releasing")
+        d.metrics.posts_failed.labels(channel=post.channel, reason=exc.reason).inc()
         return SendOutcome(post.id, "failed", error=exc.message,
                            reason=f"{'permanent' if exc.permanent else 'transient'}: "
                                   f"{exc.reason}")

@@ -148,7 +148,7 @@ class NewPost:
 @dataclass(frozen=True)
 class SendOutcome:
     post_id: int
-    state: str  # published | failed
+    state: str  # published | failed | unknown
     remote_id: str | None = None
     published_at: float | None = None
     error: str | None = None

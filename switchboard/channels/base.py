@@ -22,13 +22,18 @@ class ChannelError(Exception):
     `permanent`: retrying cannot help (bad credentials, duplicate, too long).
     `reason`: a short metric label (`auth`, `rejected`, `duplicate`, `rate_limited`,
     `server_error`, `timeout`, `network`).
+    `maybe_sent`: an attempt failed in a way that may have reached the platform
+    (a lost answer, a gateway error): the post is `unknown`, not `failed`, so it
+    is reviewed instead of being released and sent a second time.
     """
 
-    def __init__(self, message: str, *, permanent: bool = False, reason: str = "error") -> None:
+    def __init__(self, message: str, *, permanent: bool = False, reason: str = "error",
+                 maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.reason = reason
+        self.maybe_sent = maybe_sent
 
 
 class GateClosed(ChannelError):
@@ -77,7 +82,7 @@ class Channel(ABC):
     default_max_length: ClassVar[int] = 280
     # Posts marked `sending` together before their sends. A platform call can
     # hang, and a crash then leaves every claimed post `unknown`, so network
-    # channels claim one at a time; local outlets that cannot hang claim more.
+    # channels claim one at a time; local outlets that cannot hang claim a few.
     claim_size: ClassVar[int] = 1
 
     def __init__(self, config: ChannelConfig) -> None:

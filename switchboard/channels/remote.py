@@ -95,6 +95,7 @@ class Retrier:
                 delay = 0.0  # the wait for the reset happens at the top of the loop
             except ChannelError as exc:
                 if exc.permanent:
+                    exc.maybe_sent = exc.maybe_sent or maybe_sent
                     raise
                 maybe_sent = True
                 error = exc
@@ -102,7 +103,8 @@ class Retrier:
             failures += 1
             if failures > self.policy.max_retries:
                 raise ChannelError(f"{error.message} (gave up after {failures} attempts)",
-                                   permanent=False, reason=error.reason) from error
+                                   permanent=False, reason=error.reason,
+                                   maybe_sent=maybe_sent) from error
             if delay > 0:
                 await self._sleep(delay)
 

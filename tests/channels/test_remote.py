@@ -143,3 +143,19 @@ def test_a_retry_after_a_possibly_delivered_attempt_goes_on_despite_the_gate() -
     result = asyncio.run(retrier(t).run("publish", attempt, lambda: False))
     assert result == "ok"
     assert len(calls) == 2
+
+
+def test_giving_up_after_a_possibly_delivered_attempt_says_so() -> None:
+    t = FakeTime()
+    _, attempt = failing(*[ChannelError("timeout", reason="timeout")] * 4)
+    with pytest.raises(ChannelError) as caught:
+        asyncio.run(retrier(t, max_retries=3).run("publish", attempt))
+    assert caught.value.maybe_sent and not caught.value.permanent
+
+
+def test_giving_up_on_rate_limits_alone_says_nothing_was_sent() -> None:
+    t = FakeTime()
+    _, attempt = failing(*[RateLimited("429", reset_at=None)] * 4)
+    with pytest.raises(ChannelError) as caught:
+        asyncio.run(retrier(t, max_retries=3, rate_limit_wait=1).run("publish", attempt))
+    assert not caught.value.maybe_sent

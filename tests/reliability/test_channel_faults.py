@@ -11,7 +11,8 @@ metrics:
 - no tight retry loop: at most max_retries + 1 requests per post, spaced by at
   least the smallest backoff; no request at all before an announced reset, nor
   sooner than `rate_limit_wait` after a 429 that announced none;
-- every post ends published or failed (a crash is the only road to unknown);
+- every post ends published, failed (it did not happen) or unknown (an attempt
+  may have reached the platform and none could be confirmed: left for review);
   failures are counted in `switchboard_posts_failed_total` and shown in
   `GET /api/v1/posts` with their message, and `GET /api/v1/channels` shows
   each channel's last error.
@@ -278,14 +279,16 @@ def test_a_storm_of_platform_faults_publishes_each_post_at_most_once_and_shows_f
         assert all(n == 1 for n in live.values()), f"{channel}: duplicates {live}"
         assert set(live) <= {p["text"] for p in mine}
         for post in mine:
-            assert post["state"] in ("published", "failed"), post
+            assert post["state"] in ("published", "failed", "unknown"), post
             if post["state"] == "published":
                 assert live[post["text"]] == 1, f"{channel}: published post {post['id']} " \
                                                 "is not on the platform"
             else:
-                assert post["error"], f"{channel}: failed post {post['id']} without a message"
+                assert post["error"], f"{channel}: {post['state']} post {post['id']} " \
+                                      "without a message"
         on_platform_but_failed = [p["id"] for p in mine
                                   if p["state"] == "failed" and live[p["text"]]]
+        assert on_platform_but_failed == [], "a failed post must not be live"
         used = scripts[channel][:len(scripts[channel]) - fake.pending_steps]
         steps = Counter(label(step) for step in used)
         print(f"{channel}: {len(publishes(fake))} requests ({dict(steps)}), "
@@ -299,8 +302,9 @@ def test_a_storm_of_platform_faults_publishes_each_post_at_most_once_and_shows_f
         assert all(p["error"] for p in listed)
         assert metric_sum(rig.daemon, "switchboard_posts_failed_total",
                           channel=channel) == len(failed)
+        published = [p for p in mine if p["state"] == "published"]
         assert metric_sum(rig.daemon, "switchboard_posts_published_total", channel=channel,
-                          kind="marketing") == len(mine) - len(failed)
+                          kind="marketing") == len(published)
 
     # Then one post per channel that exhausts its retries on 503s, and one the
     # platform refuses for good: the channel shows that last error.
@@ -314,7 +318,9 @@ def test_a_storm_of_platform_faults_publishes_each_post_at_most_once_and_shows_f
     channels = {c["id"]: c for c in rig.daemon.ok("GET", "/api/v1/channels")}
     for channel, fake in rig.fakes.items():
         gave_up, refused = (ended[p["id"]] for p in final if p["channel"] == channel)
-        assert gave_up["state"] == "failed"
+        # Every attempt met a 5xx, any of which may have come after the platform
+        # acted: nobody can tell, so the post waits for review instead of `failed`.
+        assert gave_up["state"] == "unknown"
         assert f"gave up after {MAX_RETRIES + 1} attempts" in gave_up["error"]
         arrivals = [r.at for r in publishes(fake)[:MAX_RETRIES + 1]]
         for n, (a, b) in enumerate(pairwise(arrivals), start=1):
