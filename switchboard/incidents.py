@@ -70,9 +70,12 @@ class Incidents:
         for hold in self.store.holds():
             self.gate.hold(hold.channel, hold.incident_id,
                            suppress.get(hold.incident_id, ["marketing"]), hold.until)
-        for incident in self.store.incidents_awaiting_release():
+        awaiting = self.store.incidents_awaiting_release()
+        for incident in awaiting:
             self._schedule_release(incident)
-        for incident in self.store.incidents():
+        # Active incidents resume their steps; resolved ones in cooldown finish
+        # any resolve step a crash interrupted.
+        for incident in [*self.store.incidents(), *awaiting]:
             runbook = self.context().runbooks.get(incident.runbook)
             if incident.auto_resolve_at is not None:
                 self._schedule_auto_resolve(incident.id, incident.auto_resolve_at)
