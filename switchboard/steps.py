@@ -99,6 +99,8 @@ class StepRunner:
             self._schedule(incident, handover_step(runbook), 0, self.clock())
         now = self.clock()
         for step in runbook.steps:
+            if step.action == "remind":
+                self._restore_overdue(incident, runbook, step, runs)
             occurrence = self._latest_due(incident, step, now)
             if occurrence is None:
                 self._schedule(incident, step, 0, self._due(incident, step, 0))
@@ -108,6 +110,18 @@ class StepRunner:
                                    self._due(incident, step, occurrence + 1))
             else:
                 self._schedule(incident, step, occurrence, now)
+
+    def _restore_overdue(self, incident: Incident, runbook: Runbook, step: Step,
+                         runs: list[tuple[str, int, float, str]]) -> None:
+        """The gauge lives in memory: a reminder that fired before the restart, with no
+        update since, is still overdue after it."""
+        mine = {o: r for s, o, _, r in runs if s == step.name}
+        if not mine or mine[max(mine)] != "ok":
+            return
+        last = self._last_update(incident, runbook)
+        if last is None or last <= self._due(incident, step, max(mine)):
+            self.metrics.operational_update_overdue.labels(
+                incident=f"INC-{incident.id}").set(1)
 
     def _interrupted(self, incident: Incident, runbook: Runbook, name: str,
                      occurrence: int) -> None:

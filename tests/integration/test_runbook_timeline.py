@@ -214,6 +214,25 @@ def test_a_restart_between_two_occurrences_neither_repeats_nor_skips(tmp_path: P
         daemon.kill()
 
 
+def test_an_overdue_update_stays_overdue_across_a_restart(tmp_path: Path) -> None:
+    daemon = drill(tmp_path, drill_runbook(every="5s", escalate="1h")).start()
+    try:
+        incident = daemon.ok("POST", "/api/v1/incidents",
+                             {"runbook": "drill", "title": "Lifts out"}, role="ops")
+        t0 = parse(incident["declared_at"])
+        sleep_until(t0 + timedelta(seconds=5.5))
+        assert daemon.metric(OVERDUE, {"incident": "INC-1"}) == 1.0
+        daemon.kill()
+        daemon.start()
+        assert (datetime.now(UTC) - t0).total_seconds() < 10, "no reminder due yet"
+        assert daemon.metric(OVERDUE, {"incident": "INC-1"}) == 1.0
+        daemon.ok("POST", "/api/v1/incidents/INC-1/update", {"text": "Lifts back soon."},
+                  role="ops")
+        assert daemon.metric(OVERDUE, {"incident": "INC-1"}) == 0.0
+    finally:
+        daemon.kill()
+
+
 def test_a_step_cut_short_by_a_crash_is_reported_not_rerun(tmp_path: Path) -> None:
     # Re-running it could publish the holding statement twice; skipping it
     # silently would leave ops believing it went out.
