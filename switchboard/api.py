@@ -147,7 +147,7 @@ class Api:
         if post is None:
             raise refusals.not_found(f"no post {request.match_info['id']}")
         out = post_json(post)
-        out["history"] = self.d.store.post_history(post.id)
+        out["history"] = [_times(h) for h in self.d.store.post_history(post.id)]
         return ok(out)
 
     async def schedule_posts(self, request: web.Request) -> web.Response:
@@ -222,10 +222,8 @@ class Api:
         if incident is None:
             raise refusals.not_found(f"no incident INC-{incident_id}")
         out = incident_json(incident)
-        out["timeline"] = [{"at": e.at, "event": e.event, "actor": e.actor, **e.detail}
+        out["timeline"] = [_times({"at": e.at, "event": e.event, "actor": e.actor, **e.detail})
                            for e in self.d.store.timeline(incident_id)]
-        for entry in out["timeline"]:
-            entry["at"] = _iso(entry["at"])
         # The marketing posts this incident held, by what became of them.
         tied = self.d.store.list_posts(incident_id=incident_id, limit=100_000)
         out["held_posts"] = {}
@@ -299,5 +297,7 @@ def _int(value: str, what: str) -> int:
     return int(value)
 
 
-def _iso(ts: float) -> str | None:
-    return rfc3339(ts)
+def _times(entry: dict[str, Any]) -> dict[str, Any]:
+    """Stored Unix times (`at`, `*_at`, `*_until`) as RFC 3339, like every other time."""
+    return {k: rfc3339(v) if isinstance(v, float) and k.endswith(("at", "_until")) else v
+            for k, v in entry.items()}

@@ -121,7 +121,7 @@ def test_review_holds_each_post_until_marketing_releases_or_drops_it(tmp_path: P
             found = state(daemon, post)
             assert found["incident_id"] == "INC-1"
             assert found["history"][-1]["to"] == "held"
-            assert found["history"][-1]["at"] >= cooldown_end.timestamp()
+            assert parse(found["history"][-1]["at"]) >= cooldown_end
         listed = daemon.cli("post", "list", "--state", "held", role="marketing")
         assert listed.returncode == 0, listed.stderr
         assert sum(" held " in line for line in listed.stdout.splitlines()) == 5
@@ -165,7 +165,7 @@ def test_drop_drops_every_held_post_after_the_cooldown(tmp_path: Path) -> None:
         wait_states(daemon, posts, "suppressed")
         cooldown_end = resolve(daemon, "INC-1")
         wait_states(daemon, posts, "dropped")
-        assert all(state(daemon, p)["history"][-1]["at"] >= cooldown_end.timestamp()
+        assert all(parse(state(daemon, p)["history"][-1]["at"]) >= cooldown_end
                    for p in posts)
         time.sleep(1.0)
         assert marketing_lines(daemon) == []
