@@ -180,7 +180,7 @@ class Api:
         caller: Caller = request["caller"]
         post_id = _int(request.match_info["id"], "post id")
         action = request.path.rsplit("/", 1)[1]
-        body = await _json(request, optional=True) or {}
+        body = await _object(request, optional=True)
         at = None
         if action == "release" and body.get("at"):
             at = parse_when(str(body["at"]), self.d.clock(), self.d.config.timezone)
@@ -189,9 +189,7 @@ class Api:
 
     async def send(self, request: web.Request) -> web.Response:
         caller: Caller = request["caller"]
-        body = await _json(request)
-        if not isinstance(body, dict):
-            raise refusals.bad_request("send takes one JSON object")
+        body = await _object(request)
         default_kind = "operational" if caller.role == "ops" else "marketing"
         new = new_post({k: v for k, v in body.items() if k in ("channel", "kind", "text",
                                                                "link")},
@@ -233,30 +231,29 @@ class Api:
 
     async def declare(self, request: web.Request) -> web.Response:
         caller: Caller = request["caller"]
-        body = await _json(request)
-        if not isinstance(body, dict):
-            raise refusals.bad_request("declare takes one JSON object")
+        body = await _object(request)
         channels = body.get("channels")
         if channels is not None and not (isinstance(channels, list)
                                          and all(isinstance(c, str) for c in channels)):
             raise refusals.bad_request("channels must be a list of channel ids")
         incident = self.d.incidents.declare(
             runbook=_str(body, "runbook"), title=_str(body, "title"), actor=caller.name,
-            severity=body.get("severity"), channels=channels, reason=body.get("reason"))
+            severity=_opt_str(body, "severity"), channels=channels,
+            reason=_opt_str(body, "reason"))
         return ok(incident_json(incident), 201)
 
     async def update_incident(self, request: web.Request) -> web.Response:
         caller: Caller = request["caller"]
-        body = await _json(request)
+        body = await _object(request)
         posts = await self.d.incidents.update(parse_incident_id(request.match_info["id"]),
                                               _str(body, "text"), caller.name)
         return ok([post_json(p) for p in posts], 201)
 
     async def resolve_incident(self, request: web.Request) -> web.Response:
         caller: Caller = request["caller"]
-        body = await _json(request, optional=True) or {}
+        body = await _object(request, optional=True)
         incident = self.d.incidents.resolve(parse_incident_id(request.match_info["id"]),
-                                            actor=caller.name, note=body.get("note"))
+                                            actor=caller.name, note=_opt_str(body, "note"))
         return ok(incident_json(incident))
 
     # -- feeds -------------------------------------------------------------
@@ -284,10 +281,26 @@ async def _json(request: web.Request, optional: bool = False) -> Any:
         raise refusals.bad_request(f"malformed JSON: {exc}") from exc
 
 
+async def _object(request: web.Request, optional: bool = False) -> dict[str, Any]:
+    body = await _json(request, optional)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise refusals.bad_request("the body must be one JSON object")
+    return body
+
+
 def _str(body: Any, key: str) -> str:
     value = body.get(key) if isinstance(body, dict) else None
     if not isinstance(value, str) or not value.strip():
         raise refusals.bad_request(f"{key} is required and must be a non-empty string")
+    return value
+
+
+def _opt_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise refusals.bad_request(f"{key} must be a string")
     return value
 
 
