@@ -198,6 +198,10 @@ class Hold:
 
 _POST_COLUMNS = ("id, channel, kind, text, link, state, due_at, expires_at, incident_id, "
                  "remote_id, error, created_by, created_at, published_at, updated_at")
+# The due-time queries name the partial index: without statistics SQLite's
+# planner prefers the equality on `state` in posts_state_channel, then walks
+# every scheduled post (0.7-0.9 s per query at a million, on every tick).
+_PENDING = "INDEXED BY posts_pending"
 _INCIDENT_COLUMNS = ("id, title, runbook, severity, state, channels, suppress, reason, source, "
                      "signal_key, signal, declared_at, declared_by, resolved_at, resolved_by, "
                      "resolve_note, cooldown_until, held_done, last_operational_at, "
@@ -346,7 +350,7 @@ class Store:
 
     def next_due(self) -> float | None:
         row = self._db.execute(
-            "SELECT MIN(due_at) FROM posts WHERE state = 'scheduled'").fetchone()
+            f"SELECT MIN(due_at) FROM posts {_PENDING} WHERE state = 'scheduled'").fetchone()
         return None if row[0] is None else float(row[0])
 
     def count_by_state(self) -> dict[str, int]:
@@ -360,7 +364,8 @@ class Store:
     def mark_missed(self, before: float, now: float) -> list[int]:
         """Scheduled posts due before `before` are missed: old posts never go out in a burst."""
         ids = [r[0] for r in self._db.execute(
-            "SELECT id FROM posts WHERE state = 'scheduled' AND due_at < ?", (before,))]
+            f"SELECT id FROM posts {_PENDING} WHERE state = 'scheduled' AND due_at < ?",
+            (before,))]
         if ids:
             with self.transaction():
                 self._transition(ids, "missed", ("scheduled",), now, "dispatcher",
@@ -370,7 +375,8 @@ class Store:
     def claim_due(self, now: float, limit: int) -> list[Post]:
         """Move due posts from `scheduled` to `queued` so that no later tick takes them again."""
         rows = [Post(*r) for r in self._db.execute(
-            f"SELECT {_POST_COLUMNS} FROM posts WHERE state = 'scheduled' AND due_at <= ? "
+            f"SELECT {_POST_COLUMNS} FROM posts {_PENDING} WHERE state = 'scheduled' "
+            "AND due_at <= ? "
             "ORDER BY due_at, id LIMIT ?", (now, limit))]
         if rows:
             with self.transaction():
