@@ -400,9 +400,11 @@ class Store:
         moved: list[tuple[int, str]] = []
         for i in range(0, len(ids), 500):
             chunk = list(ids[i:i + 500])
+            # `+state`: look the ids up by primary key; an index on state would walk
+            # every post in that state (a million scheduled ones, say) per chunk.
             found = self._db.execute(
                 f"SELECT id, state FROM posts WHERE id IN ({','.join('?' * len(chunk))}) "
-                f"AND state IN ({','.join('?' * len(expect))})", [*chunk, *expect]).fetchall()
+                f"AND +state IN ({','.join('?' * len(expect))})", [*chunk, *expect]).fetchall()
             if not found:
                 continue
             self._db.execute(
