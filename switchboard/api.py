@@ -151,7 +151,7 @@ class Api:
         return ok(out)
 
     async def schedule_posts(self, request: web.Request) -> web.Response:
-        caller: Caller = request["caller"]
+        caller = _poster(request)
         body = await _json(request)
         items = body if isinstance(body, list) else [body]
         if not items:
@@ -188,7 +188,7 @@ class Api:
         return ok(post_json(post))
 
     async def send(self, request: web.Request) -> web.Response:
-        caller: Caller = request["caller"]
+        caller = _poster(request)
         body = await _object(request)
         default_kind = "operational" if caller.role == "ops" else "marketing"
         new = new_post({k: v for k, v in body.items() if k in ("channel", "kind", "text",
@@ -277,7 +277,9 @@ async def _json(request: web.Request, optional: bool = False) -> Any:
         raise refusals.bad_request("a JSON body is needed")
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError as exc:
+        raise refusals.bad_request("malformed JSON: nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit number
         raise refusals.bad_request(f"malformed JSON: {exc}") from exc
 
 
@@ -304,9 +306,20 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _poster(request: web.Request) -> Caller:
+    """Posting takes the marketing or the ops power (which kind is checked per post);
+    a viewer is refused before its body is even read."""
+    caller: Caller = request["caller"]
+    if not (caller.can("marketing") or caller.can("ops")):
+        raise refusals.forbidden(f"the {caller.role} role cannot post "
+                                 "(marketing or ops needed)")
+    return caller
+
+
 def _int(value: str, what: str) -> int:
-    if not value.isdigit():
-        raise refusals.bad_request(f"bad {what} {value!r}")
+    # ASCII digits only ('²' is a digit to Python), and within SQLite's 64 bits.
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        raise refusals.bad_request(f"bad {what} {value[:40]!r}")
     return int(value)
 
 

@@ -235,6 +235,9 @@ class _Reader:
         except OSError as exc:
             self.doc.problem(sec.at(key), f"cannot read secret file {ref}: {exc.strerror}")
             return None
+        except ValueError:  # a NUL byte in the name
+            self.doc.problem(sec.at(key), f"bad file name {ref!r}")
+            return None
 
     def _access(self, top: Section) -> tuple[AccessToken, ...]:
         out: list[AccessToken] = []
@@ -272,6 +275,9 @@ class _Reader:
         ref = sec.get("token_file", str)
         if ref is None:
             self.doc.problem(sec.at("generate"), "generate needs token_file")
+            return
+        if "\0" in ref:
+            self.doc.problem(sec.at("token_file"), f"bad file name {ref!r}")
             return
         target = self._path(ref)
         if target.exists():

@@ -341,8 +341,8 @@ class Incidents:
 def parse_incident_id(value: str) -> int:
     text = value.strip().upper()
     number = text[4:] if text.startswith("INC-") else text
-    if not number.isdigit():
-        raise refusals.bad_request(f"bad incident id {value!r} (expected INC-<n>)")
+    if not (number.isascii() and number.isdigit() and len(number) <= 18):
+        raise refusals.bad_request(f"bad incident id {value[:40]!r} (expected INC-<n>)")
     return int(number)
 
 

@@ -108,6 +108,9 @@ def parse(text: str, name: str) -> Document:
                                        f"invalid YAML: {exc}")]) from exc
         except RecursionError as exc:  # `&a [*a]`: an alias inside the node it names
             raise InvalidFile([Problem(name, 1, 1, "", _TOO_DEEP)]) from exc
+        except _TooLarge as exc:
+            raise InvalidFile([Problem(name, 1, 1, "", f"invalid YAML: aliases expand to more "
+                                                       f"than {MAX_NODES} values")]) from exc
     return doc
 
 
@@ -122,7 +125,18 @@ class _BadScalar(Exception):
         self.node = node
 
 
+# A config or runbook has hundreds of nodes; aliases that expand past this are
+# a "billion laughs" document, refused before it eats the CPU.
+MAX_NODES = 100_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def _convert(node: yaml.Node, path: Path_, doc: Document) -> Any:
+    if len(doc.marks) >= MAX_NODES:
+        raise _TooLarge()
     doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -154,15 +168,20 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# Ten years: longer is a typo, and date arithmetic past the calendar would fail.
+MAX_DURATION = timedelta(days=3650)
+
+
 def parse_duration(value: object) -> timedelta:
     """`30s`, `10m`, `2h`, `1d` (a bare number is not accepted: units must be explicit)."""
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            try:
-                return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-            except OverflowError:
-                pass  # `99999999999d`: more than timedelta holds
+            seconds = float(match.group(1)) * _UNITS[match.group(2)]
+            if seconds > MAX_DURATION.total_seconds():
+                raise ValueError(f"duration {value!r} is longer than "
+                                 f"{MAX_DURATION.days} days")
+            return timedelta(seconds=seconds)
     raise ValueError(f"bad duration {value!r} (use a number with s, m, h or d, e.g. '30s', '10m')")
 
 

@@ -74,18 +74,26 @@ class WebhookChannel(Channel):
 
         async def attempt() -> None:
             try:
-                async with session.post(self._url, json=body,
+                # No redirects: a 307/308 would re-send the body and headers to
+                # wherever the receiver points; a moved webhook is a config change.
+                async with session.post(self._url, json=body, allow_redirects=False,
                                         headers={"Idempotency-Key": key}) as response:
                     text = await response.text(errors="replace")
                     _check(response.status, response.headers, text)
             except TimeoutError as exc:
                 raise ChannelError(f"webhook did not answer within {self.config.timeout:g}s",
                                    reason="timeout") from exc
-            except aiohttp.InvalidURL as exc:
-                raise ChannelError(f"webhook URL is not valid: {exc}", permanent=True,
-                                   reason="rejected") from exc
+            # The URL is a secret (Slack puts the token in its path): no message
+            # below may quote it, and aiohttp's own messages do.
+            except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+                raise ChannelError("webhook URL is not a valid http(s) URL (check url_env / "
+                                   "url_file)", permanent=True, reason="rejected") from exc
+            except aiohttp.ClientConnectorError as exc:
+                raise ChannelError(f"cannot reach webhook host {exc.host}:{exc.port}",
+                                   reason="network") from exc
             except aiohttp.ClientError as exc:
-                raise ChannelError(f"cannot reach webhook: {exc}", reason="network") from exc
+                raise ChannelError(f"cannot reach webhook: {type(exc).__name__}",
+                                   reason="network") from exc
 
         await self._retrier.run("deliver", attempt, may_start)
 
