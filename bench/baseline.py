@@ -24,14 +24,25 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from apscheduler.job import Job
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+if TYPE_CHECKING:
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
 _outbox: IO[str] | None = None
+
+
+def skipped() -> dict[str, str] | None:
+    """Why the baseline cannot run here (SQLAlchemy missing), or None if it can."""
+    try:
+        import sqlalchemy  # noqa: F401
+    except ImportError as exc:
+        return {"skipped": f"baseline needs SQLAlchemy: {exc}"}
+    return None
 
 
 async def publish(post_id: int, due: float) -> None:
@@ -43,6 +54,7 @@ async def publish(post_id: int, due: float) -> None:
 
 
 def _scheduler(db: Path) -> tuple[AsyncIOScheduler, SQLAlchemyJobStore]:
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     store = SQLAlchemyJobStore(url=f"sqlite:///{db}")
     return AsyncIOScheduler(jobstores={"default": store}, timezone=UTC), store
 

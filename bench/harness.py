@@ -80,7 +80,7 @@ def r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def ratio(a: float | None, b: float | None) -> float | None:
+def ratio(a: float | None, b: Any) -> float | None:
     """a / b to three significant figures (switchboard over baseline)."""
     if a is None or not b:
         return None
