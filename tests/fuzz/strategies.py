@@ -75,17 +75,19 @@ def mutated(draw: st.DrawFn, base: Any, values: st.SearchStrategy[Any] = wrong_v
     for _ in range(draw(st.integers(1, 5))):
         targets = slots(document)
         if not targets:
-            return draw(values)
+            return copy.deepcopy(draw(values))
         container, key = draw(st.sampled_from(targets))
         action = draw(st.integers(0, 4))
         if action == 0 and isinstance(container, dict):
             del container[key]
         elif action == 1 and isinstance(container, dict):
-            container[draw(keys)] = draw(values)
+            # Copies: the sampled values are shared objects, and a mutation must
+            # neither change them nor put a container inside itself.
+            container[draw(keys)] = copy.deepcopy(draw(values))
         elif action == 2 and isinstance(container, list):
             container.append(copy.deepcopy(container[key]))  # duplicate ids, names
         else:
-            container[key] = draw(values)
+            container[key] = copy.deepcopy(draw(values))
     return document
 
 
