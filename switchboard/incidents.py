@@ -11,6 +11,7 @@ holds it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -59,6 +60,10 @@ class Incidents:
         self.context = context
         self.engine: Engine | None = None
         self.log = structlog.get_logger("incidents")
+        # Active incidents by the key of the signal that declared them: a feed's
+        # repeats are matched here, not with a query per signal.
+        self._signals: dict[str, int] = {}
+        self._seen: dict[int, tuple[str, float]] = {}
 
     # -- start-up ----------------------------------------------------------
 
@@ -75,6 +80,9 @@ class Incidents:
             self._schedule_release(incident)
         # Active incidents resume their steps; resolved ones in cooldown finish
         # any resolve step a crash interrupted.
+        for incident in self.store.incidents():
+            if incident.signal_key is not None:
+                self._signals[incident.signal_key] = incident.id
         for incident in [*self.store.incidents(), *awaiting]:
             runbook = self.context().runbooks.get(incident.runbook)
             if incident.auto_resolve_at is not None:
@@ -109,6 +117,8 @@ class Incidents:
         for channel in scope:
             self.gate.hold(channel, incident_id, book.suppress)
         incident = self._get(incident_id)
+        if incident.signal_key is not None:
+            self._signals[incident.signal_key] = incident_id
         self.log.warning("incident_declared", incident=f"INC-{incident_id}", runbook=runbook,
                          channels=scope, actor=actor, source=source)
         self.refresh_metrics()
@@ -129,6 +139,9 @@ class Incidents:
         self.store.resolve(incident_id, actor=actor, note=note, now=now, cooldown_until=until)
         self.gate.set_until(incident_id, until)
         self._cancel_auto_resolve(incident_id)
+        if incident.signal_key is not None:
+            self._signals.pop(incident.signal_key, None)
+        self._seen.pop(incident_id, None)
         resolved = self._get(incident_id)
         self.log.warning("incident_resolved", incident=f"INC-{incident_id}", actor=actor,
                          cooldown_until=rfc3339(until))
@@ -242,8 +255,9 @@ class Incidents:
     # -- feeds -------------------------------------------------------------
 
     def on_signal(self, feed: FeedConfig, signal: Signal) -> str:
-        """Returns what happened: declared, updated, resolving, cleared, unmatched, ignored."""
-        active = self.store.active_by_signal(signal_key(signal))
+        """What happened: declared, updated, repeated, resolving, cleared, unmatched, ignored."""
+        incident_id = self._signals.get(signal_key(signal))
+        active = None if incident_id is None else self.store.incident(incident_id)
         if signal.status == "firing":
             if active is not None:
                 return self._refired(active, signal)
@@ -262,13 +276,25 @@ class Incidents:
 
     def _refired(self, incident: Incident, signal: Signal) -> str:
         now = self.clock()
+        actor = f"feed:{signal.source}"
         if incident.auto_resolve_at is not None:
             self._cancel_auto_resolve(incident.id)
-            self.store.log(incident.id, now, "signal_refired", f"feed:{signal.source}",
+            self.store.log(incident.id, now, "signal_refired", actor,
                            {"note": "auto-resolve cancelled: the source fired again"})
+            return "updated"
+        digest = _digest(signal)
+        seen = self._seen.get(incident.id)
+        if seen is None or seen[0] != digest:
+            event = "signal_repeated" if seen is None else "signal_updated"
+            self.store.log(incident.id, now, event, actor,
+                           {"title": signal.title, "labels": signal.labels})
+        elif now - seen[1] >= REPEAT_LOG_INTERVAL:
+            self.store.log(incident.id, now, "signal_repeated", actor, {"title": signal.title})
         else:
-            self.store.log(incident.id, now, "signal_repeated", f"feed:{signal.source}",
-                           {"title": signal.title})
+            # Alertmanager resends the same alert every group interval: the
+            # timeline gets it at most once per REPEAT_LOG_INTERVAL.
+            return "repeated"
+        self._seen[incident.id] = (digest, now)
         return "updated"
 
     def _cleared(self, incident: Incident, signal: Signal) -> str:
@@ -336,6 +362,14 @@ class Incidents:
         for channel in self.context().channels:
             self.metrics.channel_under_incident.labels(channel=channel).set(
                 1 if channel in controlled else 0)
+
+
+# How often an unchanged repeat of an incident's signal is written to its timeline.
+REPEAT_LOG_INTERVAL = 600.0
+
+
+def _digest(signal: Signal) -> str:
+    return json.dumps([signal.title, sorted(signal.labels.items())])
 
 
 def parse_incident_id(value: str) -> int:

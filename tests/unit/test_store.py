@@ -78,3 +78,24 @@ def test_a_declaration_is_on_disk_when_declare_returns(tmp_path: Path) -> None:
     assert other.execute("SELECT state FROM incidents WHERE id = ?",
                          (incident,)).fetchone() == ("active",)
     assert other.execute("SELECT channel FROM channel_control").fetchall() == [("outbox",)]
+
+
+def test_the_state_counts_follow_every_committed_change(tmp_path: Path) -> None:
+    from switchboard.store import SendOutcome
+    s = store(tmp_path)
+    ids = s.add_posts([NewPost("outbox", "marketing", f"p{i}", 10.0) for i in range(5)], "m", 1)
+    s.transition(ids[:3], "queued", ("scheduled",), 2.0, "dispatcher")
+    s.transition(ids[:2], "sending", ("queued",), 2.0, "dispatcher")
+    s.record_sends([SendOutcome(ids[0], "published", published_at=3.0),
+                    SendOutcome(ids[1], "failed", error="no")], 3.0)
+    try:
+        with s.transaction():
+            s._transition(ids[3:], "cancelled", ("scheduled",), 4.0, "m")
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    expected = dict(s._db.execute("SELECT state, COUNT(*) FROM posts GROUP BY state"))
+    assert s.count_by_state() == expected == {"published": 1, "failed": 1, "queued": 1,
+                                              "scheduled": 2}
+    s.close()
+    assert Store.open(tmp_path / "state" / "switchboard.db").count_by_state() == expected
