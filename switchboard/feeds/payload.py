@@ -81,6 +81,9 @@ def string_map(kind: str, value: Any, what: str) -> dict[str, str]:
     if value is None:
         return {}
     obj = as_object(kind, value, what)
+    # The common case (Alertmanager labels): short strings only, taken as they are.
+    if all(type(item) is str and len(item) <= MAX_LABEL_CHARS for item in obj.values()):
+        return dict(obj)
     out: dict[str, str] = {}
     for name, item in obj.items():
         text = scalar_text(item)
