@@ -112,6 +112,7 @@ class Daemon:
         cfg = self.config
         self.store = Store.open(cfg.database)
         self.cleanup.append(_sync(self.store.close))
+        self.store.start_checkpoints()
         recovered = self.store.recover(self.clock())
         if recovered["unknown"]:
             log.warning("posts_unknown_after_crash", count=recovered["unknown"])

@@ -11,8 +11,10 @@ plain number comparison; the API layer turns them into RFC 3339.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -217,6 +219,8 @@ class Store:
         # million rows for each /metrics scrape would stall the event loop.
         self._counts: Counter[str] = Counter()
         self._delta: Counter[str] = Counter()
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_stop = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -238,7 +242,40 @@ class Store:
         return store
 
     def close(self) -> None:
+        self.stop_checkpoints()
         self._db.close()
+
+    def start_checkpoints(self, every: float = 0.5) -> None:
+        """Copy the WAL into the database from a thread of its own.
+
+        SQLite would otherwise checkpoint inside whichever commit crosses the
+        WAL's size limit: a burst of fsyncs on the event loop, in the middle
+        of a dispatch. A passive checkpoint never blocks the loop's writes.
+        """
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpoint_stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(every,),
+                                              name="store-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def stop_checkpoints(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpoint_stop.set()
+            self._checkpointer.join()
+            self._checkpointer = None
+            # One last full copy, so the WAL left behind is empty.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _checkpoint_loop(self, every: float) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            while not self._checkpoint_stop.wait(every):
+                # Busy or locked: the next round catches up.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     def _check_integrity(self) -> None:
         rows = self._db.execute("PRAGMA quick_check").fetchall()

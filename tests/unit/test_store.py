@@ -99,3 +99,22 @@ def test_the_state_counts_follow_every_committed_change(tmp_path: Path) -> None:
                                               "scheduled": 2}
     s.close()
     assert Store.open(tmp_path / "state" / "switchboard.db").count_by_state() == expected
+
+
+def test_the_wal_is_copied_into_the_database_off_the_commit_path(tmp_path: Path) -> None:
+    import time
+    s = store(tmp_path)
+    db = tmp_path / "state" / "switchboard.db"
+    s.start_checkpoints(every=0.05)
+    # Autocheckpoint is off on the writing connection: the thread does the copying.
+    assert s._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    before = db.stat().st_size
+    s.add_posts([NewPost("outbox", "marketing", "x" * 200, 10.0)] * 5000, "m", 1.0)
+    deadline = time.monotonic() + 5
+    while db.stat().st_size < before + 1_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.stat().st_size > before + 1_000_000, "the posts reached the database file"
+    s.close()
+    wal = tmp_path / "state" / "switchboard.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0, "closing leaves no WAL behind"
+    assert Store.open(db).count_by_state() == {"scheduled": 5000}
