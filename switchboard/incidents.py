@@ -282,9 +282,9 @@ class Incidents:
             self.store.log(incident.id, now, "signal_refired", actor,
                            {"note": "auto-resolve cancelled: the source fired again"})
             return "updated"
-        digest = _digest(signal)
+        content = _content(signal)
         seen = self._seen.get(incident.id)
-        if seen is None or seen[0] != digest:
+        if seen is None or seen[0] != content:
             event = "signal_repeated" if seen is None else "signal_updated"
             self.store.log(incident.id, now, event, actor,
                            {"title": signal.title, "labels": signal.labels})
@@ -294,7 +294,7 @@ class Incidents:
             # Alertmanager resends the same alert every group interval: the
             # timeline gets it at most once per REPEAT_LOG_INTERVAL.
             return "repeated"
-        self._seen[incident.id] = (digest, now)
+        self._seen[incident.id] = (content, now)
         return "updated"
 
     def _cleared(self, incident: Incident, signal: Signal) -> str:
@@ -368,7 +368,7 @@ class Incidents:
 REPEAT_LOG_INTERVAL = 600.0
 
 
-def _digest(signal: Signal) -> str:
+def _content(signal: Signal) -> str:
     return json.dumps([signal.title, sorted(signal.labels.items())])
 
 
