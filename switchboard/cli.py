@@ -14,11 +14,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import requests
 
 from switchboard import __version__
+
+if TYPE_CHECKING:
+    from switchboard.app import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8650"
 DEFAULT_CONFIG = "config/switchboard.yaml"
@@ -39,14 +42,8 @@ class Exit(Exception):
 def cmd_run(args: argparse.Namespace) -> int:
     from switchboard import app, logs
     from switchboard.store import StoreError
-    from switchboard.yamldoc import InvalidFile
     logs.configure()
-    try:
-        settings = app.load_settings(Path(args.config))
-    except InvalidFile as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return FAILED
+    settings = _settings(args.config, sys.stderr)
     try:
         return asyncio.run(app.serve(settings))
     except StoreError as exc:
@@ -57,16 +54,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return FAILED
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from switchboard import app
+def _settings(path: str, problems_to: TextIO) -> Settings:
+    """Config and runbooks, or every problem printed (FILE:LINE:COL: ...) and exit 1."""
+    from switchboard.app import load_settings
     from switchboard.yamldoc import InvalidFile
     try:
-        settings = app.load_settings(Path(args.config))
+        return load_settings(Path(path))
     except InvalidFile as exc:
         for problem in exc.problems:
-            print(problem)
-        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
-        return FAILED
+            print(problem, file=problems_to)
+        raise Exit(FAILED, f"{len(exc.problems)} problem(s) found in {path} or its "
+                           "runbooks") from exc
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args.config, sys.stdout)
     cfg = settings.config
     print(f"{args.config}: ok ({len(cfg.channels)} channels, {len(cfg.feeds)} feeds, "
           f"{len(settings.runbooks)} runbooks: {', '.join(sorted(settings.runbooks))})")
@@ -74,15 +76,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from switchboard import app, simulate
+    from switchboard import simulate
     from switchboard.runbooks import channel_infos
-    from switchboard.yamldoc import InvalidFile, parse_duration
-    try:
-        settings = app.load_settings(Path(args.config))
-    except InvalidFile as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return FAILED
+    from switchboard.yamldoc import parse_duration
+    settings = _settings(args.config, sys.stderr)
     runbook = settings.runbooks.get(args.runbook)
     if runbook is None:
         raise Exit(FAILED, f"no runbook named {args.runbook!r} "
