@@ -158,9 +158,24 @@ class ChannelWorker:
                 await self._send_batch(batch)
             except Exception:  # never let one bad batch kill the channel's worker
                 self.d.log.exception("channel_worker_error", channel=self.channel.id)
-                for _, waiter in batch:
-                    if waiter is not None and not waiter.done():
-                        waiter.set_exception(RuntimeError("send failed; see the daemon log"))
+                self._give_back(batch)
+
+    def _give_back(self, batch: list[tuple[Post, asyncio.Future[Post] | None]]) -> None:
+        """After an unexpected error (the store failing, say): posts not yet sending
+        go back to `scheduled` for a later tick; `sending` ones stay for review."""
+        for _, waiter in batch:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(RuntimeError("send failed; see the daemon log"))
+        try:
+            back = self.d.store.transition([p.id for p, _ in batch], "scheduled", ("queued",),
+                                           self.d.clock(), "dispatcher",
+                                           "returned after an internal error")
+        except Exception:
+            self.d.log.exception("channel_worker_give_back_failed", channel=self.channel.id)
+            return  # still `queued`: start-up returns them to `scheduled`
+        if back:
+            # Not before a second from now: a failing store must not spin the loop.
+            self.d.poke(self.d.clock() + 1.0)
 
     async def _send_batch(self, batch: list[tuple[Post, asyncio.Future[Post] | None]]) -> None:
         d = self.d
