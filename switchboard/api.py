@@ -206,7 +206,8 @@ class Api:
                                     f"started (INC-{post.incident_id}); post {post.id} is held")
         if post.state == "failed":
             return error(502, "publish_failed", f"post {post.id} failed: {post.error}")
-        return ok(post_json(post), 201)
+        # 202: still on its way (a rate limit, a slow platform); do not send it again.
+        return ok(post_json(post), 201 if post.state == "published" else 202)
 
     # -- incidents ---------------------------------------------------------
 

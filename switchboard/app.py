@@ -35,7 +35,7 @@ from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
 from switchboard.metrics import Metrics
-from switchboard.refusals import Refused, conflict, not_found
+from switchboard.refusals import conflict, not_found
 from switchboard.runbooks import Runbook, channel_infos, load_runbooks
 from switchboard.steps import StepRunner
 from switchboard.store import Post, Store
@@ -98,6 +98,7 @@ class Daemon:
         self.incidents: Incidents
         self.feeds: FeedWatch
         self.notifier = Notifier()
+        self._reloading = asyncio.Lock()
 
     @property
     def config(self) -> Config:
@@ -161,13 +162,18 @@ class Daemon:
     # -- reload ------------------------------------------------------------
 
     async def reload(self) -> bool:
-        try:
-            new = load_settings(self.config.path)
-            await self._swap(new)
-        except (InvalidFile, Refused, OSError) as exc:
-            self.metrics.config_last_reload_successful.set(0)
-            log.error("reload_failed", error=str(exc))
-            return False
+        async with self._reloading:  # one SIGHUP at a time
+            try:
+                new = load_settings(self.config.path)
+                await self._swap(new)
+            except InvalidFile as exc:
+                self.metrics.config_last_reload_successful.set(0)
+                log.error("reload_failed", problems=[str(p) for p in exc.problems])
+                return False
+            except Exception as exc:  # a channel that cannot start, say: nothing changes
+                self.metrics.config_last_reload_successful.set(0)
+                log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
+                return False
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
         log.info("reloaded", config=str(self.config.path), runbooks=sorted(new.runbooks))

@@ -30,6 +30,7 @@ from switchboard.metrics import Metrics
 from switchboard.store import Post, SendOutcome, Store
 
 JOB_ID = "dispatch"
+RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again
 CLAIM_BATCH = 1000
 SEND_BATCH = 200
 
@@ -77,13 +78,21 @@ class Dispatcher:
     async def tick(self) -> None:
         # No awaits: the whole claim runs as one step of the event loop.
         now = self.clock()
-        missed = self.store.mark_missed(now - self.max_lateness, now)
-        if missed:
-            self.log.warning("posts_missed", count=len(missed), max_lateness=self.max_lateness)
-        batch = self.store.claim_due(now, CLAIM_BATCH) if self._accepting else []
+        self._armed_at = None
+        try:
+            missed = self.store.mark_missed(now - self.max_lateness, now)
+            if missed:
+                self.log.warning("posts_missed", count=len(missed),
+                                 max_lateness=self.max_lateness)
+            batch = self.store.claim_due(now, CLAIM_BATCH) if self._accepting else []
+        except Exception:
+            # The timer is a one-shot job: without this the dispatcher would stop
+            # for good on one store error. Try again shortly (not in a tight loop).
+            self.log.exception("dispatch_tick_failed")
+            self.arm(now + RETRY_AFTER_ERROR)
+            return
         for post in batch:
             self.route(post)
-        self._armed_at = None
         # A full batch means more are due: come back at once, after the loop
         # has served whatever else is waiting (a declaration, say).
         self.arm(now if len(batch) == CLAIM_BATCH else None)
@@ -95,6 +104,10 @@ class Dispatcher:
             self.store.transition([post.id], "failed", ("queued",), self.clock(), "dispatcher",
                                   "channel no longer configured",
                                   error=f"channel {post.channel} is not configured")
+            if waiter is not None and not waiter.done():
+                failed = self.store.post(post.id)
+                assert failed is not None
+                waiter.set_result(failed)
             return
         worker.enqueue(post, waiter)
 
@@ -166,10 +179,13 @@ class ChannelWorker:
         for _, waiter in batch:
             if waiter is not None and not waiter.done():
                 waiter.set_exception(RuntimeError("send failed; see the daemon log"))
+        ids = [p.id for p, _ in batch]
         try:
-            back = self.d.store.transition([p.id for p, _ in batch], "scheduled", ("queued",),
-                                           self.d.clock(), "dispatcher",
-                                           "returned after an internal error")
+            back = self.d.store.transition(ids, "scheduled", ("queued",), self.d.clock(),
+                                           "dispatcher", "returned after an internal error")
+            # A send may have happened before the error: its outcome is not known.
+            self.d.store.transition(ids, "unknown", ("sending",), self.d.clock(), "dispatcher",
+                                    "internal error around the send; check the platform")
         except Exception:
             self.d.log.exception("channel_worker_give_back_failed", channel=self.channel.id)
             return  # still `queued`: start-up returns them to `scheduled`
@@ -179,19 +195,15 @@ class ChannelWorker:
 
     async def _send_batch(self, batch: list[tuple[Post, asyncio.Future[Post] | None]]) -> None:
         d = self.d
-        now = d.clock()
         waiters = {p.id: w for p, w in batch if w is not None}
-        ready: list[Post] = []
-        for post, _ in batch:
-            if post.expires_at is not None and now >= post.expires_at:
-                d.store.transition([post.id], "expired", ("queued",), now, "dispatcher",
-                                   "past expires_at")
-            else:
-                ready.append(post)
-        ready = self._gate(ready, now, ("queued",))
+        queue = [p for p, _ in batch]
         size = self.channel.claim_size
-        for i in range(0, len(ready), size):
-            chunk = ready[i:i + size]
+        for i in range(0, len(queue), size):
+            # Judged per chunk, right before the claim: on a slow or rate-limited
+            # account a post can wait here past its expiry or its lateness.
+            now = d.clock()
+            posts = queue[i:i + size]
+            chunk = self._gate(self._still_timely(posts, now), now, ("queued",))
             claimed = set(d.store.transition([p.id for p in chunk], "sending", ("queued",),
                                              d.clock(), "dispatcher", "gate open"))
             outcomes = []
@@ -204,12 +216,22 @@ class ChannelWorker:
                 # Let API requests (a declaration above all) in between two sends.
                 await asyncio.sleep(0)
             self._record(outcomes)
-            for post in chunk:
+            for post in posts:  # sent or not: a waiting caller learns the outcome
                 self._settle(post.id, waiters.get(post.id))
-        sent = {p.id for p in ready}
-        for post, _ in batch:
-            if post.id not in sent:
-                self._settle(post.id, waiters.get(post.id))
+
+    def _still_timely(self, posts: list[Post], now: float) -> list[Post]:
+        d = self.d
+        timely = []
+        for post in posts:
+            if post.expires_at is not None and now >= post.expires_at:
+                d.store.transition([post.id], "expired", ("queued",), now, "dispatcher",
+                                   "past expires_at")
+            elif post.created_at < post.due_at and now - post.due_at > d.max_lateness:
+                d.store.transition([post.id], "missed", ("queued",), now, "dispatcher",
+                                   "waited longer than max_lateness to be sent")
+            else:
+                timely.append(post)
+        return timely
 
     def _gate(self, posts: list[Post], now: float, expect: tuple[str, ...]) -> list[Post]:
         allowed = []

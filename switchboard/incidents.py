@@ -80,10 +80,11 @@ class Incidents:
             self._schedule_release(incident)
         # Active incidents resume their steps; resolved ones in cooldown finish
         # any resolve step a crash interrupted.
-        for incident in self.store.incidents():
+        active = self.store.incidents(limit=None)
+        for incident in active:
             if incident.signal_key is not None:
                 self._signals[incident.signal_key] = incident.id
-        for incident in [*self.store.incidents(), *awaiting]:
+        for incident in [*active, *awaiting]:
             runbook = self.context().runbooks.get(incident.runbook)
             if incident.auto_resolve_at is not None:
                 self._schedule_auto_resolve(incident.id, incident.auto_resolve_at)
@@ -159,6 +160,18 @@ class Incidents:
 
     async def _release(self, incident_id: int) -> None:
         """Cooldown over: apply the held-post policy, then let go of the channels."""
+        try:
+            self._release_now(incident_id)
+        except Exception:
+            # A one-shot job: on a store error try again, or the channels would
+            # stay held until a restart.
+            self.log.exception("release_failed", incident=f"INC-{incident_id}")
+            self.scheduler.add_job(self._release,
+                                   DateTrigger(run_date=to_datetime(self.clock() + 30)),
+                                   args=[incident_id], id=f"release-{incident_id}",
+                                   replace_existing=True, misfire_grace_time=None)
+
+    def _release_now(self, incident_id: int) -> None:
         incident = self._get(incident_id)
         book = self.context().runbooks.get(incident.runbook)
         policy = book.resolve.held_posts if book else "review"
@@ -216,7 +229,10 @@ class Incidents:
         if not public:
             raise refusals.unprocessable(f"INC-{incident_id} has no public channel to post to")
         for channel in public:
-            limit = self.dispatcher.workers[channel].channel.max_length
+            worker = self.dispatcher.workers.get(channel)
+            if worker is None:
+                raise refusals.unprocessable(f"channel {channel} is not configured any more")
+            limit = worker.channel.max_length
             if len(text) > limit:
                 raise refusals.unprocessable(f"text is {len(text)} characters; channel "
                                              f"{channel} allows at most {limit}")
@@ -237,7 +253,10 @@ class Incidents:
             waiter: asyncio.Future[Post] = loop.create_future()
             self.dispatcher.route(post, waiter)
             waiters.append(waiter)
-        return list(await asyncio.wait_for(asyncio.gather(*waiters), timeout))
+        # A send stuck behind a rate limit is not abandoned: the caller gets the
+        # posts as they stand (still `scheduled`), never an error inviting a retry.
+        await asyncio.wait(waiters, timeout=timeout)
+        return self.store.posts(ids)
 
     def post_published(self, post: Post) -> None:
         """Dispatcher hook: operational posts count as updates of the incidents they serve."""

@@ -542,12 +542,13 @@ class Store:
                                (incident_id,)).fetchone()
         return _incident(row) if row else None
 
-    def incidents(self, include_resolved: bool = False, limit: int = 500) -> list[Incident]:
+    def incidents(self, include_resolved: bool = False,
+                  limit: int | None = 500) -> list[Incident]:
         sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
         if not include_resolved:
             sql += " WHERE state = 'active'"
         sql += " ORDER BY id DESC LIMIT ?"
-        return [_incident(r) for r in self._db.execute(sql, (limit,))]
+        return [_incident(r) for r in self._db.execute(sql, (-1 if limit is None else limit,))]
 
     def incidents_awaiting_release(self) -> list[Incident]:
         """Resolved incidents whose held posts have not been dealt with yet."""

@@ -83,8 +83,15 @@ class Retrier:
         failures = 0
         maybe_sent = False  # an attempt failed in a way that may have reached the platform
         while True:
-            await self._wait_for_reset(operation)
-            if failures and not maybe_sent and may_start is not None and not may_start():
+            waited = await self._wait_for_reset(operation)
+            # Every attempt after a wait asks the gate again: an incident declared
+            # meanwhile stops the send. If an earlier attempt may have reached the
+            # platform, the post is left for review rather than sent again.
+            if (failures or waited) and may_start is not None and not may_start():
+                if maybe_sent:
+                    raise ChannelError("an incident took the channel before a retry; an "
+                                       "earlier attempt may have reached the platform",
+                                       reason="gate_closed", maybe_sent=True)
                 raise GateClosed()
             try:
                 return await attempt()
@@ -108,10 +115,11 @@ class Retrier:
             if delay > 0:
                 await self._sleep(delay)
 
-    async def _wait_for_reset(self, operation: str) -> None:
+    async def _wait_for_reset(self, operation: str) -> bool:
+        """Sleep out the account's rate limit; True if there was one to wait for."""
         until = self._blocked_until.get(operation)
         if until is None:
-            return
+            return False
         remaining = until - self._now()
         if remaining > self.policy.rate_limit_max_wait:
             at = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
@@ -125,6 +133,7 @@ class Retrier:
             remaining = until - self._now()
         if self._blocked_until.get(operation) == until:
             del self._blocked_until[operation]
+        return True
 
 
 async def reporting(channel: Channel, work: Awaitable[T]) -> T:

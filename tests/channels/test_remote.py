@@ -135,14 +135,29 @@ def test_a_gate_closed_during_a_rate_limit_wait_stops_the_send() -> None:
     assert len(calls) == 1, "no second attempt once the gate closed"
 
 
-def test_a_retry_after_a_possibly_delivered_attempt_goes_on_despite_the_gate() -> None:
-    # A timeout may have reached the platform: the retry settles that send, it
-    # does not start a new one (X answers 'duplicate', Mastodon dedups by key).
+def test_a_retry_after_a_possibly_delivered_attempt_stops_at_a_closed_gate() -> None:
+    # A timeout may have reached the platform: with the gate closed meanwhile the
+    # post is neither retried (a webhook would show it twice) nor called failed.
     t = FakeTime()
     calls, attempt = failing(ChannelError("timeout", reason="timeout"))
-    result = asyncio.run(retrier(t).run("publish", attempt, lambda: False))
-    assert result == "ok"
-    assert len(calls) == 2
+    with pytest.raises(ChannelError) as caught:
+        asyncio.run(retrier(t).run("publish", attempt, lambda: False))
+    assert caught.value.maybe_sent and caught.value.reason == "gate_closed"
+    assert len(calls) == 1
+
+
+def test_a_post_waiting_out_another_posts_rate_limit_asks_the_gate_first() -> None:
+    t = FakeTime()
+    r = retrier(t, max_retries=0)
+    _, limited = failing(RateLimited("429", reset_at=t.now + 30))
+    with pytest.raises(ChannelError):
+        asyncio.run(r.run("publish", limited))  # the account is now blocked for 30 s
+    calls, attempt = failing()
+    with pytest.raises(ChannelError) as caught:
+        asyncio.run(r.run("publish", attempt, lambda: False))
+    assert caught.value.reason == "gate_closed" and not caught.value.maybe_sent
+    assert calls == [], "the post that waited never reached the platform"
+    assert t.sleeps == [30]
 
 
 def test_giving_up_after_a_possibly_delivered_attempt_says_so() -> None:

@@ -54,3 +54,39 @@ def test_a_store_error_mid_batch_gives_the_posts_back_to_a_later_tick(tmp_path: 
         return states
 
     assert asyncio.run(run()) == ["published"] * 3
+
+
+def test_a_tick_that_hits_a_store_error_tries_again(tmp_path: Path) -> None:
+    async def run() -> list[str]:
+        store = Store.open(tmp_path / "switchboard.db")
+        channel = OutboxChannel(ChannelConfig("outbox", "outbox",
+                                              options={"path": tmp_path / "out.jsonl"}))
+        await channel.start()
+        scheduler = AsyncIOScheduler()
+        scheduler.start()
+        dispatcher = Dispatcher(store, Gate(), {"outbox": channel}, scheduler,
+                                Metrics(CollectorRegistry()), time.time, timedelta(minutes=10))
+        real = store.claim_due
+        failures = {"left": 1}
+
+        def flaky(now: float, limit: int) -> Any:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise OSError("database is locked")
+            return real(now, limit)
+
+        store.claim_due = flaky  # type: ignore[method-assign]
+        now = time.time()
+        ids = store.add_posts([NewPost("outbox", "marketing", "p", now)], "marketing", now)
+        dispatcher.start()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if store.posts(ids)[0].state == "published":
+                break
+        states = [p.state for p in store.posts(ids)]
+        await dispatcher.drain()
+        scheduler.shutdown(wait=False)
+        await channel.close()
+        return states
+
+    assert asyncio.run(run()) == ["published"]
