@@ -38,6 +38,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM a helper process (Prometheus, Alertmanager), SIGKILL if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 def base_config(tmp: Path, port: int, channels: list[dict[str, Any]] | None = None,
                 feeds: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     return {

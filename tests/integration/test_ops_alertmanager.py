@@ -23,7 +23,7 @@ import requests
 import yaml
 
 from tests.conftest import require_tool
-from tests.daemon import TOKENS, DaemonProcess, base_config, free_port
+from tests.daemon import TOKENS, DaemonProcess, base_config, free_port, terminate
 
 FEED = "alertmanager"
 QUIET = 2.0  # seconds, the auto-resolving runbook's quiet_period
@@ -103,14 +103,7 @@ class Alertmanager:
         raise AssertionError(f"alertmanager not ready in {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        terminate(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

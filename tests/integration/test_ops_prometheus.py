@@ -21,7 +21,7 @@ import requests
 import yaml
 
 from tests.conftest import require_tool
-from tests.daemon import ROOT, TOKENS, DaemonProcess, base_config, free_port
+from tests.daemon import ROOT, TOKENS, DaemonProcess, base_config, free_port, terminate
 
 RULES = ROOT / "config" / "prometheus" / "switchboard-rules.yml"
 DASHBOARD = ROOT / "config" / "grafana" / "switchboard.json"
@@ -62,14 +62,7 @@ class Prometheus:
             return False
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        terminate(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
