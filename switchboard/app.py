@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -30,7 +30,7 @@ from switchboard.auth import Tokens
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
 from switchboard.clock import Clock, rfc3339, system_clock
-from switchboard.config import Config
+from switchboard.config import ChannelConfig, Config
 from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
@@ -123,8 +123,10 @@ class Daemon:
         self.scheduler.start()
         self.cleanup.append(_sync(lambda: self.scheduler.shutdown(wait=False)))
 
-        channels = await start_channels(cfg)
-        self.cleanup.append(lambda: close_channels(channels))
+        channels = await start_channels(cfg.channels)
+        # Closes whichever channels are live at the end (reloads replace some).
+        self.cleanup.append(lambda: close_channels(
+            self.dispatcher.workers_channels() if hasattr(self, "dispatcher") else channels))
 
         self.dispatcher = Dispatcher(self.store, self.gate, channels, self.scheduler,
                                      self.metrics, self.clock, cfg.max_lateness)
@@ -200,11 +202,16 @@ class Daemon:
         self.zero_counters()
 
     async def _swap_channels(self, cfg: Config) -> None:
-        # Start the new channels first: if one cannot start, nothing changes.
-        channels = await start_channels(cfg)
-        old_workers = self.dispatcher.workers
-        await self.dispatcher.replace_channels(channels)
-        await close_channels({cid: w.channel for cid, w in old_workers.items()})
+        # Channels whose config did not change are kept as they are (last error,
+        # rate-limit waits); the new and changed ones are started first, so that
+        # if one cannot start, nothing changes.
+        live = {cid: w.channel for cid, w in self.dispatcher.workers.items()}
+        kept = {c.id: live[c.id] for c in cfg.channels
+                if c.id in live and live[c.id].config == c}
+        started = await start_channels([c for c in cfg.channels if c.id not in kept])
+        await self.dispatcher.replace_channels(
+            {c.id: kept.get(c.id) or started[c.id] for c in cfg.channels})
+        await close_channels({cid: ch for cid, ch in live.items() if cid not in kept})
 
     # -- views -------------------------------------------------------------
 
@@ -280,10 +287,10 @@ class Daemon:
         return updated
 
 
-async def start_channels(cfg: Config) -> dict[str, Channel]:
+async def start_channels(configs: Iterable[ChannelConfig]) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     try:
-        for channel_config in cfg.channels:
+        for channel_config in configs:
             channel = build_channel(channel_config)
             await channel.start()
             channels[channel.id] = channel

@@ -111,14 +111,26 @@ class Dispatcher:
             return
         worker.enqueue(post, waiter)
 
+    def workers_channels(self) -> dict[str, Channel]:
+        return {cid: w.channel for cid, w in self.workers.items()}
+
     async def replace_channels(self, channels: dict[str, Channel]) -> None:
-        """Reload: new workers take over; the old ones finish their send and hand
-        their queues over (posts of a removed channel fail, visibly)."""
+        """Reload: a channel kept as it was keeps its worker (one sender per account,
+        its rate-limit state intact); a changed or new one gets a new worker; the
+        replaced ones finish their send and hand their queues over (posts of a
+        removed channel fail, visibly)."""
         old = self.workers
-        self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
-        for worker in self.workers.values():
-            worker.start()
-        for worker in old.values():
+        self.workers = {}
+        for cid, channel in channels.items():
+            kept = old.get(cid)
+            if kept is not None and kept.channel is channel:
+                self.workers[cid] = kept
+            else:
+                self.workers[cid] = ChannelWorker(self, channel)
+                self.workers[cid].start()
+        for cid, worker in old.items():
+            if self.workers.get(cid) is worker:
+                continue
             await worker.stop()
             while worker.queue:
                 post, waiter = worker.queue.popleft()

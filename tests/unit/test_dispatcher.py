@@ -79,3 +79,25 @@ def test_a_tick_that_hits_a_store_error_tries_again(tmp_path: Path) -> None:
 
     rig.store.claim_due = flaky  # type: ignore[method-assign]
     assert asyncio.run(rig.publish(1)) == ["published"]
+
+
+def test_a_reload_keeps_the_worker_of_an_unchanged_channel(tmp_path: Path) -> None:
+    async def run() -> tuple[bool, bool, list[str]]:
+        rig = Rig(tmp_path)
+        await rig.channel.start()
+        rig.dispatcher.start()
+        kept_worker = rig.dispatcher.workers["outbox"]
+        extra = OutboxChannel(ChannelConfig("extra", "outbox",
+                                            options={"path": tmp_path / "extra.jsonl"}))
+        await rig.dispatcher.replace_channels({"outbox": rig.channel, "extra": extra})
+        same = rig.dispatcher.workers["outbox"] is kept_worker
+        replacement = OutboxChannel(rig.channel.config)
+        await rig.dispatcher.replace_channels({"outbox": replacement})
+        replaced = rig.dispatcher.workers["outbox"] is not kept_worker
+        names = sorted(rig.dispatcher.workers)
+        await rig.dispatcher.drain()
+        for channel in (rig.channel, extra, replacement):
+            await channel.close()
+        return same, replaced, names
+
+    assert asyncio.run(run()) == (True, True, ["outbox"])
