@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from secrets import token_urlsafe
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from switchboard import yamldoc
@@ -152,6 +152,9 @@ def check_runbook_references(doc: Document, config: Config | None, names: set[st
             if rule.runbook not in names:
                 doc.problem(("feeds", i, "rules", j, "runbook"),
                             f"no runbook named {rule.runbook!r} (runbooks: {known})")
+
+
+_Item = TypeVar("_Item", ChannelConfig, FeedConfig)
 
 
 class _Reader:
@@ -301,19 +304,23 @@ class _Reader:
         return self._token_digest(sec) if sec.ok else None
 
     def _channels(self, top: Section) -> tuple[ChannelConfig, ...]:
-        out: list[ChannelConfig] = []
-        seen: set[str] = set()
         items = top.get("channels", list, [])
         if top.has("channels") and not items:
             self.doc.problem(top.at("channels"), "at least one channel is needed")
-        for i, item in enumerate(items):
-            channel = self._channel(("channels", i), item)
-            if channel is None:
+        built = [self._channel(("channels", i), item) for i, item in enumerate(items)]
+        return self._unique("channel", built)
+
+    def _unique(self, what: str, built: list[_Item | None]) -> tuple[_Item, ...]:
+        """The items that were read, each id once; a repeated id is a problem."""
+        out: list[_Item] = []
+        seen: set[str] = set()
+        for i, item in enumerate(built):
+            if item is None:
                 continue
-            if channel.id in seen:
-                self.doc.problem(("channels", i, "id"), f"duplicate channel id {channel.id!r}")
-            seen.add(channel.id)
-            out.append(channel)
+            if item.id in seen:
+                self.doc.problem((f"{what}s", i, "id"), f"duplicate {what} id {item.id!r}")
+            seen.add(item.id)
+            out.append(item)
         return tuple(out)
 
     def _channel(self, path: Path_, item: Any) -> ChannelConfig | None:
@@ -382,17 +389,8 @@ class _Reader:
         return options, secrets
 
     def _feeds(self, top: Section, channel_ids: set[str]) -> tuple[FeedConfig, ...]:
-        out: list[FeedConfig] = []
-        seen: set[str] = set()
-        for i, item in enumerate(top.get("feeds", list, [])):
-            feed = self._feed(("feeds", i), item, channel_ids)
-            if feed is None:
-                continue
-            if feed.id in seen:
-                self.doc.problem(("feeds", i, "id"), f"duplicate feed id {feed.id!r}")
-            seen.add(feed.id)
-            out.append(feed)
-        return tuple(out)
+        return self._unique("feed", [self._feed(("feeds", i), item, channel_ids)
+                                     for i, item in enumerate(top.get("feeds", list, []))])
 
     def _feed(self, path: Path_, item: Any, channel_ids: set[str]) -> FeedConfig | None:
         sec = Section(self.doc, path, item, _FEED_KEYS, required={"id", "kind"})
@@ -449,7 +447,8 @@ class _Reader:
                 channels = tuple(sec.str_list("channels"))
                 for k, cid in enumerate(channels):
                     if cid not in channel_ids:
-                        self.doc.problem((*path, "channels", k), _unknown_channel(cid, channel_ids))
+                        self.doc.problem((*path, "channels", k),
+                                         unknown_channel_message(cid, channel_ids))
             out.append(Rule(match=self._matchers(sec), runbook=sec.get("runbook", str, ""),
                             channels=channels, title=sec.get("title", str),
                             severity=sec.get("severity", str)))
@@ -473,12 +472,8 @@ class _Reader:
         return out
 
 
-def _unknown_channel(cid: str, known: set[str]) -> str:
-    return f"no channel named {cid!r} (channels: {', '.join(sorted(known)) or 'none'})"
-
-
 def unknown_channel_message(cid: str, known: set[str]) -> str:
-    return _unknown_channel(cid, known)
+    return f"no channel named {cid!r} (channels: {', '.join(sorted(known)) or 'none'})"
 
 
 __all__ = ["AccessToken", "ChannelConfig", "Config", "FeedConfig", "InvalidFile", "Matcher",

@@ -19,10 +19,6 @@ class Notifier:
         self.address = "\0" + address[1:] if address.startswith("@") else address
         self.watchdog_interval = _watchdog_interval(env)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
     def notify(self, state: str) -> None:
         if not self.address:
             return

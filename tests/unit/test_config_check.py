@@ -173,3 +173,17 @@ def test_a_push_feed_without_credentials_never_runs_open(tmp_path: Path) -> None
                       {"SB_CHECK_TOKEN": "t"})
     assert code == 1
     assert "feeds[0]: alertmanager feeds need token_env, token_file or token_sha256" in out
+
+
+def test_a_repeated_channel_or_feed_id_is_named(tmp_path: Path) -> None:
+    text = GOOD.replace("  - {id: ops-chat, kind: console, audience: internal}\n",
+                        "  - {id: ops-chat, kind: console, audience: internal}\n"
+                        "  - {id: outbox, kind: console}\n") + """\
+  - id: alertmanager
+    kind: alertmanager
+    token_env: SB_CHECK_TOKEN
+"""
+    code, out = check(tmp_path, text, {"SB_CHECK_TOKEN": "t"})
+    assert code == 1
+    assert "CONFIG:11:6: channels[2].id: duplicate channel id 'outbox'" in out
+    assert "feeds[1].id: duplicate feed id 'alertmanager'" in out
