@@ -19,8 +19,10 @@ from switchboard import refusals
 from switchboard.auth import Caller, digest_matches
 from switchboard.clock import rfc3339
 from switchboard.incidents import incident_json, parse_incident_id
-from switchboard.posts import ChannelLimit, new_post, parse_when, post_json
+from switchboard.posts import ChannelLimit, new_post, parse_future, post_json
 from switchboard.refusals import Refused
+from switchboard.store import POST_STATES
+from switchboard.text import first_bad_text
 
 if TYPE_CHECKING:
     from switchboard.app import Daemon
@@ -136,6 +138,7 @@ class Api:
 
     async def list_posts(self, request: web.Request) -> web.Response:
         states = [s for s in request.query.get("state", "").split(",") if s]
+        _check_states(states)
         if "scheduled" in states:
             states.append("queued")
         limit = _int(request.query.get("limit", "1000"), "limit")
@@ -173,7 +176,7 @@ class Api:
                   else post_json(posts[0]), 201)
 
     def _limits(self) -> dict[str, ChannelLimit]:
-        return {cid: ChannelLimit(cid, w.channel.max_length)
+        return {cid: ChannelLimit(cid, w.channel.max_length, w.channel.audience)
                 for cid, w in self.d.dispatcher.workers.items()}
 
     async def post_action(self, request: web.Request) -> web.Response:
@@ -183,7 +186,7 @@ class Api:
         body = await _object(request, optional=True)
         at = None
         if action == "release" and body.get("at"):
-            at = parse_when(str(body["at"]), self.d.clock(), self.d.config.timezone)
+            at = parse_future(str(body["at"]), self.d.clock(), self.d.config.timezone)
         post = self.d.review(post_id, action, caller.name, at)
         return ok(post_json(post))
 
@@ -277,11 +280,26 @@ async def _json(request: web.Request, optional: bool = False) -> Any:
             return None
         raise refusals.bad_request("a JSON body is needed")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except RecursionError as exc:
         raise refusals.bad_request("malformed JSON: nested too deeply") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit number
         raise refusals.bad_request(f"malformed JSON: {exc}") from exc
+    bad = first_bad_text(body)
+    if bad is not None:  # `"\udc80"`: JSON allows it, nothing after the API can store it
+        raise refusals.bad_request(f"{bad[0]} {bad[1]}")
+    return body
+
+
+# What `?state=` may ask for: the states users see (`queued` shows as scheduled).
+LISTED_STATES = tuple(s for s in POST_STATES if s != "queued")
+
+
+def _check_states(states: list[str]) -> None:
+    unknown = [s for s in states if s not in LISTED_STATES]
+    if unknown:
+        raise refusals.bad_request(f"unknown state {unknown[0][:40]!r} "
+                                   f"(states: {', '.join(LISTED_STATES)})")
 
 
 async def _object(request: web.Request, optional: bool = False) -> dict[str, Any]:

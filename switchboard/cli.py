@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 DEFAULT_URL = "http://127.0.0.1:8650"
 DEFAULT_CONFIG = "config/switchboard.yaml"
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
+# The incident severities (switchboard.config.SEVERITIES, not imported: the client
+# stays light and needs no config module at start-up).
+SEVERITIES = ("minor", "major", "critical")
 # A calendar import is sent in chunks that stay under the API's 1 MiB body limit.
 IMPORT_CHUNK_BYTES = 900 * 1024
 
@@ -311,7 +314,7 @@ def _incident_parsers(p: argparse.ArgumentParser, client: Adder) -> None:
     d = client(sub.add_parser("declare"))
     d.add_argument("--runbook", required=True)
     d.add_argument("--title", required=True)
-    d.add_argument("--severity")
+    d.add_argument("--severity", choices=SEVERITIES)
     d.add_argument("--channel", action="append", help="limit the scope (repeatable)")
     d.add_argument("--reason")
     client(sub.add_parser("list")).add_argument("--all", action="store_true")
@@ -350,9 +353,22 @@ def _post_parsers(p: argparse.ArgumentParser, client: Adder) -> None:
     p.set_defaults(func=cmd_post)
 
 
+def _check_text_args(args: argparse.Namespace) -> None:
+    """Arguments holding bytes that are not UTF-8 (Python keeps them as lone
+    surrogates) are refused here: the daemon could store or send none of them."""
+    from switchboard.text import lone_surrogate
+    for name, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and lone_surrogate(item) is not None:
+                option = name.rstrip("_").replace("_", "-")
+                raise Exit(USAGE, f"{option}: not valid UTF-8 text (check the terminal's "
+                                  "or the script's encoding)")
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parser().parse_args(argv)
     try:
+        _check_text_args(args)
         code = args.func(args)
     except Exit as exc:
         if exc.message:

@@ -16,18 +16,23 @@ from datetime import timedelta
 from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from switchboard import yamldoc
 from switchboard.yamldoc import Document, InvalidFile, Path_, Section
 
 ROLES = ("viewer", "marketing", "ops", "admin")
+SEVERITIES = ("minor", "major", "critical")
 AUDIENCES = ("public", "internal")
 CHANNEL_KINDS = ("outbox", "console", "webhook", "x", "mastodon")
 FEED_KINDS = ("alertmanager", "pagerduty", "json", "cap", "atom", "rss", "statuspage", "gtfs-rt",
               "siri-sx")
 PUSH_FEEDS = ("alertmanager", "pagerduty", "json")
 POLL_FEEDS = ("cap", "atom", "rss", "statuspage", "gtfs-rt", "siri-sx")
+# A post later than max_lateness is recorded `missed` instead of sent: under a
+# second, every post would be (the dispatcher's own wake-up takes milliseconds).
+MIN_LATENESS = timedelta(seconds=1)
 
 _SECRET_SUFFIXES = ("_env", "_file")
 _X_CREDENTIALS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
@@ -180,13 +185,22 @@ class _Reader:
             state_dir=self._path(top.get("state_dir", str, "./var")),
             timezone=self._timezone(top),
             runbooks_dir=self._path(top.get("runbooks_dir", str, "runbooks")),
-            max_lateness=top.duration("max_lateness", timedelta(minutes=10)) or timedelta(0),
+            max_lateness=self._max_lateness(top),
             access=self._access(top),
             channels=channels,
             feeds=self._feeds(top, channel_ids),
             metrics_token_sha256=self._metrics(top),
             max_body_bytes=top.get("max_body_bytes", int, 1024 * 1024),
         )
+
+    def _max_lateness(self, top: Section) -> timedelta:
+        default = timedelta(minutes=10)
+        value = top.duration("max_lateness", default) or default
+        if value < MIN_LATENESS:
+            self.doc.problem(top.at("max_lateness"), "must be at least 1s: a post later than "
+                                                     "this is recorded missed instead of sent, "
+                                                     "so every post would be missed")
+        return value
 
     def _path(self, value: str) -> Path:
         # Relative paths are relative to the project (the config file's parent
@@ -245,6 +259,7 @@ class _Reader:
     def _access(self, top: Section) -> tuple[AccessToken, ...]:
         out: list[AccessToken] = []
         names: set[str] = set()
+        owners: dict[str, tuple[int, str]] = {}
         for i, item in enumerate(top.get("access", list, [])):
             path: Path_ = ("access", i)
             sec = Section(self.doc, path, item,
@@ -257,6 +272,14 @@ class _Reader:
             names.add(name)
             role = sec.choice("role", ROLES)
             digest = self._token_digest(sec)
+            if digest is not None and digest in owners:
+                # One token, two roles: whichever entry matched last would decide.
+                first, first_name = owners[digest]
+                self.doc.problem(path, f"entry {name!r} has the same token as access[{first}] "
+                                       f"{first_name!r}: each token belongs to one entry "
+                                       "and one role")
+            elif digest is not None:
+                owners[digest] = (i, name)
             if sec.ok and role and digest:
                 out.append(AccessToken(name, role, digest))
         return tuple(out)
@@ -402,6 +425,9 @@ class _Reader:
         url = sec.get("url", str)
         if kind in POLL_FEEDS and not url:
             self.doc.problem(path, f"missing required key 'url' (a {kind} feed is polled)")
+        elif url and not _is_web_url(url):
+            self.doc.problem(sec.at("url"), f"must be an http:// or https:// URL with a host, "
+                                            f"not {url!r}")
         token_digest = None
         secret = None
         if kind in ("alertmanager", "json") and (
@@ -444,14 +470,16 @@ class _Reader:
                 continue
             channels = None
             if sec.has("channels"):
-                channels = tuple(sec.str_list("channels"))
-                for k, cid in enumerate(channels):
+                listed = sec.str_list("channels")
+                for k, cid in enumerate(listed):
                     if cid not in channel_ids:
                         self.doc.problem((*path, "channels", k),
                                          unknown_channel_message(cid, channel_ids))
+                # A channel named twice is one channel (it is held once).
+                channels = tuple(dict.fromkeys(listed))
             out.append(Rule(match=self._matchers(sec), runbook=sec.get("runbook", str, ""),
                             channels=channels, title=sec.get("title", str),
-                            severity=sec.get("severity", str)))
+                            severity=sec.choice("severity", SEVERITIES)))
         return tuple(out)
 
     def _matchers(self, rule: Section) -> dict[str, Matcher]:
@@ -472,9 +500,17 @@ class _Reader:
         return out
 
 
+def _is_web_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a bad port or bracketed host
+        return False
+
+
 def unknown_channel_message(cid: str, known: set[str]) -> str:
     return f"no channel named {cid!r} (channels: {', '.join(sorted(known)) or 'none'})"
 
 
-__all__ = ["AccessToken", "ChannelConfig", "Config", "FeedConfig", "InvalidFile", "Matcher",
-           "Rule", "load", "unknown_channel_message"]
+__all__ = ["SEVERITIES", "AccessToken", "ChannelConfig", "Config", "FeedConfig", "InvalidFile",
+           "Matcher", "Rule", "load", "unknown_channel_message"]

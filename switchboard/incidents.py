@@ -24,7 +24,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from switchboard import refusals
 from switchboard.clock import Clock, rfc3339, to_datetime
-from switchboard.config import ChannelConfig, FeedConfig
+from switchboard.config import SEVERITIES, ChannelConfig, FeedConfig
 from switchboard.dispatcher import Dispatcher
 from switchboard.feeds.signal import Signal
 from switchboard.gate import Gate
@@ -102,13 +102,20 @@ class Incidents:
         if book is None:
             raise refusals.unprocessable(f"no runbook named {runbook!r} "
                                          f"(runbooks: {', '.join(sorted(ctx.runbooks))})")
-        scope = list(channels) if channels else list(book.public_channels(ctx.channels))
+        # Each channel once, whoever listed it twice (a runbook, a rule, a caller):
+        # the store keeps one hold per channel and incident, and refuses a second.
+        scope = list(dict.fromkeys(channels or book.public_channels(ctx.channels)))
         unknown = [c for c in scope if c not in ctx.channels]
         if unknown:
             raise refusals.not_found(f"no channel named {unknown[0]!r} "
                                      f"(channels: {', '.join(sorted(ctx.channels))})")
         if not title.strip():
             raise refusals.bad_request("title must not be empty")
+        if signal is None and severity is not None and severity not in SEVERITIES:
+            # By hand only: each feed maps its own vocabulary onto these (design §7.2),
+            # and a feed's signal is never refused for its severity.
+            raise refusals.unprocessable(f"unknown severity {severity!r} "
+                                         f"(severities: {', '.join(SEVERITIES)})")
         now = self.clock()
         incident_id = self.store.declare(
             title=title, runbook=runbook, severity=severity or book.severity, channels=scope,

@@ -18,12 +18,16 @@ from zoneinfo import ZoneInfo
 from switchboard import refusals
 from switchboard.clock import rfc3339, to_datetime
 from switchboard.store import NewPost, Post
+from switchboard.text import lone_surrogate, surrogate_message
 from switchboard.yamldoc import parse_duration
 
 KINDS = ("marketing", "operational")
 # Roles allowed to create each kind of post (admin holds both powers).
 KIND_ROLES = {"marketing": {"marketing", "admin"}, "operational": {"ops", "admin"}}
 _FIELDS = {"channel", "kind", "text", "link", "at", "due_at", "expires", "expires_at"}
+# A time this little in the past means "now" (a caller's clock a little behind,
+# a request in flight); anything older would only be recorded `missed`.
+PAST_GRACE = 5.0
 
 
 def parse_when(value: str, now: float, tz: ZoneInfo) -> float:
@@ -42,6 +46,17 @@ def parse_when(value: str, now: float, tz: ZoneInfo) -> float:
         raise refusals.bad_request(f"time {value!r} is out of range (years 1 to 9999 "
                                    "in UTC)") from exc
     return when
+
+
+def parse_future(value: str, now: float, tz: ZoneInfo, what: str = "at") -> float:
+    """A time to send at: `parse_when`, refused when it has passed (beyond PAST_GRACE)."""
+    when = parse_when(value, now, tz)
+    if when < now - PAST_GRACE:
+        raise refusals.unprocessable(
+            f"{what} {value.strip()!r} is in the past ({rfc3339(when)}, now is {rfc3339(now)}): "
+            "the post would only be recorded missed; give a later time, 'now' or an offset "
+            "like +10m")
+    return max(when, now)
 
 
 def _when(value: str, now: float, tz: ZoneInfo) -> float:
@@ -72,6 +87,7 @@ def _when(value: str, now: float, tz: ZoneInfo) -> float:
 class ChannelLimit:
     id: str
     max_length: int
+    audience: str = "public"
 
 
 def new_post(body: Mapping[str, Any], *, role: str, now: float, tz: ZoneInfo,
@@ -91,13 +107,17 @@ def new_post(body: Mapping[str, Any], *, role: str, now: float, tz: ZoneInfo,
         raise refusals.bad_request(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if role not in KIND_ROLES[kind]:
         raise refusals.forbidden(f"the {role} role cannot create {kind} posts")
+    if kind == "marketing" and channels[channel].audience != "public":
+        # Internal channels are ops' chat: marketing there is a wrong channel id.
+        raise refusals.unprocessable(f"channel {channel} is {channels[channel].audience}: "
+                                     "marketing posts go to public channels")
     text = _required_str(body, "text")
     limit = channels[channel].max_length
     if len(text) > limit:
         raise refusals.unprocessable(f"text is {len(text)} characters; channel {channel} "
                                      f"allows at most {limit}")
     when = body.get("at", body.get("due_at"))
-    due_at = now if when is None else parse_when(_as_str(when, "at"), now, tz)
+    due_at = now if when is None else parse_future(_as_str(when, "at"), now, tz)
     expires = body.get("expires", body.get("expires_at"))
     expires_at = None if expires is None else parse_when(_as_str(expires, "expires"), now, tz)
     if expires_at is not None and expires_at <= due_at:
@@ -111,12 +131,15 @@ def _required_str(body: Mapping[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value.strip():
         raise refusals.bad_request(f"{key} is required and must be a non-empty string")
-    return value
+    return _as_str(value, key)
 
 
 def _as_str(value: Any, key: str) -> str:
     if not isinstance(value, str):
         raise refusals.bad_request(f"{key} must be a string")
+    index = lone_surrogate(value)
+    if index is not None:
+        raise refusals.bad_request(f"{key} {surrogate_message(value, index)}")
     return value
 
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import yaml
 
 from switchboard import yamldoc
-from switchboard.config import ChannelConfig, unknown_channel_message
+from switchboard.config import SEVERITIES, ChannelConfig, unknown_channel_message
 from switchboard.templates import (
     NO_SIGNAL,
     Context,
@@ -38,7 +38,6 @@ from switchboard.yamldoc import Document, InvalidFile, Path_, Problem, Section, 
 ACTIONS = ("post", "notify", "remind", "retract", "handover")
 RESOLVE_ACTIONS = ("post", "notify")
 HELD_POLICIES = ("review", "drop", "reschedule")
-SEVERITIES = ("minor", "major", "critical")
 POST_KINDS = ("marketing", "operational")
 HANDOVER_ROLES = ("ops", "admin")
 
@@ -314,7 +313,7 @@ class _Reader:
         for i, cid in enumerate(ids):
             self._channel_ok(("scope", i), cid, "public", "the scope lists the public channels "
                                                           "an incident takes over")
-        return tuple(ids)
+        return _merged(ids)
 
     def _suppress(self, top: Section) -> tuple[str, ...]:
         kinds = top.str_list("suppress", ["marketing"])
@@ -340,12 +339,12 @@ class _Reader:
         for i, cid in enumerate(notify):
             self._channel_ok(("handover", "notify", i), cid, "internal",
                              "handover notices go to internal channels")
-        self.handover_notify = tuple(notify)
+        self.handover_notify = _merged(notify)
         source = sec.get("template", str, None)
         notice = self._compile(("handover", "template"),
                                source or HANDOVER_NOTICE.format(role=role, held=held),
                                builtin=source is None)
-        return Handover(role=role, notify=tuple(notify), notice=notice)
+        return Handover(role=role, notify=self.handover_notify, notice=notice)
 
     # -- steps --------------------------------------------------------------
 
@@ -444,7 +443,7 @@ class _Reader:
                     and cid not in self.scope:
                 self.doc.problem(where, f"channel {cid!r} is not in the runbook's scope "
                                         f"({', '.join(self.scope) or 'none'})")
-        return tuple(ids)
+        return _merged(ids)
 
     def _published_within(self, sec: Section, action: str) -> timedelta | None:
         if action != "retract":
@@ -627,6 +626,12 @@ def _sample_signal() -> SignalView:
     return SignalView(source="sample-feed", key="sample", status="firing",
                       title="Sample signal title", at=SAMPLE_DECLARED_AT,
                       labels=_SampleLabels(), annotations=_SampleLabels())
+
+
+def _merged(ids: Iterable[str]) -> tuple[str, ...]:
+    """Channel ids in their order, each once: a channel listed twice is held (or
+    posted to) once, never a second hold that the store would refuse."""
+    return tuple(dict.fromkeys(ids))
 
 
 def _scalar_marks(text: str) -> dict[Path_, tuple[int, int, str]]:

@@ -2,12 +2,15 @@
 
 Each feed's parser turns a payload into signals; this module authenticates
 push deliveries, counts what came in and what was refused, and hands every
-signal to `Incidents.on_signal`. A refused delivery changes nothing.
+signal to `Incidents.on_signal`. A refused delivery changes nothing; within
+an accepted one, each signal is applied on its own, so one that fails (counted,
+logged, answered 503 for a retry) never stops the others from declaring.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +27,7 @@ from switchboard.feeds.poller import Poller
 from switchboard.feeds.signal import FeedError, Signal
 from switchboard.incidents import Incidents
 from switchboard.metrics import Metrics
+from switchboard.text import sanitised
 
 _QUIET_OUTCOMES = frozenset({"unmatched", "ignored", "repeated"})
 
@@ -78,6 +82,13 @@ class FeedWatch:
             self.log.warning("feed_refused", feed=feed_id, reason=exc.reason, error=exc.message)
             raise refusals.Refused(exc.http_status, exc.reason, exc.message) from exc
         outcomes = await self.apply(feed_id, signals)
+        errors = outcomes.count("error")
+        if errors:
+            # The others are applied; a retry of the delivery repeats them harmlessly
+            # and gives the failed ones another chance.
+            raise refusals.Refused(503, "signal_failed", f"{errors} of {len(signals)} signal(s) "
+                                   "could not be applied (see the daemon log); the others "
+                                   "were: send the delivery again")
         return {"accepted": len(signals), "outcomes": outcomes}
 
     def count_error(self, feed_id: str, reason: str) -> None:
@@ -110,7 +121,9 @@ class FeedWatch:
         return outcomes
 
     def _apply(self, feed: FeedConfig, signal: Signal) -> str:
+        """One signal, isolated: whatever it does wrong, the next one of the delivery runs."""
         try:
+            signal = printable(signal)
             return self.incidents.on_signal(feed, signal)
         except refusals.Refused as exc:
             # A rule naming a runbook that a reload removed, say: counted, logged,
@@ -118,6 +131,12 @@ class FeedWatch:
             self.count_error(feed.id, "rule_failed")
             self.log.error("feed_rule_failed", feed=feed.id, key=signal.key, error=exc.message)
             return "failed"
+        except Exception:
+            # A fault of ours (a store error, a bug) on one signal must not leave
+            # the others of the delivery undeclared and the feed looking healthy.
+            self.count_error(feed.id, "signal_failed")
+            self.log.exception("feed_signal_failed", feed=feed.id, key=signal.key)
+            return "error"
 
     def on_success(self, feed_id: str, when: float) -> None:
         self.metrics.feed_last_success_timestamp_seconds.labels(feed=feed_id).set(when)
@@ -125,3 +144,20 @@ class FeedWatch:
     def on_error(self, feed_id: str, reason: str, message: str) -> None:
         self.count_error(feed_id, reason)
         self.log.warning("feed_poll_failed", feed=feed_id, reason=reason, error=message)
+
+
+def printable(signal: Signal) -> Signal:
+    """The signal with each lone surrogate (`"\\udc80"` in a JSON payload) made U+FFFD.
+
+    Senders do put them in summaries; the store and the log cannot encode them,
+    and an alert is never left undeclared for one broken character.
+    """
+    texts = [signal.source, signal.key, signal.title, *signal.labels, *signal.labels.values(),
+             *signal.annotations, *signal.annotations.values()]
+    if all(sanitised(t) is t for t in texts):
+        return signal
+    return dataclasses.replace(
+        signal, source=sanitised(signal.source), key=sanitised(signal.key),
+        title=sanitised(signal.title),
+        labels={sanitised(k): sanitised(v) for k, v in signal.labels.items()},
+        annotations={sanitised(k): sanitised(v) for k, v in signal.annotations.items()})

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from switchboard.text import lone_surrogate, sanitised, surrogate_message
+
 Path_ = tuple[str | int, ...]
 
 
@@ -84,6 +86,10 @@ def load(path: Path) -> Document:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidFile([Problem(name, 1, 1, "", f"cannot read: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise InvalidFile([Problem(name, line, 1, "", f"not UTF-8 text (byte "
+                                                      f"0x{exc.object[exc.start]:02x})")]) from exc
     return parse(text, name)
 
 
@@ -143,6 +149,7 @@ def _convert(node: yaml.Node, path: Path_, doc: Document) -> Any:
         for key_node, value_node in node.value:
             key = str(_scalar(key_node))
             key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            key = _checked_text(doc, path, key, key_mark, "a key ")
             if key in out:
                 doc.marks[(*path, key)] = key_mark
                 doc.problem((*path, key), "duplicate key")
@@ -152,7 +159,27 @@ def _convert(node: yaml.Node, path: Path_, doc: Document) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*path, i), doc) for i, item in enumerate(node.value)]
-    return _scalar(node)
+    value = _scalar(node)
+    if isinstance(value, str):
+        return _checked_text(doc, path, value, doc.marks[path])
+    return value
+
+
+def _checked_text(doc: Document, path: Path_, value: str, mark: tuple[int, int],
+                  what: str = "") -> str:
+    """`value`, or a problem and the value made printable (later messages may quote it).
+
+    YAML's "\\ud83d" escapes give lone surrogates, which no store or platform
+    takes: they are refused here, with the position, not at the first
+    declaration that uses them.
+    """
+    index = lone_surrogate(value)
+    if index is None:
+        return value
+    doc.problems.append(Problem(doc.file, mark[0], mark[1], dotted(path),
+                                what + surrogate_message(value, index)
+                                + " (write characters beyond U+FFFF as \\UXXXXXXXX)"))
+    return sanitised(value)
 
 
 def _scalar(node: yaml.Node) -> Any:
