@@ -195,7 +195,9 @@ class _Reader:
 
     def _max_lateness(self, top: Section) -> timedelta:
         default = timedelta(minutes=10)
-        value = top.duration("max_lateness", default) or default
+        value = top.duration("max_lateness", default)
+        if value is None:  # already reported as a bad duration
+            return default
         if value < MIN_LATENESS:
             self.doc.problem(top.at("max_lateness"), "must be at least 1s: a post later than "
                                                      "this is recorded missed instead of sent, "

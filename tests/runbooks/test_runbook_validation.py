@@ -401,3 +401,37 @@ def test_it_reports_a_failure_only_seen_with_a_signal(books: Runbooks) -> None:
     assert books.problems() == [
         f"{path}:10:15: steps[0].template: undefined: 'str object' has no attribute 'headline' "
         "(sample incident declared by a feed signal)"]
+
+
+# -- a channel named twice is one channel (design §7.1) ------------------------------
+
+def test_a_channel_listed_twice_in_the_scope_is_held_once(books: Runbooks) -> None:
+    runbook = books.load(BASE.replace("handover:", "scope: [outbox, mastodon, outbox]\n"
+                                                   "handover:"))
+    assert runbook.scope == ("outbox", "mastodon")
+    assert runbook.public_channels(CHANNELS) == ("outbox", "mastodon")
+
+
+def test_a_channel_listed_twice_in_a_step_is_posted_to_once(books: Runbooks) -> None:
+    runbook = books.load(BASE.replace("channels: [outbox]", "channels: [outbox, outbox]"))
+    assert runbook.steps[0].channels == ("outbox",)
+
+
+def test_a_channel_listed_twice_in_handover_notify_is_told_once(books: Runbooks) -> None:
+    runbook = books.load(BASE.replace("notify: [ops-chat]", "notify: [ops-chat, ops-chat]"))
+    assert runbook.handover.notify == ("ops-chat",)
+
+
+def test_it_rejects_a_lone_surrogate_in_a_template(books: Runbooks) -> None:
+    path = books.write(BASE.replace('"We know: {{ incident.title }}"',
+                                    '"We know \\ud83d: {{ incident.title }}"'))
+    assert books.problems() == [
+        f"{path}:10:15: steps[0].template: is not valid Unicode text: it holds a lone "
+        "surrogate (\\ud83d at character 9) (write characters beyond U+FFFF as \\UXXXXXXXX)"]
+
+
+def test_it_rejects_a_runbook_that_is_not_utf8(books: Runbooks) -> None:
+    path = books.dir / "rb.yaml"
+    path.write_bytes(BASE.replace("Test incident", "Test incident \x00").encode()
+                     .replace(b"\x00", b"\xff"))
+    assert books.problems() == [f"{path}:2:1: not UTF-8 text (byte 0xff)"]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from switchboard import config
+from switchboard.yamldoc import InvalidFile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -187,3 +193,105 @@ def test_a_repeated_channel_or_feed_id_is_named(tmp_path: Path) -> None:
     assert code == 1
     assert "CONFIG:11:6: channels[2].id: duplicate channel id 'outbox'" in out
     assert "feeds[1].id: duplicate feed id 'alertmanager'" in out
+
+
+# -- config that cannot silently fail (design §7.1) ----------------------------------
+
+ENV = {"SB_CHECK_TOKEN": "t", "SB_CHECK_OTHER": "t"}
+
+
+@pytest.mark.parametrize("value", ["0s", "0.5s"])
+def test_a_max_lateness_under_a_second_is_refused(tmp_path: Path, value: str) -> None:
+    code, out = check(tmp_path, GOOD.replace("max_lateness: 10m", f"max_lateness: {value}"),
+                      ENV)
+    assert code == 1
+    assert ("CONFIG:5:1: max_lateness: must be at least 1s: a post later than this is "
+            "recorded missed instead of sent, so every post would be missed") in out
+
+
+def test_a_max_lateness_of_one_second_is_accepted(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("max_lateness: 10m", "max_lateness: 1s"), ENV)
+    assert code == 0, out
+
+
+def test_the_same_token_in_two_access_entries_is_refused_naming_both(tmp_path: Path) -> None:
+    # Different variables, same value: the digest decides, not the reference.
+    text = GOOD.replace("  - {name: ops-desk, role: ops, token_env: SB_CHECK_TOKEN}\n",
+                        "  - {name: ops-desk, role: ops, token_env: SB_CHECK_TOKEN}\n"
+                        "  - {name: wallboard, role: viewer, token_env: SB_CHECK_OTHER}\n")
+    code, out = check(tmp_path, text, ENV)
+    assert code == 1
+    assert ("CONFIG:8:5: access[1]: entry 'wallboard' has the same token as access[0] "
+            "'ops-desk': each token belongs to one entry and one role") in out
+
+
+def test_a_token_digest_equal_to_another_entrys_token_is_refused(tmp_path: Path) -> None:
+    digest = hashlib.sha256(b"t").hexdigest()
+    text = GOOD.replace("  - {name: ops-desk, role: ops, token_env: SB_CHECK_TOKEN}\n",
+                        f"  - {{name: admin, role: admin, token_sha256: {digest.upper()}}}\n"
+                        "  - {name: ops-desk, role: ops, token_env: SB_CHECK_TOKEN}\n")
+    code, out = check(tmp_path, text, ENV)
+    assert code == 1
+    assert "CONFIG:8:5: access[1]: entry 'ops-desk' has the same token as access[0] 'admin'" \
+        in out
+
+
+def test_the_daemon_refuses_to_load_the_same_token_twice(tmp_path: Path) -> None:
+    # `run` and a reload load through the same function as `check`.
+    text = GOOD.replace("  - {name: ops-desk, role: ops, token_env: SB_CHECK_TOKEN}\n",
+                        "  - {name: ops-desk, role: ops, token_env: SB_CHECK_TOKEN}\n"
+                        "  - {name: wallboard, role: viewer, token_env: SB_CHECK_TOKEN}\n")
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(text)
+    with pytest.raises(InvalidFile) as caught:
+        config.load(path, env=ENV)
+    assert [p.message for p in caught.value.problems] == [
+        "entry 'wallboard' has the same token as access[0] 'ops-desk': each token belongs to "
+        "one entry and one role"]
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.org/feed",
+                                 "example.org/feed.atom", "http:///feed.atom"])
+def test_a_feed_url_that_is_not_http_is_refused(tmp_path: Path, url: str) -> None:
+    code, out = check(tmp_path, GOOD + f"  - {{id: weather, kind: atom, url: '{url}'}}\n", ENV)
+    assert code == 1
+    assert (f"CONFIG:19:31: feeds[1].url: must be an http:// or https:// URL with a host, "
+            f"not {url!r}") in out
+
+
+def test_an_unknown_rule_severity_is_refused_naming_the_valid_ones(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("channels: [outbox]",
+                                             "channels: [outbox]\n        severity: sev1"), ENV)
+    assert code == 1
+    assert ("CONFIG:19:9: feeds[0].rules[0].severity: must be one of minor, major, critical, "
+            "not 'sev1'") in out
+
+
+def test_a_channel_listed_twice_in_a_rule_is_held_once(tmp_path: Path) -> None:
+    text = GOOD.replace("channels: [outbox]", "channels: [outbox, ops-chat, outbox]")
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(text)
+    loaded = config.load(path, env=ENV)
+    assert loaded.feeds[0].rules[0].channels == ("outbox", "ops-chat")
+
+
+def test_a_lone_surrogate_in_the_config_is_refused_with_its_position(tmp_path: Path) -> None:
+    code, out = check(tmp_path, GOOD.replace("runbook: rail-disruption",
+                                             'runbook: rail-disruption\n'
+                                             '        title: "Signal failure \\udc80"'), ENV)
+    assert code == 1
+    assert ("CONFIG:18:16: feeds[0].rules[0].title: is not valid Unicode text: it holds a "
+            "lone surrogate (\\udc80 at character 16)") in out
+
+
+def test_a_config_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path) -> None:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    shutil.copytree(ROOT / "runbooks", tmp_path / "runbooks")
+    (config_dir / "switchboard.yaml").write_bytes(GOOD.replace("Europe/London", "Europe/\x00")
+                                                  .encode().replace(b"\x00", b"\xe9"))
+    result = subprocess.run([sys.executable, "-m", "switchboard", "check", "-c",
+                             str(config_dir / "switchboard.yaml")], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert "switchboard.yaml:3:1: not UTF-8 text (byte 0xe9)" in result.stdout

@@ -7,7 +7,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from switchboard.posts import ChannelLimit, new_post, parse_calendar, parse_when, spaced_times
+from switchboard.posts import (
+    ChannelLimit,
+    new_post,
+    parse_calendar,
+    parse_future,
+    parse_when,
+    spaced_times,
+)
 from switchboard.refusals import Refused
 
 LONDON = ZoneInfo("Europe/London")
@@ -104,3 +111,55 @@ def test_a_calendar_in_csv_and_in_json_lines() -> None:
 def test_rescheduled_posts_are_spaced() -> None:
     from datetime import timedelta
     assert spaced_times(100.0, 3, timedelta(minutes=5)) == [100.0, 400.0, 700.0]
+
+
+# -- refusals instead of silent `missed` and 500s (design §7.1) ----------------------
+
+def _refusal(body: dict[str, str], role: str = "marketing",
+             channels: dict[str, ChannelLimit] | None = None) -> Refused:
+    with pytest.raises(Refused) as caught:
+        new_post(body, role=role, now=NOW, tz=LONDON, channels=channels or CHANNELS)
+    return caught.value
+
+
+def test_a_time_in_the_past_is_refused_instead_of_being_missed() -> None:
+    refused = _refusal({"channel": "outbox", "text": "Offer", "at": "2026-03-28 11:59"})
+    assert refused.status == 422
+    assert refused.message == (
+        "at '2026-03-28 11:59' is in the past (2026-03-28T11:59:00.000000+00:00, now is "
+        "2026-03-28T12:00:00.000000+00:00): the post would only be recorded missed; give a "
+        "later time, 'now' or an offset like +10m")
+
+
+def test_a_time_a_few_seconds_ago_means_now() -> None:
+    post = new_post({"channel": "outbox", "text": "Offer", "at": "2026-03-28T11:59:57Z"},
+                    role="marketing", now=NOW, tz=LONDON, channels=CHANNELS)
+    assert post.due_at == NOW
+    with pytest.raises(Refused):
+        parse_future("2026-03-28T11:59:54Z", NOW, LONDON)
+
+
+def test_a_release_time_in_the_past_is_refused_naming_it() -> None:
+    with pytest.raises(Refused) as caught:
+        parse_future("2026-03-27 12:00", NOW, LONDON, what="release --at")
+    assert caught.value.status == 422
+    assert caught.value.message.startswith("release --at '2026-03-27 12:00' is in the past")
+
+
+def test_a_marketing_post_on_an_internal_channel_is_refused() -> None:
+    channels = {**CHANNELS, "ops-chat": ChannelLimit("ops-chat", 4000, "internal")}
+    refused = _refusal({"channel": "ops-chat", "text": "Offer"}, channels=channels)
+    assert (refused.status, refused.message) == (
+        422, "channel ops-chat is internal: marketing posts go to public channels")
+    update = new_post({"channel": "ops-chat", "text": "On it", "kind": "operational"},
+                      role="ops", now=NOW, tz=LONDON, channels=channels)
+    assert update.channel == "ops-chat"
+
+
+@pytest.mark.parametrize("field", ["text", "link", "at"])
+def test_a_lone_surrogate_in_a_post_is_refused_naming_the_field(field: str) -> None:
+    body = {"channel": "outbox", "text": "Offer", "at": "+1h", field: "Offer \udc80"}
+    refused = _refusal(body)
+    assert (refused.status, refused.message) == (
+        400, f"{field} is not valid Unicode text: it holds a lone surrogate (\\udc80 at "
+             "character 7)")
