@@ -23,9 +23,11 @@ def parse(ts: str) -> datetime:
 
 def test_posts_due_in_seconds_go_out_once_and_on_time(daemon: DaemonProcess) -> None:
     rng = random.Random(7)
-    body = [{"channel": rng.choice(["outbox", "ops-chat"]), "text": f"offer {i}",
-             "at": at(1 + 2 * rng.random())} for i in range(40)]
-    created = daemon.ok("POST", "/api/v1/posts", body, role="marketing")
+    # ops-chat is internal: what goes there is ops' (operational), never marketing.
+    body = [{"channel": channel, "text": f"offer {i}", "at": at(1 + 2 * rng.random()),
+             "kind": "marketing" if channel == "outbox" else "operational"}
+            for i, channel in enumerate(rng.choice(["outbox", "ops-chat"]) for _ in range(40))]
+    created = daemon.ok("POST", "/api/v1/posts", body, role="admin")
     assert len(created) == 40
     due = {str(p["id"]): parse(p["due_at"]) for p in created}
     daemon.wait_for(lambda: len(daemon.outbox()) + len(daemon.outbox("ops-chat.jsonl")) >= 40,
