@@ -9,6 +9,7 @@ error, not a failure at the first publish.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
 from dataclasses import dataclass, field
@@ -261,7 +262,7 @@ class _Reader:
     def _access(self, top: Section) -> tuple[AccessToken, ...]:
         out: list[AccessToken] = []
         names: set[str] = set()
-        owners: dict[str, tuple[int, str]] = {}
+        owners: list[tuple[str, int, str]] = []
         for i, item in enumerate(top.get("access", list, [])):
             path: Path_ = ("access", i)
             sec = Section(self.doc, path, item,
@@ -274,14 +275,14 @@ class _Reader:
             names.add(name)
             role = sec.choice("role", ROLES)
             digest = self._token_digest(sec)
-            if digest is not None and digest in owners:
+            owner = None if digest is None else _owner(digest, owners)
+            if owner is not None:
                 # One token, two roles: whichever entry matched last would decide.
-                first, first_name = owners[digest]
-                self.doc.problem(path, f"entry {name!r} has the same token as access[{first}] "
-                                       f"{first_name!r}: each token belongs to one entry "
+                self.doc.problem(path, f"entry {name!r} has the same token as access[{owner[0]}] "
+                                       f"{owner[1]!r}: each token belongs to one entry "
                                        "and one role")
             elif digest is not None:
-                owners[digest] = (i, name)
+                owners.append((digest, i, name))
             if sec.ok and role and digest:
                 out.append(AccessToken(name, role, digest))
         return tuple(out)
@@ -500,6 +501,15 @@ class _Reader:
             else:
                 self.doc.problem(where, "must be a value, a list of values or {regex: PATTERN}")
         return out
+
+
+def _owner(digest: str, owners: list[tuple[str, int, str]]) -> tuple[int, str] | None:
+    """The (index, name) of the entry already holding this token digest."""
+    for held, index, name in owners:
+        # Digests are compared as credentials are everywhere: in constant time.
+        if hmac.compare_digest(held, digest):
+            return index, name
+    return None
 
 
 def _is_web_url(url: str) -> bool:
