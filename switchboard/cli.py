@@ -353,11 +353,17 @@ def _post_parsers(p: argparse.ArgumentParser, client: Adder) -> None:
     p.set_defaults(func=cmd_post)
 
 
+# File names may be any bytes the file system holds; they are never sent.
+_FILE_ARGS = frozenset({"config", "token_file", "file", "signal"})
+
+
 def _check_text_args(args: argparse.Namespace) -> None:
     """Arguments holding bytes that are not UTF-8 (Python keeps them as lone
     surrogates) are refused here: the daemon could store or send none of them."""
     from switchboard.text import lone_surrogate
     for name, value in vars(args).items():
+        if name in _FILE_ARGS:
+            continue
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and lone_surrogate(item) is not None:
                 option = name.rstrip("_").replace("_", "-")

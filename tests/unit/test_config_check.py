@@ -295,3 +295,8 @@ def test_a_config_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path) -> N
                             text=True, cwd=tmp_path, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 1
     assert "switchboard.yaml:3:1: not UTF-8 text (byte 0xe9)" in result.stdout
+
+
+def test_the_cli_offers_exactly_the_severities_the_daemon_takes() -> None:
+    from switchboard import cli
+    assert cli.SEVERITIES == config.SEVERITIES
