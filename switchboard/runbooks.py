@@ -46,15 +46,19 @@ HANDOVER_ROLES = ("ops", "admin")
 PUBLIC_ACTIONS = ("post", "retract")
 INTERNAL_ACTIONS = ("notify", "remind", "handover")
 
-DEFAULT_MAX_LENGTH = 280  # the channel base class default, used when a kind is unknown
-
-# Texts used when the runbook does not give its own; `{role}`, `{held}` and
-# `{window}` are filled in at load, so every step's template renders from the
+# Texts used when the runbook does not give its own; `{role}`, `{held}`,
+# `{channels}` and `{window}` are filled in at load, so every step's template renders from the
 # ordinary context alone.
+# A scope of a few channels is named in full; a large estate (a council's fifty
+# accounts) is summarised, so the notice stays short on any internal channel.
+CHANNELS_SUMMARY = ("{% set n = incident.channels | length %}"
+                    "{% if n <= 3 %}{{ incident.channels | join(', ') }}"
+                    "{% else %}{{ n }} channels ({{ incident.channels[:3] | join(', ') }} and "
+                    "{{ n - 3 }} more: switchboard incident show {{ incident.id }}){% endif %}")
 HANDOVER_NOTICE = ("{{{{ incident.id }}}} declared: {{{{ incident.title }}}}. {role} has control "
-                   "of {{{{ incident.channels | join(', ') }}}}; {held}.")
-HANDOVER_STEP = ("{{{{ incident.id }}}}: {role} has control of "
-                 "{{{{ incident.channels | join(', ') }}}} ({{{{ incident.title }}}}).")
+                   "of {channels}; {held}.")
+HANDOVER_STEP = ("{{{{ incident.id }}}}: {role} has control of {channels} "
+                 "({{{{ incident.title }}}}).")
 REMIND_TEXT = ("{{{{ incident.id }}}}: no operational update in the last {window}; "
                "one is due now ({{{{ incident.title }}}}).")
 
@@ -87,19 +91,8 @@ class _Audienced(Protocol):
 
 
 def channel_infos(channels: Iterable[ChannelConfig]) -> dict[str, ChannelInfo]:
-    """ChannelInfo by id for the configured channels (limit: configured or the kind's default)."""
-    return {c.id: ChannelInfo(c.id, c.audience, c.max_length or _default_max_length(c.kind))
-            for c in channels}
-
-
-def _default_max_length(kind: str) -> int:
-    # Imported here: the channel modules (and tweepy, Mastodon.py behind them)
-    # are only needed for this one number, and may not be importable.
-    try:
-        from switchboard.channels import channel_class
-        return int(channel_class(kind).default_max_length)
-    except (ImportError, KeyError, AttributeError):
-        return DEFAULT_MAX_LENGTH
+    """ChannelInfo by id for the configured channels (the limit each channel enforces)."""
+    return {c.id: ChannelInfo(c.id, c.audience, c.text_limit) for c in channels}
 
 
 @dataclass(frozen=True)
@@ -195,6 +188,12 @@ def load_runbooks(directory: Path, channels: Mapping[str, ChannelInfo],
     if problems:
         raise InvalidFile(problems)
     return runbooks
+
+
+def read_runbooks(directory: Path, channels: Mapping[str, ChannelInfo],
+                  timezone: tzinfo = UTC) -> tuple[dict[str, Runbook], list[Problem]]:
+    """The runbooks that loaded cleanly, and every problem of every file."""
+    return _load_directory(directory, channels, timezone)
 
 
 def check_runbooks(directory: Path, channels: Mapping[str, ChannelInfo],
@@ -331,7 +330,8 @@ class _Reader:
         held = (f"{' and '.join(suppress)} posts are held" if suppress
                 else "nothing is suppressed")
         if not top.has("handover"):
-            default = HANDOVER_NOTICE.format(role=self.role, held=held)
+            default = HANDOVER_NOTICE.format(role=self.role, held=held,
+                                             channels=CHANNELS_SUMMARY)
             return Handover(notice=self._compile(("handover",), default, builtin=True))
         sec = Section(self.doc, ("handover",), top.value["handover"],
                       {"role", "notify", "template"})
@@ -343,7 +343,8 @@ class _Reader:
         self.handover_notify = tuple(notify)
         source = sec.get("template", str, None)
         notice = self._compile(("handover", "template"),
-                               source or HANDOVER_NOTICE.format(role=role, held=held),
+                               source or HANDOVER_NOTICE.format(role=role, held=held,
+                                                                channels=CHANNELS_SUMMARY),
                                builtin=source is None)
         return Handover(role=role, notify=tuple(notify), notice=notice)
 
@@ -417,7 +418,8 @@ class _Reader:
                                                f"(a {action} step needs its text)")
                 return None
             default = (REMIND_TEXT.format(window=format_duration(every or timedelta(0)))
-                       if action == "remind" else HANDOVER_STEP.format(role=self.role))
+                       if action == "remind"
+                       else HANDOVER_STEP.format(role=self.role, channels=CHANNELS_SUMMARY))
             return self._compile(sec.at("template"), default, builtin=True)
         if not source.strip():
             self.doc.problem(sec.at("template"), "must not be empty")
@@ -653,4 +655,4 @@ def _scalar_marks(text: str) -> dict[Path_, tuple[int, int, str]]:
 
 __all__ = ["ACTIONS", "HELD_POLICIES", "RESOLVE_ACTIONS", "SAMPLE_DECLARED_AT", "SEVERITIES",
            "ChannelInfo", "Handover", "ResolvePolicy", "Runbook", "Step", "channel_infos",
-           "check_runbooks", "load_runbook", "load_runbooks"]
+           "check_runbooks", "load_runbook", "load_runbooks", "read_runbooks"]
