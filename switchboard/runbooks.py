@@ -277,8 +277,10 @@ class _Reader:
         runbook = Runbook(name=name, title=str(title), severity=severity, scope=scope,
                           suppress=suppress, handover=handover, steps=tuple(s for s, _ in steps),
                           resolve=resolve, path=self.path)
-        if not self.doc.problems:
-            _Sample(self, runbook).check([*steps, *resolve_steps])
+        # Templates are test-rendered even when other keys have problems, so one
+        # `check` shows them all; lengths only when the rest is sound (a broken
+        # scope would make them wrong).
+        _Sample(self, runbook, lengths=not self.doc.problems).check([*steps, *resolve_steps])
         return runbook
 
     # -- top level --------------------------------------------------------
@@ -569,8 +571,8 @@ class _Sample:
     ever runs.
     """
 
-    def __init__(self, reader: _Reader, runbook: Runbook) -> None:
-        self.reader, self.runbook = reader, runbook
+    def __init__(self, reader: _Reader, runbook: Runbook, lengths: bool = True) -> None:
+        self.reader, self.runbook, self.lengths = reader, runbook, lengths
         self.public = reader.scope
 
     def check(self, steps: list[tuple[Step, Path_]]) -> None:
@@ -598,7 +600,8 @@ class _Sample:
                                                             f"{declared_by})")
                     return
                 longest = max(longest, (len(text), channel))
-        self._check_length(path, targets, longest[0])
+        if self.lengths:
+            self._check_length(path, targets, longest[0])
 
     def _check_length(self, path: Path_, targets: tuple[str, ...], length: int) -> None:
         limits = sorted((self.reader.channels[c].max_length, c) for c in targets
@@ -614,7 +617,9 @@ class _Sample:
             id="INC-123", title=self.runbook.title, severity=self.runbook.severity,
             runbook=self.runbook.name, declared_at=declared, channels=self.public,
             reason="sample reason", source=signal.source or "manual")
-        return Context(incident=incident, now=declared + step.first, signal=signal,
+        # A step whose timing is itself a problem renders at +0.
+        first = step.first if step.at is not None or step.every is not None else timedelta(0)
+        return Context(incident=incident, now=declared + first, signal=signal,
                        channel=channel)
 
 
