@@ -303,17 +303,26 @@ class Incidents:
         # on firing (an alert repeating), it must not declare the false alarm again.
         self.metrics.operational_update_overdue.labels(incident=f"INC-{incident_id}").set(0)
 
-    async def _retract_updates(self, incident: Incident) -> tuple[list[int], list[str]]:
-        """Delete the incident's published holding statement and updates."""
-        ids: list[int] = []
-        for entry in self.store.timeline(incident.id):
+    def _updates(self, incident_id: int) -> set[int]:
+        """The operational posts an incident's timeline records as sent for it."""
+        ids: set[int] = set()
+        for entry in self.store.timeline(incident_id):
             if entry.event == "post_sent":
-                ids.append(int(entry.detail["post"]))
+                ids.add(int(entry.detail["post"]))
             elif entry.event == "update_posted":
-                ids += [int(i) for i in entry.detail.get("posts", [])]
+                ids.update(int(i) for i in entry.detail.get("posts", []))
+        return ids
+
+    async def _retract_updates(self, incident: Incident) -> tuple[list[int], list[str]]:
+        """Delete the incident's published holding statement and updates; a post that
+        also served an overlapping incident still active stays up."""
+        ids = self._updates(incident.id)
+        for other in self.store.incidents():
+            if set(other.channels) & set(incident.channels):
+                ids -= self._updates(other.id)
         retracted: list[int] = []
         failed: list[str] = []
-        for post in self.store.posts(sorted(set(ids))):
+        for post in self.store.posts(sorted(ids)):
             if post.state != "published" or post.kind != "operational":
                 continue
             worker = self.dispatcher.workers.get(post.channel)

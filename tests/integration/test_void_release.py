@@ -215,3 +215,15 @@ def test_release_refuses_an_incident_that_is_still_active(rig: Rig) -> None:
     assert done.returncode == 1
     assert json.loads(done.stdout)["error"]["code"] == "conflict"
     assert rig.control()["outbox"] == "ops"
+
+
+def test_void_keeps_what_an_overlapping_incident_still_stands_on(rig: Rig) -> None:
+    first, _ = declare_with_a_held_offer(rig)
+    rig.cli("incident", "declare", "--runbook", "disruption", "--title", "Power cut at Lille")
+    second = rig.daemon.wait_for(lambda: [s for s in rig.mastodon.live if "Lille" in s.text])
+
+    voided = rig.cli("incident", "void", first["id"], "--reason", "False alarm")
+
+    assert len(voided["retracted"]) == 2, "the first holding statement, on both channels"
+    assert [s.text for s in rig.mastodon.live] == [second[0].text]
+    assert rig.control()["outbox"] == "ops", "the second incident still holds the channels"
