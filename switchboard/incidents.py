@@ -81,9 +81,8 @@ class Incidents:
 
     def load(self) -> None:
         """Rebuild the gate from the store (a crash must not reopen it)."""
-        suppress = {i.id: i.suppress for i in self.store.incidents(include_resolved=True,
-                                                                  limit=100_000)
-                    if i.state == "active" or not i.held_done}
+        known = self.store.incidents(include_resolved=True, limit=100_000)
+        suppress = {i.id: i.suppress for i in known if i.state == "active" or not i.held_done}
         for hold in self.store.holds():
             self.gate.hold(hold.channel, hold.incident_id,
                            suppress.get(hold.incident_id, ["marketing"]), hold.until)
@@ -96,6 +95,12 @@ class Incidents:
         for incident in active:
             if incident.signal_key is not None:
                 self._signals[incident.signal_key] = incident.id
+        # A void that a crash cut short still retracts what it had not yet.
+        for incident in known:
+            if incident.state == "voided" and not incident.held_done:
+                self.scheduler.add_job(self._finish_void, args=[incident.id],
+                                       id=f"void-{incident.id}", replace_existing=True,
+                                       misfire_grace_time=None)
         for incident in [*active, *awaiting]:
             runbook = self.context().runbooks.get(incident.runbook)
             if incident.auto_resolve_at is not None:
@@ -261,13 +266,20 @@ class Incidents:
                          reason=reason, rescheduled=len(requeue), held=len(review))
         self.dispatcher.arm()
         self.refresh_metrics()
-        retracted, failed = await self._retract_updates(incident)
+        retracted, failed = await self._finish_void(incident_id)
         if book is not None:
             self.notify(incident_id, list(book.handover.notify),
                         void_notice(incident, actor, reason, retracted, len(requeue),
                                     len(review)), "voided")
         return Voided(self._get(incident_id), [i for i, _ in requeue], list(review),
                       retracted, failed)
+
+    async def _finish_void(self, incident_id: int) -> tuple[list[int], list[str]]:
+        """Retract a voided incident's updates; also run at start-up for a void that a
+        crash interrupted before its retractions were recorded."""
+        outcome = await self._retract_updates(self._get(incident_id))
+        self.store.set_incident_fields(incident_id, held_done=1)
+        return outcome
 
     def _void_plan(self, incident_id: int, spacing: timedelta,
                    now: float) -> tuple[list[tuple[int, float]], list[int]]:

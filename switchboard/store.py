@@ -533,11 +533,12 @@ class Store:
              requeue: Sequence[tuple[int, float]], review: Sequence[int]) -> bool:
         """A false alarm, in one durable transaction: the incident ends without a
         cooldown, its holds go, and the posts it suppressed are re-queued (at the
-        given times) or put up for review. False if it was not active."""
+        given times) or put up for review. False if it was not active. `held_done`
+        stays 0 until its updates are retracted, so a restart finishes that."""
         with self.transaction() as db:
             cur = db.execute(
                 "UPDATE incidents SET state = 'voided', resolved_at = ?, resolved_by = ?, "
-                "resolve_note = ?, cooldown_until = ?, held_done = 1, auto_resolve_at = NULL "
+                "resolve_note = ?, cooldown_until = ?, held_done = 0, auto_resolve_at = NULL "
                 "WHERE id = ? AND state = 'active'", (now, actor, reason, now, incident_id))
             if cur.rowcount == 0:
                 return False

@@ -8,17 +8,21 @@ hand-over channels are told when held posts wait for review.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.daemon import DaemonProcess, base_config, free_port
 from tests.fakes.fake_mastodon import FakeMastodon
+from tests.fakes.server import Hang
 
 HOLDING = "We know about it: {{ incident.title }}."
 ALL_CLEAR = "All clear: services are back to normal."
@@ -227,3 +231,25 @@ def test_void_keeps_what_an_overlapping_incident_still_stands_on(rig: Rig) -> No
     assert len(voided["retracted"]) == 2, "the first holding statement, on both channels"
     assert [s.text for s in rig.mastodon.live] == [second[0].text]
     assert rig.control()["outbox"] == "ops", "the second incident still holds the channels"
+
+
+def test_a_void_cut_short_by_a_crash_finishes_its_retractions_after_the_restart(
+        rig: Rig) -> None:
+    incident, _ = declare_with_a_held_offer(rig)
+    status = rig.mastodon.live[0]
+    # The platform stalls on the delete (and drops it), and the daemon dies meanwhile.
+    rig.mastodon.script(Hang(seconds=5.0, then="drop", apply=False))
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(rig.daemon.api, "POST", f"/api/v1/incidents/{incident['id']}/void",
+                              {"reason": "False alarm"}, role="ops")
+        rig.daemon.wait_for(lambda: any(r.method == "DELETE" for r in rig.mastodon.requests))
+        rig.daemon.kill()
+        with contextlib.suppress(requests.RequestException):
+            pending.result()
+    assert [s.id for s in rig.mastodon.live] == [status.id], "the delete never took effect"
+
+    rig.daemon.start()
+
+    rig.daemon.wait_for(lambda: rig.mastodon.live == [], timeout=15)
+    assert rig.cli("incident", "show", incident["id"], role="viewer")["state"] == "voided"
+    assert rig.control()["masto"] == "marketing"
