@@ -88,6 +88,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {"text": "matrix update"}, OPS),
     Endpoint("POST /api/v1/incidents/{id}/resolve", "POST",
              "/api/v1/incidents/{incident}/resolve", {}, OPS),
+    Endpoint("POST /api/v1/incidents/{id}/void (dummy body `{}`)", "POST",
+             "/api/v1/incidents/{incident}/void", {}, OPS),
+    Endpoint("POST /api/v1/incidents/{id}/release (dummy body `{}`)", "POST",
+             "/api/v1/incidents/{incident}/release", {}, OPS),
 )
 
 # How a caller presents itself: no header, a wrong token, or the role's own token.
