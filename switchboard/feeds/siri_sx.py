@@ -6,8 +6,11 @@ unpublished situations (draft, pendingApproval, approvedDraft) and open ones
 whose validity has not begun are left out. Labels: line_ref and
 stop_point_ref (several joined with ","), all_lines ("true"), progress,
 severity, reason (the reason element, e.g. UnknownReason or the value of
-MiscellaneousReason), participant. The title is the English (else first)
-Summary.
+MiscellaneousReason; SIRI 2.1's AlertCause first), participant. `severity`
+is normalised (slight minor, normal and severe major, verySevere critical)
+and the SIRI word kept as `native_severity`. The title, description and
+advice are in the feed's `language` (default `en`; an element without
+xml:lang counts as the delivery's own language), else the first given.
 
 SIRI producers often write local times without an offset; those are read in
 the offset of the delivery's own ResponseTimestamp, else as UTC.
@@ -25,7 +28,9 @@ from switchboard.feeds import safexml
 from switchboard.feeds.parser import FeedParser, current_time
 from switchboard.feeds.payload import MAX_LABEL_CHARS, malformed, parse_time
 from switchboard.feeds.safexml import local_name
+from switchboard.feeds.severity import with_severity
 from switchboard.feeds.signal import Signal
+from switchboard.feeds.translations import language_matches
 
 KIND = "siri-sx"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -65,18 +70,21 @@ class SiriSxParser(FeedParser):
             "line_ref": _joined(situation, "LineRef"),
             "stop_point_ref": _joined(situation, "StopPointRef"),
             "all_lines": "true" if next(_named(situation, "AllLines"), None) is not None else "",
-            "progress": progress, "severity": _child_text(situation, "Severity"),
+            "progress": progress,
             "reason": _reason(situation), "participant": _child_text(situation, "ParticipantRef"),
         }
-        notes = {"description": _english(situation, "Description"),
-                 "advice": _english(situation, "Advice")}
+        labels = with_severity(KIND, {name: value for name, value in labels.items() if value},
+                               _child_text(situation, "Severity"))
+        language = self.config.language
+        notes = {"description": _translated(situation, "Description", language),
+                 "advice": _translated(situation, "Advice", language)}
         created = _child_text(situation, "VersionedAtTime") or \
             _child_text(situation, "CreationTime")
         return Signal(
             source=self.config.id, key=key, status="resolved" if resolved else "firing",
-            title=_english(situation, "Summary") or notes["description"] or key,
+            title=_translated(situation, "Summary", language) or notes["description"] or key,
             at=_time(created, zone) or now,
-            labels={name: value for name, value in labels.items() if value},
+            labels=labels,
             annotations={name: value for name, value in notes.items() if value})
 
 
@@ -97,6 +105,10 @@ def _time(text: str, zone: tzinfo | None) -> datetime | None:
 
 
 def _reason(situation: Element) -> str:
+    """SIRI 2.1's AlertCause, else a 1.x reason element (`<MiscellaneousReason>`...)."""
+    cause = _child_text(situation, "AlertCause")
+    if cause:
+        return cause
     for child in situation:
         name = local_name(child.tag)
         if name.endswith("Reason"):
@@ -104,10 +116,14 @@ def _reason(situation: Element) -> str:
     return ""
 
 
-def _english(situation: Element, name: str) -> str:
+def _translated(situation: Element, name: str, language: str) -> str:
     texts = [child for child in situation if local_name(child.tag) == name]
-    chosen = next((t for t in texts if t.get(XML_LANG, "en").lower().startswith("en")), None)
-    return _text(chosen or (texts[0] if texts else None))
+    # `is not None`, never truthiness: an element without children is falsy.
+    chosen = next((t for t in texts if language_matches(t.get(XML_LANG, language), language)),
+                  None)
+    if chosen is None and texts:
+        chosen = texts[0]
+    return _text(chosen)
 
 
 def _named(parent: Element, name: str) -> Iterator[Element]:
