@@ -64,7 +64,8 @@ class Incidents:
         # Active incidents by the key of the signal that declared them: a feed's
         # repeats are matched here, not with a query per signal.
         self._signals: dict[str, int] = {}
-        self._seen: dict[int, tuple[str, float]] = {}
+        # Last content seen per (incident, signal key): a group's alerts each have their own.
+        self._seen: dict[tuple[int, str], tuple[str, float]] = {}
         self._cleared_at: dict[int, float] = {}
 
     # -- start-up ----------------------------------------------------------
@@ -144,7 +145,7 @@ class Incidents:
         self._cancel_auto_resolve(incident_id)
         if incident.signal_key is not None:
             self._signals.pop(incident.signal_key, None)
-        self._seen.pop(incident_id, None)
+        self._seen = {k: v for k, v in self._seen.items() if k[0] != incident_id}
         self._cleared_at.pop(incident_id, None)
         resolved = self._get(incident_id)
         self.log.warning("incident_resolved", incident=f"INC-{incident_id}", actor=actor,
@@ -344,7 +345,7 @@ class Incidents:
                            {"note": "auto-resolve cancelled: the source fired again"})
             return "updated"
         content = _content(signal)
-        seen = self._seen.get(incident.id)
+        seen = self._seen.get((incident.id, signal.key))
         if seen is None or seen[0] != content:
             event = "signal_repeated" if seen is None else "signal_updated"
             self.store.log(incident.id, now, event, actor,
@@ -355,7 +356,7 @@ class Incidents:
             # Alertmanager resends the same alert every group interval: the
             # timeline gets it at most once per REPEAT_LOG_INTERVAL.
             return "repeated"
-        self._seen[incident.id] = (content, now)
+        self._seen[(incident.id, signal.key)] = (content, now)
         return "updated"
 
     def _cleared(self, incident: Incident, signal: Signal) -> str:
