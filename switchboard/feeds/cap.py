@@ -130,22 +130,30 @@ def _key(fields: Fields) -> str:
 
 
 def _alert_fields(alert: Element, language: str) -> Fields:
-    fields = _children(alert)
-    info = _pick_info([child for child in alert if local_name(child.tag) == "info"], language)
+    # Only the alert's own namespace: XML-DSig and producers' extensions are not CAP.
+    own = namespace(alert.tag)
+    fields = _children(_same(alert, own))
+    info = _pick_info([child for child in _same(alert, own) if local_name(child.tag) == "info"],
+                      language, own)
     if info is not None:
-        fields.update(_children(info))
-        areas = [child for child in info if local_name(child.tag) == "area"]
+        fields.update(_children(_same(info, own)))
+        areas = [child for child in _same(info, own) if local_name(child.tag) == "area"]
         if areas:
             fields["areaDesc"] = "; ".join(
-                text for area in areas for text in [_children(area).get("areaDesc")] if text)
+                text for area in areas
+                for text in [_children(_same(area, own)).get("areaDesc")] if text)
     return fields
 
 
-def _pick_info(infos: list[Element], language: str) -> Element | None:
+def _same(parent: Element, own: str) -> list[Element]:
+    return [child for child in parent if namespace(child.tag) == own]
+
+
+def _pick_info(infos: list[Element], language: str, own: str) -> Element | None:
     """The block in `language` where there are several, else the first
     (a block without <language> is en-US, CAP's default)."""
     for info in infos:
-        if language_matches(_children(info).get("language") or "en-US", language):
+        if language_matches(_children(_same(info, own)).get("language") or "en-US", language):
             return info
     return infos[0] if infos else None
 

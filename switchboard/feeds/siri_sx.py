@@ -27,13 +27,15 @@ from xml.etree.ElementTree import Element
 from switchboard.feeds import safexml
 from switchboard.feeds.parser import FeedParser, current_time
 from switchboard.feeds.payload import MAX_LABEL_CHARS, malformed, parse_time
-from switchboard.feeds.safexml import local_name
+from switchboard.feeds.safexml import local_name, namespace
 from switchboard.feeds.severity import with_severity
 from switchboard.feeds.signal import Signal
 from switchboard.feeds.translations import language_matches
 
 KIND = "siri-sx"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+# Some producers leave SIRI unqualified.
+SIRI_NAMESPACES = frozenset({"http://www.siri.org.uk/siri", ""})
 RESOLVED_PROGRESS = frozenset({"closing", "closed"})
 UNPUBLISHED_PROGRESS = frozenset({"draft", "pendingapproval", "approveddraft"})
 
@@ -91,7 +93,7 @@ class SiriSxParser(FeedParser):
 def _validity(situation: Element, zone: tzinfo | None, now: datetime) -> str:
     """"active", "ended" (every period over) or "pending" (none begun)."""
     periods = [(_time(_child_text(p, "StartTime"), zone), _time(_child_text(p, "EndTime"), zone))
-               for p in situation if local_name(p.tag) == "ValidityPeriod"]
+               for p in situation if _is(p, "ValidityPeriod")]
     if not periods or any((start is None or start <= now) and (end is None or now < end)
                           for start, end in periods):
         return "active"
@@ -111,13 +113,13 @@ def _reason(situation: Element) -> str:
         return cause
     for child in situation:
         name = local_name(child.tag)
-        if name.endswith("Reason"):
+        if name.endswith("Reason") and _is(child, name):
             return _text(child) or name
     return ""
 
 
 def _translated(situation: Element, name: str, language: str) -> str:
-    texts = [child for child in situation if local_name(child.tag) == name]
+    texts = [child for child in situation if _is(child, name)]
     # `is not None`, never truthiness: an element without children is falsy.
     chosen = next((t for t in texts if language_matches(t.get(XML_LANG, language), language)),
                   None)
@@ -127,11 +129,17 @@ def _translated(situation: Element, name: str, language: str) -> str:
 
 
 def _named(parent: Element, name: str) -> Iterator[Element]:
-    return (element for element in parent.iter() if local_name(element.tag) == name)
+    return (element for element in parent.iter() if _is(element, name))
 
 
 def _child_text(parent: Element, name: str) -> str:
-    return _text(next((c for c in parent if local_name(c.tag) == name), None))
+    return _text(next((c for c in parent if _is(c, name)), None))
+
+
+def _is(element: Element, name: str) -> bool:
+    """A SIRI element of that name; a producer's own extension elements (other
+    namespaces) are not read as SIRI, whatever they are called."""
+    return local_name(element.tag) == name and namespace(element.tag) in SIRI_NAMESPACES
 
 
 def _joined(parent: Element, name: str) -> str:
