@@ -13,7 +13,7 @@ alerts.atom) or embed whole `<alert>`s.
   the feed's largest rule `lead:` is left out until then, so a warning for
   tomorrow's flood does not suspend marketing today.
 - `<info>`: the block in the feed's `language` (default `en`, matching en-US,
-  en-CA...), else the first.
+  en-CA...), else the English one, else the first.
 - ignored: `status` Test, Draft and System (the spec says to disregard them)
   and `msgType` Ack; Exercise is kept, labelled, so a rule can choose it.
 - labels: severity, urgency, certainty, event, category, areaDesc,
@@ -38,7 +38,7 @@ from switchboard.feeds.payload import MAX_LABEL_CHARS, malformed, parse_time
 from switchboard.feeds.safexml import local_name, namespace
 from switchboard.feeds.severity import with_severity
 from switchboard.feeds.signal import Signal
-from switchboard.feeds.translations import language_matches
+from switchboard.feeds.translations import choose
 
 KIND = "cap"
 CAP_NAMESPACE_PREFIX = "urn:oasis:names:tc:emergency:cap:"
@@ -150,12 +150,10 @@ def _same(parent: Element, own: str) -> list[Element]:
 
 
 def _pick_info(infos: list[Element], language: str, own: str) -> Element | None:
-    """The block in `language` where there are several, else the first
-    (a block without <language> is en-US, CAP's default)."""
-    for info in infos:
-        if language_matches(_children(_same(info, own)).get("language") or "en-US", language):
-            return info
-    return infos[0] if infos else None
+    """The block in `language` where there are several, else the English one, else
+    the first (a block without <language> is en-US, CAP's default)."""
+    return choose(infos, lambda info: _children(_same(info, own)).get("language") or "en-US",
+                  language)
 
 
 def _entry_fields(entry: Element, language: str) -> Fields:

@@ -9,8 +9,8 @@ stop_id, agency_id, trip_id (each several values joined with ","), cause and
 effect (enum names such as CONSTRUCTION, DETOUR), severity (from
 severity_level: INFO minor, WARNING major, SEVERE critical; the enum name is
 `native_severity`). The title, description and url are the translation in
-the feed's `language` (default `en`), else the one without a language (the
-feed's own), else the first.
+the feed's `language` (default `en`; one without a language is the feed's
+own and counts as that), else English, else the first.
 
 Incrementality DIFFERENTIAL is read as a full dataset, as almost every
 producer sends FULL_DATASET.
@@ -29,7 +29,7 @@ from switchboard.feeds.parser import FeedParser, current_time
 from switchboard.feeds.payload import MAX_LABEL_CHARS, malformed
 from switchboard.feeds.severity import with_severity
 from switchboard.feeds.signal import Signal
-from switchboard.feeds.translations import language_matches
+from switchboard.feeds.translations import choose
 
 KIND = "gtfs-rt"
 Alert = gtfs_realtime_pb2.Alert
@@ -119,12 +119,9 @@ def _last_end(alert: Any) -> datetime | None:
 
 
 def _translation(text: Any, language: str) -> str:
-    """The wanted language where given, else the feed's own (no language), else the first."""
-    translations = list(text.translation)
-    chosen = next((t for t in translations if language_matches(_str(t.language), language)),
-                  None) \
-        or next((t for t in translations if not t.language), None) \
-        or (translations[0] if translations else None)
+    """The wanted language, else English, else the first; a translation without a
+    language is the feed's own, read as the wanted one."""
+    chosen = choose(list(text.translation), lambda t: _str(t.language) or language, language)
     return " ".join(_str(chosen.text).split())[:MAX_LABEL_CHARS] if chosen is not None else ""
 
 

@@ -10,7 +10,8 @@ MiscellaneousReason; SIRI 2.1's AlertCause first), participant. `severity`
 is normalised (slight minor, normal and severe major, verySevere critical)
 and the SIRI word kept as `native_severity`. The title, description and
 advice are in the feed's `language` (default `en`; an element without
-xml:lang counts as the delivery's own language), else the first given.
+xml:lang counts as the delivery's own language), else English, else the
+first given.
 
 SIRI producers often write local times without an offset; those are read in
 the offset of the delivery's own ResponseTimestamp, else as UTC.
@@ -30,7 +31,7 @@ from switchboard.feeds.payload import MAX_LABEL_CHARS, malformed, parse_time
 from switchboard.feeds.safexml import local_name, namespace
 from switchboard.feeds.severity import with_severity
 from switchboard.feeds.signal import Signal
-from switchboard.feeds.translations import language_matches
+from switchboard.feeds.translations import choose
 
 KIND = "siri-sx"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -120,12 +121,8 @@ def _reason(situation: Element) -> str:
 
 def _translated(situation: Element, name: str, language: str) -> str:
     texts = [child for child in situation if _is(child, name)]
-    # `is not None`, never truthiness: an element without children is falsy.
-    chosen = next((t for t in texts if language_matches(t.get(XML_LANG, language), language)),
-                  None)
-    if chosen is None and texts:
-        chosen = texts[0]
-    return _text(chosen)
+    # `choose` tests `is None`, never truthiness: an element without children is falsy.
+    return _text(choose(texts, lambda text: text.get(XML_LANG, language), language))
 
 
 def _named(parent: Element, name: str) -> Iterator[Element]:
