@@ -17,9 +17,9 @@ DEFAULT_LANGUAGE = "en"
 
 def language_matches(tag: str, wanted: str) -> bool:
     """`en` matches en, en-US, EN, en_GB; `en-GB` matches only en-GB (any case)."""
-    given = tag.strip().lower().replace("_", "-")
-    want = wanted.strip().lower().replace("_", "-")
-    return given == want or given.startswith(f"{want}-")
+    offered = tag.strip().lower().replace("_", "-")
+    asked = wanted.strip().lower().replace("_", "-")
+    return offered == asked or offered.startswith(f"{asked}-")
 
 
 def choose(items: Sequence[T], language_of: Callable[[T], str], wanted: str) -> T | None:

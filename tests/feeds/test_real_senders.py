@@ -287,6 +287,8 @@ def test_siri_summary_is_read_in_the_configured_language() -> None:
     assert signal.title == "Line disruption between Luzernerhof and Verkehrshaus"
     [german] = parse("siri-sx", VDV_FIRST, now=MAY_2017, language="de")
     assert german.title == "Unterbruch zwischen Luzernerhof und Verkehrshaus"
+    [french] = parse("siri-sx", VDV_FIRST, now=MAY_2017, language="fr")  # none: English
+    assert french.title == signal.title
 
 
 def test_siri_2_1_alert_cause_is_the_reason(tmp_path: Path) -> None:
@@ -392,9 +394,30 @@ def test_a_bad_language_tag_is_a_config_error(tmp_path: Path) -> None:
     from switchboard.config import InvalidFile, load
 
     path = tmp_path / "switchboard.yaml"
-    path.write_text("feeds:\n  - {id: w, kind: cap, url: 'http://127.0.0.1:9/a', "
+    path.write_text("channels:\n  - {id: outbox, kind: outbox, path: ./o.jsonl}\n"
+                    "feeds:\n  - {id: w, kind: cap, url: 'http://127.0.0.1:9/a', "
                     "language: 'english please'}\n")
     with pytest.raises(InvalidFile, match="not a language tag"):
+        load(path, env={})
+
+
+def test_rule_options_for_real_senders_load_and_are_checked(tmp_path: Path) -> None:
+    from switchboard.config import InvalidFile, load
+
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(
+        "channels:\n  - {id: outbox, kind: outbox, path: ./o.jsonl}\n"
+        "feeds:\n"
+        "  - id: weather\n    kind: cap\n    url: 'http://127.0.0.1:9/a'\n"
+        "    language: fr-CA\n"
+        "    rules:\n"
+        "      - {runbook: rb, lead: 30m, maintenance: true, per: alert}\n")
+    [feed] = load(path, env={}).feeds
+    assert feed.language == "fr-CA"
+    assert (feed.rules[0].lead, feed.rules[0].maintenance, feed.rules[0].per) == (
+        timedelta(minutes=30), True, "alert")
+    path.write_text(path.read_text().replace("per: alert", "per: instance"))
+    with pytest.raises(InvalidFile, match="must be one of group, alert"):
         load(path, env={})
 
 
