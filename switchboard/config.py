@@ -47,7 +47,7 @@ _FEED_KEYS = {"id", "kind", "rules", "url", "every", "timeout", "token_env", "to
 _RULE_KEYS = {"match", "runbook", "channels", "title", "severity", "per", "lead", "maintenance"}
 # Signal fields a rule must name in its match to see a signal at all: CAP
 # alerts scoped Restricted or Private are not for the public channels.
-_OPT_IN_SCOPE = "scope"
+_OPT_IN_SCOPE = "cap_scope"
 
 
 @dataclass(frozen=True)

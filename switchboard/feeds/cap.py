@@ -17,11 +17,11 @@ alerts.atom) or embed whole `<alert>`s.
 - ignored: `status` Test, Draft and System (the spec says to disregard them)
   and `msgType` Ack; Exercise is kept, labelled, so a rule can choose it.
 - labels: severity, urgency, certainty, event, category, areaDesc,
-  senderName, sender, msgType, identifier, scope, responseType, and
-  `cap_status` (not `status`, which rules already see as firing/resolved).
+  senderName, sender, msgType, identifier, responseType, `cap_status` (not
+  `status`, which rules already see as firing/resolved) and `cap_scope`.
   `severity` is normalised (Minor/Moderate minor, Severe major, Extreme
-  critical); the CAP word is `native_severity`. A `scope` other than Public
-  is matched only by a rule that names `scope` in its match.
+  critical); the CAP word is `native_severity`. A `cap_scope` other than
+  Public is matched only by a rule that names `cap_scope` in its match.
 
 XML-DSig signatures (IPAWS signs its messages) are not verified.
 """
@@ -45,7 +45,7 @@ CAP_NAMESPACE_PREFIX = "urn:oasis:names:tc:emergency:cap:"
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 LABELS = ("severity", "urgency", "certainty", "event", "category", "areaDesc", "senderName",
-          "sender", "msgType", "identifier", "scope", "responseType")
+          "sender", "msgType", "identifier", "responseType")
 NOTES = ("headline", "description", "instruction", "web", "references", "note", "summary",
          "link")
 ACTIONABLE_STATUSES = ("Actual", "Exercise")
@@ -87,6 +87,8 @@ class CapParser(FeedParser):
         labels = with_severity(KIND, labels, labels.get("severity"))
         if fields.get("status"):
             labels["cap_status"] = fields["status"]
+        if fields.get("scope"):
+            labels["cap_scope"] = fields["scope"]
         return Signal(
             source=self.config.id, key=key, status="resolved" if resolved else "firing",
             title=fields.get("headline") or fields.get("title") or fields.get("event") or key,

@@ -22,7 +22,7 @@ def test_it_reads_a_cap_alert() -> None:
     assert signal.labels == {
         "severity": "major", "native_severity": "Severe", "urgency": "Immediate",
         "certainty": "Observed", "event": "SEVERE THUNDERSTORM", "category": "Met",
-        "scope": "Public", "responseType": "Shelter",
+        "cap_scope": "Public", "responseType": "Shelter",
         "areaDesc": "EXTREME NORTH CENTRAL TUOLUMNE COUNTY IN CALIFORNIA, EXTREME NORTHEASTERN "
                     "CALAVERAS COUNTY IN CALIFORNIA, SOUTHWESTERN ALPINE COUNTY IN CALIFORNIA",
         "senderName": "NATIONAL WEATHER SERVICE SACRAMENTO CA", "sender": "KSTO@NWS.NOAA.GOV",
@@ -62,7 +62,7 @@ def test_a_cancel_resolves_the_alert_it_references() -> None:
     assert signal.status == "resolved"
     assert signal.labels == {"sender": "bbrundage@dps.state.nv.us", "msgType": "Cancel",
                              "identifier": "AS-NV-58d33e3a-1f9a-4909-9d59-34e90b33b3e8",
-                             "scope": "Public", "cap_status": "Actual"}
+                             "cap_status": "Actual", "cap_scope": "Public"}
     assert signal.at == datetime(2019, 4, 19, 17, 46, 20, tzinfo=UTC)
 
 

@@ -191,7 +191,7 @@ def test_the_error_never_echoes_the_secret(push: FeedCase) -> None:
 def catch_all(kind: str) -> FeedConfig:
     """A feed whose one rule takes everything a rule can be made to take."""
     return feed_config(kind, rules=(rule(maintenance=True, match={}),
-                                    rule(maintenance=True, match={"scope": SCOPES})))
+                                    rule(maintenance=True, match={"cap_scope": SCOPES})))
 
 
 SCOPES = ["Public", "Restricted", "Private"]

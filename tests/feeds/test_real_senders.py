@@ -257,7 +257,7 @@ def test_a_restricted_cap_alert_is_ignored_unless_a_rule_names_its_scope(tmp_pat
     public_only = feed_config("cap", rules=(rule(match={"event": "Fire"}),))
     assert rig.feed_parse(public_only, body, at) == ["unmatched"]
     opted_in = feed_config("cap", rules=(rule(match={"event": "Fire",
-                                                      "scope": ["Public", "Restricted"]}),))
+                                                      "cap_scope": ["Public", "Restricted"]}),))
     assert rig.feed_parse(opted_in, body, at) == ["declared"]
 
 
