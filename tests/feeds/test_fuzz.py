@@ -204,7 +204,7 @@ def test_arbitrary_credentials_are_refused_cleanly(kind: str, headers: dict[str,
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 EXTENSION = "{urn:example:producer-extension}"
 SHAPE_DOCUMENTS = {
-    "cap": [n for n in REAL_DOCUMENTS["cap"]],
+    "cap": REAL_DOCUMENTS["cap"],
     "siri-sx": [n for n in REAL_DOCUMENTS["siri-sx"] if "main-message" not in n],  # 100 KB+
     "atom": REAL_DOCUMENTS["atom"],
 }
@@ -287,8 +287,9 @@ def reshaped(draw: st.DrawFn, kind: str) -> tuple[bytes, bytes]:
     return original, ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-@pytest.mark.parametrize("kind", sorted(SHAPE_DOCUMENTS))
-@pytest.mark.parametrize("language", ["en", "fr", "de"])
+@pytest.mark.parametrize(("kind", "language"), [
+    ("cap", "en"), ("cap", "fr"), ("cap", "de"), ("siri-sx", "en"), ("siri-sx", "de"),
+    ("siri-sx", "fr"), ("atom", "en")])  # atom has no translations to choose among
 @FUZZ
 @given(data=st.data())
 def test_real_documents_in_other_valid_shapes_mean_the_same(kind: str, language: str,
