@@ -111,7 +111,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (incident_id, step, occurrence)
     );
     """,
+    # 2: feed events already taken (PagerDuty event ids), so a replay is recognised
+    """
+    CREATE TABLE feed_events (
+        feed TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seen_at REAL NOT NULL,
+        PRIMARY KEY (feed, event_id)
+    );
+    CREATE INDEX feed_events_seen_at ON feed_events (seen_at);
+    CREATE INDEX incidents_signal_key ON incidents (signal_key, resolved_at);
+    """,
 )
+
+# How long a feed's event ids are remembered (design §7.1: PagerDuty retries
+# and replays fall well inside it).
+FEED_EVENT_RETENTION = 7 * 86400.0
 
 
 class StoreError(Exception):
@@ -632,6 +647,27 @@ class Store:
         return [(s, int(o), float(a), r) for s, o, a, r in self._db.execute(
             "SELECT step, occurrence, at, result FROM step_runs WHERE incident_id = ? "
             "ORDER BY at, step", (incident_id,))]
+
+
+    # -- feed events -------------------------------------------------------
+
+    def event_seen(self, feed: str, event_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM feed_events WHERE feed = ? AND event_id = ?",
+                                (feed, event_id)).fetchone() is not None
+
+    def remember_event(self, feed: str, event_id: str, now: float) -> None:
+        """Keep the id for FEED_EVENT_RETENTION; older ones are forgotten here too."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO feed_events (feed, event_id, seen_at) "
+                       "VALUES (?, ?, ?)", (feed, event_id, now))
+            db.execute("DELETE FROM feed_events WHERE seen_at < ?",
+                       (now - FEED_EVENT_RETENTION,))
+
+    def last_resolved_at(self, signal_key: str) -> float | None:
+        """When the latest incident declared by this signal key was resolved."""
+        row = self._db.execute("SELECT MAX(resolved_at) FROM incidents WHERE signal_key = ?",
+                               (signal_key,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
 
 def _incident(row: Sequence[Any]) -> Incident:
