@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import sqlite3
 import threading
 from collections import Counter
@@ -109,6 +110,13 @@ MIGRATIONS: tuple[str, ...] = (
         at REAL NOT NULL,
         result TEXT NOT NULL,
         PRIMARY KEY (incident_id, step, occurrence)
+    );
+    """,
+    # 2: facts about this store itself, such as its install id
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     );
     """,
 )
@@ -221,6 +229,7 @@ class Store:
         self._delta: Counter[str] = Counter()
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
+        self._install_id: str | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -322,6 +331,17 @@ class Store:
         finally:
             if not durable:
                 self._db.execute("PRAGMA synchronous=FULL")
+
+    def install_id(self) -> str:
+        """A random id made once per store: with a post id it gives keys sent to
+        platforms that a second store (a restore, staging) never repeats."""
+        if self._install_id is None:
+            with self.transaction() as db:
+                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?)",
+                           (secrets.token_hex(8),))
+                row = db.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
+            self._install_id = str(row[0])
+        return self._install_id
 
     def recover(self, now: float) -> dict[str, int]:
         """Start-up repair: a crash leaves `queued` (never sent: back to scheduled)
