@@ -140,3 +140,6 @@ def test_a_hung_account_never_delays_the_gate_or_the_sends_of_another(
     (arrived,) = healthy.requests
     assert arrived.at - offered < 1.0, (
         f"a healthy account's send waited {arrived.at - offered:.2f}s behind hung accounts")
+    sent = desk.store.post(notice)
+    assert sent is not None and sent.published_at is not None
+    assert 0 <= arrived.at - sent.published_at < 0.5
