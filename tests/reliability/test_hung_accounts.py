@@ -14,20 +14,14 @@ import concurrent.futures
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import CollectorRegistry
 
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
 from switchboard.config import ChannelConfig
-from switchboard.dispatcher import Dispatcher
-from switchboard.gate import Gate
-from switchboard.metrics import Metrics
-from switchboard.store import NewPost, Store
+from tests.channels.desk import Desk, until
 from tests.fakes.fake_x import FakeX
 from tests.fakes.server import Hang
 
@@ -49,49 +43,6 @@ def x_channel(n: int, fake: FakeX) -> Channel:
                                        secrets=fake.credentials))
 
 
-class Desk:
-    """What the test drives: posts, a declaration, the store's view."""
-
-    def __init__(self, tmp: Path, fakes: list[FakeX]) -> None:
-        self.store = Store.open(tmp / "switchboard.db")
-        self.gate = Gate()
-        self.channels = {f"x-{n}": x_channel(n, f) for n, f in enumerate(fakes)}
-        self.scheduler = AsyncIOScheduler()
-        self.dispatcher = Dispatcher(self.store, self.gate, self.channels, self.scheduler,
-                                     Metrics(CollectorRegistry()), time.time,
-                                     timedelta(minutes=10))
-
-    def post(self, channel: str, kind: str, text: str) -> int:
-        now = time.time()
-        (post_id,) = self.store.add_posts([NewPost(channel, kind, text, now)], "marketing",
-                                          now)
-        self.dispatcher.poke(now)
-        return post_id
-
-    def declare(self, channel: str) -> float:
-        """As the incidents service does: store and gate in one loop step, then the 201."""
-        now = time.time()
-        incident = self.store.declare(title="Signal failure", runbook="t", severity="major",
-                                      channels=[channel], suppress=["marketing"], reason=None,
-                                      source="api", signal_key=None, signal=None, actor="ops",
-                                      now=now)
-        self.gate.hold(channel, incident, ["marketing"])
-        return time.time()
-
-    def state(self, post_id: int) -> str:
-        post = self.store.post(post_id)
-        assert post is not None
-        return post.state
-
-
-async def until(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0)
-
-
 def test_a_hung_account_never_delays_the_gate_or_the_sends_of_another(
         tmp_path: Path, fakes: list[FakeX]) -> None:
     hung, target, healthy = fakes[:HUNG], fakes[HUNG], fakes[HUNG + 1]
@@ -101,11 +52,8 @@ def test_a_hung_account_never_delays_the_gate_or_the_sends_of_another(
     async def scenario() -> tuple[Desk, int, int, float, float]:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(SHARED_POOL))
-        desk = Desk(tmp_path, fakes)
-        for channel in desk.channels.values():
-            await channel.start()
-        desk.scheduler.start()
-        desk.dispatcher.start()
+        desk = Desk(tmp_path, {f"x-{n}": x_channel(n, f) for n, f in enumerate(fakes)})
+        await desk.open()
         for n in range(HUNG):
             desk.post(f"x-{n}", "marketing", f"Offer {n}")
         await until(lambda: all(f.requests for f in hung))  # every hung send is in
@@ -117,16 +65,12 @@ def test_a_hung_account_never_delays_the_gate_or_the_sends_of_another(
         await until(lambda: desk.state(offer) not in ("sending", "queued")
                     and desk.state(notice) == "published")
         await until(lambda: all(f.texts for f in hung))
-        await desk.dispatcher.drain()
-        desk.scheduler.shutdown(wait=False)
-        for channel in desk.channels.values():
-            await channel.close()
+        await desk.close()
         return desk, offer, notice, offered, ack
 
     desk, offer, notice, offered, ack = asyncio.run(scenario())
 
-    post = desk.store.post(offer)
-    assert post is not None
+    post = desk.get(offer)
     if post.state == "suppressed":
         assert target.requests == [], "a suppressed post reached X"
     else:
@@ -140,6 +84,6 @@ def test_a_hung_account_never_delays_the_gate_or_the_sends_of_another(
     (arrived,) = healthy.requests
     assert arrived.at - offered < 1.0, (
         f"a healthy account's send waited {arrived.at - offered:.2f}s behind hung accounts")
-    sent = desk.store.post(notice)
-    assert sent is not None and sent.published_at is not None
+    sent = desk.get(notice)
+    assert sent.published_at is not None
     assert 0 <= arrived.at - sent.published_at < 0.5
