@@ -13,15 +13,19 @@ import asyncio
 import socket
 from pathlib import Path
 
+import pytest
+
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
 from switchboard.config import ChannelConfig
 from switchboard.store import Store
 from tests.channels.desk import Desk
+from tests.daemon import DaemonProcess, base_config, free_port
 from tests.fakes.fake_mastodon import FakeMastodon
 from tests.fakes.fake_webhook import FakeWebhook
 from tests.fakes.server import Fail
 
+DRILL = "name: drill\ntitle: Drill\nseverity: major\nsuppress: [marketing]\n"
 RETRIES = {"max_retries": 2, "retry_base": 0.01}
 
 
@@ -99,3 +103,25 @@ def test_a_receiver_that_ignores_keys_and_answers_502_gets_the_post_once(
     post = store.post(post_id)
     assert post is not None
     assert post.state == "unknown", post.state
+
+
+@pytest.mark.integration
+def test_post_send_to_a_refused_webhook_exits_1_and_the_post_is_failed(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    channels = [{"id": "ops-chat", "kind": "webhook", "audience": "internal",
+                 "url_env": "SB_HOOK", "max_retries": 1, "retry_base": "0.01s"},
+                {"id": "brand", "kind": "outbox", "path": str(tmp_path / "brand.jsonl")}]
+    daemon = DaemonProcess(tmp_path, config=base_config(tmp_path, free_port(), channels),
+                           runbooks={"drill": DRILL}, env={"SB_HOOK": f"http://127.0.0.1:{port}/hook"})
+    daemon.start()
+    try:
+        sent = daemon.cli("post", "send", "--channel", "ops-chat", "--kind", "operational",
+                          "--text", "Lift out of order at Central", role="ops")
+        assert sent.returncode == 1, sent.stdout + sent.stderr
+        assert "failed" in sent.stderr and "cannot reach webhook host" in sent.stderr
+        (post,) = daemon.ok("GET", "/api/v1/posts")
+        assert post["state"] == "failed"
+    finally:
+        daemon.kill()
