@@ -18,7 +18,21 @@ Each channel has its own bounded thread pool (`ChannelThreads`), DNS lookups
 of its aiohttp session included, so one hung account never delays another
 account's sends. `Attempt.failed(error)` marks an error `not_sent` when the
 attempt never reached its start: nothing can have left, so it is retried and
-at worst `failed`, never `unknown`.
+at worst `failed`, never `unknown`. A channel uses it so (x.py, webhook.py):
+
+    self._threads = ChannelThreads(config.id)      # __init__; close() closes it
+    # a blocking client, inside a Retrier attempt:
+    await self._threads.run(Attempt(message.may_start), client.create, text)
+    #   a requests error that `never_reached(exc)` gets `error.not_sent = True`
+    # aiohttp: the session from start(), then per attempt:
+    self._session = gated_session(self._threads, config.timeout, headers)
+    tried = Attempt(message.may_start)
+    with tried.connecting():
+        async with self._session.post(url, json=body) as response: ...
+    #   and a ChannelError raised for the attempt goes through tried.failed(error)
+
+Local outlets (a file, stdout) call `message.begin()` right before writing.
+Keys sent to platforms are `message.platform_key` (install id + post id).
 
 One `Retrier` per channel, that is per account: after a 429 every later call
 of the same operation waits for the platform's reset instead of asking again,
