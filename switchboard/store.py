@@ -118,6 +118,7 @@ MIGRATIONS: tuple[str, ...] = (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+    INSERT INTO meta (key, value) VALUES ('install_id', lower(hex(randomblob(8))));
     """,
 )
 
@@ -333,8 +334,9 @@ class Store:
                 self._db.execute("PRAGMA synchronous=FULL")
 
     def install_id(self) -> str:
-        """A random id made once per store: with a post id it gives keys sent to
-        platforms that a second store (a restore, staging) never repeats."""
+        """A random id made once per store (by its migration): with a post id it
+        gives keys sent to platforms that another store (staging, a fresh
+        state_dir) never repeats. Deleted (after a restore), a new one is made."""
         if self._install_id is None:
             with self.transaction() as db:
                 db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?)",

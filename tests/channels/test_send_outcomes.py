@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,22 @@ def test_each_store_keeps_one_install_id_of_its_own(tmp_path: Path) -> None:
     first.close()
     other.close()
     assert Store.open(tmp_path / "a" / "switchboard.db").install_id() == key
+
+
+def test_a_restored_store_whose_install_id_was_deleted_makes_a_new_one(tmp_path: Path) -> None:
+    path = tmp_path / "switchboard.db"
+    store = Store.open(path)
+    old = store.install_id()
+    store.close()
+    db = sqlite3.connect(path)  # what docs/operations.md tells the operator to run
+    with db:
+        db.execute("DELETE FROM meta WHERE key = 'install_id'")
+    db.close()
+    restored = Store.open(path)
+    new = restored.install_id()
+    restored.close()
+    assert new and new != old
+    assert Store.open(path).install_id() == new
 
 
 def test_a_second_store_posting_to_the_same_account_gets_its_own_status(
