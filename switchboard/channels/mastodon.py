@@ -5,7 +5,8 @@ retry after a timeout whose first attempt got through returns that status
 instead of creating a second one: retrying network failures is safe here.
 The install id keeps the keys of two stores (a restore, staging) apart within
 Mastodon's one-hour key window. The calls run in the account's own threads,
-and the gate is asked there, right before each call (see remote.py).
+and the gate is asked there, before each call and once its connection is
+open (see remote.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from mastodon import (
     MastodonServerError,
 )
 
-from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
 from switchboard.channels.remote import (
     Attempt,
     ChannelThreads,
@@ -33,6 +34,7 @@ from switchboard.channels.remote import (
     Retrier,
     RetryPolicy,
     compose,
+    gate_requests,
     never_reached,
     reporting,
 )
@@ -56,7 +58,8 @@ class MastodonChannel(Channel):
             api_base_url=str(config.options["api_base_url"]),
             request_timeout=config.timeout,
             ratelimit_method="throw",
-            version_check_mode="none")
+            version_check_mode="none",
+            session=gate_requests(requests.Session()))
 
     async def close(self) -> None:
         self._threads.close()
@@ -104,6 +107,8 @@ class MastodonChannel(Channel):
             raise RateLimited(f"Mastodon rate limit: {exc}",
                               reset_at=float(reset) if reset else None) from exc
         except MastodonError as exc:
+            if isinstance(exc.__context__, GateClosed):  # asked once connected: no
+                raise exc.__context__ from None
             error = _channel_error(exc)
             # Mastodon.py raises its network error inside the handler of requests' one.
             error.not_sent = isinstance(exc, MastodonNetworkError) and never_reached(

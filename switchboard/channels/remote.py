@@ -7,9 +7,11 @@ connection, a DNS lookup). Each attempt is an `Attempt` over the message's
 `may_start`; `Attempt.begin()` is what asks the gate, and it is called:
 
 - for blocking clients (tweepy, Mastodon.py, requests): by `ChannelThreads.run`,
-  inside the channel's own worker thread, right before the client call. The
-  question is put to the event loop (where the gate lives) and the thread
-  waits for the answer;
+  inside the channel's own worker thread, right before the client call, and
+  again, for a requests session passed through `gate_requests`, once the
+  client's connection is open (DNS, TCP, TLS done) and before the request is
+  written: that second answer is the binding one. The question is put to the
+  event loop (where the gate lives) and the thread waits for the answer;
 - for aiohttp: by the connector of `gated_session`, once the connection is
   ready (new or reused) and before the request is written, for requests made
   inside `with attempt.connecting():`.
@@ -21,6 +23,7 @@ attempt never reached its start: nothing can have left, so it is retried and
 at worst `failed`, never `unknown`. A channel uses it so (x.py, webhook.py):
 
     self._threads = ChannelThreads(config.id)      # __init__; close() closes it
+    client.session = gate_requests(requests.Session())  # a requests-based client
     # a blocking client, inside a Retrier attempt:
     await self._threads.run(Attempt(message.may_start), client.create, text)
     #   a requests error that `never_reached(exc)` gets `error.not_sent = True`
@@ -55,6 +58,7 @@ import contextvars
 import functools
 import random
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -64,6 +68,9 @@ from typing import Any, TypeVar
 
 import aiohttp
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
@@ -140,7 +147,12 @@ class ChannelThreads:
 
         def in_thread() -> T:
             _on_loop(loop, begin)
-            return call(*args, **kwargs)
+            # Asked again by a gated connection, once it is open (see gate_requests).
+            _WORKER.ask = functools.partial(_on_loop, loop, begin)
+            try:
+                return call(*args, **kwargs)
+            finally:
+                _WORKER.ask = None
 
         future = loop.run_in_executor(self.pool, in_thread)
         waiting.append(future)
@@ -175,6 +187,58 @@ def _on_loop(loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -> None:
         if done.cancel():
             raise GateClosed() from None
         done.result()  # it started just now: its answer stands
+
+
+# What a worker thread's gated connection asks before writing, for one call.
+_WORKER = threading.local()
+
+
+def gate_requests(session: requests.Session) -> requests.Session:
+    """`session`, its http(s) connections asking the gate once open, before writing.
+
+    Only calls made through `ChannelThreads.run` ask; others pass as they are.
+    """
+    adapter = _GatedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class _GatedAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GatedHTTPPool,
+                                                   "https": _GatedHTTPSPool}
+
+
+def _ask_once_connected(connection: urllib3.connection.HTTPConnection) -> None:
+    ask: Callable[[], None] | None = getattr(_WORKER, "ask", None)
+    if ask is None:
+        return
+    _WORKER.ask = None  # once per call: its first request is the attempt's start
+    if connection.sock is None:
+        connection.connect()  # the lookup and the handshake are waits, not the start
+    ask()
+
+
+class _GatedHTTPConnection(urllib3.connection.HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _ask_once_connected(self)
+        super().request(*args, **kwargs)
+
+
+class _GatedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _ask_once_connected(self)
+        super().request(*args, **kwargs)
+
+
+class _GatedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _GatedHTTPConnection
+
+
+class _GatedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _GatedHTTPSConnection
 
 
 def never_reached(exc: BaseException | None) -> bool:

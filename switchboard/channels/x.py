@@ -2,8 +2,9 @@
 
 tweepy is told not to wait on rate limits: the channel's `Retrier` does that,
 per account, without holding a thread asleep. The threads are the account's
-own (`ChannelThreads`), and the gate is asked in the thread right before the
-call: a hung account delays no other, and no send starts after a declaration.
+own (`ChannelThreads`), and the gate is asked in the thread, before the call
+and once its connection is open: a hung account delays no other, and no
+send starts after a declaration.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from switchboard.channels.remote import (
     Retrier,
     RetryPolicy,
     compose,
+    gate_requests,
     never_reached,
     reporting,
 )
@@ -46,8 +48,8 @@ class XChannel(Channel):
             access_token=secrets.get("access_token"),
             access_token_secret=secrets.get("access_token_secret"),
             wait_on_rate_limit=False)
-        self._client.session = _XSession(
-            str(config.options.get("api_url") or DEFAULT_API_URL), config.timeout)
+        self._client.session = gate_requests(_XSession(
+            str(config.options.get("api_url") or DEFAULT_API_URL), config.timeout))
 
     async def close(self) -> None:
         self._threads.close()

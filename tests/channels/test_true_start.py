@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -160,3 +162,36 @@ def test_a_hung_call_on_one_channel_leaves_another_channels_threads_free() -> No
         hung.close()
         healthy.close()
     assert took < 0.5
+
+
+@pytest.mark.parametrize("kind", ["x", "mastodon"])
+def test_a_blocking_client_asks_the_gate_again_once_connected_and_before_writing(
+        kind: str) -> None:
+    with socket.socket() as listener:  # a platform that never accepts: we accept for it
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        options = {"api_url": url} if kind == "x" else {"api_base_url": url}
+        secrets = ({"consumer_key": "k", "consumer_secret": "s", "access_token": "t",
+                    "access_token_secret": "u"} if kind == "x" else {"access_token": "t"})
+        harness = Harness(kind, ChannelConfig(id=kind, kind=kind, timeout=2.0,
+                                              options={**options, "max_retries": 0},
+                                              secrets=secrets))
+        accepted: list[socket.socket] = []
+        connected_when_asked: list[bool] = []
+
+        def may_start() -> bool:
+            with contextlib.suppress(BlockingIOError):  # connected yet?
+                accepted.append(listener.accept()[0])
+            connected_when_asked.append(bool(accepted))
+            return len(connected_when_asked) == 1  # the declaration comes in between
+
+        with pytest.raises(GateClosed):
+            run(harness.publish(gated(may_start)))
+        assert connected_when_asked == [False, True], (
+            "the binding answer must come once the connection is open")
+        (peer,) = accepted
+        with peer:
+            peer.settimeout(2.0)
+            assert peer.recv(1024) == b"", "bytes of the request left after the gate closed"
