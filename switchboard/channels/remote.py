@@ -207,8 +207,13 @@ def gate_requests(session: requests.Session) -> requests.Session:
 class _GatedAdapter(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _GatedHTTPPool,
-                                                   "https": _GatedHTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = _GATED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **kwargs)
+        if type(manager) is urllib3.ProxyManager:  # SOCKS managers bring their own
+            manager.pool_classes_by_scheme = _GATED_POOLS
+        return manager
 
 
 def _ask_once_connected(connection: urllib3.connection.HTTPConnection) -> None:
@@ -239,6 +244,10 @@ class _GatedHTTPPool(urllib3.HTTPConnectionPool):
 
 class _GatedHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _GatedHTTPSConnection
+
+
+_GATED_POOLS: dict[str, type[urllib3.HTTPConnectionPool]] = {
+    "http": _GatedHTTPPool, "https": _GatedHTTPSPool}
 
 
 def never_reached(exc: BaseException | None) -> bool:

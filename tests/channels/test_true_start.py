@@ -164,14 +164,20 @@ def test_a_hung_call_on_one_channel_leaves_another_channels_threads_free() -> No
     assert took < 0.5
 
 
+@pytest.mark.parametrize("proxied", [False, True], ids=["direct", "through-a-proxy"])
 @pytest.mark.parametrize("kind", ["x", "mastodon"])
 def test_a_blocking_client_asks_the_gate_again_once_connected_and_before_writing(
-        kind: str) -> None:
+        kind: str, proxied: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as listener:  # a platform that never accepts: we accept for it
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         listener.setblocking(False)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        if proxied:  # the listener is the proxy; the platform's address is never dialled
+            monkeypatch.setenv("HTTP_PROXY", url)
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            url = "http://192.0.2.1"
         options = {"api_url": url} if kind == "x" else {"api_base_url": url}
         secrets = ({"consumer_key": "k", "consumer_secret": "s", "access_token": "t",
                     "access_token_secret": "u"} if kind == "x" else {"access_token": "t"})
