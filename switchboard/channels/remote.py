@@ -306,6 +306,7 @@ class _ChannelResolver(AbstractResolver):
     async def close(self) -> None:
         pass
 
+
 OPTION_NAMES = ("max_retries", "retry_base", "retry_max", "rate_limit_wait",
                 "rate_limit_max_wait")
 
