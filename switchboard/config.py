@@ -43,7 +43,7 @@ _RETRY_KEYS = {"max_retries", "retry_base", "retry_max", "rate_limit_wait", "rat
 _CHANNEL_KEYS: dict[str, set[str]] = {
     "outbox": {"path"},
     "console": set(),
-    "webhook": {"url_env", "url_file", "headers"} | _RETRY_KEYS,
+    "webhook": {"url_env", "url_file", "headers", "idempotent"} | _RETRY_KEYS,
     "x": {"credentials", "api_url"} | _RETRY_KEYS,
     "mastodon": {"api_base_url", "access_token_env", "access_token_file"} | _RETRY_KEYS,
 }
@@ -448,6 +448,9 @@ class _Reader:
             if url:
                 secrets["url"] = url
             options["headers"] = sec.get("headers", dict, {})
+            # Unset: the channel decides by the receiver's host (Slack ignores keys).
+            if sec.has("idempotent"):
+                options["idempotent"] = sec.get("idempotent", bool)
         elif kind == "x":
             options["api_url"] = sec.get("api_url", str, "https://api.twitter.com")
             creds = Section(self.doc, sec.at("credentials"), sec.value.get("credentials"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import sqlite3
 import threading
 from collections import Counter
@@ -121,6 +122,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX feed_events_seen_at ON feed_events (seen_at);
     CREATE INDEX incidents_signal_key ON incidents (signal_key, resolved_at);
+    """,
+    # 3: facts about this store itself, such as its install id
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('install_id', lower(hex(randomblob(8))));
     """,
 )
 
@@ -236,6 +245,7 @@ class Store:
         self._delta: Counter[str] = Counter()
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
+        self._install_id: str | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -337,6 +347,18 @@ class Store:
         finally:
             if not durable:
                 self._db.execute("PRAGMA synchronous=FULL")
+
+    def install_id(self) -> str:
+        """A random id made once per store (by its migration): with a post id it
+        gives keys sent to platforms that another store (staging, a fresh
+        state_dir) never repeats. Deleted (after a restore), a new one is made."""
+        if self._install_id is None:
+            with self.transaction() as db:
+                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?)",
+                           (secrets.token_hex(8),))
+                row = db.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
+            self._install_id = str(row[0])
+        return self._install_id
 
     def recover(self, now: float) -> dict[str, int]:
         """Start-up repair: a crash leaves `queued` (never sent: back to scheduled)

@@ -227,7 +227,9 @@ def post_of(request: Request, by_text: dict[str, int], channel: str) -> int:
         return by_text[request.json()["text"]]
     key = request.header("Idempotency-Key")
     assert key is not None, "every Mastodon status is posted with an Idempotency-Key"
-    post_id = int(key)
+    install_id, _, number = key.rpartition("-")  # <install id>-<post id>
+    assert install_id, f"the key {key!r} carries no install id"
+    post_id = int(number)
     assert by_text[request.fields()["status"]] == post_id, "key and text name one post"
     return post_id
 
