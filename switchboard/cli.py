@@ -41,12 +41,13 @@ class Exit(Exception):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from switchboard import app, logs
+    from switchboard.listener import BadLimit
     from switchboard.store import StoreError
     logs.configure()
     settings = _settings(args.config, sys.stderr)
     try:
         return asyncio.run(app.serve(settings))
-    except StoreError as exc:
+    except (StoreError, BadLimit) as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return FAILED
     except OSError as exc:

@@ -1,0 +1,111 @@
+"""Strangers holding sockets open never keep a declaration out (design §7.1).
+
+The real daemon runs with a small file limit (inherited from this process,
+lowered around its start) and a short head timeout; the attack is raw
+sockets on 127.0.0.1 that send half a request and wait.
+"""
+
+from __future__ import annotations
+
+import resource
+import select
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from tests.daemon import TOKENS, DaemonProcess
+
+FILE_LIMIT = 512
+HEAD_TIMEOUT = 2.0
+HALF_SENT = 1000  # more than the daemon's file limit
+PARTIAL_HEAD = b"POST /api/v1/incidents HTTP/1.1\r\nHost: switchboard\r\nX-Slow: "
+
+
+@contextmanager
+def file_limit(soft: int) -> Iterator[None]:
+    """Children started inside inherit `soft` as their RLIMIT_NOFILE."""
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+
+
+@contextmanager
+def limited_daemon(tmp: Path) -> Iterator[DaemonProcess]:
+    daemon = DaemonProcess(tmp, env={"SWITCHBOARD_HEADER_TIMEOUT": str(HEAD_TIMEOUT)})
+    with file_limit(FILE_LIMIT):
+        daemon.start(wait=False)
+    try:
+        daemon.wait_ready()
+        yield daemon
+    finally:
+        daemon.kill()
+
+
+def half_sent(port: int, count: int) -> list[socket.socket]:
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            socks.append(sock)
+            sock.sendall(PARTIAL_HEAD)
+            sock.setblocking(False)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(4096) == b""
+    except ConnectionError:
+        return True
+
+
+def declare(daemon: DaemonProcess) -> requests.Response:
+    return requests.post(daemon.url + "/api/v1/incidents", timeout=5,
+                         json={"runbook": "service-outage", "title": "under attack"},
+                         headers={"Authorization": f"Bearer {TOKENS['ops']}"})
+
+
+def test_a_declaration_answers_while_strangers_hold_more_sockets_than_the_file_limit(
+        tmp_path: Path) -> None:
+    with limited_daemon(tmp_path) as daemon:
+        socks = half_sent(daemon.port, HALF_SENT)
+        try:
+            started = time.monotonic()
+            response = declare(daemon)
+            assert response.status_code == 201, response.text
+            assert time.monotonic() - started < 2.0
+            assert requests.get(daemon.url + "/healthz", timeout=5).status_code == 200
+        finally:
+            for sock in socks:
+                sock.close()
+        log = daemon.log()
+        assert "out of system resource" not in log
+        assert len(log.splitlines()) < 50, log[-3000:]
+
+
+def test_half_sent_requests_are_closed_after_the_head_timeout(tmp_path: Path) -> None:
+    with limited_daemon(tmp_path) as daemon:
+        socks = half_sent(daemon.port, 100)  # under the cap: only the timeout closes them
+        try:
+            time.sleep(HEAD_TIMEOUT / 2)
+            assert not any(closed_by_server(s) for s in socks)
+            deadline = time.monotonic() + HEAD_TIMEOUT + 3
+            while time.monotonic() < deadline and not all(closed_by_server(s) for s in socks):
+                time.sleep(0.1)
+            assert all(closed_by_server(s) for s in socks)
+        finally:
+            for sock in socks:
+                sock.close()
