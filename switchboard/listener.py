@@ -119,6 +119,14 @@ def escaped(value: object, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
+def _without_quotes(message: object) -> str:
+    """aiohttp's reason for a bad request, without the request bytes it quotes."""
+    first = str(message).split("\n", 1)[0]
+    for quote in ("'", '"'):
+        first = first.split(quote, 1)[0]
+    return escaped(first.rstrip(": b"), 80)
+
+
 class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """aiohttp's connection logger, reduced to one escaped line per interval.
 
@@ -135,7 +143,7 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         exc = exc_info if isinstance(exc_info, BaseException) else None
         peer = args[0] if args else None
         self._bad(peer=escaped(peer, 60), error=type(exc).__name__ if exc else escaped(msg, 60),
-                  detail=escaped(getattr(exc, "message", exc) if exc else "", 120))
+                  detail=_without_quotes(getattr(exc, "message", exc) if exc else ""))
 
     def error(self, msg: object, *args: object, **kwargs: Any) -> None:
         self.exception(msg, *args, exc_info=kwargs.get("exc_info"))

@@ -109,3 +109,19 @@ def test_half_sent_requests_are_closed_after_the_head_timeout(tmp_path: Path) ->
         finally:
             for sock in socks:
                 sock.close()
+
+
+def test_bytes_after_a_valid_request_never_reach_the_log(daemon: DaemonProcess) -> None:
+    junk = b"GET /FORGED-LOG-LINE\x1b[31m" + b"Z" * 120_000 + b" HTTP/1.1\r\n\r\n"
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: switchboard\r\n\r\n" + junk)
+            sock.settimeout(5)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert b" 400 Bad Request" in answer
+    log = daemon.log()
+    assert "FORGED-LOG-LINE" not in log and "ZZZZ" not in log and "\x1b" not in log
+    assert max(len(line) for line in log.splitlines()) < 600, log[-2000:]
+    assert log.count("http_bad_request") == 1  # the repeats are folded into one line
