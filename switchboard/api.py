@@ -7,6 +7,7 @@ own token or signature and are checked by the feed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ROLE_KEY = web.AppKey("role_required", dict)
 DAEMON = web.AppKey("daemon", object)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+BODY_LIMIT = web.AppKey("body_limit", int)
+# Signed feed bodies read at once (each up to max_body_bytes): memory stays
+# bounded whatever number of signed-looking deliveries arrive together.
+FEED_BODIES_AT_ONCE = 32
 log = structlog.get_logger("api")
 
 
@@ -42,10 +48,13 @@ def ok(data: Any, status: int = 200) -> web.Response:
 class Api:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
+        self._feed_bodies = asyncio.Semaphore(FEED_BODIES_AT_ONCE)
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self.d.config.max_body_bytes,
                               middlewares=[self._errors, self._auth])
+        app[BODY_TIMEOUT] = self.d.limits.body_timeout
+        app[BODY_LIMIT] = self.d.config.max_body_bytes
         r = app.router
         self.roles: dict[tuple[str, str], str | None] = {}
         self._add(r, "GET", "/healthz", self.healthz, None)
@@ -261,17 +270,44 @@ class Api:
 
     async def feed(self, request: web.Request) -> web.Response:
         feed_id = request.match_info["feed_id"]
+        proven = self.d.feeds.admit(feed_id, request.headers)  # before a byte of the body
         try:
-            body = await request.read()
+            body = await (read_body(request) if proven else self._unproven_body(request))
+        except Refused as exc:
+            self.d.feeds.count_error(feed_id, exc.code)
+            raise
         except web.HTTPRequestEntityTooLarge:
             self.d.feeds.count_error(feed_id, "too_large")
             raise
         result = await self.d.feeds.deliver(feed_id, body, request.headers)
         return ok(result, 202)
 
+    async def _unproven_body(self, request: web.Request) -> bytes:
+        """A signed feed's body, which only its signature can vouch for: only so
+        many are buffered at once, and one past them is told to retry."""
+        if self._feed_bodies.locked():
+            raise Refused(503, "busy", "too many unverified deliveries at once; retry")
+        async with self._feed_bodies:
+            return await read_body(request)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within the body deadline; a declared length over the limit
+    is refused before anything is read."""
+    limit = request.app[BODY_LIMIT]
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit,
+                                            actual_size=request.content_length)
+    try:
+        async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+            return await request.read()
+    except TimeoutError as exc:
+        raise Refused(408, "body_timeout", "the request body did not arrive in "
+                                           f"{request.app[BODY_TIMEOUT]:g} s") from exc
+
 
 async def _json(request: web.Request, optional: bool = False) -> Any:
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw:
         if optional:
             return None

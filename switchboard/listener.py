@@ -96,8 +96,9 @@ class Throttled:
     """Logs an event at most once per `every` seconds, with how many were folded in."""
 
     def __init__(self, event: str, every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, logger: Any = None) -> None:
         self.event, self.every, self.clock = event, every, clock
+        self.log = logger if logger is not None else log
         self._last = -float("inf")
         self._folded = 0
 
@@ -106,7 +107,7 @@ class Throttled:
         if now - self._last < self.every:
             self._folded += 1
             return False
-        log.warning(self.event, suppressed_since_last=self._folded, **fields)
+        self.log.warning(self.event, suppressed_since_last=self._folded, **fields)
         self._last, self._folded = now, 0
         return True
 
