@@ -12,9 +12,10 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 
@@ -109,9 +110,27 @@ class Client:
 
     def call(self, method: str, path: str, body: Any = None,
              params: dict[str, str] | None = None) -> Any:
+        return self.exchange(method, self.url + path, body, params)[0]
+
+    def pages(self, path: str, params: dict[str, str], follow: bool) -> Iterator[
+            tuple[list[Any], str | None, int | None]]:
+        """Each page of a list endpoint, with the next page's URL and the total;
+        only the first unless `follow`."""
+        url: str | None = self.url + path
+        query: dict[str, str] | None = params
+        while url is not None:
+            data, response = self.exchange("GET", url, None, query)
+            following = response.links.get("next", {}).get("url")
+            following = None if following is None else urljoin(self.url + "/", following)
+            total = response.headers.get("X-Total-Count")
+            yield data, following, int(total) if total and total.isdigit() else None
+            url, query = (following, None) if follow else (None, None)
+
+    def exchange(self, method: str, url: str, body: Any = None,
+                 params: dict[str, str] | None = None) -> tuple[Any, requests.Response]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = requests.request(method, self.url + path, json=body, params=params,
+            response = requests.request(method, url, json=body, params=params,
                                         headers=headers, timeout=150)
         except requests.RequestException as exc:
             raise Exit(UNREACHABLE, f"cannot reach the daemon at {self.url}: "
@@ -124,7 +143,7 @@ class Client:
             message = (data or {}).get("error", {}).get("message") if isinstance(data, dict) \
                 else None
             raise Exit(FAILED, f"{response.status_code}: {message or response.reason}")
-        return data
+        return data, response
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -224,9 +243,7 @@ def cmd_post(args: argparse.Namespace) -> int:
     if args.action == "import":
         return _import(args, client)
     if args.action == "list":
-        params = {k: v for k, v in (("state", args.state), ("channel", args.channel)) if v}
-        data = client.call("GET", "/api/v1/posts", params=params)
-        return _print(args, data, _post_rows)
+        return _list_posts(args, client)
     if args.action == "send":
         body = {"channel": args.channel, "text": args.text, "kind": args.kind}
         data = client.call("POST", "/api/v1/send", {k: v for k, v in body.items() if v})
@@ -235,6 +252,26 @@ def cmd_post(args: argparse.Namespace) -> int:
     body = {"at": args.at} if getattr(args, "at", None) else {}
     data = client.call("POST", f"/api/v1/posts/{args.id}/{args.action}", body)
     return _print(args, data, lambda p: f"post {p['id']} {p['state']}")
+
+
+def _list_posts(args: argparse.Namespace, client: Client) -> int:
+    """One page (`--limit`, `--cursor`), or every page with `--all`; a page that
+    has more after it says how to get them on stderr."""
+    params = {k: v for k, v in (("state", args.state), ("channel", args.channel),
+                                ("limit", args.limit), ("cursor", args.cursor)) if v}
+    rows: list[Any] = []
+    following: str | None = None
+    total: int | None = None
+    for data, next_url, count in client.pages("/api/v1/posts", params, follow=args.all):
+        rows.extend(data)
+        following, total = next_url, count
+    _print(args, rows, _post_rows)
+    if following is not None:
+        cursor = parse_qs(urlsplit(following).query).get("cursor", [""])[0]
+        print(f"switchboard: {len(rows)} of {total if total is not None else 'more'} posts "
+              f"shown; the next page: --cursor {cursor} (or --all for every page)",
+              file=sys.stderr)
+    return OK
 
 
 def _import(args: argparse.Namespace, client: Client) -> int:
@@ -339,6 +376,9 @@ def _post_parsers(p: argparse.ArgumentParser, client: Adder) -> None:
     ls = client(sub.add_parser("list"))
     ls.add_argument("--state")
     ls.add_argument("--channel")
+    ls.add_argument("--limit", help="posts per page, 1 to 1000 (default 100)")
+    ls.add_argument("--cursor", help="start at this page (printed when more exist)")
+    ls.add_argument("--all", action="store_true", help="every page, not only the first")
     for action in ("cancel", "drop"):
         client(sub.add_parser(action)).add_argument("id")
     rel = client(sub.add_parser("release"))
