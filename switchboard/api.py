@@ -60,6 +60,7 @@ class Api:
                               middlewares=[self._errors, self._auth])
         app[BODY_TIMEOUT] = self.d.limits.body_timeout
         app[BODY_LIMIT] = self.d.config.max_body_bytes
+        app.on_cleanup.append(self._close_reads)
         r = app.router
         self.roles: dict[tuple[str, str], str | None] = {}
         self._add(r, "GET", "/healthz", self.healthz, None)
@@ -80,6 +81,9 @@ class Api:
         self._add(r, "POST", "/api/v1/incidents/{id}/resolve", self.resolve_incident, "ops")
         self._add(r, "POST", "/feeds/{feed_id}", self.feed, None)
         return app
+
+    async def _close_reads(self, app: web.Application) -> None:
+        self._reads.shutdown(wait=False, cancel_futures=True)
 
     def _add(self, router: web.UrlDispatcher, method: str, path: str, handler: Handler,
              role: str | None) -> None:

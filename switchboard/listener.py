@@ -141,6 +141,10 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def exception(self, msg: object, *args: object, exc_info: Any = True,
                   **kwargs: Any) -> None:
+        if not str(msg).startswith("Error handling request"):
+            # A fault of the server's own ("Unhandled exception"): keep its traceback.
+            self.logger.error(msg, *args, exc_info=exc_info, **kwargs)
+            return
         exc = exc_info if isinstance(exc_info, BaseException) else None
         peer = args[0] if args else None
         self._bad(peer=escaped(peer, 60), error=type(exc).__name__ if exc else escaped(msg, 60),

@@ -7,6 +7,8 @@ sockets on 127.0.0.1 that send half a request and wait.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import resource
 import select
 import socket
@@ -16,8 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from aiohttp import web
 
-from tests.daemon import TOKENS, DaemonProcess
+from switchboard.listener import GuardedSite, Limits, app_runner
+from tests.daemon import TOKENS, DaemonProcess, free_port
 
 FILE_LIMIT = 512
 HEAD_TIMEOUT = 2.0
@@ -125,3 +129,59 @@ def test_bytes_after_a_valid_request_never_reach_the_log(daemon: DaemonProcess) 
     assert "FORGED-LOG-LINE" not in log and "ZZZZ" not in log and "\x1b" not in log
     assert max(len(line) for line in log.splitlines()) < 600, log[-2000:]
     assert log.count("http_bad_request") == 1  # the repeats are folded into one line
+
+
+async def _serve_three() -> tuple[web.AppRunner, int]:
+    app = web.Application()
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    app.router.add_get("/", hello)
+    limits = Limits(header_timeout=30, body_timeout=30, max_connections=3)
+    runner = app_runner(app, limits)
+    await runner.setup()
+    port = free_port()
+    await GuardedSite(runner, "127.0.0.1", port, limits).start()
+    return runner, port
+
+
+async def _exchange(port: int, data: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    return reader, writer
+
+
+def test_at_the_cap_a_waiting_connection_makes_room_and_busy_ones_are_kept() -> None:
+    async def scenario() -> None:
+        runner, port = await _serve_three()
+        opened: list[asyncio.StreamWriter] = []
+
+        async def connect(data: bytes) -> asyncio.StreamReader:
+            reader, writer = await _exchange(port, data)
+            opened.append(writer)
+            return reader
+
+        try:
+            for _ in range(2):
+                reader = await connect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                assert (await reader.readuntil(b"hello")).startswith(b"HTTP/1.1 200")
+            slow = await connect(b"GET / HTTP/1.1\r\nHost: a\r\n")
+            await asyncio.sleep(0.1)
+            # The fourth closes the half-sent one and is served itself.
+            reader = await connect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await reader.readuntil(b"hello")).startswith(b"HTTP/1.1 200")
+            with contextlib.suppress(ConnectionError):
+                assert await slow.read() == b""
+            # Three kept-alive connections, none waiting: a fifth is refused with 503.
+            answer = await (await connect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")).read()
+            assert answer.startswith(b"HTTP/1.1 503") and b'"busy"' in answer
+        finally:
+            for writer in opened:
+                writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+            await runner.cleanup()
+
+    asyncio.run(scenario())
