@@ -42,9 +42,10 @@ log = structlog.get_logger("listener")
 # before the cap sees them (asyncio accepts up to the backlog at once).
 _RESERVED_MIN = 200
 _BACKLOG = 128
+_BUSY = b'{"error": {"code": "busy", "message": "too many connections; try again"}}\n'
 _REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 76\r\n\r\n"
-            b'{"error": {"code": "busy", "message": "too many connections; try again"}}\n')
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(_BUSY), _BUSY))
 
 
 class BadLimit(ValueError):
