@@ -189,3 +189,22 @@ def test_at_the_cap_a_waiting_connection_makes_room_and_busy_ones_are_kept() -> 
             await runner.cleanup()
 
     asyncio.run(scenario())
+
+
+def test_the_connection_cap_stays_below_the_file_limit_whatever_is_asked() -> None:
+    assert Limits.from_env({}, file_limit=16384).max_connections == 13108
+    assert Limits.from_env({"SWITCHBOARD_MAX_CONNECTIONS": "500"},
+                           file_limit=16384).max_connections == 500
+    asked_too_many = {"SWITCHBOARD_MAX_CONNECTIONS": "100000"}
+    assert Limits.from_env(asked_too_many, file_limit=1024).max_connections == 820
+
+
+def test_a_limit_that_is_not_a_positive_number_stops_the_start_with_a_message(
+        tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path, env={"SWITCHBOARD_HEADER_TIMEOUT": "ten"})
+    daemon.start(wait=False)
+    assert daemon.proc is not None
+    assert daemon.proc.wait(30) == 1
+    assert "SWITCHBOARD_HEADER_TIMEOUT must be a positive number of seconds, not 'ten'" \
+        in daemon.log()
+    assert "Traceback" not in daemon.log()
