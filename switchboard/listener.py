@@ -38,10 +38,12 @@ log = structlog.get_logger("listener")
 
 # File descriptors kept for everything but client connections: the store
 # (database, WAL and shared memory for each connection), channel and feed
-# sessions, the loop's own, and the connections accepted in one loop tick
-# before the cap sees them (asyncio accepts up to the backlog at once).
-_RESERVED_MIN = 200
+# sessions, the loop's own (about 100 in all), and the connections accepted
+# before the cap sees them: asyncio accepts up to the backlog in one loop
+# tick, and a connection closed at the cap frees its descriptor only on the
+# next, so up to three backlogs can be in flight.
 _BACKLOG = 128
+_RESERVED_MIN = 3 * _BACKLOG + 100
 _BUSY = b'{"error": {"code": "busy", "message": "too many connections; try again"}}\n'
 _REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
