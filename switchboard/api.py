@@ -162,11 +162,10 @@ class Api:
 
         def page() -> tuple[bytes, list[Any] | None, int]:
             posts = store.page_posts(states, channel, after=_key(after), limit=limit + 1)
-            more = posts[limit] if len(posts) > limit else None
+            last = posts[limit - 1] if len(posts) > limit else None
             body = _encode([post_json(p) for p in posts[:limit]])
-            return body, (None if more is None else [posts[limit - 1].due_at,
-                                                     posts[limit - 1].id]), \
-                store.count_posts(states, channel)
+            cursor = None if last is None else [last.due_at, last.id]
+            return body, cursor, store.count_posts(states, channel)
 
         return await self._paged(request, page)
 
