@@ -204,8 +204,10 @@ def cmd_incident(args: argparse.Namespace) -> int:
         return _print(args, data, lambda d: f"{d['id']} declared: {', '.join(d['channels'])} "
                                             f"under {d['runbook']}")
     if args.action == "list":
-        data = client.call("GET", "/api/v1/incidents", params={"all": "true"} if args.all
-                           else None)
+        # Incidents are few next to posts: every page, newest first.
+        params = {"all": "true", "limit": "1000"} if args.all else {"limit": "1000"}
+        data = [i for page, _, _ in client.pages("/api/v1/incidents", params, follow=True)
+                for i in page]
         return _print(args, data, _incident_rows)
     if args.action == "show":
         data = client.call("GET", f"/api/v1/incidents/{args.id}")
