@@ -12,6 +12,7 @@ plain number comparison; the API layer turns them into RFC 3339.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import secrets
 import sqlite3
@@ -131,6 +132,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO meta (key, value) VALUES ('install_id', lower(hex(randomblob(8))));
     """,
+    # 4: keyset paging of the post listings (design §7.8): each state's posts in
+    # due order, overall and per channel, so any page is one index range.
+    """
+    CREATE INDEX posts_listing ON posts(state, due_at);
+    CREATE INDEX posts_channel_listing ON posts(channel, state, due_at)
+    """,
 )
 
 # How long a feed's event ids are remembered (design §7.1: PagerDuty retries
@@ -246,6 +253,8 @@ class Store:
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
         self._install_id: str | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -268,6 +277,10 @@ class Store:
 
     def close(self) -> None:
         self.stop_checkpoints()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         self._db.close()
 
     def start_checkpoints(self, every: float = 0.5) -> None:
@@ -426,6 +439,68 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY due_at, id LIMIT ?"
         return [Post(*r) for r in self._db.execute(sql, [*args, limit])]
+
+    # -- listings (callable from any thread: they read on a connection of their own)
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The listings' own read-only connection: a page built in a worker thread
+        never shares the writer's connection or its open transaction."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, isolation_level=None,
+                                               check_same_thread=False)
+                self._reader.execute("PRAGMA query_only=1")
+            yield self._reader
+
+    def page_posts(self, states: Sequence[str] = (), channel: str | None = None,
+                   after: tuple[float, int] | None = None, limit: int = 100) -> list[Post]:
+        """Up to `limit` posts in (due_at, id) order after the key `after`.
+
+        Keyset paging: one index range per state, merged, so the page at the
+        millionth post costs what the first one does (no sort, no offset).
+        """
+        where = "state = ?" + (" AND channel = ?" if channel else "")
+        where += " AND (due_at, id) > (?, ?)" if after else ""
+        index = "posts_channel_listing" if channel else "posts_listing"
+        sql = (f"SELECT {_POST_COLUMNS} FROM posts INDEXED BY {index} WHERE {where} "
+               "ORDER BY due_at, id LIMIT ?")
+        runs: list[list[Post]] = []
+        with self._reading() as db:
+            for state in dict.fromkeys(states or POST_STATES):
+                args: list[Any] = [state, *([channel] if channel else []),
+                                   *(after or ()), limit]
+                runs.append([Post(*r) for r in db.execute(sql, args)])
+        merged = heapq.merge(*runs, key=lambda p: (p.due_at, p.id))
+        return [post for _, post in zip(range(limit), merged, strict=False)]
+
+    def count_posts(self, states: Sequence[str] = (), channel: str | None = None) -> int:
+        chosen = list(dict.fromkeys(states or POST_STATES))
+        if not channel:
+            return sum(self._counts.get(state, 0) for state in chosen)
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM posts INDEXED BY posts_channel_listing WHERE channel = ? "
+                f"AND state IN ({','.join('?' * len(chosen))})", [channel, *chosen]).fetchone()
+        return int(row[0])
+
+    def page_incidents(self, include_resolved: bool = False, before: int | None = None,
+                       limit: int = 100) -> tuple[list[Incident], int]:
+        """Up to `limit` incidents, newest first, older than id `before`; and how many
+        there are in all."""
+        # By default the active ones and those in cooldown (held posts not yet dealt with).
+        where = [] if include_resolved else [
+            "(state = 'active' OR (state = 'resolved' AND held_done = 0))"]
+        count_sql = "SELECT COUNT(*) FROM incidents" + (f" WHERE {where[0]}" if where else "")
+        if before is not None:
+            where.append("id < ?")
+        sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
+        sql += (" WHERE " + " AND ".join(where)) if where else ""
+        with self._reading() as db:
+            rows = db.execute(sql + " ORDER BY id DESC LIMIT ?",
+                              [*([before] if before is not None else []), limit]).fetchall()
+            total = int(db.execute(count_sql).fetchone()[0])
+        return [_incident(r) for r in rows], total
 
     def post_history(self, post_id: int) -> list[dict[str, Any]]:
         rows = self._db.execute(

@@ -196,7 +196,7 @@ def settle(daemon: DaemonProcess, ids: set[int], timeout: float) -> dict[int, di
     """Wait until none of `ids` is scheduled or sending; their posts by id."""
     deadline = time.monotonic() + timeout
     while True:
-        posts = {p["id"]: p for p in daemon.ok("GET", "/api/v1/posts?limit=10000")
+        posts = {p["id"]: p for p in daemon.all_pages("/api/v1/posts?limit=1000")
                  if p["id"] in ids}
         if all(p["state"] not in ("scheduled", "sending") for p in posts.values()):
             return posts
