@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC
@@ -38,12 +40,13 @@ from switchboard.metrics import Metrics
 from switchboard.refusals import conflict, not_found
 from switchboard.runbooks import Runbook, channel_infos, load_runbooks
 from switchboard.steps import StepRunner
-from switchboard.store import Post, Store
+from switchboard.store import Post, StateLock, Store, StoreUnavailable
 from switchboard.systemd import Notifier
 from switchboard.watch import FeedWatch
 from switchboard.yamldoc import InvalidFile, Problem
 
 log = structlog.get_logger("switchboard")
+STORE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still ours
 
 
 @dataclass(frozen=True)
@@ -111,17 +114,28 @@ class Daemon:
     async def build(self) -> None:
         """Straight-line wiring; each part registers its teardown (run in reverse)."""
         cfg = self.config
+        listen = f"{cfg.listen_host}:{cfg.listen_port}"
+        # One writer: the lock comes before the store is read, and the port is
+        # bound before start-up repair, so a second daemon changes nothing.
+        lock = StateLock.take(cfg.state_dir, f"pid {os.getpid()}, listening on {listen}")
+        self.cleanup.append(_sync(lock.release))
+        listener = bind_listener(cfg.listen_host, cfg.listen_port)
+        self.cleanup.append(_sync(listener.close))
         self.store = Store.open(cfg.database)
         self.cleanup.append(_sync(self.store.close))
         self.store.start_checkpoints()
         recovered = self.store.recover(self.clock())
         if recovered["unknown"]:
             log.warning("posts_unknown_after_crash", count=recovered["unknown"])
+        if recovered["not_sent"]:
+            log.warning("immediate_sends_not_sent_after_restart", count=recovered["not_sent"])
 
         self.gate = Gate()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.start()
         self.cleanup.append(_sync(lambda: self.scheduler.shutdown(wait=False)))
+        self.scheduler.add_job(self._watch_store, "interval", seconds=STORE_CHECK_EVERY,
+                               id="store-check", coalesce=True, max_instances=1)
 
         channels = await start_channels(cfg.channels)
         # Closes whichever channels are live at the end (reloads replace some).
@@ -146,7 +160,7 @@ class Daemon:
         runner = web.AppRunner(Api(self).application(), access_log=None,
                                handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, reuse_address=True)
+        site = web.SockSite(runner, listener)
         await site.start()
         self.cleanup.append(runner.cleanup)
         self.metrics.config_last_reload_successful.set(1)
@@ -226,7 +240,28 @@ class Daemon:
             for status in ("firing", "resolved"):
                 self.metrics.feed_signals.labels(feed=feed.id, status=status)
 
+    def check_store(self) -> bool:
+        """Is the database file still the one this daemon writes? If not, every write
+        already fails (503) and no post is claimed; this makes it seen (metric,
+        /readyz, log) even when nothing writes."""
+        was_failed = self.store.failure is not None
+        try:
+            self.store.check_file()
+        except StoreUnavailable as exc:
+            if not was_failed:
+                log.error("store_failed", reason=exc.reason, error=exc.message)
+        failure = self.store.failure
+        self.metrics.store_healthy.set(0 if failure else 1)
+        for reason in STORE_FAILURES:
+            self.metrics.store_failed.labels(reason=reason).set(
+                1 if failure is not None and failure.reason == reason else 0)
+        return failure is None
+
+    async def _watch_store(self) -> None:  # a coroutine: APScheduler runs it on the loop
+        self.check_store()
+
     def refresh_metrics(self) -> None:
+        self.check_store()
         counts = self.store.count_by_state()
         self.metrics.posts_scheduled.set(counts.get("scheduled", 0) + counts.get("queued", 0))
         self.metrics.posts_unknown.set(counts.get("unknown", 0))
@@ -268,7 +303,8 @@ class Daemon:
         if post is None:
             raise not_found(f"no post {post_id}")
         now = self.clock()
-        moves = {"cancel": ("cancelled", ("scheduled",)),
+        # `queued` is shown as scheduled: it can be cancelled until its send starts.
+        moves = {"cancel": ("cancelled", ("scheduled", "queued")),
                  "release": ("scheduled", ("held", "unknown", "failed", "missed")),
                  "drop": ("dropped", ("held", "unknown", "failed", "missed", "suppressed"))}
         to_state, allowed = moves[action]
@@ -285,6 +321,26 @@ class Daemon:
         updated = self.store.post(post_id)
         assert updated is not None
         return updated
+
+
+STORE_FAILURES = ("deleted", "replaced", "unwritable")
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The API's socket, bound (and listening) before anything else runs: a port in
+    use stops the start before the store is touched."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 async def start_channels(configs: Iterable[ChannelConfig]) -> dict[str, Channel]:

@@ -49,6 +49,9 @@ class Dispatcher:
         self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
         self._armed_at: float | None = None
         self._accepting = True
+        # Posts left `queued` by a worker that could not hand them back (the
+        # store failing): the next tick returns them to `scheduled`.
+        self.orphans: set[int] = set()
 
     def start(self) -> None:
         for worker in self.workers.values():
@@ -80,17 +83,27 @@ class Dispatcher:
         now = self.clock()
         self._armed_at = None
         try:
+            if self.orphans:
+                ids = sorted(self.orphans)
+                self.store.transition(ids, "scheduled", ("queued",), now, "dispatcher",
+                                      "returned after an internal error")
+                self.store.transition(ids, "unknown", ("sending",), now, "dispatcher",
+                                      "internal error around the send; check the platform")
+                self.orphans.clear()
             missed = self.store.mark_missed(now - self.max_lateness, now)
             if missed:
                 self.log.warning("posts_missed", count=len(missed),
                                  max_lateness=self.max_lateness)
-            batch = self.store.claim_due(now, CLAIM_BATCH) if self._accepting else []
+            batch, held = (self.store.claim_due_held(now, CLAIM_BATCH) if self._accepting
+                           else ([], []))
         except Exception:
             # The timer is a one-shot job: without this the dispatcher would stop
             # for good on one store error. Try again shortly (not in a tight loop).
             self.log.exception("dispatch_tick_failed")
             self.arm(now + RETRY_AFTER_ERROR)
             return
+        for _, channel in held:
+            self.metrics.posts_suppressed.labels(channel=channel).inc()
         for post in batch:
             self.route(post)
         # A full batch means more are due: come back at once, after the loop
@@ -200,7 +213,10 @@ class ChannelWorker:
                                     "internal error around the send; check the platform")
         except Exception:
             self.d.log.exception("channel_worker_give_back_failed", channel=self.channel.id)
-            return  # still `queued`: start-up returns them to `scheduled`
+            # Still `queued`: the next tick tries again (a full disk may free up).
+            self.d.orphans.update(ids)
+            self.d.poke(self.d.clock() + 1.0)
+            return
         if back:
             # Not before a second from now: a failing store must not spin the loop.
             self.d.poke(self.d.clock() + 1.0)
@@ -216,8 +232,7 @@ class ChannelWorker:
             now = d.clock()
             posts = queue[i:i + size]
             chunk = self._gate(self._still_timely(posts, now), now, ("queued",))
-            claimed = set(d.store.transition([p.id for p in chunk], "sending", ("queued",),
-                                             d.clock(), "dispatcher", "gate open"))
+            claimed = self._claim(chunk)
             outcomes = []
             for post in chunk:
                 # Re-ask: earlier sends yielded the loop, a declaration may have come in.
@@ -230,6 +245,15 @@ class ChannelWorker:
             self._record(outcomes)
             for post in posts:  # sent or not: a waiting caller learns the outcome
                 self._settle(post.id, waiters.get(post.id))
+
+    def _claim(self, chunk: list[Post]) -> set[int]:
+        """The store decides: it suppresses, in the claim's own transaction, what a
+        hold covers, even one this process's gate has not seen (another writer)."""
+        d = self.d
+        claim = d.store.claim_sending([p.id for p in chunk], d.clock())
+        for _, channel in claim.suppressed:
+            d.metrics.posts_suppressed.labels(channel=channel).inc()
+        return set(claim.sending)
 
     def _still_timely(self, posts: list[Post], now: float) -> list[Post]:
         d = self.d

@@ -55,7 +55,7 @@ def test_recovery_requeues_claimed_posts_and_marks_interrupted_sends_unknown(
     s.transition([a], "queued", ("scheduled",), 2.0, "dispatcher")
     s.transition([b], "queued", ("scheduled",), 2.0, "dispatcher")
     s.transition([b], "sending", ("queued",), 2.0, "dispatcher")
-    assert s.recover(3.0) == {"requeued": 1, "unknown": 1}
+    assert s.recover(3.0) == {"requeued": 1, "unknown": 1, "not_sent": 0}
     assert [p.state for p in s.posts([a, b, c])] == ["scheduled", "unknown", "scheduled"]
 
 
