@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import sys
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -26,8 +28,9 @@ if TYPE_CHECKING:
 DEFAULT_URL = "http://127.0.0.1:8650"
 DEFAULT_CONFIG = "config/switchboard.yaml"
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
-# A calendar import is sent in chunks that stay under the API's 1 MiB body limit.
-IMPORT_CHUNK_BYTES = 900 * 1024
+# Requests that create something carry one Idempotency-Key per invocation and
+# are retried with it after a dropped connection or a busy store.
+RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 
 class Exit(Exception):
@@ -105,16 +108,36 @@ class Client:
     def __init__(self, args: argparse.Namespace) -> None:
         self.url = (args.url or os.environ.get("SWITCHBOARD_URL") or DEFAULT_URL).rstrip("/")
         self.token = _token(args)
+        self.key = getattr(args, "idempotency_key", None) or str(uuid.uuid4())
 
     def call(self, method: str, path: str, body: Any = None,
-             params: dict[str, str] | None = None) -> Any:
+             params: dict[str, str] | None = None, keyed: bool = False) -> Any:
+        return self.answer(self.request(method, path, keyed, json=body, params=params))
+
+    def request(self, method: str, path: str, keyed: bool, **kwargs: Any) -> requests.Response:
+        """One request; a keyed one is retried with the same key, so a retry after
+        a dropped connection never makes a second post or incident."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        try:
-            response = requests.request(method, self.url + path, json=body, params=params,
-                                        headers=headers, timeout=150)
-        except requests.RequestException as exc:
-            raise Exit(UNREACHABLE, f"cannot reach the daemon at {self.url}: "
-                                    f"{type(exc).__name__}") from exc
+        if keyed:
+            headers["Idempotency-Key"] = self.key
+        for delay in (*RETRY_DELAYS, None) if keyed else (None,):
+            try:
+                response = requests.request(method, self.url + path, headers=headers,
+                                            timeout=150, **kwargs)
+            except requests.RequestException as exc:
+                if delay is None:
+                    hint = f" (Idempotency-Key {self.key}: repeat with --idempotency-key " \
+                           f"{self.key} to be safe)" if keyed else ""
+                    raise Exit(UNREACHABLE, f"cannot reach the daemon at {self.url}: "
+                                            f"{type(exc).__name__}{hint}") from exc
+            else:
+                if response.status_code != 503 or delay is None:
+                    return response
+            time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @staticmethod
+    def answer(response: requests.Response) -> Any:
         try:
             data = response.json()
         except ValueError:
@@ -180,7 +203,7 @@ def cmd_incident(args: argparse.Namespace) -> int:
     if args.action == "declare":
         body = {"runbook": args.runbook, "title": args.title, "severity": args.severity,
                 "channels": args.channel or None, "reason": args.reason}
-        data = client.call("POST", "/api/v1/incidents", body)
+        data = client.call("POST", "/api/v1/incidents", body, keyed=True)
         return _print(args, data, lambda d: f"{d['id']} declared: {', '.join(d['channels'])} "
                                             f"under {d['runbook']}")
     if args.action == "list":
@@ -217,7 +240,8 @@ def cmd_post(args: argparse.Namespace) -> int:
     if args.action == "schedule":
         body = {"channel": args.channel, "at": args.at, "text": args.text, "kind": args.kind,
                 "expires": args.expires, "link": args.link}
-        data = client.call("POST", "/api/v1/posts", {k: v for k, v in body.items() if v})
+        data = client.call("POST", "/api/v1/posts", {k: v for k, v in body.items() if v},
+                           keyed=True)
         return _print(args, data, lambda p: f"post {p['id']} {p['state']} for {p['channel']} "
                                             f"at {p['due_at']}")
     if args.action == "import":
@@ -228,7 +252,8 @@ def cmd_post(args: argparse.Namespace) -> int:
         return _print(args, data, _post_rows)
     if args.action == "send":
         body = {"channel": args.channel, "text": args.text, "kind": args.kind}
-        data = client.call("POST", "/api/v1/send", {k: v for k, v in body.items() if v})
+        data = client.call("POST", "/api/v1/send", {k: v for k, v in body.items() if v},
+                           keyed=True)
         return _print(args, data, lambda p: f"post {p['id']} {p['state']} on {p['channel']} "
                                             f"at {p['published_at']}")
     body = {"at": args.at} if getattr(args, "at", None) else {}
@@ -237,32 +262,34 @@ def cmd_post(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace, client: Client) -> int:
-    from switchboard.posts import parse_calendar
-    from switchboard.refusals import Refused
+    """The whole file in one request: the daemon checks every row and stores all of
+    them or none; rows it already holds (same key) are not stored again."""
     path = Path(args.file)
     try:
-        rows = parse_calendar(path.read_bytes(), path.name)
+        data = path.read_bytes()
     except OSError as exc:
         raise Exit(USAGE, f"cannot read {path}: {exc.strerror}") from exc
-    except Refused as exc:
-        raise Exit(FAILED, exc.message) from exc
-    created: list[dict[str, Any]] = []
-    for chunk in _chunks(rows):
-        created += client.call("POST", "/api/v1/posts", chunk)
-    return _print(args, created, lambda d: f"imported {len(d)} post(s) from {path}")
+    params = {"filename": path.name, **({"dry_run": "true"} if args.dry_run else {})}
+    response = client.request("POST", "/api/v1/posts/import", True, data=data, params=params)
+    if response.status_code == 422:
+        problems = _problems(response)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        raise Exit(FAILED, f"{len(problems)} problem(s) in {path}; nothing was imported")
+    result = client.answer(response)
+    if args.dry_run:
+        return _print(args, result, lambda d: f"{path}: {d['rows']} row(s) ok (dry run, "
+                                              "nothing stored)")
+    return _print(args, result, lambda d: f"imported {d['created']} post(s) from {path}"
+                                          f" ({d['existing']} already there)")
 
 
-def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    chunks: list[list[dict[str, Any]]] = [[]]
-    size = 0
-    for row in rows:
-        row_size = len(json.dumps(row)) + 2
-        if chunks[-1] and size + row_size > IMPORT_CHUNK_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(row)
-        size += row_size
-    return [c for c in chunks if c]
+def _problems(response: requests.Response) -> list[str]:
+    try:
+        found = response.json()["error"]["problems"]
+    except (ValueError, KeyError, TypeError):
+        found = None
+    return [str(p) for p in found] if isinstance(found, list) else [response.text[:500]]
 
 
 # -- argument parsing ---------------------------------------------------------
@@ -314,6 +341,7 @@ def _incident_parsers(p: argparse.ArgumentParser, client: Adder) -> None:
     d.add_argument("--severity")
     d.add_argument("--channel", action="append", help="limit the scope (repeatable)")
     d.add_argument("--reason")
+    _key_option(d)
     client(sub.add_parser("list")).add_argument("--all", action="store_true")
     client(sub.add_parser("show")).add_argument("id")
     u = client(sub.add_parser("update"))
@@ -334,7 +362,10 @@ def _post_parsers(p: argparse.ArgumentParser, client: Adder) -> None:
     s.add_argument("--kind", choices=("marketing", "operational"))
     s.add_argument("--expires")
     s.add_argument("--link")
-    client(sub.add_parser("import")).add_argument("file", help="CSV or JSON lines")
+    _key_option(s)
+    imp = client(sub.add_parser("import", help="a calendar file: all rows or none"))
+    imp.add_argument("file", help="CSV (header row; , or ;) or JSON lines")
+    imp.add_argument("--dry-run", action="store_true", help="check every row, store nothing")
     ls = client(sub.add_parser("list"))
     ls.add_argument("--state")
     ls.add_argument("--channel")
@@ -347,7 +378,13 @@ def _post_parsers(p: argparse.ArgumentParser, client: Adder) -> None:
     snd.add_argument("--channel", required=True)
     snd.add_argument("--text", required=True)
     snd.add_argument("--kind", choices=("marketing", "operational"))
+    _key_option(snd)
     p.set_defaults(func=cmd_post)
+
+
+def _key_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--idempotency-key", help="repeat an earlier request safely (default: a "
+                                             "new key, reused on this command's own retries)")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
