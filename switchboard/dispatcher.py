@@ -27,7 +27,7 @@ from switchboard.channels.base import Channel, ChannelError, GateClosed, LastErr
 from switchboard.clock import Clock, to_datetime
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
-from switchboard.store import Post, SendOutcome, Store
+from switchboard.store import Post, SendOutcome, Store, StoreUnavailable
 
 JOB_ID = "dispatch"
 RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again
@@ -96,6 +96,12 @@ class Dispatcher:
                                  max_lateness=self.max_lateness)
             batch, held = (self.store.claim_due_held(now, CLAIM_BATCH) if self._accepting
                            else ([], []))
+        except StoreUnavailable as exc:
+            # Busy, full or lost: nothing is claimed (fail closed); said once a tick,
+            # without a traceback that would say nothing more.
+            self.log.warning("dispatch_paused", reason=exc.reason, error=exc.message)
+            self.arm(now + RETRY_AFTER_ERROR)
+            return
         except Exception:
             # The timer is a one-shot job: without this the dispatcher would stop
             # for good on one store error. Try again shortly (not in a tight loop).
