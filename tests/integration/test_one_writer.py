@@ -7,6 +7,7 @@ the store by another process stops marketing as surely as a declaration.
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -114,3 +115,22 @@ def test_a_hold_written_into_the_store_by_another_process_stops_marketing(
         assert daemon.outbox() == []
     finally:
         daemon.kill()
+
+
+def test_a_daemon_whose_port_is_taken_exits_before_repairing_its_store(tmp_path: Path) -> None:
+    from switchboard.store import NewPost, Store
+
+    daemon = DaemonProcess(tmp_path)
+    db = tmp_path / "state" / "switchboard.db"
+    store = Store.open(db)
+    [post] = store.add_posts([NewPost("outbox", "marketing", "claimed", time.time(),
+                                      state="queued")], "marketing", time.time())
+    store.close()
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", daemon.port))
+        taken.listen()
+        result = run_second(daemon.config_path, daemon.env)
+    assert result.returncode == 1
+    assert "Address already in use" in result.stderr
+    assert states(db) == {post: "queued"}  # start-up repair never ran
