@@ -200,6 +200,11 @@ class ChannelWorker:
             batch = [self.queue.popleft() for _ in range(min(SEND_BATCH, len(self.queue)))]
             try:
                 await self._send_batch(batch)
+            except StoreUnavailable as exc:
+                # Busy or full: a give-back now would wait on the same lock or disk.
+                self.d.log.warning("channel_worker_paused", channel=self.channel.id,
+                                   reason=exc.reason)
+                self._orphan(batch)
             except Exception:  # never let one bad batch kill the channel's worker
                 self.d.log.exception("channel_worker_error", channel=self.channel.id)
                 self._give_back(batch)
@@ -219,13 +224,21 @@ class ChannelWorker:
                                     "internal error around the send; check the platform")
         except Exception:
             self.d.log.exception("channel_worker_give_back_failed", channel=self.channel.id)
-            # Still `queued`: the next tick tries again (a full disk may free up).
-            self.d.orphans.update(ids)
-            self.d.poke(self.d.clock() + 1.0)
+            self._orphan(batch)
             return
         if back:
             # Not before a second from now: a failing store must not spin the loop.
             self.d.poke(self.d.clock() + 1.0)
+
+    def _orphan(self, batch: list[tuple[Post, asyncio.Future[Post] | None]]) -> None:
+        """Still `queued` (or `sending`) in the store: the next tick hands them back,
+        not a restart; waiting callers are told now."""
+        for _, waiter in batch:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(RuntimeError("send failed; see the daemon log"))
+        self.d.orphans.update(p.id for p, _ in batch)
+        # Not before a second from now: a failing store must not spin the loop.
+        self.d.poke(self.d.clock() + 1.0)
 
     async def _send_batch(self, batch: list[tuple[Post, asyncio.Future[Post] | None]]) -> None:
         d = self.d

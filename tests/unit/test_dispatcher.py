@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
@@ -67,30 +68,32 @@ def test_a_store_error_mid_batch_gives_the_posts_back_to_a_later_tick(tmp_path: 
     assert failures["left"] == 0
 
 
-def test_a_full_disk_that_also_refuses_the_give_back_leaves_no_post_queued(
-        tmp_path: Path) -> None:
+@pytest.mark.parametrize("claim_error", [
+    StoreUnavailable("busy", "another process holds the write lock"),
+    OSError("disk I/O error")])
+def test_a_store_that_refuses_the_claim_and_the_give_back_leaves_no_post_queued(
+        tmp_path: Path, claim_error: Exception) -> None:
     rig = Rig(tmp_path)
     claim, transition = rig.store.claim_sending, rig.store.transition
-    full = StoreUnavailable("full", "the disk is full")
     failures = {"claim": 1, "give_back": 1}
 
-    def claim_on_full_disk(ids: Any, now: float) -> Any:
+    def claim_on_a_failing_store(ids: Any, now: float) -> Any:
         if failures["claim"]:
             failures["claim"] -= 1
-            raise full
+            raise claim_error
         return claim(ids, now)
 
-    def give_back_on_full_disk(ids: Any, to_state: str, *args: Any, **kwargs: Any) -> Any:
+    def give_back_on_a_full_disk(ids: Any, to_state: str, *args: Any, **kwargs: Any) -> Any:
         if to_state == "scheduled" and failures["give_back"]:
             failures["give_back"] -= 1
-            raise full
+            raise StoreUnavailable("full", "the disk is full")
         return transition(ids, to_state, *args, **kwargs)
 
-    rig.store.claim_sending = claim_on_full_disk  # type: ignore[method-assign]
-    rig.store.transition = give_back_on_full_disk  # type: ignore[method-assign]
-    # Space comes back a moment later: the posts go out without a restart.
+    rig.store.claim_sending = claim_on_a_failing_store  # type: ignore[method-assign]
+    rig.store.transition = give_back_on_a_full_disk  # type: ignore[method-assign]
+    # The store recovers a moment later: the posts go out without a restart.
     assert asyncio.run(rig.publish(3)) == ["published"] * 3
-    assert failures == {"claim": 0, "give_back": 0}
+    assert failures["claim"] == 0
 
 
 def test_a_tick_that_hits_a_store_error_tries_again(tmp_path: Path) -> None:
