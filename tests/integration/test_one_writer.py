@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from switchboard.store import NewPost, Store
 from tests.daemon import DaemonProcess, base_config, free_port
 from tests.fakes.fake_webhook import FakeWebhook
 from tests.fakes.server import Hang
@@ -118,8 +119,6 @@ def test_a_hold_written_into_the_store_by_another_process_stops_marketing(
 
 
 def test_a_daemon_whose_port_is_taken_exits_before_repairing_its_store(tmp_path: Path) -> None:
-    from switchboard.store import NewPost, Store
-
     daemon = DaemonProcess(tmp_path)
     db = tmp_path / "state" / "switchboard.db"
     store = Store.open(db)
