@@ -67,6 +67,15 @@ def test_a_repeated_declaration_with_the_same_key_is_one_incident(
     assert len(daemon.ok("GET", "/api/v1/incidents")) == 1
 
 
+def test_a_key_that_is_not_printable_ascii_or_too_long_is_refused(daemon: DaemonProcess) -> None:
+    body = {"channel": "outbox", "at": "+1h", "text": "x"}
+    for key in ("k" * 256, "tab\tkey"):
+        refused = keyed(daemon, "/api/v1/posts", body, key, role="marketing")
+        assert refused.status_code == 400, key
+        assert "Idempotency-Key must be" in refused.json()["error"]["message"]
+    assert daemon.ok("GET", "/api/v1/posts") == []
+
+
 def test_a_key_belongs_to_its_caller(daemon: DaemonProcess) -> None:
     body = {"channel": "outbox", "at": "+1h", "text": "same words"}
     mine = keyed(daemon, "/api/v1/posts", body, "shared", role="marketing").json()
