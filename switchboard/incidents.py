@@ -32,7 +32,7 @@ from switchboard.gate import Gate
 from switchboard.metrics import Metrics
 from switchboard.posts import spaced_times
 from switchboard.runbooks import Runbook
-from switchboard.store import Incident, NewPost, Post, Store
+from switchboard.store import Incident, NewPost, Post, RequestKey, Store
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,8 @@ class Incidents:
 
     def declare(self, *, runbook: str, title: str, actor: str, severity: str | None = None,
                 channels: list[str] | None = None, reason: str | None = None,
-                source: str = "manual", signal: Signal | None = None) -> Incident:
+                source: str = "manual", signal: Signal | None = None,
+                request: RequestKey | None = None) -> Incident:
         ctx = self.context()
         book = ctx.runbooks.get(runbook)
         if book is None:
@@ -140,7 +141,8 @@ class Incidents:
             title=title, runbook=runbook, severity=severity or book.severity, channels=scope,
             suppress=list(book.suppress), reason=reason, source=source,
             signal_key=None if signal is None else signal_key(signal),
-            signal=None if signal is None else signal_json(signal), actor=actor, now=now)
+            signal=None if signal is None else signal_json(signal), actor=actor, now=now,
+            request=request)
         for channel in scope:
             self.gate.hold(channel, incident_id, book.suppress)
         incident = self._get(incident_id)
@@ -421,11 +423,15 @@ class Incidents:
         return posts
 
     async def send_now(self, channels: list[str], text: str, actor: str,
-                       kind: str = "operational", timeout: float = 120.0) -> list[Post]:
-        """Publish now through the gate and wait for each outcome."""
+                       kind: str = "operational", timeout: float = 120.0,
+                       request: RequestKey | None = None,
+                       immediate: bool = False) -> list[Post]:
+        """Publish now through the gate and wait for each outcome (`immediate`: a
+        caller's send, never sent behind its back after a restart)."""
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind=kind, text=text, due_at=now,
-                                            state="queued") for c in channels], actor, now)
+                                            state="queued") for c in channels], actor, now,
+                                   request=request, immediate=immediate)
         loop = asyncio.get_running_loop()
         waiters = []
         for post in self.store.posts(ids):
