@@ -173,7 +173,7 @@ class Api:
                   else post_json(posts[0]), 201)
 
     def _limits(self) -> dict[str, ChannelLimit]:
-        return {cid: ChannelLimit(cid, w.channel.max_length)
+        return {cid: ChannelLimit(cid, w.channel.max_length, w.channel.length)
                 for cid, w in self.d.dispatcher.workers.items()}
 
     async def post_action(self, request: web.Request) -> web.Response:
@@ -200,7 +200,7 @@ class Api:
             raise refusals.conflict(f"{decision.reason}: {new.kind} posts are held until "
                                     "it is resolved")
         post = (await self.d.incidents.send_now([new.channel], new.text, caller.name,
-                                                kind=new.kind))[0]
+                                                kind=new.kind, link=new.link))[0]
         if post.state == "suppressed":
             raise refusals.conflict(f"an incident took channel {post.channel} before the send "
                                     f"started (INC-{post.incident_id}); post {post.id} is held")

@@ -58,6 +58,9 @@ class Message:
     # Asked again before an attempt that follows a wait: a send must not start
     # after a declaration, even one made while the post waited for a reset.
     may_start: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    # Names this store; with the post id it makes platform idempotency keys that
+    # a second store (a restore, staging) posting to the same account cannot reuse.
+    install_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,10 @@ class Channel(ABC):
     async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
         """Delete a published post; raise ChannelError when that failed."""
 
+    def length(self, text: str) -> int:
+        """The length of `text` as the platform counts it against `max_length`."""
+        return len(text)
+
     def describe(self) -> dict[str, object]:
         err = self.last_error
         return {
@@ -116,3 +123,10 @@ class Channel(ABC):
             "last_error": None if err is None else {
                 "at": err.at.isoformat(), "message": err.message, "permanent": err.permanent},
         }
+
+
+def with_link(text: str, link: str | None) -> str:
+    """The text as published: the link appended unless the text already carries it."""
+    if link and link not in text:
+        return f"{text} {link}"
+    return text

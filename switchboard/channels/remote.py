@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from switchboard.channels.base import Channel, ChannelError, GateClosed, LastError, Message
+from switchboard.channels.base import (
+    Channel,
+    ChannelError,
+    GateClosed,
+    LastError,
+    Message,
+    with_link,
+)
 
 T = TypeVar("T")
 
@@ -150,6 +157,4 @@ async def reporting(channel: Channel, work: Awaitable[T]) -> T:
 
 def compose(message: Message) -> str:
     """The text as published: the link appended unless the text already carries it."""
-    if message.link and message.link not in message.text:
-        return f"{message.text} {message.link}"
-    return message.text
+    return with_link(message.text, message.link)

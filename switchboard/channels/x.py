@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 import tweepy
+from twitter_text import parse_tweet
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, compose, reporting
@@ -40,6 +41,9 @@ class XChannel(Channel):
 
     async def close(self) -> None:
         self._client.session.close()
+
+    def length(self, text: str) -> int:
+        return weighted_length(text)
 
     async def publish(self, message: Message) -> Receipt:
         return await reporting(self, self._publish(compose(message), message.may_start))
@@ -117,6 +121,12 @@ class _XSession(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
         return super().request(method, url, *args, **kwargs)
+
+
+def weighted_length(text: str) -> int:
+    """The length X counts against 280: twitter-text's config v3 weights, so CJK
+    characters and emoji count 2, and every URL counts 23 whatever its length."""
+    return int(parse_tweet(text).weightedLength)
 
 
 def _is_duplicate(exc: tweepy.HTTPException) -> bool:
