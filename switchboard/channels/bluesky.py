@@ -15,6 +15,7 @@ Links become facets (UTF-8 byte offsets), so they are clickable. A 429 and the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -177,7 +178,7 @@ class BlueskyChannel(Channel):
                             reason="rejected")
 
 
-class _Transport(AsyncRequest):
+class _Transport(AsyncRequest):  # type: ignore[misc]  # the SDK ships no type marker
     """The SDK's HTTP transport, which asks the gate right before each request it
     writes and remembers the account's `RateLimit-*` answer."""
 
@@ -210,10 +211,8 @@ class _Transport(AsyncRequest):
             return
         self._exhausted_until = None
         if remaining.strip() == "0":
-            try:
+            with contextlib.suppress(ValueError):
                 self._exhausted_until = float(reset)
-            except ValueError:
-                pass
 
 
 def graphemes(text: str) -> int:
@@ -269,7 +268,7 @@ def _status(exc: AtProtocolError) -> int | None:
 
 def _reset_at(exc: RateLimitExceededError) -> float | None:
     if exc.reset_at is not None:
-        return exc.reset_at.timestamp()
+        return float(exc.reset_at.timestamp())
     if exc.retry_after is not None:
-        return time.time() + exc.retry_after
+        return time.time() + float(exc.retry_after)
     return None

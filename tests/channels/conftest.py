@@ -8,6 +8,8 @@ import pytest
 from tests.channels.harness import (
     LOCAL_KINDS,
     NETWORK_KINDS,
+    ONE_SHOT_KINDS,
+    REPEATABLE_KINDS,
     Harness,
     local_harness,
     network_harness,
@@ -26,6 +28,19 @@ def _with_fake(kind: str) -> Iterator[Harness]:
 @pytest.fixture(params=NETWORK_KINDS)
 def remote(request: pytest.FixtureRequest) -> Iterator[Harness]:
     """A network channel kind with its fake server running."""
+    yield from _with_fake(request.param)
+
+
+@pytest.fixture(params=REPEATABLE_KINDS)
+def repeatable(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """A network kind whose platform recognises a repeated request (a key, a record
+    key, a duplicate check, a read-back), so uncertain attempts are retried."""
+    yield from _with_fake(request.param)
+
+
+@pytest.fixture(params=ONE_SHOT_KINDS)
+def one_shot(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """A network kind whose platform cannot recognise a repeated request."""
     yield from _with_fake(request.param)
 
 
