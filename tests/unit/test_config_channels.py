@@ -48,7 +48,7 @@ def test_each_new_channel_kind_names_its_wrong_setting_with_file_line_and_column
   - {id: threads, kind: threads, user_id: 1784, access_token_env: SB_THREADS, api_version: "23"}
   - {id: tg, kind: telegram, chat_id: council, bot_token_env: SB_TG}
   - {id: staff, kind: teams, url_env: SB_TEAMS}
-  - {id: bsky2, kind: bluesky, service: "ftp://pds", identifier: a.bsky.social, app_password_env: SB_BSKY}
+  - {id: b2, kind: bluesky, service: ftp://x, identifier: a.bsky.social, app_password_env: SB_BSKY}
 """
     code, out = check(tmp_path, bad, {**ENV, "SB_TG": "123:short", "SB_TEAMS": "http://x"})
     assert code == 1
@@ -61,7 +61,7 @@ def test_each_new_channel_kind_names_its_wrong_setting_with_file_line_and_column
             "numeric id",
             "CONFIG:12:48: channels[3].bot_token_env: does not hold a bot token",
             "CONFIG:13:30: channels[4].url_env: does not hold an https:// workflow URL",
-            "CONFIG:14:32: channels[5].service: must be an http(s) URL, not 'ftp://pds'"):
+            "CONFIG:14:29: channels[5].service: must be an http(s) URL, not 'ftp://x'"):
         assert expected in out, f"{expected!r} not in\n{out}"
 
 
