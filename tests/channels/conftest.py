@@ -67,3 +67,28 @@ def mastodon() -> Iterator[Harness]:
 @pytest.fixture
 def webhook() -> Iterator[Harness]:
     yield from _with_fake("webhook")
+
+
+@pytest.fixture
+def bluesky() -> Iterator[Harness]:
+    yield from _with_fake("bluesky")
+
+
+@pytest.fixture
+def facebook() -> Iterator[Harness]:
+    yield from _with_fake("facebook")
+
+
+@pytest.fixture
+def threads() -> Iterator[Harness]:
+    yield from _with_fake("threads")
+
+
+@pytest.fixture
+def telegram() -> Iterator[Harness]:
+    yield from _with_fake("telegram")
+
+
+@pytest.fixture
+def teams() -> Iterator[Harness]:
+    yield from _with_fake("teams")
