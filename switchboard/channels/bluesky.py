@@ -135,6 +135,11 @@ class BlueskyChannel(Channel):
                 return await call()
         except AtProtocolError as exc:
             raise self._channel_error(exc) from exc
+        except httpx.HTTPError as exc:
+            # The SDK passes some transport failures through as they are (a
+            # connection closed before any answer is a protocol error to httpx).
+            raise ChannelError(f"lost the connection to Bluesky ({type(exc).__name__})",
+                               reason="network", maybe_sent=True) from exc
         finally:
             _may_start.reset(token)
 

@@ -98,7 +98,7 @@ def test_length_is_counted_in_graphemes_as_bluesky_counts() -> None:
 def test_a_used_up_window_holds_the_next_call_until_its_reset(bluesky: Harness) -> None:
     pds = fake(bluesky)
     reset = time.time() + 1.2
-    pds.limits.remaining, pds.limits.reset_at = 2, reset  # the login and one post
+    pds.window.remaining, pds.window.reset_at = 2, reset  # the login and one post
 
     async def two() -> None:
         async with bluesky.opened() as channel:

@@ -67,7 +67,7 @@ class Record:
 
 @dataclass
 class Limits:
-    window: int = 3000
+    limit: int = 3000
     remaining: int = 3000
     reset_at: float = field(default_factory=lambda: time.time() + 300)
 
@@ -81,7 +81,7 @@ class FakeBluesky(FakeServer):
         self.did = "did:plc:fakecouncil0000000000000"
         self.records: list[Record] = []  # every post record created, deleted ones included
         self.logins = 0
-        self.limits = Limits()
+        self.window = Limits()  # the account's rate-limit window
         self._access: dict[str, float] = {}   # access token -> expiry (Unix time)
         self._refresh: set[str] = set()
         self._serial = itertools.count(1)
@@ -130,8 +130,8 @@ class FakeBluesky(FakeServer):
                                 message or f"Error {status}")
 
     def rate_limited(self, reset_at: float | None) -> Answer:
-        headers = {"RateLimit-Limit": str(self.limits.window), "RateLimit-Remaining": "0",
-                   "RateLimit-Policy": f"{self.limits.window};w=300"}
+        headers = {"RateLimit-Limit": str(self.window.limit), "RateLimit-Remaining": "0",
+                   "RateLimit-Policy": f"{self.window.limit};w=300"}
         if reset_at is not None:
             # Whole Unix seconds, rounded up: never a time before the one asked for.
             headers["RateLimit-Reset"] = str(math.ceil(reset_at))
@@ -142,14 +142,14 @@ class FakeBluesky(FakeServer):
         return Answer(status, {"error": name, "message": message}, self._limit_headers())
 
     def _limit_headers(self) -> dict[str, str]:
-        limits = self.limits
-        return {"RateLimit-Limit": str(limits.window),
+        limits = self.window
+        return {"RateLimit-Limit": str(limits.limit),
                 "RateLimit-Remaining": str(max(0, limits.remaining)),
                 "RateLimit-Reset": str(math.ceil(limits.reset_at)),
-                "RateLimit-Policy": f"{limits.window};w=300"}
+                "RateLimit-Policy": f"{limits.limit};w=300"}
 
     def _ok(self, body: dict[str, Any]) -> Answer:
-        self.limits.remaining -= 1
+        self.window.remaining -= 1
         return Answer(200, body, self._limit_headers())
 
     def _create_session(self, request: Request) -> Answer:
