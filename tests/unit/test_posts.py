@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from switchboard.channels.x import weighted_length
 from switchboard.posts import ChannelLimit, new_post, parse_calendar, parse_when, spaced_times
 from switchboard.refusals import Refused
 
@@ -104,3 +105,19 @@ def test_a_calendar_in_csv_and_in_json_lines() -> None:
 def test_rescheduled_posts_are_spaced() -> None:
     from datetime import timedelta
     assert spaced_times(100.0, 3, timedelta(minutes=5)) == [100.0, 400.0, 700.0]
+
+
+def test_a_post_is_measured_with_its_link_by_the_channels_own_count() -> None:
+    x = {"x-main": ChannelLimit("x-main", 280, weighted_length)}
+    link = "https://example.org/" + "a" * 60
+    ok = new_post({"channel": "x-main", "text": "a" * 256, "link": link, "at": "+1h"},
+                  role="marketing", now=NOW, tz=LONDON, channels=x)
+    assert ok.link == link  # 256 + 1 + 23 = 280: the link counts 23, however long
+    with pytest.raises(Refused) as caught:
+        new_post({"channel": "x-main", "text": "a" * 257, "link": link, "at": "+1h"},
+                 role="marketing", now=NOW, tz=LONDON, channels=x)
+    assert caught.value.status == 422
+    assert "with its link is 281 characters" in caught.value.message
+    # A link already in the text is not appended, so not counted twice.
+    assert new_post({"channel": "x-main", "text": f"{'a' * 256} {link}", "link": link,
+                     "at": "+1h"}, role="marketing", now=NOW, tz=LONDON, channels=x)
