@@ -61,11 +61,12 @@ async def exchange(session: aiohttp.ClientSession, method: str, url: str, *, pla
                            reason="network", maybe_sent=True) from exc
 
 
-def not_retried(exc: ChannelError, platform: str) -> ChannelError:
+def not_retried(exc: ChannelError, platform: str) -> None:
     """For a platform that cannot recognise a repeat: a failure that may have reached
     it becomes final, so the post is left for review rather than sent twice."""
     if exc.permanent or not exc.maybe_sent:
-        return exc
-    return ChannelError(f"{exc.message}; not retried: {platform} cannot tell a repeat from a "
-                        "new message, so the post is left for review", permanent=True,
-                        reason=exc.reason, maybe_sent=True)
+        return
+    exc.permanent = True
+    exc.message = (f"{exc.message}; not retried: {platform} cannot tell a repeat from a "
+                   "new message, so the post is left for review")
+    exc.args = (exc.message,)

@@ -67,7 +67,9 @@ class TeamsChannel(Channel):
             try:
                 _check(await self._request(body, may_start))
             except ChannelError as exc:
-                raise not_retried(exc, "the Teams workflow") if once else exc from exc
+                if once:
+                    not_retried(exc, "the Teams workflow")
+                raise
 
         await self._retrier.run("deliver", attempt, may_start)
 

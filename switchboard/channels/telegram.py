@@ -66,7 +66,8 @@ class TelegramChannel(Channel):
                 result = await self._call("sendMessage", {"chat_id": self._chat_id,
                                                           "text": text}, may_start)
             except ChannelError as exc:
-                raise not_retried(exc, "Telegram") from exc
+                not_retried(exc, "Telegram")
+                raise
             return Receipt(remote_id=str(result["message_id"]))
 
         return await self._retrier.run("publish", attempt, may_start)
