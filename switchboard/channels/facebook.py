@@ -37,7 +37,7 @@ DEFAULT_API_VERSION = "v23.0"
 # Graph error codes for throttling: application, user, page, custom and
 # business-use-case limits (https://developers.facebook.com/docs/graph-api/overview/rate-limiting).
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80004, 80005, 80006, 80008})
-TOKEN_CODES = frozenset({102, 190})
+EXPIRED_LOGIN_CODES = frozenset({102, 190})
 PERMISSION_CODES = frozenset({10, 200, 210, 220, 230, 299})
 TRANSIENT_CODES = frozenset({1, 2})
 DUPLICATE_CODE = 506
@@ -172,7 +172,7 @@ class FacebookChannel(Channel):
             _, regain = _usage(answer.headers)
             return RateLimited(f"Facebook throttled the Page: {said}",
                                reset_at=time.time() + regain if regain else None)
-        if code in TOKEN_CODES:
+        if code in EXPIRED_LOGIN_CODES:
             return ChannelError(f"the Facebook Page token is expired or revoked: {said}; make "
                                 "a new Page access token", permanent=True, reason="auth")
         if code in PERMISSION_CODES:

@@ -29,9 +29,9 @@ import regex
 
 from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
 from switchboard.channels.facebook import (
+    EXPIRED_LOGIN_CODES,
     PERMISSION_CODES,
     THROTTLING_CODES,
-    TOKEN_CODES,
     TRANSIENT_CODES,
 )
 from switchboard.channels.http import Answer, exchange
@@ -185,7 +185,7 @@ def _checked(answer: Answer) -> dict[str, Any]:
         said += f" (code {code}{f', subcode {subcode}' if subcode else ''})"
     if code in THROTTLING_CODES:
         raise RateLimited(f"Threads throttled the profile: {said}", reset_at=None)
-    if code in TOKEN_CODES:
+    if code in EXPIRED_LOGIN_CODES:
         raise ChannelError(f"the Threads access token is expired or revoked: {said}; make a "
                            "new long-lived token", permanent=True, reason="auth")
     if code in PERMISSION_CODES:
