@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from switchboard.channels.base import ChannelError
 
@@ -39,7 +40,7 @@ class Answer:
         return self.text.strip()[:_MAX_ERROR_BODY]
 
 
-async def exchange(session: aiohttp.ClientSession, method: str, url: str, *, platform: str,
+async def exchange(session: aiohttp.ClientSession, method: str, url: str | URL, *, platform: str,
                    timeout: float, **kwargs: Any) -> Answer:
     """Send one request and read the whole answer, whatever its status."""
     try:

@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
@@ -81,7 +82,8 @@ class TeamsChannel(Channel):
             raise RuntimeError(f"teams channel {self.id} used before start()")
         if may_start is not None and not may_start():
             raise GateClosed()
-        return await exchange(session, "POST", self._url, json=body,
+        # Sent exactly as given: re-quoting would rewrite the signed query string.
+        return await exchange(session, "POST", URL(self._url, encoded=True), json=body,
                               platform="the Teams workflow", timeout=self.config.timeout)
 
 

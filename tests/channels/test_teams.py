@@ -20,6 +20,7 @@ def test_a_post_is_an_adaptive_card_with_its_link_as_a_button(teams: Harness) ->
     run(teams.publish(message(text="Control room staffed from 06:00",
                               link="https://intranet.example/rota")))
     [request] = teams.requests
+    assert "sp=%2Ftriggers%2Fmanual%2Frun" in request.path, "the signed URL is sent as given"
     body = request.json()
     assert body["type"] == "message"
     [attachment] = body["attachments"]
