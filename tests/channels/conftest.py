@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.channels.harness import (
+    GATED_PER_REQUEST_KINDS,
     LOCAL_KINDS,
     NETWORK_KINDS,
     ONE_SHOT_KINDS,
@@ -35,6 +36,12 @@ def remote(request: pytest.FixtureRequest) -> Iterator[Harness]:
 def repeatable(request: pytest.FixtureRequest) -> Iterator[Harness]:
     """A network kind whose platform recognises a repeated request (a key, a record
     key, a duplicate check, a read-back), so uncertain attempts are retried."""
+    yield from _with_fake(request.param)
+
+
+@pytest.fixture(params=GATED_PER_REQUEST_KINDS)
+def gated(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """A network kind that asks the gate before every request of a send."""
     yield from _with_fake(request.param)
 
 

@@ -8,11 +8,12 @@ local kinds as they are); `remote` covers the network kinds, whose failures
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from switchboard.channels.base import ChannelError, Receipt
+from switchboard.channels.base import ChannelError, GateClosed, Receipt
 from tests.channels.harness import HANG, MAX_RETRIES, NO_RESET_WAIT, TIMEOUT, Harness, message, run
 from tests.fakes.server import Fail, Hang, Normal, RateLimit, Reset
 
@@ -50,6 +51,41 @@ def test_a_fresh_channel_has_no_last_error(any_kind: Harness) -> None:
     assert channel.last_error is None
     assert channel.describe()["kind"] == any_kind.kind
     assert channel.max_length > 0
+
+
+# -- network kinds: the gate ------------------------------------------------------
+
+
+def test_a_closed_gate_stops_the_send_before_any_request(gated: Harness) -> None:
+    asked: list[int] = []
+
+    def closed() -> bool:
+        asked.append(1)
+        return False
+
+    msg = replace(message(), may_start=closed)
+    with pytest.raises(GateClosed):
+        run(gated.publish(msg))
+    assert asked, "the gate was asked"
+    assert gated.fake is not None and gated.fake.requests == [], "nothing reached the platform"
+
+
+def test_the_gate_is_asked_before_every_request_of_a_send(gated: Harness) -> None:
+    """A declaration between two requests of one post (a login and the post, a
+    container and its publication) stops it before the post goes out."""
+    fake = gated.fake
+    assert fake is not None
+    run(gated.publish(replace(message(), may_start=lambda: True)))
+    needed = len(fake.requests)  # a fresh channel: login, reads and the post itself
+    for allowed in range(needed):
+        fake.clear_requests()
+        answers = iter([True] * allowed + [False] * 10)
+        msg = replace(message(f"gate-{allowed}", f"held {allowed}"),
+                      may_start=lambda a=answers: next(a))
+        with pytest.raises(GateClosed):
+            run(gated.publish(msg))
+        assert gated.count(f"held {allowed}") == 0
+        assert len(fake.requests) == allowed, "each request had its own yes just before it"
 
 
 # -- network kinds: how failures are told apart ----------------------------------
