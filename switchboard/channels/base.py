@@ -109,7 +109,8 @@ class Channel(ABC):
     async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
         """Delete a published post; raise ChannelError when that failed."""
 
-    def length(self, text: str) -> int:
+    @classmethod
+    def length(cls, text: str) -> int:
         """The length of `text` as the platform counts it against `max_length`."""
         return len(text)
 

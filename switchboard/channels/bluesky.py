@@ -75,7 +75,8 @@ class BlueskyChannel(Channel):
     async def close(self) -> None:
         await self._transport.close()
 
-    def length(self, text: str) -> int:
+    @classmethod
+    def length(cls, text: str) -> int:
         return graphemes(text)
 
     async def publish(self, message: Message) -> Receipt:

@@ -51,7 +51,8 @@ class TelegramChannel(Channel):
             await self._session.close()
             self._session = None
 
-    def length(self, text: str) -> int:
+    @classmethod
+    def length(cls, text: str) -> int:
         return len(text.encode("utf-16-le")) // 2
 
     async def publish(self, message: Message) -> Receipt:

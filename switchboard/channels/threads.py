@@ -71,7 +71,8 @@ class ThreadsChannel(Channel):
             await self._session.close()
             self._session = None
 
-    def length(self, text: str) -> int:
+    @classmethod
+    def length(cls, text: str) -> int:
         """Characters, each emoji counted as its UTF-8 bytes."""
         return sum(len(c.encode("utf-8")) if _EMOJI.search(c) else len(c)
                    for c in regex.findall(r"\X", text))

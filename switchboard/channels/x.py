@@ -42,7 +42,8 @@ class XChannel(Channel):
     async def close(self) -> None:
         self._client.session.close()
 
-    def length(self, text: str) -> int:
+    @classmethod
+    def length(cls, text: str) -> int:
         return weighted_length(text)
 
     async def publish(self, message: Message) -> Receipt:

@@ -2,7 +2,12 @@
 
 `any_kind` covers every kind (network kinds against their fake servers, the
 local kinds as they are); `remote` covers the network kinds, whose failures
-(refusals, 5xx, timeouts, rate limits) a fake can script.
+(refusals, 5xx, timeouts, rate limits) a fake can script. `repeatable` are the
+kinds whose platform recognises a repeated request (an idempotency key, a
+record key, a duplicate check, a read-back), so an attempt that may have got
+through is retried; `one_shot` the kinds whose platform cannot (Telegram,
+Teams), where such an attempt is left for review instead; `gated` the kinds
+that ask the gate before every request they write.
 """
 
 from __future__ import annotations
