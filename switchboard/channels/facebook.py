@@ -42,6 +42,7 @@ PERMISSION_CODES = frozenset({10, 200, 210, 220, 230, 299})
 TRANSIENT_CODES = frozenset({1, 2})
 DUPLICATE_CODE = 506
 _RECENT_POSTS = 25
+_CLOCK_SKEW = 120.0  # seconds Facebook's clock may lag ours when dating a post
 _USAGE_HEADERS = ("x-app-usage", "x-page-usage", "x-ad-account-usage")
 
 
@@ -87,7 +88,7 @@ class FacebookChannel(Channel):
         async def attempt() -> Receipt:
             nonlocal uncertain
             if uncertain:
-                found = await self._find(message.text, message.may_start)
+                found = await self._find(message.text, message.sent_at, message.may_start)
                 if found is not None:
                     return Receipt(remote_id=found, already_existed=True)
             try:
@@ -105,13 +106,18 @@ class FacebookChannel(Channel):
 
         return await self._retrier.run("publish", attempt, message.may_start)
 
-    async def _find(self, text: str, may_start: Callable[[], bool] | None) -> str | None:
-        """The id of a recent Page post with this message, if an earlier attempt made one."""
+    async def _find(self, text: str, since: datetime,
+                    may_start: Callable[[], bool] | None) -> str | None:
+        """The id of the Page post an earlier attempt of this send made, if it did: same
+        message, created since the send began (an older post with the same words is
+        someone else's)."""
         answer = await self._request("GET", f"/{self._page_id}/posts", may_start,
                                      params={"fields": "id,message,created_time",
                                              "limit": str(_RECENT_POSTS)})
         posts = self._check(answer).get("data") or []
-        return next((str(p["id"]) for p in posts if p.get("message") == text), None)
+        earliest = since.timestamp() - _CLOCK_SKEW
+        return next((str(p["id"]) for p in posts if p.get("message") == text
+                     and _created(p) >= earliest), None)
 
     async def _delete(self, post_id: str, remote_id: str | None) -> None:
         if remote_id is None:
@@ -192,6 +198,14 @@ def _graph_error(answer: Answer) -> dict[str, Any] | None:
     body = answer.json()
     error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, dict) else None
+
+
+def _created(post: Mapping[str, Any]) -> float:
+    """A post's `created_time` (`2026-12-01T09:30:00+0000`) as Unix time; 0 if unreadable."""
+    try:
+        return datetime.strptime(str(post.get("created_time")), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _usage(headers: Mapping[str, str]) -> tuple[float, float]:

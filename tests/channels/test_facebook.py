@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 
 from switchboard.channels.base import ChannelError
 from tests.channels.harness import NO_RESET_WAIT, Harness, message, run
-from tests.fakes.fake_facebook import FakeFacebook
+from tests.fakes.fake_facebook import FakeFacebook, PagePost
 from tests.fakes.server import Fail, RateLimit, Reply
 
 
@@ -97,3 +98,15 @@ def test_a_throttling_code_is_a_transient_rate_limit(facebook: Harness) -> None:
     limited, after = facebook.requests
     assert after.at - limited.at >= NO_RESET_WAIT * 0.9
     assert len(fake(facebook).live) == 1
+
+
+def test_an_older_post_with_the_same_words_is_not_taken_for_this_one(
+        facebook: Harness) -> None:
+    page = fake(facebook)
+    run(facebook.publish(message("1", "Lifts at Central are working again")))
+    page.posts[0].created -= timedelta(hours=3)
+    page.posts.append(PagePost(id=f"{page.page_id}_9", message="Something else", link=None))
+    page.script(Fail(503))  # may have got through; it did not
+    receipt = run(facebook.publish(message("2", "Lifts at Central are working again")))
+    assert not receipt.already_existed
+    assert page.texts.count("Lifts at Central are working again") == 2
