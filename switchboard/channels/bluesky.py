@@ -186,14 +186,16 @@ class BlueskyChannel(Channel):
 
 class _Transport(AsyncRequest):  # type: ignore[misc]  # the SDK ships no type marker
     """The SDK's HTTP transport, which asks the gate right before each request it
-    writes and remembers the account's `RateLimit-*` answer."""
+    writes and remembers the account's `RateLimit-*` answers, per method (logins
+    have a window of their own)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._exhausted_until: float | None = None
+        self._exhausted_until: dict[str, float] = {}  # XRPC method -> its window's reset
 
     async def _send_request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        until = self._exhausted_until
+        nsid = url.rsplit("/", 1)[-1].split("?", 1)[0]
+        until = self._exhausted_until.get(nsid)
         if until is not None and until > time.time():
             # The last answer said the window is used up: a request now would only
             # meet a 429, so wait for the reset like after one.
@@ -206,19 +208,19 @@ class _Transport(AsyncRequest):  # type: ignore[misc]  # the SDK ships no type m
             response: httpx.Response = await super()._send_request(method, url, **kwargs)
         except RequestErrorBase as exc:
             if exc.response is not None:
-                self._note(exc.response.headers)
+                self._note(nsid, exc.response.headers)
             raise
-        self._note(response.headers)
+        self._note(nsid, response.headers)
         return response
 
-    def _note(self, headers: Any) -> None:
+    def _note(self, nsid: str, headers: Any) -> None:
         remaining, reset = headers.get("ratelimit-remaining"), headers.get("ratelimit-reset")
         if remaining is None or reset is None:
             return
-        self._exhausted_until = None
+        self._exhausted_until.pop(nsid, None)
         if remaining.strip() == "0":
             with contextlib.suppress(ValueError):
-                self._exhausted_until = float(reset)
+                self._exhausted_until[nsid] = float(reset)
 
 
 def graphemes(text: str) -> int:

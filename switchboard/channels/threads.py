@@ -152,7 +152,13 @@ class ThreadsChannel(Channel):
             if error is not None and error.get("code") == 100 and \
                     error.get("error_subcode") == 33:
                 return  # already gone: the retraction's goal is met
-            _checked(answer)
+            try:
+                _checked(answer)
+            except ChannelError as exc:
+                if exc.reason == "auth":
+                    exc.message += " (deleting needs the threads_delete permission)"
+                    exc.args = (exc.message,)
+                raise
 
         await self._retrier.run("retract", attempt)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -61,3 +61,17 @@ def test_emoji_count_as_their_utf8_bytes(threads: Harness) -> None:
     assert channel.length("🚆") == 4
     assert channel.length("🇬🇧") == 8
     assert channel.length("é") == 1
+
+
+def test_a_refused_retraction_names_the_permission_it_needs(threads: Harness) -> None:
+    async def publish_then_retract() -> None:
+        async with threads.opened() as channel:
+            receipt = await channel.publish(message())
+            fake(threads).script(Fail(403, "Application does not have permission"))
+            with pytest.raises(ChannelError) as caught:
+                await channel.retract("101", receipt.remote_id, datetime.now(UTC))
+            assert caught.value.permanent and caught.value.reason == "auth"
+            assert "threads_delete" in caught.value.message
+
+    run(publish_then_retract())
+    assert len(fake(threads).live) == 1
