@@ -88,8 +88,12 @@ class BlueskyChannel(Channel):
     async def _publish(self, message: Message) -> Receipt:
         text = compose(message)
         rkey = record_key(message.install_id, message.post_id, message.sent_at)
-        record = models.AppBskyFeedPost.Record(
-            text=text, created_at=_iso(message.sent_at), facets=link_facets(text) or None)
+        try:
+            record = models.AppBskyFeedPost.Record(
+                text=text, created_at=_iso(message.sent_at), facets=link_facets(text) or None)
+        except ValueError as exc:  # the lexicon's own limits (3,000 bytes of text)
+            raise ChannelError(f"not a valid Bluesky post: {exc}", permanent=True,
+                               reason="rejected") from exc
 
         async def attempt() -> Receipt:
             async def put() -> Receipt:
