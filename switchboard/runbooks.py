@@ -13,7 +13,7 @@ Channel knowledge comes in as a parameter (`ChannelInfo` by id, see
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -76,6 +76,9 @@ class ChannelInfo:
     id: str
     audience: str
     max_length: int
+    # How the channel's platform counts a text (X weighs CJK as 2 and any link
+    # as 23, Bluesky counts graphemes); plain characters by default.
+    length: Callable[[str], int] = field(default=len, compare=False)
 
 
 class _Audienced(Protocol):
@@ -88,8 +91,17 @@ class _Audienced(Protocol):
 
 def channel_infos(channels: Iterable[ChannelConfig]) -> dict[str, ChannelInfo]:
     """ChannelInfo by id for the configured channels (limit: configured or the kind's default)."""
-    return {c.id: ChannelInfo(c.id, c.audience, c.max_length or _default_max_length(c.kind))
+    return {c.id: ChannelInfo(c.id, c.audience, c.max_length or _default_max_length(c.kind),
+                              _length_rule(c.kind))
             for c in channels}
+
+
+def _length_rule(kind: str) -> Callable[[str], int]:
+    try:
+        from switchboard.channels import channel_class
+        return channel_class(kind).length
+    except (ImportError, KeyError, AttributeError):
+        return len
 
 
 def _default_max_length(kind: str) -> int:
@@ -595,7 +607,8 @@ class _Sample:
                     self.reader.template_problem(path, exc, f" (sample incident declared "
                                                             f"{declared_by})")
                     return
-                longest = max(longest, (len(text), channel))
+                info = self.reader.channels.get(channel)
+                longest = max(longest, (info.length(text) if info else len(text), channel))
         self._check_length(path, targets, longest[0])
 
     def _check_length(self, path: Path_, targets: tuple[str, ...], length: int) -> None:

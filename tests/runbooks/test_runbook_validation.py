@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.runbooks import load_runbooks
+from switchboard.channels.x import weighted_length
+from switchboard.runbooks import ChannelInfo, check_runbooks, load_runbooks
 from switchboard.yamldoc import InvalidFile
 from tests.runbooks.conftest import BASE, CHANNELS, Runbooks
 
@@ -401,3 +402,16 @@ def test_it_reports_a_failure_only_seen_with_a_signal(books: Runbooks) -> None:
     assert books.problems() == [
         f"{path}:10:15: steps[0].template: undefined: 'str object' has no attribute 'headline' "
         "(sample incident declared by a feed signal)"]
+
+
+def test_a_post_for_x_is_measured_as_x_weighs_it(tmp_path: Path) -> None:
+    """141 CJK characters are 282 on X: over its 280, though only 141 characters."""
+    channels = {**CHANNELS, "x-main": ChannelInfo("x-main", "public", 280, weighted_length)}
+    books = Runbooks(tmp_path)
+    text = BASE.replace("channels: [outbox]", "channels: [x-main]")
+    path = books.write(text.replace('"We know: {{ incident.title }}"', '"' + "運" * 141 + '"'))
+    assert [str(p) for p in check_runbooks(books.dir, channels)] == [
+        f"{path}:10:5: steps[0].template: the sample text is 282 characters, over the 280 "
+        "allowed on channel 'x-main'"]
+    books.write(text.replace('"We know: {{ incident.title }}"', '"' + "運" * 140 + '"'))
+    assert check_runbooks(books.dir, channels) == []
