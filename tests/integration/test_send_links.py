@@ -80,3 +80,14 @@ def test_cjk_text_is_weighed_as_x_weighs_it(rig: tuple[DaemonProcess, FakeX]) ->
                    role="marketing")
     assert ok["state"] == "published", ok
     assert x.texts == ["運" * 140]
+
+
+def test_an_incident_update_is_weighed_as_x_weighs_it(rig: tuple[DaemonProcess, FakeX]) -> None:
+    daemon, x = rig
+    incident = daemon.ok("POST", "/api/v1/incidents", {"runbook": "noop", "title": "Signal fault",
+                                                       "channels": ["x-main"]}, role="ops")
+    refused = daemon.api("POST", f"/api/v1/incidents/{incident['id']}/update",
+                         {"text": "運" * 141}, role="ops")
+    assert refused.status_code == 422, refused.text
+    assert "282 characters as channel x-main counts them" in refused.json()["error"]["message"]
+    assert x.texts == []
