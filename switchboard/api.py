@@ -269,7 +269,8 @@ class Api:
         return earlier
 
     def _limits(self) -> dict[str, ChannelLimit]:
-        return {cid: ChannelLimit(cid, w.channel.max_length, w.channel.audience)
+        return {cid: ChannelLimit(cid, w.channel.max_length, w.channel.audience,
+                                  w.channel.length)
                 for cid, w in self.d.dispatcher.workers.items()}
 
     async def post_action(self, request: web.Request) -> web.Response:
@@ -300,7 +301,8 @@ class Api:
             raise refusals.conflict(f"{decision.reason}: {new.kind} posts are held until "
                                     "it is resolved")
         post = (await self.d.incidents.send_now([new.channel], new.text, caller.name,
-                                                kind=new.kind, request=key, immediate=True))[0]
+                                                kind=new.kind, link=new.link, request=key,
+                                                immediate=True))[0]
         return _send_answer(post)
 
     async def _send_again(self, post_id: int, actor: str) -> web.Response:

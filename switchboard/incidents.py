@@ -414,9 +414,10 @@ class Incidents:
             if worker is None:
                 raise refusals.unprocessable(f"channel {channel} is not configured any more")
             limit = worker.channel.max_length
-            if len(text) > limit:
-                raise refusals.unprocessable(f"text is {len(text)} characters; channel "
-                                             f"{channel} allows at most {limit}")
+            length = worker.channel.length(text)
+            if length > limit:
+                raise refusals.unprocessable(f"text is {length} characters as channel "
+                                             f"{channel} counts them; it allows at most {limit}")
         posts = await self.send_now(public, text, actor, kind="operational")
         self.store.log(incident_id, self.clock(), "update_posted", actor,
                        {"posts": [p.id for p in posts], "text": text})
@@ -425,13 +426,13 @@ class Incidents:
     async def send_now(self, channels: list[str], text: str, actor: str,
                        kind: str = "operational", timeout: float = 120.0,
                        request: RequestKey | None = None,
-                       immediate: bool = False) -> list[Post]:
+                       immediate: bool = False, link: str | None = None) -> list[Post]:
         """Publish now through the gate and wait for each outcome (`immediate`: a
         caller's send, never sent behind its back after a restart)."""
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind=kind, text=text, due_at=now,
-                                            state="queued") for c in channels], actor, now,
-                                   request=request, immediate=immediate)
+                                            link=link, state="queued") for c in channels],
+                                   actor, now, request=request, immediate=immediate)
         loop = asyncio.get_running_loop()
         waiters = []
         for post in self.store.posts(ids):

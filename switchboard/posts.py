@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -89,6 +89,9 @@ class ChannelLimit:
     id: str
     max_length: int
     audience: str = "public"
+    # How the platform counts (X weighs CJK as 2 and any URL as 23); plain
+    # characters where it counts those.
+    length: Callable[[str], int] = len
 
 
 def new_post(body: Mapping[str, Any], *, role: str, now: float, tz: ZoneInfo,
@@ -113,19 +116,29 @@ def new_post(body: Mapping[str, Any], *, role: str, now: float, tz: ZoneInfo,
         raise refusals.unprocessable(f"channel {channel} is {channels[channel].audience}: "
                                      "marketing posts go to public channels")
     text = _required_str(body, "text")
-    limit = channels[channel].max_length
-    if len(text) > limit:
-        raise refusals.unprocessable(f"text is {len(text)} characters; channel {channel} "
-                                     f"allows at most {limit}")
+    link = body.get("link")
+    link = None if link is None else _as_str(link, "link")
+    _check_length(channels[channel], text, link)
     when = body.get("at", body.get("due_at"))
     due_at = now if when is None else parse_future(_as_str(when, "at"), now, tz)
     expires = body.get("expires", body.get("expires_at"))
     expires_at = None if expires is None else parse_when(_as_str(expires, "expires"), now, tz)
     if expires_at is not None and expires_at <= due_at:
         raise refusals.unprocessable("expires must be later than the due time")
-    link = body.get("link")
     return NewPost(channel=channel, kind=kind, text=text, due_at=due_at,
-                   link=None if link is None else _as_str(link, "link"), expires_at=expires_at)
+                   link=link, expires_at=expires_at)
+
+
+def _check_length(limit: ChannelLimit, text: str, link: str | None) -> None:
+    """Judge the text as it will be published, the appended link included, so a post
+    the platform would refuse is refused now rather than failing at its due time."""
+    published = text if not link or link in text else f"{text} {link}"
+    length = limit.length(published)
+    if length > limit.max_length:
+        with_link = " with its link" if published != text else ""
+        raise refusals.unprocessable(f"text{with_link} is {length} characters as channel "
+                                     f"{limit.id} counts them; it allows at most "
+                                     f"{limit.max_length}")
 
 
 def _required_str(body: Mapping[str, Any], key: str) -> str:
