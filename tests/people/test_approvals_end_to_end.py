@@ -88,6 +88,10 @@ def test_a_library_post_waits_for_another_approver_and_ops_still_takes_over(
     assert post["state"] == "pending_approval"
     assert post["created_by"] == "libby"
 
+    # Sending now would skip the approval: refused.
+    now = call(daemon, libby, "POST", "/api/v1/send", {"channel": "lib-fb", "text": "now!"})
+    assert now.status_code == 409 and "need approval" in now.text
+
     # Not by its author, even an approver; not by another team.
     own = cli(daemon, libby, "post", "approve", str(post["id"]))
     assert own.returncode == 1 and "403" in own.stderr and "another approver" in own.stderr
