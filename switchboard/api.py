@@ -346,7 +346,8 @@ class Api:
         body = await _object(request, optional=True)
         post = self._pending(request, post_id)
         now = self.d.clock()
-        due = post.due_at
+        # An ops update is for now, whenever its second person approves it.
+        due = now if post.kind == "operational" else post.due_at
         if body.get("at") is not None:
             due = parse_future(_as_text(body, "at"), now, self.d.config.timezone)
         elif due < now:  # its slot has gone: only a person can pick the next one

@@ -231,10 +231,19 @@ def check_post(caller: Caller, channel: str, kind: str, config: Config) -> None:
 
 
 def check_approver(caller: Caller, post: Post, config: Config) -> Team | None:
-    """An approver of the post's team (or an admin), never the post's author."""
+    """An approver of the post's team (or an admin), never the post's author. An
+    operational post pending is an ops update under a two-person runbook: a second
+    ops person approves it."""
     team = config.team_of(post.channel)
-    allowed = caller.role == "admin" or (
-        caller.person and team is not None and "approver" in caller.team_roles(team.id))
+    if post.kind == "operational":
+        allowed = caller.can("ops")
+        team = None
+    else:
+        allowed = caller.role == "admin" or (
+            caller.person and team is not None and "approver" in caller.team_roles(team.id))
+    if post.kind == "operational" and not allowed:
+        raise refusals.forbidden(f"post {post.id} is an ops update waiting for a second "
+                                 "ops person")
     if not allowed:
         whose = f"team {team.id}" if team else f"channel {post.channel} (no team: admin only)"
         raise refusals.forbidden(f"approving post {post.id} needs the approver role of {whose}")

@@ -30,6 +30,17 @@ resolve:
 """
 
 
+CAREFUL = """\
+name: careful
+title: Updates checked by two
+severity: major
+scope: [parks-fb]
+approval: two-person
+resolve:
+  cooldown: 0m
+"""
+
+
 def team_config(tmp: Path) -> dict[str, Any]:
     channels = [{"id": cid, "kind": "outbox", "path": str(tmp / f"{cid}.jsonl")}
                 for cid in ("lib-fb", "lib-x", "parks-fb")]
@@ -43,7 +54,8 @@ def team_config(tmp: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     tmp = tmp_path_factory.mktemp("teams")
-    proc = DaemonProcess(tmp, config=team_config(tmp), runbooks={"takeover": TAKEOVER})
+    proc = DaemonProcess(tmp, config=team_config(tmp), runbooks={"takeover": TAKEOVER,
+                                                                  "careful": CAREFUL})
     proc.start()
     try:
         yield proc
@@ -162,3 +174,26 @@ def test_a_pending_post_is_never_sent_and_a_passed_time_needs_a_new_one(
     assert shown["history"][-1]["reason"] == "rejected by checker: off-brand"
     assert call(daemon, checker, "POST", f"/api/v1/posts/{post['id']}/reject",
                 {}).status_code == 400  # a reason is required
+
+
+def test_a_two_person_runbook_holds_an_ops_update_for_a_second_ops_person(
+        daemon: DaemonProcess) -> None:
+    first = person(daemon, "opal", "ops")
+    marketer = person(daemon, "pat", "viewer", "parks:marketing")
+    incident = call(daemon, first, "POST", "/api/v1/incidents",
+                    {"runbook": "careful", "title": "Park closed"}).json()
+    update = call(daemon, first, "POST", f"/api/v1/incidents/{incident['id']}/update",
+                  {"text": "The park reopens at noon"})
+    assert update.status_code == 201, update.text
+    [post] = update.json()
+    assert post["state"] == "pending_approval" and post["kind"] == "operational"
+    for token in (first, marketer):  # not its author, not marketing
+        refused = call(daemon, token, "POST", f"/api/v1/posts/{post['id']}/approve", {})
+        assert refused.status_code == 403, refused.text
+    assert "The park reopens at noon" not in [p["text"] for p in daemon.outbox("parks-fb.jsonl")]
+    second = call(daemon, TOKENS["ops"], "POST", f"/api/v1/posts/{post['id']}/approve", {})
+    assert second.status_code == 200, second.text
+    daemon.wait_for(lambda: "The park reopens at noon" in
+                    [p["text"] for p in daemon.outbox("parks-fb.jsonl")])
+    timeline = daemon.ok("GET", f"/api/v1/incidents/{incident['id']}")["timeline"]
+    assert [e["actor"] for e in timeline if e["event"] == "update_pending"] == ["opal"]
