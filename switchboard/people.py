@@ -61,7 +61,9 @@ class People:
 
     # -- the directory -------------------------------------------------------
 
-    def add(self, body: Mapping[str, Any]) -> Person:
+    def add(self, body: Mapping[str, Any], password_hash: str | None = None) -> Person:
+        """A new person from an API body; a password in it comes hashed (`hash_password`,
+        off the event loop) as `password_hash`."""
         name = _name(body.get("name"))
         role = _role(body.get("role", "viewer"))
         teams = self.teams_of(body.get("teams", {}))
@@ -70,8 +72,8 @@ class People:
             raise refusals.bad_request(f"unknown field(s): {', '.join(sorted(unknown))}")
         if not self.store.add_person(name, role, teams, self.clock()):
             raise refusals.conflict(f"a person named {name!r} exists already")
-        if body.get("password") is not None:
-            self.set_password(name, body["password"])
+        if password_hash is not None:
+            self.store.update_person(name, self.clock(), password_hash=password_hash)
         return self.get(name)
 
     def get(self, name: str) -> Person:
@@ -80,7 +82,8 @@ class People:
             raise refusals.not_found(f"no person named {name[:64]!r}")
         return person
 
-    def update(self, name: str, body: Mapping[str, Any]) -> Person:
+    def update(self, name: str, body: Mapping[str, Any],
+               password_hash: str | None = None) -> Person:
         unknown = set(body) - {"role", "teams", "disabled", "password", "revoke_tokens"}
         if unknown:
             raise refusals.bad_request(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -90,9 +93,8 @@ class People:
             raise refusals.bad_request("disabled must be true or false")
         role = None if body.get("role") is None else _role(body["role"])
         teams = None if body.get("teams") is None else self.teams_of(body["teams"])
-        if body.get("password") is not None:
-            self.set_password(name, body["password"])
-        self.store.update_person(name, self.clock(), role=role, disabled=disabled, teams=teams)
+        self.store.update_person(name, self.clock(), role=role, disabled=disabled, teams=teams,
+                                 password_hash=password_hash)
         if body.get("revoke_tokens") is True:
             self.store.revoke_person_tokens(name, self.clock())
         return self.get(name)
@@ -131,10 +133,11 @@ class People:
         self.store.add_person_token(name, sha256_hex(token), self.clock())
         return token
 
-    def set_password(self, name: str, password: Any) -> None:
+    def hash_password(self, password: Any) -> str:
+        """argon2id of a new password (slow on purpose: run it off the event loop)."""
         if not isinstance(password, str) or len(password) < MIN_PASSWORD:
             raise refusals.bad_request(f"a password needs at least {MIN_PASSWORD} characters")
-        self.store.update_person(name, self.clock(), password_hash=self.hasher.hash(password))
+        return self.hasher.hash(password)
 
     def caller_for_digest(self, digest: str) -> Caller | None:
         """The caller holding this personal token, if live and its person enabled.
@@ -150,18 +153,21 @@ class People:
             return None
         return caller(person, f"{name}/token-{token_id}")
 
-    def verify_password(self, name: str, password: str) -> Person | None:
-        """The person if the password is theirs and they are enabled. Slow on purpose
-        (argon2): run it off the event loop."""
+    def password_holder(self, name: str) -> tuple[Person | None, str]:
+        """The person who may sign in with a password under `name` (None: nobody, or
+        disabled, or without a password) and the hash to check against, a dummy one
+        then, so that unknown names cost the same time."""
         person = self.store.person(name) if NAME.fullmatch(name) else None
-        stored = person.password_hash if person else None
+        if person is None or person.password_hash is None or person.disabled:
+            return None, self._dummy
+        return person, person.password_hash
+
+    def password_matches(self, stored: str, password: str) -> bool:
+        """argon2 verification: slow on purpose, run it off the event loop."""
         try:
-            self.hasher.verify(stored or self._dummy, password)
+            return bool(self.hasher.verify(stored, password))
         except (VerificationError, InvalidHashError):
-            return None
-        if person is None or stored is None or person.disabled:
-            return None
-        return person
+            return False
 
     # -- first start ---------------------------------------------------------
 
@@ -181,8 +187,7 @@ class People:
             fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.write(password + "\n")
-        self.store.add_person(BOOTSTRAP_NAME, "admin", {}, self.clock())
-        self.set_password(BOOTSTRAP_NAME, password)
+        self.add({"name": BOOTSTRAP_NAME, "role": "admin"}, self.hash_password(password))
         return written
 
 
