@@ -258,6 +258,24 @@ def check_approver(caller: Caller, post: Post, config: Config) -> Team | None:
     return team
 
 
+def may_act(caller: Caller, post: Post, config: Config) -> bool:
+    """Whether a person's team rights reach this post: a bulk action by filter acts on
+    these only, whatever the filter matched."""
+    try:
+        check_marketing(caller, post.channel, config)
+    except refusals.Refused:
+        return False
+    return True
+
+
+def state_after_edit(post: Post, config: Config) -> str:
+    """An approval covers the exact version approved: an edited marketing post on a
+    channel that needs approval (its new one, if moved) waits for approval again."""
+    if post.kind == "marketing" and config.needs_approval(post.channel):
+        return "pending_approval"
+    return "scheduled"
+
+
 def may_see_audit(caller: Caller) -> tuple[str, ...] | None:
     """None: every entry (admin); else the teams whose entries the caller may read."""
     if caller.role == "admin":

@@ -9,7 +9,7 @@ import pytest
 
 from switchboard import config
 from switchboard.auth import Caller
-from switchboard.people import check_approver, check_post
+from switchboard.people import check_approver, check_post, may_act, state_after_edit
 from switchboard.refusals import Refused
 from switchboard.store import NewPost, Store
 from switchboard.throttle import Throttle
@@ -143,3 +143,18 @@ def test_only_another_approver_of_the_team_approves(tmp_path: Path) -> None:
         check_approver(person("viewer", libraries="marketing"), post, cfg)
     with pytest.raises(Refused):
         check_approver(Caller("ops-desk", "ops"), post, cfg)
+
+
+def test_an_edited_post_needs_approval_again_where_its_channel_asks_for_it(
+        tmp_path: Path) -> None:
+    cfg = load(tmp_path, "teams:\n  - {id: libraries, channels: [lib-fb], "
+                         "approval: required}\n")
+    store = Store.open(tmp_path / "sb.db")
+    ids = store.add_posts([NewPost("lib-fb", "marketing", "t", 1e9),
+                           NewPost("lib-x", "marketing", "t", 1e9),
+                           NewPost("lib-fb", "operational", "t", 1e9)], "p", 0.0)
+    posts = store.posts(ids)
+    assert [state_after_edit(p, cfg) for p in posts] == ["pending_approval", "scheduled",
+                                                         "scheduled"]
+    marketer = person("viewer", libraries="marketing")
+    assert [may_act(marketer, p, cfg) for p in posts] == [True, False, True]
