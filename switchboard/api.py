@@ -30,6 +30,7 @@ from switchboard.posts import (
 from switchboard.refusals import Refused
 from switchboard.store import POST_STATES, AuditEntry, NewPost
 from switchboard.text import first_bad_text
+from switchboard.yamldoc import parse_duration
 
 if TYPE_CHECKING:
     from switchboard.app import Daemon
@@ -436,13 +437,14 @@ class Api:
                     "status": e.status} for e in entries])
 
     def _since(self, value: str | None) -> float | None:
-        """A time as everywhere, or `-2h`: that long ago."""
+        """A time as everywhere, or a duration (`2h`, `-2h`): that long ago."""
         if not value:
             return None
         now = self.d.clock()
-        if value.startswith("-"):
-            return 2 * now - parse_when("+" + value[1:], now, self.d.config.timezone)
-        return parse_when(value, now, self.d.config.timezone)
+        try:
+            return now - parse_duration(value.removeprefix("-")).total_seconds()
+        except ValueError:
+            return parse_when(value, now, self.d.config.timezone)
 
     async def session(self, request: web.Request) -> web.Response:
         """Check a person's password (the console's sign-in), throttled per name and

@@ -536,8 +536,9 @@ def _audit_parser(p: argparse.ArgumentParser, client: Adder) -> None:
     client(p)
     p.add_argument("--person", metavar="NAME", help="only this person's actions")
     p.add_argument("--team", metavar="ID", help="only actions on this team's channels")
-    p.add_argument("--since", metavar="WHEN", help=f"only actions since then: {WHEN} "
-                                                   "(offsets count back: -2h)")
+    p.add_argument("--since", metavar="WHEN",
+                   help="only actions since then: a duration back (2h, 30m) or a time, RFC "
+                        "3339 or local in the configured zone")
     p.set_defaults(func=cmd_audit)
 
 

@@ -151,8 +151,10 @@ def test_a_library_post_waits_for_another_approver_and_ops_still_takes_over(
     team_view = call(daemon, alex, "GET", "/api/v1/audit").json()
     assert team_view and all("libraries" in e["teams"] for e in team_view)
     assert call(daemon, parker, "GET", "/api/v1/audit").status_code == 403
-    shown = cli(daemon, TOKENS["admin"], "audit", "--person", "alex")
+    shown = cli(daemon, TOKENS["admin"], "audit", "--person", "alex", "--since", "1h")
     assert shown.returncode == 0 and "approve" in shown.stdout and "libby" not in shown.stdout
+    later = daemon.api("GET", "/api/v1/audit", params={"since": "2099-01-01T00:00:00+00:00"})
+    assert later.status_code == 200 and later.json() == []
 
 
 def test_a_pending_post_is_never_sent_and_a_passed_time_needs_a_new_one(
