@@ -20,13 +20,7 @@ from switchboard import people, refusals
 from switchboard.auth import Caller, digest_matches
 from switchboard.clock import rfc3339
 from switchboard.incidents import incident_json, parse_incident_id
-from switchboard.posts import (
-    ChannelLimit,
-    new_post,
-    parse_future,
-    parse_when,
-    post_json,
-)
+from switchboard.posts import ChannelLimit, new_post, parse_future, parse_when, post_json
 from switchboard.refusals import Refused
 from switchboard.store import POST_STATES, AuditEntry, NewPost
 from switchboard.text import first_bad_text
@@ -216,7 +210,7 @@ class Api:
         """One post checked for the caller: kind by role, channel by team; a marketing
         post on a channel that needs approval waits as `pending_approval`."""
         caller: Caller = request["caller"]
-        kind = item.get("kind") or default_kind if isinstance(item, dict) else default_kind
+        kind = (item.get("kind") or default_kind) if isinstance(item, dict) else default_kind
         post = new_post(item, role=_role_for(caller, str(kind)), now=now,
                         tz=self.d.config.timezone, channels=limits, default_kind=default_kind)
         people.check_post(caller, post.channel, post.kind, self.d.config)
@@ -460,16 +454,18 @@ class Api:
                            "message": f"too many failed sign-ins for this name or client: "
                                       f"try again in {int(wait) + 1} s"}},
                 status=429, headers={"Retry-After": str(int(wait) + 1)})
+        # Counted as a failure before the (slow) check, so that guesses sent in
+        # parallel cannot all slip past the throttle; a success takes it back.
+        self.d.throttle.failed(*keys)
         holder, stored = self.d.people.password_holder(name)
         matches = await asyncio.get_running_loop().run_in_executor(
             None, self.d.people.password_matches, stored, password)
-        person = holder if matches else None
-        if person is None:
-            self.d.throttle.failed(*keys)
+        if holder is None or not matches:
             self.d.metrics.login_failures.labels(reason="bad_credentials").inc()
             raise Refused(401, "unauthorized", "wrong name or password")
-        self.d.throttle.succeeded(*keys)
-        return ok(people.person_json(person))
+        self.d.throttle.succeeded(keys[0])
+        self.d.throttle.forgive(keys[1])
+        return ok(people.person_json(holder))
 
     # -- feeds -------------------------------------------------------------
 

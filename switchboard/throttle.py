@@ -3,7 +3,8 @@
 Each key (a person's name, a client address) may fail `free` times; after
 that every further attempt waits an exponentially growing delay after the
 last failure (2 s, 4 s, ... capped at `cap`), during which it is refused
-without the password even being checked. A success clears the name's count.
+without the password even being checked. A success clears the name's count,
+not the client's.
 Keys forget their failures after `forget` seconds of quiet.
 """
 
@@ -50,8 +51,18 @@ class Throttle:
             entry.last = now
 
     def succeeded(self, *keys: str) -> None:
+        """A right password: the name starts afresh."""
         for key in keys:
             self._failures.pop(key, None)
+
+    def forgive(self, key: str) -> None:
+        """Take back one failure (counted before a check that then succeeded). A
+        client's other failures stand: its own sign-in does not clear its guesses."""
+        entry = self._failures.get(key)
+        if entry is not None:
+            entry.count -= 1
+            if entry.count <= 0:
+                del self._failures[key]
 
     def _prune(self, now: float) -> None:
         # A flood of distinct keys must not grow memory without bound: drop the

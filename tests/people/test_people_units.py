@@ -96,6 +96,9 @@ def test_failed_sign_ins_slow_down_per_key_and_a_success_clears_the_name() -> No
     assert throttle.wait("name:a") == 60  # capped
     throttle.succeeded("name:a")
     assert throttle.wait("name:a") == 0
+    throttle.failed("name:c", "client:z")
+    throttle.forgive("client:z")
+    assert "client:z" not in throttle._failures
 
 
 def test_a_flood_of_names_keeps_the_throttle_bounded() -> None:
