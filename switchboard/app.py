@@ -13,6 +13,7 @@ import contextlib
 import gc
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC
@@ -36,11 +37,13 @@ from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
 from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
+from switchboard.people import People
 from switchboard.refusals import conflict, not_found
 from switchboard.runbooks import Runbook, channel_infos, read_runbooks
 from switchboard.steps import StepRunner
 from switchboard.store import Post, StateLock, Store, StoreUnavailable
 from switchboard.systemd import Notifier
+from switchboard.throttle import Throttle
 from switchboard.watch import FeedWatch
 from switchboard.yamldoc import InvalidFile, Problem
 
@@ -83,6 +86,7 @@ class Daemon:
         self.clock = clock
         self.metrics = Metrics(CollectorRegistry())
         self.tokens = Tokens(settings.config.access)
+        self.throttle = Throttle(clock)
         self.ready = False
         self.started_at = clock()
         self.stop_event = asyncio.Event()
@@ -94,6 +98,7 @@ class Daemon:
         self.dispatcher: Dispatcher
         self.incidents: Incidents
         self.feeds: FeedWatch
+        self.people: People
         self.notifier = Notifier()
         self.limits = Limits.from_env(os.environ)
         self._reloading = asyncio.Lock()
@@ -124,6 +129,9 @@ class Daemon:
             log.warning("posts_unknown_after_crash", count=recovered["unknown"])
         if recovered["not_sent"]:
             log.warning("immediate_sends_not_sent_after_restart", count=recovered["not_sent"])
+        self.people = People(self.store, self.clock, lambda: self.config)
+        self.tokens = Tokens(cfg.access, self.people.caller_for_digest)
+        self._bootstrap_people()
 
         self.gate = Gate()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -159,6 +167,15 @@ class Daemon:
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
         self.zero_counters()
+
+    def _bootstrap_people(self) -> None:
+        written = self.people.bootstrap(self.config.state_dir, self.config.admin_password_file)
+        if written is not None:
+            # The password itself goes only into the 0600 file, never to the log.
+            print(f"switchboard: created the person 'admin'; its first password is in "
+                  f"{written} (mode 0600): sign in, set a new one with `switchboard user "
+                  "password admin`, then delete the file", file=sys.stderr, flush=True)
+            log.info("admin_person_created", password_file=str(written))
 
     async def teardown(self) -> None:
         while self.cleanup:
@@ -199,7 +216,7 @@ class Daemon:
         if new.config.channels != old.channels:
             await self._swap_channels(new.config)
         self.settings = new
-        self.tokens = Tokens(new.config.access)
+        self.tokens = Tokens(new.config.access, self.people.caller_for_digest)
         self.dispatcher.max_lateness = new.config.max_lateness.total_seconds()
         if new.config.feeds != old.feeds:
             await self.feeds.stop()
