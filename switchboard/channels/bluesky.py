@@ -47,7 +47,7 @@ from switchboard.channels.remote import (
     Retrier,
     RetryPolicy,
     compose,
-    gated_transport,
+    gated_transports,
     httpx_trace,
     reporting,
 )
@@ -76,7 +76,7 @@ class BlueskyChannel(Channel):
         self._password = config.secrets.get("app_password", "")
         self._threads = ChannelThreads(config.id)
         self._transport = _Transport(timeout=httpx.Timeout(config.timeout),
-                                     transport=gated_transport(self._threads))
+                                     **gated_transports(self._threads))
         self._client = AsyncClient(str(config.options.get("service") or DEFAULT_SERVICE),
                                    request=self._transport)
         self._did: str | None = None  # the account's DID while a session is held

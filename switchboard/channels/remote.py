@@ -17,7 +17,7 @@ connection, a DNS lookup). Each attempt is an `Attempt` over the message's
   inside `with attempt.connecting():`;
 - for httpx (the atproto SDK): by the trace hook `httpx_trace(attempt)`, passed
   as the request's `trace` extension, which httpcore calls once the connection
-  is ready and right before it writes the request headers. `gated_transport`
+  is ready and right before it writes the request headers. `gated_transports`
   resolves host names in the channel's own threads.
 
 Each channel has its own bounded thread pool (`ChannelThreads`), DNS lookups
@@ -39,7 +39,7 @@ at worst `failed`, never `unknown`. A channel uses it so (x.py, webhook.py):
     #   and a ChannelError raised for the attempt goes through tried.failed(error)
 
     # httpx: the client's transport, then per request:
-    client = httpx.AsyncClient(transport=gated_transport(self._threads))
+    client = httpx.AsyncClient(**gated_transports(self._threads))
     tried = Attempt(message.may_start)
     await client.post(url, json=body, extensions={"trace": httpx_trace(tried)})
 
@@ -87,6 +87,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
+from httpx._utils import get_environment_proxies
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import SSLError as TLSError
 
@@ -341,6 +342,16 @@ def httpx_trace(attempt: Attempt) -> Callable[[str, Mapping[str, Any]],
         attempt.begin()
 
     return trace
+
+
+def gated_transports(threads: ChannelThreads, **kwargs: Any) -> dict[str, Any]:
+    """The `transport` and `mounts` arguments of an httpx client whose connections,
+    direct or through the proxies the environment names, resolve host names in the
+    channel's own threads. (Given a transport, httpx would ignore HTTPS_PROXY and
+    NO_PROXY: they are mounted here as httpx would mount them.)"""
+    mounts = {pattern: None if proxy is None else gated_transport(threads, proxy=proxy, **kwargs)
+              for pattern, proxy in get_environment_proxies().items()}
+    return {"transport": gated_transport(threads, **kwargs), "mounts": mounts}
 
 
 def gated_transport(threads: ChannelThreads, **kwargs: Any) -> httpx.AsyncHTTPTransport:

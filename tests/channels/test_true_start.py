@@ -263,12 +263,28 @@ def test_an_async_client_asks_the_gate_once_connected_and_before_writing(
                          f"http://127.0.0.1:{silent_platform.getsockname()[1]}")
     assert harness.fake is not None
     harness.fake.stop()  # only its configuration is used
+    assert_asked_once_connected(harness, silent_platform)
+
+
+def test_bluesky_through_a_proxy_asks_the_gate_once_connected_to_the_proxy(
+        silent_platform: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The listener is the proxy (named as operators name it); the PDS is never dialled.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{silent_platform.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    harness = pointed_at(network_harness("bluesky"), "http://192.0.2.1")
+    assert harness.fake is not None
+    harness.fake.stop()
+    assert_asked_once_connected(harness, silent_platform)
+
+
+def assert_asked_once_connected(harness: Harness, platform: socket.socket) -> None:
     accepted: list[socket.socket] = []
     connected_when_asked: list[bool] = []
 
     def may_start() -> bool:
         with contextlib.suppress(BlockingIOError):  # connected yet?
-            accepted.append(silent_platform.accept()[0])
+            accepted.append(platform.accept()[0])
         connected_when_asked.append(bool(accepted))
         return False  # the declaration came while the connection was being made
 
