@@ -21,10 +21,11 @@ connection, a DNS lookup). Each attempt is an `Attempt` over the message's
   resolves host names in the channel's own threads.
 
 Each channel has its own bounded thread pool (`ChannelThreads`), DNS lookups
-of its aiohttp session included, so one hung account never delays another
-account's sends. `Attempt.failed(error)` marks an error `not_sent` when the
+of its aiohttp session or httpx client included, so one hung account never
+delays another account's sends. `Attempt.failed(error)` marks an error `not_sent` when the
 attempt never reached its start: nothing can have left, so it is retried and
-at worst `failed`, never `unknown`. A channel uses it so (x.py, webhook.py):
+at worst `failed`, never `unknown`. A channel uses it so (x.py, webhook.py,
+bluesky.py; `http.exchange` does it for the Graph and Bot API channels):
 
     self._threads = ChannelThreads(config.id)      # __init__; close() closes it
     client.session = gate_requests(requests.Session())  # a requests-based client
@@ -37,8 +38,7 @@ at worst `failed`, never `unknown`. A channel uses it so (x.py, webhook.py):
     with tried.connecting():
         async with self._session.post(url, json=body) as response: ...
     #   and a ChannelError raised for the attempt goes through tried.failed(error)
-
-    # httpx: the client's transport, then per request:
+    # httpx: the client's transports, then per request:
     client = httpx.AsyncClient(**gated_transports(self._threads))
     tried = Attempt(message.may_start)
     await client.post(url, json=body, extensions={"trace": httpx_trace(tried)})

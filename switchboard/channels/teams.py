@@ -10,7 +10,8 @@ The URL carries the flow's signature (`sig=`), so it is a secret (`url_env` /
 `url_file`) and no message quotes it. A flow cannot recognise a repeated
 request, so an attempt that may have reached it (a timeout, a dropped
 connection, a 5xx) is not retried: the post is left for review instead of
-showing twice. A 429 (`Retry-After`) is retried after its wait. Retraction
+showing twice; one that never reached it (refused, DNS, TLS) is retried, then
+`failed`. A 429 (`Retry-After`) is retried after its wait. Retraction
 posts a short "withdrawn" card: a flow cannot delete what it posted.
 """
 

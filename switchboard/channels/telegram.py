@@ -6,7 +6,8 @@ id (`-100...`).
 
 Telegram cannot recognise a repeated `sendMessage`, so an attempt that may have
 reached it (a timeout, a dropped connection, a 5xx) is not retried: the post is
-left for review instead of appearing twice. A 429 is a refusal that names its
+left for review instead of appearing twice; one that never reached it (refused,
+DNS, TLS) is retried, then `failed`. A 429 is a refusal that names its
 wait (`parameters.retry_after`), and is retried after it. A bot can delete a
 channel message only within 48 hours of posting; a refused deletion says so.
 """
