@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 
 from bench.dispatch import dispatch_lateness, dispatch_startup
+from bench.fanout import fanout
 from bench.harness import Result
 from bench.incident import declare_ack, leak_race
 from bench.ingest import alertmanager_ingest
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "leak_race": leak_race,
     "alertmanager_ingest": alertmanager_ingest,
     "loop_stall": loop_stall,
+    "fanout": fanout,
 }
 
 

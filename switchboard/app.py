@@ -149,7 +149,7 @@ class Daemon:
                                      self.metrics, self.clock, cfg.max_lateness)
         self.incidents = Incidents(self.store, self.gate, self.dispatcher, self.scheduler,
                                    self.metrics, self.clock, self.context)
-        self.dispatcher.on_published = self.incidents.post_published
+        self.dispatcher.on_published = self.incidents.posts_published
         self.incidents.engine = StepRunner(self.store, self.incidents, self.scheduler,
                                            self.metrics, self.clock)
         self.incidents.load()

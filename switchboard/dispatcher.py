@@ -20,6 +20,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Generic, TypeVar
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -36,14 +37,61 @@ from switchboard.channels.base import (
 from switchboard.clock import Clock, to_datetime
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
-from switchboard.store import Post, SendOutcome, Store, StoreUnavailable
+from switchboard.store import Claim, Post, SendOutcome, Store, StoreUnavailable
 
 JOB_ID = "dispatch"
 RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again
 CLAIM_BATCH = 1000
 SEND_BATCH = 200
+# Ids per shared claim or record transaction: large enough that 10,000 channels
+# fanning out at once take a few commits, small enough that one commit never
+# holds the loop for long.
+SHARED_BATCH = 2000
 
-Outcome = Callable[[Post], None]
+Outcome = Callable[[list[Post]], None]
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
+
+
+class Shared(Generic[Item, Answer]):
+    """Store writes that many channel workers ask for in the same loop step, done
+    in one transaction right after it (one fsync for a fan-out over thousands of
+    channels, not one per channel). Each caller awaits its own answer."""
+
+    def __init__(self, run: Callable[[list[list[Item]]], list[Answer]],
+                 limit: int = SHARED_BATCH) -> None:
+        self._run, self._limit = run, limit
+        self._pending: list[tuple[list[Item], asyncio.Future[Answer]]] = []
+        self._armed = False
+
+    async def __call__(self, items: list[Item]) -> Answer:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
+        self._pending.append((items, future))
+        if not self._armed:
+            self._armed = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        taken, size = 0, 0
+        while taken < len(self._pending) and size < self._limit:
+            size += len(self._pending[taken][0])
+            taken += 1
+        batch, self._pending = self._pending[:taken], self._pending[taken:]
+        self._armed = bool(self._pending)
+        if self._armed:  # the rest after whatever else waits (a declaration, say)
+            asyncio.get_running_loop().call_soon(self._flush)
+        try:
+            answers = self._run([items for items, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)
 
 
 class Dispatcher:
@@ -55,6 +103,8 @@ class Dispatcher:
         self.max_lateness = max_lateness.total_seconds()
         self.log = structlog.get_logger("dispatcher")
         self.on_published = on_published
+        self.claims: Shared[int, Claim] = Shared(self._claim_all)
+        self.records: Shared[tuple[Post, SendOutcome], None] = Shared(self._record_all)
         self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
         self._armed_at: float | None = None
         self._accepting = True
@@ -63,9 +113,30 @@ class Dispatcher:
         self.orphans: set[int] = set()
 
     def start(self) -> None:
-        for worker in self.workers.values():
-            worker.start()
         self.arm()
+
+    def _claim_all(self, requests: list[list[int]]) -> list[Claim]:
+        """One `queued -> sending` transaction for the chunks of many channels."""
+        claim = self.store.claim_sending([i for ids in requests for i in ids], self.clock())
+        sending, held = set(claim.sending), dict(claim.suppressed)
+        return [Claim([i for i in ids if i in sending],
+                      [(i, held[i]) for i in ids if i in held]) for ids in requests]
+
+    def _record_all(self, requests: list[list[tuple[Post, SendOutcome]]]) -> list[None]:
+        """The platforms' answers of many channels' sends in one transaction."""
+        outcomes = [o for items in requests for o in items]
+        self.store.record_sends([o for _, o in outcomes], self.clock())
+        published = []
+        for post, outcome in outcomes:
+            if outcome.state == "published":
+                post.state, post.published_at = "published", outcome.published_at
+                published.append(post)
+        if published and self.on_published is not None:
+            try:
+                self.on_published(published)
+            except Exception:  # recorded already: a failing hook must not undo that
+                self.log.exception("on_published_failed", posts=len(published))
+        return [None] * len(requests)
 
     def arm(self, due: float | None = None) -> None:
         """Arm the timer for the earliest pending post (or `due`, if earlier)."""
@@ -155,7 +226,6 @@ class Dispatcher:
                 self.workers[cid] = kept
             else:
                 self.workers[cid] = ChannelWorker(self, channel)
-                self.workers[cid].start()
         for cid, worker in old.items():
             if self.workers.get(cid) is worker:
                 continue
@@ -187,12 +257,16 @@ class ChannelWorker:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                            name=f"channel-{self.channel.id}")
+        """The worker's task, made when its first post arrives: a daemon with
+        thousands of channels starts without a task per channel."""
+        if self._task is None and not self._stopping:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"channel-{self.channel.id}")
 
     def enqueue(self, post: Post, waiter: asyncio.Future[Post] | None) -> None:
         self.queue.append((post, waiter))
         self._wake.set()
+        self.start()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -260,7 +334,7 @@ class ChannelWorker:
             now = d.clock()
             posts = queue[i:i + size]
             chunk = self._gate(self._still_timely(posts, now), now, ("queued",))
-            claimed = self._claim(chunk)
+            claimed = await self._claim(chunk)
             outcomes = []
             for post in chunk:
                 # Re-ask: earlier sends yielded the loop, a declaration may have come in.
@@ -270,15 +344,18 @@ class ChannelWorker:
                         outcomes.append(outcome)
                 # Let API requests (a declaration above all) in between two sends.
                 await asyncio.sleep(0)
-            self._record(outcomes)
+            await self._record(outcomes)
             for post in posts:  # sent or not: a waiting caller learns the outcome
                 self._settle(post.id, waiters.get(post.id))
 
-    def _claim(self, chunk: list[Post]) -> set[int]:
+    async def _claim(self, chunk: list[Post]) -> set[int]:
         """The store decides: it suppresses, in the claim's own transaction, what a
-        hold covers, even one this process's gate has not seen (another writer)."""
+        hold covers, even one this process's gate has not seen (another writer).
+        The transaction is shared with the other channels claiming in this step."""
         d = self.d
-        claim = d.store.claim_sending([p.id for p in chunk], d.clock())
+        if not chunk:
+            return set()
+        claim = await d.claims([p.id for p in chunk])
         for _, channel in claim.suppressed:
             d.metrics.posts_suppressed.labels(channel=channel).inc()
         return set(claim.sending)
@@ -335,15 +412,9 @@ class ChannelWorker:
             post.id, "published", remote_id=receipt.remote_id, published_at=sent_at,
             reason="already existed on the platform" if receipt.already_existed else None)
 
-    def _record(self, outcomes: list[tuple[Post, SendOutcome]]) -> None:
-        d = self.d
-        d.store.record_sends([o for _, o in outcomes], d.clock())
-        if d.on_published is None:
-            return
-        for post, outcome in outcomes:
-            if outcome.state == "published":
-                post.state, post.published_at = "published", outcome.published_at
-                d.on_published(post)
+    async def _record(self, outcomes: list[tuple[Post, SendOutcome]]) -> None:
+        if outcomes:
+            await self.d.records(outcomes)
 
     def _failed(self, post: Post, exc: ChannelError) -> SendOutcome:
         d = self.d

@@ -439,9 +439,18 @@ class Incidents:
                        immediate: bool = False, link: str | None = None) -> list[Post]:
         """Publish now through the gate and wait for each outcome (`immediate`: a
         caller's send, never sent behind its back after a restart)."""
+        return await self.send_each([(c, text) for c in channels], actor, kind, timeout,
+                                    request, immediate, link)
+
+    async def send_each(self, texts: list[tuple[str, str]], actor: str,
+                        kind: str = "operational", timeout: float = 120.0,
+                        request: RequestKey | None = None,
+                        immediate: bool = False, link: str | None = None) -> list[Post]:
+        """`send_now` with a text of its own per channel: (channel, text) pairs, stored
+        in one transaction and sent by each channel's worker side by side."""
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind=kind, text=text, due_at=now,
-                                            link=link, state="queued") for c in channels],
+                                            link=link, state="queued") for c, text in texts],
                                    actor, now, request=request, immediate=immediate)
         loop = asyncio.get_running_loop()
         waiters = []
@@ -455,16 +464,23 @@ class Incidents:
         return self.store.posts(ids)
 
     def post_published(self, post: Post) -> None:
-        """Dispatcher hook: operational posts count as updates of the incidents they serve."""
-        if post.kind != "operational":
-            return
-        for incident_id in self.gate.controlling(post.channel, self.clock()):
+        self.posts_published([post])
+
+    def posts_published(self, posts: list[Post]) -> None:
+        """Dispatcher hook: operational posts count as updates of the incidents they
+        serve; one write per incident for a whole run of sends (a fan-out)."""
+        now = self.clock()
+        served: dict[int, list[Post]] = {}
+        for post in posts:
+            if post.kind == "operational":
+                for incident_id in self.gate.controlling(post.channel, now):
+                    served.setdefault(incident_id, []).append(post)
+        for incident_id, updates in served.items():
             incident = self.store.incident(incident_id)
             if incident is None or incident.state != "active":
                 continue
-            self.store.set_incident_fields(incident_id, last_operational_at=post.published_at)
-            self.store.log(incident_id, self.clock(), "post_sent", post.created_by,
-                           {"post": post.id, "channel": post.channel})
+            self.store.note_updates(incident_id, updates[-1].published_at, now, [
+                (p.created_by, {"post": p.id, "channel": p.channel}) for p in updates])
             self.metrics.operational_update_overdue.labels(incident=f"INC-{incident_id}").set(0)
 
     # -- feeds -------------------------------------------------------------

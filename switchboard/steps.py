@@ -238,12 +238,11 @@ class StepRunner:
         ctx = self.incidents.context()
         targets = [c for c in step.targets(incident.channels)
                    if c in ctx.channels and ctx.channels[c].audience == "public"]
-        failed = []
-        for channel in targets:
-            text = self.render(incident, step, channel)
-            posts = await self.incidents.send_now([channel], text, f"runbook:{step.name}")
-            failed += [f"{p.channel}: {p.error or p.state}" for p in posts
-                       if p.state != "published"]
+        # Rendered per channel, stored in one transaction, sent on every channel side
+        # by side: a statement over 10,000 channels is out in seconds, not minutes.
+        texts = [(channel, self.render(incident, step, channel)) for channel in targets]
+        posts = await self.incidents.send_each(texts, f"runbook:{step.name}")
+        failed = [f"{p.channel}: {p.error or p.state}" for p in posts if p.state != "published"]
         if failed:
             raise StepFailed("; ".join(failed))
         return Outcome("ok", f"posted to {', '.join(targets)}")

@@ -1087,6 +1087,18 @@ class Store:
                          "VALUES (?, ?, ?, ?, ?)",
                          (incident_id, now, event, actor, json.dumps(detail, default=str)))
 
+    def note_updates(self, incident_id: int, last_operational_at: float | None, now: float,
+                     sent: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Operational posts out for an incident: its last update time and one
+        `post_sent` entry per post ((actor, detail) pairs), in one transaction."""
+        with self.transaction() as db:
+            db.execute("UPDATE incidents SET last_operational_at = ? WHERE id = ?",
+                       (last_operational_at, incident_id))
+            db.executemany("INSERT INTO timeline (incident_id, at, event, actor, detail) "
+                           "VALUES (?, ?, 'post_sent', ?, ?)",
+                           [(incident_id, now, actor, json.dumps(detail, default=str))
+                            for actor, detail in sent])
+
     def timeline(self, incident_id: int) -> list[TimelineEntry]:
         return [TimelineEntry(at, event, actor, json.loads(detail)) for at, event, actor, detail
                 in self._db.execute("SELECT at, event, actor, detail FROM timeline "
