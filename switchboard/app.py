@@ -102,14 +102,20 @@ class Daemon:
         self.notifier = Notifier()
         self.limits = Limits.from_env(os.environ)
         self._reloading = asyncio.Lock()
+        self._context: tuple[Settings, Context] | None = None
 
     @property
     def config(self) -> Config:
         return self.settings.config
 
     def context(self) -> Context:
-        cfg = self.settings.config
-        return Context(self.settings.runbooks, {c.id: c for c in cfg.channels}, cfg.timezone)
+        # Built once per settings (a reload swaps them): with thousands of channels
+        # a fresh map on every call costs a millisecond each time.
+        if self._context is None or self._context[0] is not self.settings:
+            cfg = self.settings.config
+            self._context = (self.settings, Context(
+                self.settings.runbooks, {c.id: c for c in cfg.channels}, cfg.timezone))
+        return self._context[1]
 
     async def build(self) -> None:
         """Straight-line wiring; each part registers its teardown (run in reverse)."""

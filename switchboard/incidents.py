@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
+from prometheus_client import Gauge
 
 from switchboard import refusals
 from switchboard.channels.base import ChannelError
@@ -78,6 +79,11 @@ class Incidents:
         # Last content seen per (incident, signal key): a group's alerts each have their own.
         self._seen: dict[tuple[int, str], tuple[str, float]] = {}
         self._cleared_at: dict[int, float] = {}
+        # The channels the under-incident gauge was last set for, and those it shows
+        # at 1: a declaration over 10,000 channels sets only the gauges that change.
+        self._gauged: set[str] = set()
+        self._shown: set[str] = set()
+        self._gauges: dict[str, Gauge] = {}
 
     # -- start-up ----------------------------------------------------------
 
@@ -143,8 +149,7 @@ class Incidents:
             signal_key=None if signal is None else signal_key(signal),
             signal=None if signal is None else signal_json(signal), actor=actor, now=now,
             request=request)
-        for channel in scope:
-            self.gate.hold(channel, incident_id, book.suppress)
+        self.gate.hold_many(scope, incident_id, book.suppress)
         incident = self._get(incident_id)
         if incident.signal_key is not None:
             self._signals[incident.signal_key] = incident_id
@@ -648,9 +653,18 @@ class Incidents:
         oldest = min((i.declared_at for i in active), default=None)
         self.metrics.incident_oldest_open_seconds.set(0 if oldest is None else now - oldest)
         controlled = self.gate.channels_under_control(now)
-        for channel in self.context().channels:
-            self.metrics.channel_under_incident.labels(channel=channel).set(
-                1 if channel in controlled else 0)
+        channels = self.context().channels
+        if channels.keys() != self._gauged:  # start-up or a reload: every channel
+            self._gauged, changed = set(channels), set(channels)
+        else:
+            changed = controlled ^ self._shown
+        for channel in changed & self._gauged:
+            gauge = self._gauges.get(channel)
+            if gauge is None:  # `labels()` costs microseconds: looked up once per channel
+                gauge = self._gauges[channel] = self.metrics.channel_under_incident.labels(
+                    channel=channel)
+            gauge.set(1 if channel in controlled else 0)
+        self._shown = controlled & self._gauged
 
 
 # How often an unchanged repeat of an incident's signal is written to its timeline.

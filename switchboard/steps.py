@@ -240,7 +240,7 @@ class StepRunner:
                    if c in ctx.channels and ctx.channels[c].audience == "public"]
         # Rendered per channel, stored in one transaction, sent on every channel side
         # by side: a statement over 10,000 channels is out in seconds, not minutes.
-        texts = [(channel, self.render(incident, step, channel)) for channel in targets]
+        texts = self.render_each(incident, step, targets)
         posts = await self.incidents.send_each(texts, f"runbook:{step.name}")
         failed = [f"{p.channel}: {p.error or p.state}" for p in posts if p.state != "published"]
         if failed:
@@ -304,7 +304,13 @@ class StepRunner:
         return Outcome("ok", f"retracted {len(posts)} post(s)")
 
     def render(self, incident: Incident, step: Step, channel: str) -> str:
-        if step.template is None:
+        return self.render_each(incident, step, [channel])[0][1]
+
+    def render_each(self, incident: Incident, step: Step,
+                    channels: list[str]) -> list[tuple[str, str]]:
+        """(channel, text) for each channel; the views are built once for all."""
+        template = step.template
+        if template is None:
             raise StepFailed(f"step {step.name} has no template")
         signal = incident.signal
         view = IncidentView(
@@ -316,5 +322,7 @@ class StepRunner:
             source=signal["source"], key=signal["key"], status=signal["status"],
             title=signal["title"], at=to_datetime(incident.declared_at),
             labels=signal.get("labels", {}), annotations=signal.get("annotations", {})))
-        return step.template.render(Context(incident=view, now=to_datetime(self.clock()),
-                                            signal=signal_view, channel=channel))
+        now = to_datetime(self.clock())
+        return [(channel, template.render(Context(incident=view, now=now, signal=signal_view,
+                                                  channel=channel)))
+                for channel in channels]
