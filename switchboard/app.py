@@ -103,6 +103,7 @@ class Daemon:
         self.limits = Limits.from_env(os.environ)
         self._reloading = asyncio.Lock()
         self._context: tuple[Settings, Context] | None = None
+        self._zeroing: asyncio.Task[None] | None = None
 
     @property
     def config(self) -> Config:
@@ -247,14 +248,27 @@ class Daemon:
 
     def zero_counters(self) -> None:
         """Labelled counters appear at 0 for every channel and feed, so `rate()` and
-        `increase()` see the first event instead of starting from it."""
-        for channel in self.config.channels:
-            for kind in ("marketing", "operational"):
-                self.metrics.posts_published.labels(channel=channel.id, kind=kind)
-            self.metrics.posts_suppressed.labels(channel=channel.id)
+        `increase()` see the first event instead of starting from it. Beyond the
+        first ZERO_NOW channels, the rest follow from a task, ZERO_NOW a loop step:
+        10,000 channels would otherwise add a third of a second to start-up."""
         for feed in self.config.feeds:
             for status in ("firing", "resolved"):
                 self.metrics.feed_signals.labels(feed=feed.id, status=status)
+        ids = [c.id for c in self.config.channels]
+        self._zero_channels(ids[:ZERO_NOW])
+        if len(ids) > ZERO_NOW:
+            self._zeroing = asyncio.get_running_loop().create_task(self._zero_later(ids))
+
+    async def _zero_later(self, ids: list[str]) -> None:
+        for start in range(ZERO_NOW, len(ids), ZERO_NOW):
+            await asyncio.sleep(0)
+            self._zero_channels(ids[start:start + ZERO_NOW])
+
+    def _zero_channels(self, ids: list[str]) -> None:
+        for channel in ids:
+            for kind in ("marketing", "operational"):
+                self.metrics.posts_published.labels(channel=channel, kind=kind)
+            self.metrics.posts_suppressed.labels(channel=channel)
 
     def check_store(self) -> bool:
         """Is the database file still the one this daemon writes? If not, every write
@@ -340,6 +354,7 @@ class Daemon:
 
 
 STORE_FAILURES = ("deleted", "replaced", "unwritable")
+ZERO_NOW = 1000  # channels whose counters are made before ready (see zero_counters)
 
 
 async def start_channels(configs: Iterable[ChannelConfig]) -> dict[str, Channel]:
