@@ -15,13 +15,19 @@ and the 99th-percentile time of the probes that ran during it:
   (held-post policy `reschedule`, cooldown 0 s);
 - reload: SIGHUP with an unchanged configuration;
 - slow_connections: 1,000 unauthenticated sockets that send half a request
-  head and wait.
+  head and wait;
+- slow_disk: a second daemon (an empty store) whose every fsync takes 100 ms
+  (the benchmark-only shim in bench/slowdisk/, loaded by the daemon's Python
+  through PYTHONPATH; nothing in switchboard/ knows of it), probed for 5 s.
 
-Target: 50 ms for the largest declaration delay in each phase.
+Target: 50 ms for the largest declaration delay in each of the first phases;
+under slow_disk every declaration must still be answered (201) and /healthz
+must answer within 50 ms.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -38,6 +44,9 @@ from bench.harness import TOKENS, Client, Result, outbox_channels, percentile, r
 from tests.daemon import DaemonProcess, base_config, free_port
 
 TARGET_MS = 50.0
+FSYNC_DELAY_MS = 100
+SLOW_DISK_SECONDS = 5.0
+SHIM = Path(__file__).resolve().parent / "slowdisk"
 PAGE = 1000
 _PROBE_RUNBOOK = """
 name: probe
@@ -142,20 +151,40 @@ def loop_stall(quick: bool) -> Result:
                     detail = phase()
                 res.figures[name] = {**probes.window(*span()), **detail}
         res.figures["probe_errors"] = probes.errors[:5]
+        res.figures["slow_disk"] = _slow_disk(tmp / "slowdisk")
     for name in ("listing", "release", "reload", "slow_connections"):
         key = f"{name}_declare_max_ms"
         res.figures[key] = res.figures[name]["declare"]["max_ms"]
         res.at_most(key, TARGET_MS, " ms")
     res.check("probes_answered", not res.figures["probe_errors"], "every probe answered")
+    slow = res.figures["slow_disk"]
+    res.figures["slow_disk_healthz_max_ms"] = slow["healthz"]["max_ms"]
+    res.figures["slow_disk_declare_max_ms"] = slow["declare"]["max_ms"]
+    res.check("slow_disk_declarations_answered",
+              not slow["probe_errors"] and bool(slow["declare"]["count"]),
+              f"every declaration answered (201) with fsync {FSYNC_DELAY_MS} ms")
+    res.at_most("slow_disk_healthz_max_ms", TARGET_MS, " ms")
     return res
 
 
-def _daemon(tmp: Path) -> DaemonProcess:
+def _slow_disk(tmp: Path) -> dict[str, Any]:
+    """The probes alone, against a daemon whose every fsync takes FSYNC_DELAY_MS."""
+    tmp.mkdir()
+    path = os.pathsep.join([str(SHIM), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = _daemon(tmp, env={"PYTHONPATH": path,
+                             "SB_BENCH_FSYNC_DELAY_MS": str(FSYNC_DELAY_MS)})
+    with running(proc), Probes(proc.port) as probes, _timed() as span:
+        time.sleep(SLOW_DISK_SECONDS)
+    return {**probes.window(*span()), "probe_errors": probes.errors[:5],
+            "fsync_delay_ms": FSYNC_DELAY_MS, "seconds": SLOW_DISK_SECONDS}
+
+
+def _daemon(tmp: Path, env: dict[str, str] | None = None) -> DaemonProcess:
     channels = outbox_channels(tmp, 10)
     channels += [{"id": c, "kind": "outbox", "path": str(tmp / f"{c}.jsonl")}
                  for c in ("probe", "held")]
     config = base_config(tmp, free_port(), channels)
-    return DaemonProcess(tmp, config=config,
+    return DaemonProcess(tmp, config=config, env=env,
                          runbooks={"probe": _PROBE_RUNBOOK, "hold": _HOLD_RUNBOOK})
 
 
