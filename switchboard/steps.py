@@ -18,6 +18,7 @@ and reported to the hand-over channels; it never stops the incident.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -53,6 +54,7 @@ class StepFailed(Exception):
 
 HANDOVER = "handover"
 STEP_RETRY = 30.0  # seconds before a step the store could not take is tried again
+RENDER_CHUNK = 500  # texts rendered per loop step for a post over many channels
 
 
 def handover_step(runbook: Runbook) -> Step:
@@ -240,7 +242,10 @@ class StepRunner:
                    if c in ctx.channels and ctx.channels[c].audience == "public"]
         # Rendered per channel, stored in one transaction, sent on every channel side
         # by side: a statement over 10,000 channels is out in seconds, not minutes.
-        texts = self.render_each(incident, step, targets)
+        texts: list[tuple[str, str]] = []
+        for start in range(0, len(targets), RENDER_CHUNK):
+            texts += self.render_each(incident, step, targets[start:start + RENDER_CHUNK])
+            await asyncio.sleep(0)  # a declaration is not kept waiting by 10,000 renders
         posts = await self.incidents.send_each(texts, f"runbook:{step.name}")
         failed = [f"{p.channel}: {p.error or p.state}" for p in posts if p.state != "published"]
         if failed:
