@@ -8,7 +8,7 @@ own token or signature and are checked by the feed.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -19,7 +19,14 @@ from switchboard import refusals
 from switchboard.auth import Caller, digest_matches
 from switchboard.clock import rfc3339
 from switchboard.incidents import incident_json, parse_incident_id
-from switchboard.posts import ChannelLimit, new_post, parse_future, post_json
+from switchboard.posts import (
+    ChannelLimit,
+    new_post,
+    parse_future,
+    parse_offset,
+    parse_when,
+    post_json,
+)
 from switchboard.refusals import Refused
 from switchboard.store import POST_STATES
 from switchboard.text import first_bad_text
@@ -28,6 +35,8 @@ if TYPE_CHECKING:
     from switchboard.app import Daemon
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A bulk action by filter touches at most this many posts at once.
+ACTION_LIMIT = 10_000
 ROLE_KEY = web.AppKey("role_required", dict)
 DAEMON = web.AppKey("daemon", object)
 log = structlog.get_logger("api")
@@ -58,6 +67,8 @@ class Api:
         self._add(r, "GET", "/api/v1/posts", self.list_posts, "viewer")
         self._add(r, "POST", "/api/v1/posts", self.schedule_posts, "viewer")
         self._add(r, "GET", "/api/v1/posts/{id}", self.get_post, "viewer")
+        self._add(r, "PATCH", "/api/v1/posts/{id}", self.edit_post, "viewer")
+        self._add(r, "POST", "/api/v1/posts/actions", self.post_actions, "marketing")
         for action in ("cancel", "release", "drop"):
             self._add(r, "POST", f"/api/v1/posts/{{id}}/{action}", self.post_action, "marketing")
         self._add(r, "POST", "/api/v1/send", self.send, "viewer")
@@ -66,8 +77,14 @@ class Api:
         self._add(r, "GET", "/api/v1/incidents/{id}", self.get_incident, "viewer")
         self._add(r, "POST", "/api/v1/incidents/{id}/update", self.update_incident, "ops")
         self._add(r, "POST", "/api/v1/incidents/{id}/resolve", self.resolve_incident, "ops")
+        self._add(r, "GET", "/api/v1/feeds", self.feeds_status, "viewer")
         self._add(r, "POST", "/feeds/{feed_id}", self.feed, None)
+        app.on_response_prepare.append(self._zone_header)
         return app
+
+    async def _zone_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        # The CLI prints times in the daemon's configured zone, so it is told which.
+        response.headers["X-Switchboard-Timezone"] = self.d.config.timezone.key
 
     def _add(self, router: web.UrlDispatcher, method: str, path: str, handler: Handler,
              role: str | None) -> None:
@@ -142,7 +159,9 @@ class Api:
         if "scheduled" in states:
             states.append("queued")
         limit = _int(request.query.get("limit", "1000"), "limit")
-        posts = self.d.store.list_posts(states, request.query.get("channel"), limit=limit)
+        window = self._due_window(request.query)
+        posts = self.d.store.list_posts(states, request.query.get("channel"), limit=limit,
+                                        **window)
         return ok([post_json(p) for p in posts])
 
     async def get_post(self, request: web.Request) -> web.Response:
@@ -212,6 +231,76 @@ class Api:
         # 202: still on its way (a rate limit, a slow platform); do not send it again.
         return ok(post_json(post), 201 if post.state == "published" else 202)
 
+    def _due_window(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """`from`, `to` (due times, any form `--at` takes) and `incident` of a post query."""
+        now, tz = self.d.clock(), self.d.config.timezone
+        out: dict[str, Any] = {}
+        for key, field in (("from", "due_from"), ("to", "due_to")):
+            if query.get(key):
+                out[field] = parse_when(query[key], now, tz)
+        if query.get("incident"):
+            out["incident_id"] = parse_incident_id(query["incident"])
+        return out
+
+    async def edit_post(self, request: web.Request) -> web.Response:
+        caller = _poster(request)
+        post_id = _int(request.match_info["id"], "post id")
+        body = await _object(request)
+        post = self.d.edit_post(post_id, body, caller, self._limits())
+        return ok(post_json(post))
+
+    async def post_actions(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        body = await _object(request)
+        action = body.get("action")
+        if action not in ("cancel", "release", "drop"):
+            raise refusals.bad_request("action must be one of cancel, release, drop")
+        ids = self._action_ids(body)
+        now, tz = self.d.clock(), self.d.config.timezone
+        at = parse_future(_as_text(body, "at"), now, tz) if body.get("at") else None
+        spacing = None
+        if body.get("spacing"):
+            if action != "release":
+                raise refusals.bad_request("spacing only applies to release")
+            try:
+                spacing = parse_offset(_as_text(body, "spacing").removeprefix("+"))
+            except ValueError as exc:
+                raise refusals.bad_request(f"spacing: {exc}") from exc
+        if at is not None and action != "release":
+            raise refusals.bad_request("at only applies to release")
+        return ok(self.d.review_many(ids, action, caller.name, at, spacing))
+
+    def _action_ids(self, body: dict[str, Any]) -> list[int]:
+        ids, where = body.get("ids"), body.get("filter")
+        if (ids is None) == (where is None):
+            raise refusals.bad_request("give either ids (a list of post ids) or filter")
+        if ids is not None:
+            if not (isinstance(ids, list) and ids and all(
+                    isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
+                raise refusals.bad_request("ids must be a non-empty list of post ids")
+            return list(dict.fromkeys(ids))
+        if not isinstance(where, dict) or not where:
+            raise refusals.bad_request("filter must be an object with one or more of state, "
+                                       "channel, incident, from, to")
+        unknown = set(where) - {"state", "channel", "incident", "from", "to"}
+        if unknown:
+            raise refusals.bad_request(f"unknown filter key(s): {', '.join(sorted(unknown))}")
+        query = {k: str(v) if k == "incident" and isinstance(v, int) else _as_text(where, k)
+                 for k, v in where.items() if v not in (None, "")}
+        states = [s for s in query.get("state", "").split(",") if s]
+        _check_states(states)
+        if "scheduled" in states:
+            states.append("queued")
+        posts = self.d.store.list_posts(states, query.get("channel"), limit=ACTION_LIMIT + 1,
+                                        **self._due_window(query))
+        if len(posts) > ACTION_LIMIT:
+            raise refusals.unprocessable(f"the filter matches more than {ACTION_LIMIT} posts; "
+                                         "narrow it (from, to, channel)")
+        return [p.id for p in posts]
+
+    async def feeds_status(self, request: web.Request) -> web.Response:
+        return ok(self.d.feeds.status(self.d.clock()))
+
     # -- incidents ---------------------------------------------------------
 
     async def list_incidents(self, request: web.Request) -> web.Response:
@@ -229,8 +318,11 @@ class Api:
         # The marketing posts this incident held, by what became of them.
         tied = self.d.store.list_posts(incident_id=incident_id, limit=100_000)
         out["held_posts"] = {}
+        # Its own statements and updates carry its id too; they were never held.
+        out["posts"] = [p.id for p in tied if p.kind not in incident.suppress]
         for post in tied:
-            out["held_posts"].setdefault(post.state, []).append(post.id)
+            if post.kind in incident.suppress:
+                out["held_posts"].setdefault(post.state, []).append(post.id)
         return ok(out)
 
     async def declare(self, request: web.Request) -> web.Response:
@@ -321,6 +413,13 @@ def _str(body: Any, key: str) -> str:
 def _opt_str(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
+        raise refusals.bad_request(f"{key} must be a string")
+    return value
+
+
+def _as_text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str):
         raise refusals.bad_request(f"{key} must be a string")
     return value
 

@@ -243,17 +243,20 @@ class Incidents:
             if len(text) > limit:
                 raise refusals.unprocessable(f"text is {len(text)} characters; channel "
                                              f"{channel} allows at most {limit}")
-        posts = await self.send_now(public, text, actor, kind="operational")
+        posts = await self.send_now(public, text, actor, kind="operational",
+                                    incident_id=incident_id)
         self.store.log(incident_id, self.clock(), "update_posted", actor,
                        {"posts": [p.id for p in posts], "text": text})
         return posts
 
     async def send_now(self, channels: list[str], text: str, actor: str,
-                       kind: str = "operational", timeout: float = 120.0) -> list[Post]:
+                       kind: str = "operational", timeout: float = 120.0,
+                       incident_id: int | None = None) -> list[Post]:
         """Publish now through the gate and wait for each outcome."""
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind=kind, text=text, due_at=now,
-                                            state="queued") for c in channels], actor, now)
+                                            state="queued", incident_id=incident_id)
+                                    for c in channels], actor, now)
         loop = asyncio.get_running_loop()
         waiters = []
         for post in self.store.posts(ids):
@@ -348,7 +351,8 @@ class Incidents:
             return
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind="operational", text=text,
-                                            due_at=now, state="queued") for c in live],
+                                            due_at=now, state="queued",
+                                            incident_id=incident_id) for c in live],
                                    f"runbook:{why}", now)
         for post in self.store.posts(ids):
             self.dispatcher.route(post)

@@ -146,6 +146,8 @@ class NewPost:
     link: str | None = None
     expires_at: float | None = None
     state: str = "scheduled"
+    # The incident an operational post speaks for (holding statements, updates).
+    incident_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -346,9 +348,10 @@ class Store:
             ids = list(range(first, first + len(posts)))
             db.executemany(
                 "INSERT INTO posts (id, channel, kind, text, link, state, due_at, expires_at, "
-                "created_by, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(i, p.channel, p.kind, p.text, p.link, p.state, p.due_at, p.expires_at, actor,
-                  now, now) for i, p in zip(ids, posts, strict=True)])
+                "incident_id, created_by, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(i, p.channel, p.kind, p.text, p.link, p.state, p.due_at, p.expires_at,
+                  p.incident_id, actor, now, now) for i, p in zip(ids, posts, strict=True)])
             db.executemany(
                 "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
                 "VALUES (?, ?, NULL, ?, ?, 'created')",
@@ -372,9 +375,11 @@ class Store:
         return out
 
     def list_posts(self, states: Sequence[str] = (), channel: str | None = None,
-                   incident_id: int | None = None, limit: int = 1000) -> list[Post]:
+                   incident_id: int | None = None, limit: int = 1000,
+                   due_from: float | None = None, due_to: float | None = None) -> list[Post]:
         where: list[str] = []
         args: list[Any] = []
+        _due_window(where, args, due_from, due_to)
         if states:
             where.append(f"state IN ({','.join('?' * len(states))})")
             args += list(states)
@@ -395,6 +400,32 @@ class Store:
             "SELECT at, from_state, to_state, actor, reason FROM post_events WHERE post_id = ? "
             "ORDER BY id", (post_id,))
         return [dict(zip(("at", "from", "to", "actor", "reason"), r, strict=True)) for r in rows]
+
+    def update_post_fields(self, post_id: int, changes: dict[str, Any], expect: Sequence[str],
+                           now: float, actor: str, reason: str) -> bool:
+        """Change a pending post's columns (text, channel, due_at, expires_at) in one
+        transaction, if it is still in one of `expect`; a `queued` post goes back to
+        `scheduled` so that the dispatcher claims it again with the new values."""
+        allowed = {"text", "channel", "due_at", "expires_at"}
+        if set(changes) - allowed:
+            raise ValueError(f"not editable: {sorted(set(changes) - allowed)}")
+        with self.transaction() as db:
+            row = db.execute(f"SELECT state FROM posts WHERE id = ? "
+                             f"AND state IN ({','.join('?' * len(expect))})",
+                             [post_id, *expect]).fetchone()
+            if row is None:
+                return False
+            old = str(row[0])
+            new = "scheduled" if old == "queued" else old
+            sets = "".join(f", {k} = ?" for k in changes)
+            db.execute(f"UPDATE posts SET state = ?, updated_at = ?{sets} WHERE id = ?",
+                       [new, now, *changes.values(), post_id])
+            db.execute("INSERT INTO post_events (post_id, at, from_state, to_state, actor, "
+                       "reason) VALUES (?, ?, ?, ?, ?, ?)", (post_id, now, old, new, actor,
+                                                             reason))
+            self._delta[old] -= 1
+            self._delta[new] += 1
+        return True
 
     def next_due(self) -> float | None:
         row = self._db.execute(
@@ -608,6 +639,17 @@ class Store:
         return [(s, int(o), float(a), r) for s, o, a, r in self._db.execute(
             "SELECT step, occurrence, at, result FROM step_runs WHERE incident_id = ? "
             "ORDER BY at, step", (incident_id,))]
+
+
+def _due_window(where: list[str], args: list[Any], due_from: float | None,
+                due_to: float | None) -> None:
+    """`due_from <= due_at < due_to`, either end open."""
+    if due_from is not None:
+        where.append("due_at >= ?")
+        args.append(due_from)
+    if due_to is not None:
+        where.append("due_at < ?")
+        args.append(due_to)
 
 
 def _incident(row: Sequence[Any]) -> Incident:
