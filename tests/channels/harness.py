@@ -115,7 +115,8 @@ class Harness:
             return any(m.get("event") == "retract" and m.get("post_id") == post_id
                        for m in self.fake.messages)
         if self.kind == "outbox":
-            return any(r.get("retract") == post_id for r in self._outbox())
+            # The outbox writes post ids as integers, like the API.
+            return any(str(r.get("retract")) == post_id for r in self._outbox())
         return any(f"retracted post {post_id}" in line for line in self._console())
 
     def _outbox(self) -> list[dict[str, Any]]:
