@@ -73,6 +73,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              MARKETING),
     Endpoint("POST /api/v1/posts/{id}/drop", "POST", "/api/v1/posts/{post}/drop", None,
              MARKETING),
+    Endpoint("PATCH /api/v1/posts/{id}", "PATCH", "/api/v1/posts/{post}",
+             {"text": "matrix edit"}, MARKETING),
+    Endpoint("POST /api/v1/posts/actions", "POST", "/api/v1/posts/actions",
+             {"action": "cancel", "ids": [999999]}, MARKETING),
     Endpoint("POST /api/v1/send (marketing)", "POST", "/api/v1/send",
              {"channel": "outbox", "kind": "marketing", "text": "matrix send"}, MARKETING),
     Endpoint("POST /api/v1/send (operational)", "POST", "/api/v1/send",
@@ -88,6 +92,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {"text": "matrix update"}, OPS),
     Endpoint("POST /api/v1/incidents/{id}/resolve", "POST",
              "/api/v1/incidents/{incident}/resolve", {}, OPS),
+    Endpoint("GET /api/v1/feeds", "GET", "/api/v1/feeds", None, EVERYONE),
 )
 
 # How a caller presents itself: no header, a wrong token, or the role's own token.
