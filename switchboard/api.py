@@ -77,6 +77,8 @@ class Api:
         self._add(r, "GET", "/api/v1/incidents/{id}", self.get_incident, "viewer")
         self._add(r, "POST", "/api/v1/incidents/{id}/update", self.update_incident, "ops")
         self._add(r, "POST", "/api/v1/incidents/{id}/resolve", self.resolve_incident, "ops")
+        self._add(r, "POST", "/api/v1/incidents/{id}/void", self.void_incident, "ops")
+        self._add(r, "POST", "/api/v1/incidents/{id}/release", self.release_incident, "ops")
         self._add(r, "GET", "/api/v1/feeds", self.feeds_status, "viewer")
         self._add(r, "POST", "/feeds/{feed_id}", self.feed, None)
         app.on_response_prepare.append(self._zone_header)
@@ -305,7 +307,7 @@ class Api:
 
     async def list_incidents(self, request: web.Request) -> web.Response:
         everything = request.query.get("all", "").lower() in ("1", "true", "yes")
-        return ok([incident_json(i) for i in self.d.store.incidents(everything)])
+        return ok([incident_json(i) for i in self.d.incidents.listing(everything)])
 
     async def get_incident(self, request: web.Request) -> web.Response:
         incident_id = parse_incident_id(request.match_info["id"])
@@ -350,6 +352,22 @@ class Api:
         body = await _object(request, optional=True)
         incident = self.d.incidents.resolve(parse_incident_id(request.match_info["id"]),
                                             actor=caller.name, note=_opt_str(body, "note"))
+        return ok(incident_json(incident))
+
+    async def void_incident(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        body = await _object(request)
+        voided = await self.d.incidents.void(parse_incident_id(request.match_info["id"]),
+                                             actor=caller.name, reason=_str(body, "reason"))
+        return ok({**incident_json(voided.incident), "rescheduled": voided.rescheduled,
+                   "held": voided.held, "retracted": voided.retracted,
+                   "retract_failed": voided.retract_failed})
+
+    async def release_incident(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        body = await _object(request)
+        incident = self.d.incidents.release(parse_incident_id(request.match_info["id"]),
+                                            actor=caller.name, reason=_str(body, "reason"))
         return ok(incident_json(incident))
 
     # -- feeds -------------------------------------------------------------

@@ -43,7 +43,7 @@ from switchboard.posts import (
     release_times,
 )
 from switchboard.refusals import Refused, conflict, not_found
-from switchboard.runbooks import Runbook, channel_infos, load_runbooks
+from switchboard.runbooks import Runbook, channel_infos, read_runbooks
 from switchboard.steps import StepRunner
 from switchboard.store import Post, Store
 from switchboard.systemd import Notifier
@@ -64,27 +64,22 @@ class Settings:
 
 
 def load_settings(path: Path) -> Settings:
-    """Config and runbooks, validated together; InvalidFile lists every problem."""
-    problems: list[Problem] = []
-    config = config_module.load(path)
-    try:
-        runbooks = load_runbooks(config.runbooks_dir, channel_infos(config.channels),
-                                 config.timezone)
-    except InvalidFile as exc:
-        problems += exc.problems
-        runbooks = {}
-    doc_problems = _rule_problems(path, config, set(runbooks)) if not problems else []
-    problems += doc_problems
+    """Config and runbooks, validated together in one pass; InvalidFile lists every
+    problem of the config, its runbooks and their templates, by file and line."""
+    config, doc = config_module.read(path)
+    runbooks: dict[str, Runbook] = {}
+    found: list[Problem] = []
+    if config is not None:
+        runbooks, found = read_runbooks(config.runbooks_dir, channel_infos(config.channels),
+                                        config.timezone)
+        # A rule naming a runbook whose file has problems is reported there, not twice.
+        names = set(runbooks) | {p.stem for p in config.runbooks_dir.glob("*.yaml")}
+        config_module.check_runbook_references(doc, config, names)
+    problems = doc.problems + found
     if problems:
-        raise InvalidFile(problems)
+        raise InvalidFile(sorted(problems, key=lambda p: (p.file, p.line, p.column)))
+    assert config is not None
     return Settings(config, runbooks)
-
-
-def _rule_problems(path: Path, config: Config, names: set[str]) -> list[Problem]:
-    from switchboard import yamldoc
-    doc = yamldoc.load(path)
-    config_module.check_runbook_references(doc, config, names)
-    return doc.problems
 
 
 class Daemon:

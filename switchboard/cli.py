@@ -36,10 +36,14 @@ IMPORT_CHUNK_BYTES = 900 * 1024
 
 
 class Exit(Exception):
-    def __init__(self, code: int, message: str = "") -> None:
+    """Ends the command: `code` is the exit status, `error` the API's error code (or
+    `failed`, `usage`, `unreachable` for errors found here), for `--json`."""
+
+    def __init__(self, code: int, message: str = "", error: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.error = error or {USAGE: "usage", UNREACHABLE: "unreachable"}.get(code, "failed")
 
 
 # -- the daemon and offline tools ---------------------------------------------
@@ -126,10 +130,18 @@ class Client:
             data = None
         _note_zone(response.headers.get("X-Switchboard-Timezone"))
         if response.status_code >= 400:
-            message = (data or {}).get("error", {}).get("message") if isinstance(data, dict) \
-                else None
-            raise Exit(FAILED, f"{response.status_code}: {message or response.reason}")
+            error = data.get("error") if isinstance(data, dict) else None
+            error = error if isinstance(error, dict) else {}
+            message = f"{response.status_code}: {error.get('message') or response.reason}"
+            if response.status_code == 401:
+                message += "; " + TOKEN_HELP
+            raise Exit(FAILED, message, str(error.get("code") or response.status_code))
         return data
+
+
+TOKEN_HELP = ("the token comes from --token-file FILE, SWITCHBOARD_TOKEN_FILE or "
+              "SWITCHBOARD_TOKEN; the embedded default writes one per role under var/tokens/ "
+              "(export SWITCHBOARD_TOKEN_FILE=$PWD/var/tokens/admin.token)")
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -236,9 +248,31 @@ def cmd_channels(args: argparse.Namespace) -> int:
 
 
 def _incident_rows(rows: list[dict[str, Any]]) -> str:
-    return _table([(i["id"], i["state"], i["severity"], i["runbook"], ",".join(i["channels"]),
-                    _when(i["declared_at"]), i["title"]) for i in rows],
-                  ("ID", "STATE", "SEVERITY", "RUNBOOK", "CHANNELS", "DECLARED", "TITLE"))
+    return _table([(i["id"], "cooldown" if i.get("in_cooldown") else i["state"], i["severity"],
+                    i["runbook"], _channels_cell(i["channels"]), _when(i["declared_at"]),
+                    _when(i["cooldown_until"]) if i.get("in_cooldown") else "-", i["title"])
+                   for i in rows],
+                  ("ID", "STATE", "SEVERITY", "RUNBOOK", "CHANNELS", "DECLARED",
+                   "COOLDOWN ENDS", "TITLE"))
+
+
+def _channels_cell(channels: list[str]) -> str:
+    """A few channel names; `incident show --json` lists them all."""
+    if len(channels) <= 3:
+        return ",".join(channels)
+    return f"{','.join(channels[:2])} +{len(channels) - 2} more"
+
+
+def _voided(d: dict[str, Any]) -> str:
+    lines = [f"{d['id']} voided: {', '.join(d['channels']) or 'no channels'} back with "
+             f"marketing, no all-clear, no cooldown",
+             f"retracted: {', '.join(f'post {i}' for i in d['retracted']) or 'nothing'}",
+             f"back on the schedule: {len(d['rescheduled'])} post(s)"]
+    if d["held"]:
+        lines.append(f"waiting for review: {len(d['held'])} post(s): "
+                     "switchboard post list --state held")
+    lines += [f"could not retract: {f}" for f in d["retract_failed"]]
+    return "\n".join(lines)
 
 
 def cmd_incident(args: argparse.Namespace) -> int:
@@ -267,6 +301,15 @@ def cmd_incident(args: argparse.Namespace) -> int:
         data = client.call("POST", f"/api/v1/incidents/{args.id}/update", {"text": args.text})
         return _print(args, data, lambda d: "\n".join(f"post {p['id']} {p['state']} on "
                                                       f"{p['channel']}" for p in d))
+    if args.action == "void":
+        data = client.call("POST", f"/api/v1/incidents/{args.id}/void", {"reason": args.reason})
+        return _print(args, data, _voided)
+    if args.action == "release":
+        data = client.call("POST", f"/api/v1/incidents/{args.id}/release",
+                           {"reason": args.reason})
+        return _print(args, data, lambda d: f"{d['id']}: cooldown ended; channels back with "
+                                            "marketing (held posts: switchboard post list "
+                                            "--state held)")
     data = client.call("POST", f"/api/v1/incidents/{args.id}/resolve", {"note": args.note})
     return _print(args, data, lambda d: f"{d['id']} resolved; channels return to marketing "
                                         f"after {_when(d['cooldown_until'])}")
@@ -473,118 +516,222 @@ def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 # -- argument parsing ---------------------------------------------------------
 
+EPILOG = """\
+exit codes: 0 ok, 1 refused or failed (message on stderr; with --json an
+{"error": {"code", "message"}} object on stdout), 2 usage error, 3 daemon unreachable.
+Client commands find the daemon at --url or SWITCHBOARD_URL (default URL) and
+take a bearer token from --token-file, SWITCHBOARD_TOKEN_FILE or SWITCHBOARD_TOKEN;
+the embedded default config writes one token per role under var/tokens/.""".replace(
+    "default URL", f"default {DEFAULT_URL}")
+
+DESCRIPTION = """\
+Hold an organisation's scheduled social posts, watch incident feeds, and hand
+the channels to ops during an incident. `run` is the daemon; `check` and
+`simulate` work offline; the other commands are clients of the daemon's API."""
+
+WHEN = "RFC 3339 with offset, a local time in the configured zone, or an offset like +10m"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as JSON on stdout when the command line asked for --json."""
+
+    def error(self, message: str) -> NoReturn:
+        if "--json" in sys.argv[1:]:
+            _print_error("usage", f"{self.prog}: {message}")
+            self.exit(USAGE)
+        super().error(message)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="switchboard", description=__doc__.split("\n")[0])
-    top.add_argument("--version", action="version", version=f"switchboard {__version__}")
-    sub = top.add_subparsers(dest="command", required=True)
+    top = _Parser(prog="switchboard", epilog=EPILOG,
+                  description=DESCRIPTION,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"switchboard {__version__}",
+                     help="print the version and exit")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(parent: Any, name: str, summary: str,
+                description: str | None = None) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(
+            name, help=summary, description=description or summary[0].upper() + summary[1:] + ".")
+        return p
 
     def client(p: argparse.ArgumentParser, json_flag: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--url", help=f"daemon URL (env SWITCHBOARD_URL, default {DEFAULT_URL})")
-        p.add_argument("--token-file", help="bearer token file (env SWITCHBOARD_TOKEN_FILE; "
-                                            "or SWITCHBOARD_TOKEN)")
+        p.add_argument("--token-file", metavar="FILE",
+                       help="file holding the bearer token (env SWITCHBOARD_TOKEN_FILE, or the "
+                            "token itself in SWITCHBOARD_TOKEN; default config: var/tokens/)")
         if json_flag:
-            p.add_argument("--json", action="store_true", help="print the API's JSON")
+            p.add_argument("--json", action="store_true",
+                           help="print the API's JSON instead of text (errors too)")
         return p
 
-    p = sub.add_parser("run", help="the daemon, in the foreground")
-    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    def config_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE",
+                       help=f"config file (default {DEFAULT_CONFIG})")
+
+    p = command(sub, "run", "run the daemon in the foreground (systemd runs this)")
+    config_option(p)
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("check", help="validate config, runbooks and templates offline")
-    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p = command(sub, "check", "validate config, runbooks and templates offline",
+                "Validate the config file, every runbook and every template offline. Prints "
+                "each problem as FILE:LINE:COL: key: message, sorted by file and line, and "
+                "exits 1 if there is any.")
+    config_option(p)
     p.set_defaults(func=cmd_check)
-    p = sub.add_parser("simulate", help="a runbook's timeline on a fake clock")
-    p.add_argument("runbook")
-    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
-    p.add_argument("--for", dest="for_", default="3h")
-    p.add_argument("--signal", help="JSON file with the declaring signal")
-    p.add_argument("--json", action="store_true")
+    p = command(sub, "simulate", "show a runbook's timeline on a fake clock",
+                "Play a runbook against the configured channels on a fake clock: what it "
+                "would post, notify and remind, and when. Touches nothing.")
+    p.add_argument("runbook", help="runbook name (a file runbooks/NAME.yaml)")
+    config_option(p)
+    p.add_argument("--for", dest="for_", default="3h", metavar="DURATION",
+                   help="how long the incident lasts in the simulation (default 3h)")
+    p.add_argument("--signal", metavar="FILE",
+                   help="JSON file with the declaring feed signal (default: declared by hand)")
+    p.add_argument("--json", action="store_true", help="print the timeline as JSON")
     p.set_defaults(func=cmd_simulate)
-    client(sub.add_parser("status", help="the daemon's state")).set_defaults(func=cmd_status)
-    client(sub.add_parser("feeds", help="each feed's last success, last error, staleness and "
-                                        "signals")).set_defaults(func=cmd_feeds)
-    client(sub.add_parser("channels", help="channels, who controls them, last errors")
+    client(command(sub, "status", "show the daemon's state: incidents, channels under control, "
+                                  "posts by state, a failed last reload")
+           ).set_defaults(func=cmd_status)
+    client(command(sub, "feeds", "list each feed's last success, last error, staleness and "
+                                 "signals counted")).set_defaults(func=cmd_feeds)
+    client(command(sub, "channels", "list channels, who controls them and their last errors")
            ).set_defaults(func=cmd_channels)
-    _incident_parsers(sub.add_parser("incident", help="declare, list, show, update, resolve"),
-                      client)
-    _post_parsers(sub.add_parser("post", help="schedule, import, list, send, review posts"),
-                  client)
+    _incident_parsers(command(sub, "incident", "declare, list, show, update, resolve, void "
+                                               "and release incidents"), command, client)
+    _post_parsers(command(sub, "post", "schedule, import, list, send and review posts"),
+                  command, client)
     return top
 
 
 Adder = Callable[..., argparse.ArgumentParser]
+INCIDENT_ID = "incident id (INC-<n> or <n>)"
 
 
-def _incident_parsers(p: argparse.ArgumentParser, client: Adder) -> None:
-    sub = p.add_subparsers(dest="action", required=True)
-    d = client(sub.add_parser("declare"))
-    d.add_argument("--runbook", required=True)
-    d.add_argument("--title", required=True)
-    d.add_argument("--severity", choices=SEVERITIES)
-    d.add_argument("--channel", action="append", help="limit the scope (repeatable)")
-    d.add_argument("--reason")
-    client(sub.add_parser("list")).add_argument("--all", action="store_true")
-    client(sub.add_parser("show")).add_argument("id")
-    u = client(sub.add_parser("update"))
-    u.add_argument("id")
-    u.add_argument("--text", required=True)
-    r = client(sub.add_parser("resolve"))
-    r.add_argument("id")
-    r.add_argument("--note")
+def _incident_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    d = client(command(sub, "declare", "declare an incident: the gate closes on its channels",
+                       "Declare an incident by hand. The runbook's channels come under ops "
+                       "control before this returns; its steps (holding statement, reminders) "
+                       "start."))
+    d.add_argument("--runbook", required=True, metavar="NAME", help="runbook to follow")
+    d.add_argument("--title", required=True, metavar="TEXT",
+                   help="what is happening, as the public will read it in templates")
+    d.add_argument("--severity", choices=SEVERITIES, metavar="S",
+                   help="minor, major or critical (default: the runbook's)")
+    d.add_argument("--channel", action="append", metavar="ID",
+                   help="limit the scope to this channel (repeatable; default: the runbook's "
+                        "scope)")
+    d.add_argument("--reason", metavar="TEXT", help="why it is declared (kept on the timeline)")
+    ls = client(command(sub, "list", "list active incidents and those in cooldown"))
+    ls.add_argument("--all", action="store_true", help="include resolved and voided incidents")
+    client(command(sub, "show", "show one incident with its timeline")).add_argument(
+        "id", help=INCIDENT_ID)
+    u = client(command(sub, "update", "post an operational update to the incident's public "
+                                      "channels, now"))
+    u.add_argument("id", help=INCIDENT_ID)
+    u.add_argument("--text", required=True, help="the update's text")
+    r = client(command(sub, "resolve", "resolve: all-clear steps run, the cooldown starts",
+                       "Resolve an incident: the runbook's resolve steps run (an all-clear "
+                       "post, say), the channels stay held for the cooldown, then the held "
+                       "posts follow the runbook's policy."))
+    r.add_argument("id", help=INCIDENT_ID)
+    r.add_argument("--note", metavar="TEXT", help="resolution note for the timeline")
+    v = client(command(sub, "void", "void a false alarm: retract, no all-clear, no cooldown",
+                       "Void an active incident declared by mistake: its holding statement "
+                       "and updates are retracted where the channel can delete them, no "
+                       "all-clear is posted, there is no cooldown, the channels return to "
+                       "marketing at once, and the posts it held go back on the schedule if "
+                       "their slot is still good (else to review)."))
+    v.add_argument("id", help=INCIDENT_ID)
+    v.add_argument("--reason", required=True, metavar="TEXT",
+                   help="why it was a false alarm (kept on the timeline)")
+    rel = client(command(sub, "release", "end a resolved incident's cooldown now",
+                         "End a resolved incident's cooldown now: the held posts follow the "
+                         "runbook's policy and the channels return to marketing."))
+    rel.add_argument("id", help=INCIDENT_ID)
+    rel.add_argument("--reason", required=True, metavar="TEXT",
+                     help="why the cooldown ends early (kept on the timeline)")
     p.set_defaults(func=cmd_incident)
 
 
-def _post_parsers(p: argparse.ArgumentParser, client: Adder) -> None:
-    sub = p.add_subparsers(dest="action", required=True)
-    s = client(sub.add_parser("schedule"))
-    s.add_argument("--channel", required=True)
-    s.add_argument("--at", required=True, help="RFC 3339, local time, or +10m")
-    s.add_argument("--text", required=True)
-    s.add_argument("--kind", choices=("marketing", "operational"))
-    s.add_argument("--expires")
-    s.add_argument("--link")
-    client(sub.add_parser("import")).add_argument("file", help="CSV or JSON lines")
-    ls = client(sub.add_parser("list"))
-    ls.add_argument("--state")
-    ls.add_argument("--channel")
-    ls.add_argument("--from", dest="from_", help="due at or after (a time like --at takes)")
-    ls.add_argument("--to", help="due before (a time like --at takes)")
-    ls.add_argument("--incident", help="posts tied to an incident (INC-n)")
-    _post_review_parsers(sub, client)
-    snd = client(sub.add_parser("send"))
-    snd.add_argument("--channel", required=True)
-    snd.add_argument("--text", required=True)
-    snd.add_argument("--kind", choices=("marketing", "operational"))
-    client(sub.add_parser("show", help="a post and its history")).add_argument("id")
-    e = client(sub.add_parser("edit", help="change a scheduled post (text, time, channel, "
-                                           "expiry)"))
-    e.add_argument("id")
-    e.add_argument("--text")
-    e.add_argument("--at", help="RFC 3339, local time, or an offset like +2h30m")
-    e.add_argument("--channel")
-    e.add_argument("--expires", help="a time, like --at; '' removes the expiry")
-    cal = client(sub.add_parser("calendar", help="a week or a month of posts as a grid"))
+def _post_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = client(command(sub, "schedule", "schedule one post"))
+    s.add_argument("--channel", required=True, metavar="ID", help="channel to post to")
+    s.add_argument("--at", required=True, metavar="WHEN", help=f"when: {WHEN}")
+    s.add_argument("--text", required=True, help="the post's text")
+    s.add_argument("--kind", choices=("marketing", "operational"),
+                   help="marketing (default for the marketing role) or operational (ops)")
+    s.add_argument("--expires", metavar="WHEN",
+                   help=f"drop the post if it has not gone out by then: {WHEN}")
+    s.add_argument("--link", metavar="URL", help="a link to attach")
+    client(command(sub, "import", "schedule a calendar of posts from a file")).add_argument(
+        "file", help="CSV with a header row (channel,at,text[,kind,expires,link]) or JSON lines")
+    ls = client(command(sub, "list", "list posts (at most 1000)"))
+    ls.add_argument("--state", help="only posts in this state (scheduled, held, published, ...; "
+                                    "comma-separated for several)")
+    ls.add_argument("--channel", metavar="ID", help="only posts for this channel")
+    ls.add_argument("--from", dest="from_", metavar="WHEN",
+                    help=f"only posts due at or after this time: {WHEN}")
+    ls.add_argument("--to", metavar="WHEN", help=f"only posts due before this time: {WHEN}")
+    ls.add_argument("--incident", metavar="INC", help="only posts tied to this incident "
+                                                       "(held by it, or its statements)")
+    _post_review_parsers(sub, command, client)
+    snd = client(command(sub, "send", "publish a post now, through the gate"))
+    snd.add_argument("--channel", required=True, metavar="ID", help="channel to post to")
+    snd.add_argument("--text", required=True, help="the post's text")
+    snd.add_argument("--kind", choices=("marketing", "operational"),
+                     help="default: operational for ops, marketing otherwise")
+    client(command(sub, "show", "show a post and its history (each transition with time, "
+                                "actor and reason)")).add_argument("id", help="post id")
+    e = client(command(sub, "edit", "change a scheduled post: text, time, channel or expiry"))
+    e.add_argument("id", help="post id")
+    e.add_argument("--text", help="the new text")
+    e.add_argument("--at", metavar="WHEN", help=f"the new time: {WHEN}")
+    e.add_argument("--channel", metavar="ID", help="the new channel")
+    e.add_argument("--expires", metavar="WHEN",
+                   help=f"the new expiry ('' removes it): {WHEN}")
+    cal = client(command(sub, "calendar", "show a week or a month of posts as a grid, in the "
+                                          "configured zone"))
     span = cal.add_mutually_exclusive_group()
-    span.add_argument("--week", action="store_true", help="the week holding --date (default)")
+    span.add_argument("--week", action="store_true",
+                      help="the week (Monday to Sunday) holding --date; the default")
     span.add_argument("--month", action="store_true", help="the month holding --date")
-    cal.add_argument("--date", help="a day in the week or month to show (YYYY-MM-DD; "
-                                    "default today)")
-    cal.add_argument("--channel")
+    cal.add_argument("--date", metavar="YYYY-MM-DD",
+                     help="a day in the week or month to show (default today)")
+    cal.add_argument("--channel", metavar="ID", help="only posts for this channel")
     p.set_defaults(func=cmd_post)
 
 
-def _post_review_parsers(sub: Any, client: Adder) -> None:
-    """cancel / release / drop: one or more ids, or a filter."""
-    for action in ("cancel", "release", "drop"):
-        a = client(sub.add_parser(action, help=f"{action} posts by id or by filter"))
-        a.add_argument("id", nargs="*", help="post ids")
-        a.add_argument("--filter", help="KEY=VALUE[,KEY=VALUE]: state, channel, incident, "
-                                        "from, to")
+_REVIEW_SUMMARIES = {
+    "cancel": "cancel scheduled posts, by id or by filter",
+    "release": "put held, failed, missed or unknown posts back on the schedule, by id or by "
+               "filter",
+    "drop": "drop held, failed, missed, suppressed or unknown posts, by id or by filter",
+}
+_FILTER_HELP = {"state": "only posts in this state", "channel": "only posts for this channel",
+                "incident": "only posts tied to this incident (INC-n)",
+                "from": "only posts due at or after this time",
+                "to": "only posts due before this time"}
+
+
+def _post_review_parsers(sub: Any, command: Adder, client: Adder) -> None:
+    """cancel / release / drop: one or more ids, or a filter; a summary of what was done."""
+    for action, summary in _REVIEW_SUMMARIES.items():
+        a = client(command(sub, action, summary))
+        a.add_argument("id", nargs="*", help="post ids (or give a filter instead)")
+        a.add_argument("--filter", metavar="KEY=VALUE,...",
+                       help="select posts by state, channel, incident, from, to "
+                            "(e.g. state=held,channel=outbox)")
         for key in _FILTER_KEYS:
-            a.add_argument(f"--{key}", dest=f"filter_{key}", help=f"filter by {key}")
+            a.add_argument(f"--{key}", dest=f"filter_{key}", metavar=key.upper(),
+                           help=f"{_FILTER_HELP[key]} (same as --filter {key}=...)")
         if action == "release":
-            a.add_argument("--at", help="when the first post of each channel goes (default "
-                                        "now)")
-            a.add_argument("--spacing", help="then one per channel every SPACING (e.g. 5m)")
+            a.add_argument("--at", metavar="WHEN", help="when the first post of each channel "
+                                                        f"goes (default now): {WHEN}")
+            a.add_argument("--spacing", metavar="DURATION",
+                           help="then one post per channel every DURATION (e.g. 5m)")
 
 
 # File names may be any bytes the file system holds; they are never sent.
@@ -605,15 +752,28 @@ def _check_text_args(args: argparse.Namespace) -> None:
                                   "or the script's encoding)")
 
 
+def _print_error(code: str, message: str) -> None:
+    print(json.dumps({"error": {"code": code, "message": message}}))
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parser().parse_args(argv)
     try:
-        _check_text_args(args)
-        code = args.func(args)
-    except Exit as exc:
-        if exc.message:
-            print(f"switchboard: {exc.message}", file=sys.stderr)
-        code = exc.code
+        try:
+            _check_text_args(args)
+            code = args.func(args)
+        except Exit as exc:
+            if getattr(args, "json", False):
+                _print_error(exc.error, exc.message)
+            elif exc.message:
+                print(f"switchboard: {exc.message}", file=sys.stderr)
+            code = exc.code
+        # Inside the guard: a reader that went away (`| head`) shows up on this flush.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's own flush at exit is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = FAILED
     except KeyboardInterrupt:
         code = FAILED
     sys.exit(code)

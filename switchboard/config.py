@@ -59,6 +59,16 @@ class AccessToken:
     sha256: str  # tokens are kept only as hashes, compared in constant time
 
 
+# The longest text each kind takes when the config sets no max_length: a
+# platform's own limit for social accounts (the outbox stands in for a
+# short-form one). Internal outlets mirror no platform: an ops chat or log
+# channel gets a chat-sized limit, never a public account's 280.
+PUBLIC_MAX_LENGTH = {"outbox": 280, "console": 10_000, "webhook": 40_000, "x": 280,
+                     "mastodon": 500}
+INTERNAL_MAX_LENGTH = {"outbox": 10_000, "console": 10_000, "webhook": 40_000, "x": 280,
+                       "mastodon": 500}
+
+
 @dataclass(frozen=True)
 class ChannelConfig:
     id: str
@@ -68,6 +78,14 @@ class ChannelConfig:
     timeout: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def text_limit(self) -> int:
+        """The longest text this channel takes: its max_length, else its kind's."""
+        if self.max_length is not None:
+            return self.max_length
+        table = INTERNAL_MAX_LENGTH if self.audience == "internal" else PUBLIC_MAX_LENGTH
+        return table[self.kind]
 
 
 @dataclass(frozen=True)
@@ -147,6 +165,15 @@ def load(path: Path, env: dict[str, str] | None = None,
     doc.raise_if_problems()
     assert config is not None
     return config
+
+
+def read(path: Path, env: dict[str, str] | None = None) -> tuple[Config | None, Document]:
+    """Read without raising, for checks that go on to the runbooks: the config as far
+    as it could be read (None when the top level is unusable) and the document, whose
+    `problems` list what is wrong. Raises InvalidFile only when the YAML cannot be
+    parsed at all."""
+    doc = yamldoc.load(path)
+    return _Reader(doc, path, os.environ if env is None else env).read(), doc
 
 
 def check_runbook_references(doc: Document, config: Config | None, names: set[str]) -> None:

@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from switchboard import refusals
+from switchboard.channels.base import ChannelError
 from switchboard.clock import Clock, rfc3339, to_datetime
 from switchboard.config import SEVERITIES, ChannelConfig, FeedConfig
 from switchboard.dispatcher import Dispatcher
@@ -32,6 +33,17 @@ from switchboard.metrics import Metrics
 from switchboard.posts import spaced_times
 from switchboard.runbooks import Runbook
 from switchboard.store import Incident, NewPost, Post, Store
+
+
+@dataclass(frozen=True)
+class Voided:
+    """What `incident void` did."""
+
+    incident: Incident
+    rescheduled: list[int]
+    held: list[int]
+    retracted: list[int]
+    retract_failed: list[str]
 
 
 class Engine(Protocol):
@@ -69,9 +81,8 @@ class Incidents:
 
     def load(self) -> None:
         """Rebuild the gate from the store (a crash must not reopen it)."""
-        suppress = {i.id: i.suppress for i in self.store.incidents(include_resolved=True,
-                                                                  limit=100_000)
-                    if i.state == "active" or not i.held_done}
+        known = self.store.incidents(include_resolved=True, limit=100_000)
+        suppress = {i.id: i.suppress for i in known if i.state == "active" or not i.held_done}
         for hold in self.store.holds():
             self.gate.hold(hold.channel, hold.incident_id,
                            suppress.get(hold.incident_id, ["marketing"]), hold.until)
@@ -84,6 +95,12 @@ class Incidents:
         for incident in active:
             if incident.signal_key is not None:
                 self._signals[incident.signal_key] = incident.id
+        # A void that a crash cut short still retracts what it had not yet.
+        for incident in known:
+            if incident.state == "voided" and not incident.held_done:
+                self.scheduler.add_job(self._finish_void, args=[incident.id],
+                                       id=f"void-{incident.id}", replace_existing=True,
+                                       misfire_grace_time=None)
         for incident in [*active, *awaiting]:
             runbook = self.context().runbooks.get(incident.runbook)
             if incident.auto_resolve_at is not None:
@@ -193,6 +210,9 @@ class Incidents:
                        {"held_posts": policy, **outcome})
         self.log.info("channels_released", incident=f"INC-{incident_id}", policy=policy,
                       **outcome)
+        if outcome.get("held") and book is not None:
+            self.notify(incident_id, list(book.handover.notify),
+                        review_notice(incident, outcome["held"]), "review")
         self.dispatcher.arm()
         self.refresh_metrics()
 
@@ -222,6 +242,154 @@ class Incidents:
                 requeued += len(self.store.transition([post.id], "scheduled", ("suppressed",),
                                                       now, "runbook", reason, due_at=due))
         return {"rescheduled": requeued, "expired": len(expired)}
+
+    # -- void and early release ---------------------------------------------
+
+    async def void(self, incident_id: int, *, actor: str, reason: str) -> Voided:
+        """A false alarm: no all-clear, no cooldown; the channels return to marketing
+        at once, the posts it suppressed go back to the schedule when their slot is
+        still good (else to review), and its holding statement and updates are
+        retracted where the channel can delete them."""
+        incident = self._get(incident_id)
+        if incident.state != "active":
+            hint = (f"; end its cooldown with: switchboard incident release INC-{incident_id}"
+                    if incident.state == "resolved" and not incident.held_done else "")
+            raise refusals.conflict(f"INC-{incident_id} is {incident.state}: only an active "
+                                    f"incident can be voided{hint}")
+        if not reason.strip():
+            raise refusals.bad_request("reason must not be empty: say why it was a false alarm")
+        book = self.context().runbooks.get(incident.runbook)
+        spacing = book.resolve.min_spacing if book else timedelta(minutes=5)
+        now = self.clock()
+        requeue, review = self._void_plan(incident_id, spacing, now)
+        # The store write, the gate and the in-memory state change in one loop step:
+        # no send can see the incident half voided.
+        if not self.store.void(incident_id, actor=actor, reason=reason, now=now,
+                               requeue=requeue, review=review):
+            raise refusals.conflict(f"INC-{incident_id} is no longer active")
+        self.gate.release(incident_id)
+        self._forget(incident_id)
+        self.log.warning("incident_voided", incident=f"INC-{incident_id}", actor=actor,
+                         reason=reason, rescheduled=len(requeue), held=len(review))
+        self.dispatcher.arm()
+        self.refresh_metrics()
+        retracted, failed = await self._finish_void(incident_id)
+        if book is not None:
+            self.notify(incident_id, list(book.handover.notify),
+                        void_notice(incident, actor, reason, retracted, len(requeue),
+                                    len(review)), "voided")
+        return Voided(self._get(incident_id), [i for i, _ in requeue], list(review),
+                      retracted, failed)
+
+    async def _finish_void(self, incident_id: int) -> tuple[list[int], list[str]]:
+        """Retract a voided incident's updates; also run at start-up for a void that a
+        crash interrupted before its retractions were recorded."""
+        outcome = await self._retract_updates(self._get(incident_id))
+        self.store.set_incident_fields(incident_id, held_done=1)
+        return outcome
+
+    def _void_plan(self, incident_id: int, spacing: timedelta,
+                   now: float) -> tuple[list[tuple[int, float]], list[int]]:
+        """Which suppressed posts go back on the schedule (spaced per channel, as after
+        a cooldown) and which need review: those whose slot is older than
+        max_lateness, or that would expire before their new slot."""
+        late = self.dispatcher.max_lateness
+        by_channel: dict[str, list[Post]] = {}
+        review: list[int] = []
+        for post in self.store.list_posts(("suppressed",), incident_id=incident_id,
+                                          limit=1_000_000):
+            if now - post.due_at > late:
+                review.append(post.id)
+            else:
+                by_channel.setdefault(post.channel, []).append(post)
+        requeue: list[tuple[int, float]] = []
+        for posts in by_channel.values():
+            for post, due in zip(posts, spaced_times(now, len(posts), spacing), strict=True):
+                if post.expires_at is not None and due >= post.expires_at:
+                    review.append(post.id)
+                else:
+                    requeue.append((post.id, due))
+        return requeue, review
+
+    def _forget(self, incident_id: int) -> None:
+        """Timers of an incident that ended without a resolution."""
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(f"step-{incident_id}-") or job.id in (
+                    f"autoresolve-{incident_id}", f"release-{incident_id}"):
+                job.remove()
+        self._seen.pop(incident_id, None)
+        # The signal key stays mapped to the voided incident: while its source goes
+        # on firing (an alert repeating), it must not declare the false alarm again.
+        self.metrics.operational_update_overdue.labels(incident=f"INC-{incident_id}").set(0)
+
+    def _updates(self, incident_id: int) -> set[int]:
+        """The operational posts an incident's timeline records as sent for it."""
+        ids: set[int] = set()
+        for entry in self.store.timeline(incident_id):
+            if entry.event == "post_sent":
+                ids.add(int(entry.detail["post"]))
+            elif entry.event == "update_posted":
+                ids.update(int(i) for i in entry.detail.get("posts", []))
+        return ids
+
+    async def _retract_updates(self, incident: Incident) -> tuple[list[int], list[str]]:
+        """Delete the incident's published holding statement and updates; a post that
+        also served an overlapping incident still active stays up."""
+        ids = self._updates(incident.id)
+        for other in self.store.incidents():
+            if set(other.channels) & set(incident.channels):
+                ids -= self._updates(other.id)
+        retracted: list[int] = []
+        failed: list[str] = []
+        for post in self.store.posts(sorted(ids)):
+            if post.state != "published" or post.kind != "operational":
+                continue
+            worker = self.dispatcher.workers.get(post.channel)
+            if worker is None:
+                failed.append(f"post {post.id}: channel {post.channel} is not configured")
+                continue
+            try:
+                await worker.channel.retract(str(post.id), post.remote_id,
+                                             to_datetime(self.clock()))
+            except ChannelError as exc:
+                failed.append(f"post {post.id} on {post.channel}: {exc.message}")
+                continue
+            self.store.transition([post.id], "retracted", ("published",), self.clock(),
+                                  "daemon", f"INC-{incident.id} voided")
+            retracted.append(post.id)
+        self.store.log(incident.id, self.clock(), "updates_retracted", "daemon",
+                       {"posts": retracted, "failed": failed})
+        return retracted, failed
+
+    def release(self, incident_id: int, *, actor: str, reason: str) -> Incident:
+        """End a cooldown now: the held-post policy runs and the channels return."""
+        incident = self._get(incident_id)
+        if incident.state == "active":
+            raise refusals.conflict(f"INC-{incident_id} is active: resolve it first (or void "
+                                    "it if it was a false alarm)")
+        if incident.state != "resolved" or incident.held_done:
+            raise refusals.conflict(f"INC-{incident_id} has no cooldown to end: its channels "
+                                    "are back with marketing")
+        if not reason.strip():
+            raise refusals.bad_request("reason must not be empty: say why the cooldown ends "
+                                       "early")
+        now = self.clock()
+        self.store.set_incident_fields(incident_id, cooldown_until=now)
+        self.store.log(incident_id, now, "cooldown_ended", actor,
+                       {"reason": reason, "was_until": incident.cooldown_until})
+        self.gate.set_until(incident_id, now)
+        self._release_now(incident_id)
+        if self.scheduler.get_job(f"release-{incident_id}"):
+            self.scheduler.remove_job(f"release-{incident_id}")
+        return self._get(incident_id)
+
+    def listing(self, everything: bool) -> list[Incident]:
+        """`incident list`: the active incidents and those in cooldown, or all."""
+        if everything:
+            return self.store.incidents(include_resolved=True)
+        current = {i.id: i for i in self.store.incidents()}
+        current.update({i.id: i for i in self.store.incidents_awaiting_release()})
+        return [current[k] for k in sorted(current, reverse=True)]
 
     # -- updates and notices -----------------------------------------------
 
@@ -287,6 +455,8 @@ class Incidents:
         """What happened: declared, updated, repeated, resolving, cleared, unmatched, ignored."""
         incident_id = self._signals.get(signal_key(signal))
         active = None if incident_id is None else self.store.incident(incident_id)
+        if active is not None and active.state == "voided":
+            return self._voided_signal(active, signal)
         if signal.status == "firing":
             if active is not None:
                 return self._refired(active, signal)
@@ -302,6 +472,14 @@ class Incidents:
         if active is None:
             return "ignored"
         return self._cleared(active, signal)
+
+    def _voided_signal(self, incident: Incident, signal: Signal) -> str:
+        """The source of a false alarm repeats it until it clears: ignored till then."""
+        if signal.status == "resolved":
+            self._signals.pop(signal_key(signal), None)
+            self.store.log(incident.id, self.clock(), "signal_resolved",
+                           f"feed:{signal.source}", {"note": "the voided alarm's source cleared"})
+        return "ignored"
 
     def _refired(self, incident: Incident, signal: Signal) -> str:
         now = self.clock()
@@ -402,6 +580,25 @@ def _content(signal: Signal) -> str:
     return json.dumps([signal.title, sorted(signal.labels.items())])
 
 
+REVIEW_COMMAND = "switchboard post list --state held"
+
+
+def review_notice(incident: Incident, held: int) -> str:
+    posts = "post is" if held == 1 else "posts are"
+    return (f"INC-{incident.id} ({incident.title}): channels back with marketing; {held} held "
+            f"{posts} waiting for review: {REVIEW_COMMAND}")
+
+
+def void_notice(incident: Incident, actor: str, reason: str, retracted: list[int],
+                rescheduled: int, held: int) -> str:
+    text = (f"INC-{incident.id} ({incident.title}) voided by {actor}: {reason}. Channels back "
+            f"with marketing; {len(retracted)} holding statement(s)/update(s) retracted, "
+            f"{rescheduled} post(s) back on the schedule")
+    if held:
+        text += f", {held} waiting for review: {REVIEW_COMMAND}"
+    return text + "."
+
+
 def parse_incident_id(value: str) -> int:
     text = value.strip().upper()
     number = text[4:] if text.startswith("INC-") else text
@@ -438,5 +635,6 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         "resolved_by": incident.resolved_by,
         "resolve_note": incident.resolve_note,
         "cooldown_until": rfc3339(incident.cooldown_until),
+        "in_cooldown": incident.state == "resolved" and not incident.held_done,
         "last_operational_at": rfc3339(incident.last_operational_at),
     }

@@ -45,15 +45,19 @@ HANDOVER_ROLES = ("ops", "admin")
 PUBLIC_ACTIONS = ("post", "retract")
 INTERNAL_ACTIONS = ("notify", "remind", "handover")
 
-DEFAULT_MAX_LENGTH = 280  # the channel base class default, used when a kind is unknown
-
-# Texts used when the runbook does not give its own; `{role}`, `{held}` and
-# `{window}` are filled in at load, so every step's template renders from the
+# Texts used when the runbook does not give its own; `{role}`, `{held}`,
+# `{channels}` and `{window}` are filled in at load, so every step's template renders from the
 # ordinary context alone.
+# A scope of a few channels is named in full; a large estate (a council's fifty
+# accounts) is summarised, so the notice stays short on any internal channel.
+CHANNELS_SUMMARY = ("{% set n = incident.channels | length %}"
+                    "{% if n <= 3 %}{{ incident.channels | join(', ') }}"
+                    "{% else %}{{ n }} channels ({{ incident.channels[:3] | join(', ') }} and "
+                    "{{ n - 3 }} more: switchboard incident show {{ incident.id }}){% endif %}")
 HANDOVER_NOTICE = ("{{{{ incident.id }}}} declared: {{{{ incident.title }}}}. {role} has control "
-                   "of {{{{ incident.channels | join(', ') }}}}; {held}.")
-HANDOVER_STEP = ("{{{{ incident.id }}}}: {role} has control of "
-                 "{{{{ incident.channels | join(', ') }}}} ({{{{ incident.title }}}}).")
+                   "of {channels}; {held}.")
+HANDOVER_STEP = ("{{{{ incident.id }}}}: {role} has control of {channels} "
+                 "({{{{ incident.title }}}}).")
 REMIND_TEXT = ("{{{{ incident.id }}}}: no operational update in the last {window}; "
                "one is due now ({{{{ incident.title }}}}).")
 
@@ -86,19 +90,8 @@ class _Audienced(Protocol):
 
 
 def channel_infos(channels: Iterable[ChannelConfig]) -> dict[str, ChannelInfo]:
-    """ChannelInfo by id for the configured channels (limit: configured or the kind's default)."""
-    return {c.id: ChannelInfo(c.id, c.audience, c.max_length or _default_max_length(c.kind))
-            for c in channels}
-
-
-def _default_max_length(kind: str) -> int:
-    # Imported here: the channel modules (and tweepy, Mastodon.py behind them)
-    # are only needed for this one number, and may not be importable.
-    try:
-        from switchboard.channels import channel_class
-        return int(channel_class(kind).default_max_length)
-    except (ImportError, KeyError, AttributeError):
-        return DEFAULT_MAX_LENGTH
+    """ChannelInfo by id for the configured channels (the limit each channel enforces)."""
+    return {c.id: ChannelInfo(c.id, c.audience, c.text_limit) for c in channels}
 
 
 @dataclass(frozen=True)
@@ -196,6 +189,12 @@ def load_runbooks(directory: Path, channels: Mapping[str, ChannelInfo],
     return runbooks
 
 
+def read_runbooks(directory: Path, channels: Mapping[str, ChannelInfo],
+                  timezone: tzinfo = UTC) -> tuple[dict[str, Runbook], list[Problem]]:
+    """The runbooks that loaded cleanly, and every problem of every file."""
+    return _load_directory(directory, channels, timezone)
+
+
 def check_runbooks(directory: Path, channels: Mapping[str, ChannelInfo],
                    timezone: tzinfo = UTC) -> list[Problem]:
     """Every problem in the runbook directory (empty when clean): `switchboard check`."""
@@ -277,8 +276,10 @@ class _Reader:
         runbook = Runbook(name=name, title=str(title), severity=severity, scope=scope,
                           suppress=suppress, handover=handover, steps=tuple(s for s, _ in steps),
                           resolve=resolve, path=self.path)
-        if not self.doc.problems:
-            _Sample(self, runbook).check([*steps, *resolve_steps])
+        # Templates are test-rendered even when other keys have problems, so one
+        # `check` shows them all; lengths only when the rest is sound (a broken
+        # scope would make them wrong).
+        _Sample(self, runbook, lengths=not self.doc.problems).check([*steps, *resolve_steps])
         return runbook
 
     # -- top level --------------------------------------------------------
@@ -330,7 +331,8 @@ class _Reader:
         held = (f"{' and '.join(suppress)} posts are held" if suppress
                 else "nothing is suppressed")
         if not top.has("handover"):
-            default = HANDOVER_NOTICE.format(role=self.role, held=held)
+            default = HANDOVER_NOTICE.format(role=self.role, held=held,
+                                             channels=CHANNELS_SUMMARY)
             return Handover(notice=self._compile(("handover",), default, builtin=True))
         sec = Section(self.doc, ("handover",), top.value["handover"],
                       {"role", "notify", "template"})
@@ -342,7 +344,8 @@ class _Reader:
         self.handover_notify = _merged(notify)
         source = sec.get("template", str, None)
         notice = self._compile(("handover", "template"),
-                               source or HANDOVER_NOTICE.format(role=role, held=held),
+                               source or HANDOVER_NOTICE.format(role=role, held=held,
+                                                                channels=CHANNELS_SUMMARY),
                                builtin=source is None)
         return Handover(role=role, notify=self.handover_notify, notice=notice)
 
@@ -416,7 +419,8 @@ class _Reader:
                                                f"(a {action} step needs its text)")
                 return None
             default = (REMIND_TEXT.format(window=format_duration(every or timedelta(0)))
-                       if action == "remind" else HANDOVER_STEP.format(role=self.role))
+                       if action == "remind"
+                       else HANDOVER_STEP.format(role=self.role, channels=CHANNELS_SUMMARY))
             return self._compile(sec.at("template"), default, builtin=True)
         if not source.strip():
             self.doc.problem(sec.at("template"), "must not be empty")
@@ -566,8 +570,8 @@ class _Sample:
     ever runs.
     """
 
-    def __init__(self, reader: _Reader, runbook: Runbook) -> None:
-        self.reader, self.runbook = reader, runbook
+    def __init__(self, reader: _Reader, runbook: Runbook, lengths: bool = True) -> None:
+        self.reader, self.runbook, self.lengths = reader, runbook, lengths
         self.public = reader.scope
 
     def check(self, steps: list[tuple[Step, Path_]]) -> None:
@@ -595,7 +599,8 @@ class _Sample:
                                                             f"{declared_by})")
                     return
                 longest = max(longest, (len(text), channel))
-        self._check_length(path, targets, longest[0])
+        if self.lengths:
+            self._check_length(path, targets, longest[0])
 
     def _check_length(self, path: Path_, targets: tuple[str, ...], length: int) -> None:
         limits = sorted((self.reader.channels[c].max_length, c) for c in targets
@@ -611,7 +616,9 @@ class _Sample:
             id="INC-123", title=self.runbook.title, severity=self.runbook.severity,
             runbook=self.runbook.name, declared_at=declared, channels=self.public,
             reason="sample reason", source=signal.source or "manual")
-        return Context(incident=incident, now=declared + step.first, signal=signal,
+        # A step whose timing is itself a problem renders at +0.
+        first = step.first if step.at is not None or step.every is not None else timedelta(0)
+        return Context(incident=incident, now=declared + first, signal=signal,
                        channel=channel)
 
 
@@ -658,4 +665,4 @@ def _scalar_marks(text: str) -> dict[Path_, tuple[int, int, str]]:
 
 __all__ = ["ACTIONS", "HELD_POLICIES", "RESOLVE_ACTIONS", "SAMPLE_DECLARED_AT", "SEVERITIES",
            "ChannelInfo", "Handover", "ResolvePolicy", "Runbook", "Step", "channel_infos",
-           "check_runbooks", "load_runbook", "load_runbooks"]
+           "check_runbooks", "load_runbook", "load_runbooks", "read_runbooks"]

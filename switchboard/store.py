@@ -560,6 +560,30 @@ class Store:
                       {"note": note, "cooldown_until": cooldown_until})
         return True
 
+    def void(self, incident_id: int, *, actor: str, reason: str, now: float,
+             requeue: Sequence[tuple[int, float]], review: Sequence[int]) -> bool:
+        """A false alarm, in one durable transaction: the incident ends without a
+        cooldown, its holds go, and the posts it suppressed are re-queued (at the
+        given times) or put up for review. False if it was not active. `held_done`
+        stays 0 until its updates are retracted, so a restart finishes that."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE incidents SET state = 'voided', resolved_at = ?, resolved_by = ?, "
+                "resolve_note = ?, cooldown_until = ?, held_done = 0, auto_resolve_at = NULL "
+                "WHERE id = ? AND state = 'active'", (now, actor, reason, now, incident_id))
+            if cur.rowcount == 0:
+                return False
+            db.execute("DELETE FROM channel_control WHERE incident_id = ?", (incident_id,))
+            why = f"INC-{incident_id} voided: {reason}"
+            for post_id, due in requeue:
+                self._transition([post_id], "scheduled", ("suppressed",), now, actor, why,
+                                 due_at=due)
+            self._transition(review, "held", ("suppressed",), now, actor, why)
+            self._log(incident_id, now, "voided", actor,
+                      {"reason": reason, "rescheduled": [i for i, _ in requeue],
+                       "held": list(review)})
+        return True
+
     def release_holds(self, incident_id: int) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM channel_control WHERE incident_id = ?", (incident_id,))

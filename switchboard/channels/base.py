@@ -79,7 +79,6 @@ class LastError:
 
 class Channel(ABC):
     kind: ClassVar[str]
-    default_max_length: ClassVar[int] = 280
     # Posts marked `sending` together before their sends. A platform call can
     # hang, and a crash then leaves every claimed post `unknown`, so network
     # channels claim one at a time; local outlets that cannot hang claim a few.
@@ -89,7 +88,7 @@ class Channel(ABC):
         self.config = config
         self.id = config.id
         self.audience = config.audience
-        self.max_length = config.max_length or self.default_max_length
+        self.max_length = config.text_limit
         self.last_error: LastError | None = None
 
     async def start(self) -> None:  # noqa: B027 - optional hook

@@ -11,7 +11,6 @@ from switchboard.channels.base import Channel, Message, Receipt
 class ConsoleChannel(Channel):
     kind = "console"
     claim_size = 25
-    default_max_length = 10_000
 
     async def publish(self, message: Message) -> Receipt:
         stamp = message.sent_at.isoformat(timespec="seconds")

@@ -30,7 +30,6 @@ from switchboard.config import ChannelConfig
 
 class MastodonChannel(Channel):
     kind = "mastodon"
-    default_max_length = 500
 
     def __init__(self, config: ChannelConfig) -> None:
         super().__init__(config)

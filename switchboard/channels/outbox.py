@@ -19,7 +19,6 @@ from switchboard.config import ChannelConfig
 class OutboxChannel(Channel):
     kind = "outbox"
     claim_size = 25
-    default_max_length = 280  # behaves like a short-form social account
 
     def __init__(self, config: ChannelConfig) -> None:
         super().__init__(config)

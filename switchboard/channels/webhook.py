@@ -32,7 +32,6 @@ _MAX_ERROR_BODY = 300
 
 class WebhookChannel(Channel):
     kind = "webhook"
-    default_max_length = 40000
 
     def __init__(self, config: ChannelConfig) -> None:
         super().__init__(config)

@@ -23,7 +23,6 @@ DEFAULT_API_URL = "https://api.twitter.com"
 
 class XChannel(Channel):
     kind = "x"
-    default_max_length = 280
 
     def __init__(self, config: ChannelConfig) -> None:
         super().__init__(config)

@@ -64,7 +64,8 @@ def test_incident_list_show_and_resolve_through_the_cli(daemon: DaemonProcess) -
     assert [i["id"] for i in listed] == [incident["id"]]
     resolved = daemon.cli("incident", "resolve", incident["id"], "--note", "fixed", role="ops")
     assert resolved.returncode == 0, resolved.stderr
-    assert json.loads(daemon.cli("incident", "list", "--json").stdout) == []
+    in_cooldown = json.loads(daemon.cli("incident", "list", "--json").stdout)
+    assert [(i["id"], i["in_cooldown"]) for i in in_cooldown] == [(incident["id"], True)]
     everything = json.loads(daemon.cli("incident", "list", "--all", "--json").stdout)
     assert everything[0]["state"] == "resolved"
     again = daemon.cli("incident", "resolve", incident["id"], role="ops")

@@ -92,6 +92,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {"text": "matrix update"}, OPS),
     Endpoint("POST /api/v1/incidents/{id}/resolve", "POST",
              "/api/v1/incidents/{incident}/resolve", {}, OPS),
+    Endpoint("POST /api/v1/incidents/{id}/void (dummy body `{}`)", "POST",
+             "/api/v1/incidents/{incident}/void", {}, OPS),
+    Endpoint("POST /api/v1/incidents/{id}/release (dummy body `{}`)", "POST",
+             "/api/v1/incidents/{incident}/release", {}, OPS),
     Endpoint("GET /api/v1/feeds", "GET", "/api/v1/feeds", None, EVERYONE),
 )
 
