@@ -294,7 +294,7 @@ def cmd_incident(args: argparse.Namespace) -> int:
             for e in d["timeline"]:
                 extra = {k: v for k, v in e.items() if k not in ("at", "event", "actor")}
                 lines.append(f"  {_when(e['at'])}  {e['event']:<18} {e['actor']:<22} "
-                             f"{json.dumps(extra) if extra else ''}")
+                             f"{_times_in(json.dumps(extra)) if extra else ''}")
             return "\n".join(lines)
         return _print(args, data, human)
     if args.action == "update":
@@ -468,8 +468,11 @@ def _post_calendar(args: argparse.Namespace, client: Client) -> int:
     params = {"from": start.isoformat(), "to": end.isoformat(), "limit": "1000"}
     if args.channel:
         params["channel"] = args.channel
-    data = [p for p in client.call("GET", "/api/v1/posts", params=params)
-            if p["state"] not in CALENDAR_HIDDEN]
+    found = client.call("GET", "/api/v1/posts", params=params)
+    if len(found) >= int(params["limit"]):
+        print(f"switchboard: showing the first {len(found)} posts of this span; narrow it "
+              "with --channel", file=sys.stderr)
+    data = [p for p in found if p["state"] not in CALENDAR_HIDDEN]
     if args.json:
         print(json.dumps(data, indent=2))
         return OK

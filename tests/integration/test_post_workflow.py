@@ -205,6 +205,21 @@ def test_cancel_of_several_ids_reports_what_was_done_and_what_was_refused_and_wh
     assert [get(shared, p["id"])["state"] for p in (first, second)] == ["cancelled"] * 2
 
 
+def test_cancel_by_filter_flags_touches_only_the_posts_that_match(
+        shared: DaemonProcess) -> None:
+    inside = schedule(shared, "Inside the window", at="+40h30m", channel="second")
+    outside = schedule(shared, "Outside the window", at="+41h30m", channel="second")
+    elsewhere = schedule(shared, "Other channel", at="+40h30m", channel="outbox")
+    result = shared.cli("post", "cancel", "--channel", "second", "--from", "+40h",
+                        "--to", "+41h", role="marketing")
+    assert ok(result).splitlines() == [f"cancelled 1: {inside['id']}"]
+    assert [get(shared, p["id"])["state"] for p in (inside, outside, elsewhere)] == [
+        "cancelled", "scheduled", "scheduled"]
+    both = shared.cli("post", "cancel", str(outside["id"]), "--channel", "second",
+                      role="marketing")
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
 def test_post_list_filters_by_due_window_and_incident(shared: DaemonProcess) -> None:
     early, middle, late = (schedule(shared, f"Window {h}", at=f"+{h}h", channel="second")
                            for h in (20, 22, 24))
@@ -271,6 +286,11 @@ def test_bulk_release_by_filter_spaces_posts_per_channel(tmp_path: Path) -> None
                                     for p in posts))
         daemon.ok("POST", f"/api/v1/incidents/{incident['id']}/resolve", {}, role="ops")
         daemon.wait_for(lambda: all(get(daemon, p["id"])["state"] == "held" for p in posts))
+
+        past = daemon.cli("post", "release", "--state", "held", "--at", "2020-01-01 09:00",
+                          role="marketing")
+        assert past.returncode == 1 and "422" in past.stderr and "in the past" in past.stderr
+        assert {get(daemon, p["id"])["state"] for p in posts} == {"held"}
 
         start = datetime.now(UTC) + timedelta(hours=1)
         result = daemon.cli("post", "release", "--filter", f"state=held,incident={incident['id']}",
