@@ -104,3 +104,10 @@ def test_a_spaced_release_starts_each_channel_at_the_start_and_steps_per_channel
 def test_a_release_without_spacing_sends_all_at_the_start() -> None:
     times = release_times([post(1), post(2)], NOW, timedelta())
     assert times == {1: NOW, 2: NOW}
+
+
+def test_an_empty_expiry_removes_it() -> None:
+    expiring = post()
+    expiring.expires_at = NOW + 7200
+    assert edit({"expires": ""}, expiring) == {"expires_at": None}
+    assert edit({"expires": "+3h"}, expiring) == {"expires_at": NOW + 3 * 3600}
