@@ -19,6 +19,7 @@ from bench.dispatch import dispatch_lateness, dispatch_startup
 from bench.harness import Result
 from bench.incident import declare_ack, leak_race
 from bench.ingest import alertmanager_ingest
+from bench.loopstall import loop_stall
 from bench.schedule import bulk_schedule
 
 BENCHMARKS: dict[str, Callable[[bool], Result]] = {
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "declare_ack": declare_ack,
     "leak_race": leak_race,
     "alertmanager_ingest": alertmanager_ingest,
+    "loop_stall": loop_stall,
 }
 
 

@@ -7,8 +7,12 @@ own token or signature and are checked by the feed.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -39,6 +43,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ACTION_LIMIT = 10_000
 ROLE_KEY = web.AppKey("role_required", dict)
 DAEMON = web.AppKey("daemon", object)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+BODY_LIMIT = web.AppKey("body_limit", int)
+# Signed feed bodies read at once (each up to max_body_bytes): memory stays
+# bounded whatever number of signed-looking deliveries arrive together.
+FEED_BODIES_AT_ONCE = 32
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
 log = structlog.get_logger("api")
 
 
@@ -53,10 +63,15 @@ def ok(data: Any, status: int = 200) -> web.Response:
 class Api:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
+        self._feed_bodies = asyncio.Semaphore(FEED_BODIES_AT_ONCE)
+        self._reads = ThreadPoolExecutor(2, thread_name_prefix="api-list")
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self.d.config.max_body_bytes,
                               middlewares=[self._errors, self._auth])
+        app[BODY_TIMEOUT] = self.d.limits.body_timeout
+        app[BODY_LIMIT] = self.d.config.max_body_bytes
+        app.on_cleanup.append(self._close_reads)
         r = app.router
         self.roles: dict[tuple[str, str], str | None] = {}
         self._add(r, "GET", "/healthz", self.healthz, None)
@@ -83,6 +98,9 @@ class Api:
         self._add(r, "POST", "/feeds/{feed_id}", self.feed, None)
         app.on_response_prepare.append(self._zone_header)
         return app
+
+    async def _close_reads(self, app: web.Application) -> None:
+        self._reads.shutdown(wait=False, cancel_futures=True)
 
     async def _zone_header(self, request: web.Request, response: web.StreamResponse) -> None:
         # The CLI prints times in the daemon's configured zone, so it is told which.
@@ -160,11 +178,20 @@ class Api:
         _check_states(states)
         if "scheduled" in states:
             states.append("queued")
-        limit = _int(request.query.get("limit", "1000"), "limit")
+        channel = request.query.get("channel") or None
+        limit, after = _page_limit(request), _cursor(request, 2)
         window = self._due_window(request.query)
-        posts = self.d.store.list_posts(states, request.query.get("channel"), limit=limit,
-                                        **window)
-        return ok([post_json(p) for p in posts])
+        store = self.d.store
+
+        def page() -> tuple[bytes, list[Any] | None, int]:
+            posts = store.page_posts(states, channel, after=_key(after), limit=limit + 1,
+                                     **window)
+            last = posts[limit - 1] if len(posts) > limit else None
+            body = _encode([post_json(p) for p in posts[:limit]])
+            cursor = None if last is None else [last.due_at, last.id]
+            return body, cursor, store.count_posts(states, channel, **window)
+
+        return await self._paged(request, page)
 
     async def get_post(self, request: web.Request) -> web.Response:
         post = self.d.store.post(_int(request.match_info["id"], "post id"))
@@ -307,7 +334,30 @@ class Api:
 
     async def list_incidents(self, request: web.Request) -> web.Response:
         everything = request.query.get("all", "").lower() in ("1", "true", "yes")
-        return ok([incident_json(i) for i in self.d.incidents.listing(everything)])
+        limit, before = _page_limit(request), _cursor(request, 1)
+        store = self.d.store
+
+        def page() -> tuple[bytes, list[Any] | None, int]:
+            incidents, total = store.page_incidents(
+                everything, before=None if before is None else int(before[0]), limit=limit + 1)
+            last = [incidents[limit - 1].id] if len(incidents) > limit else None
+            return _encode([incident_json(i) for i in incidents[:limit]]), last, total
+
+        return await self._paged(request, page)
+
+    async def _paged(self, request: web.Request,
+                     page: Callable[[], tuple[bytes, list[Any] | None, int]]) -> web.Response:
+        """A list endpoint's answer: the page is read and encoded in a worker thread
+        (a viewer's listing never holds the loop a declaration needs), and paging
+        travels in the headers while the body stays a JSON array."""
+        body, last, total = await asyncio.get_running_loop().run_in_executor(
+            self._reads, page)
+        headers = {"X-Total-Count": str(total)}
+        if last is not None:
+            query = {**request.query, "cursor": _cursor_text(last)}
+            headers["Link"] = f'<{request.rel_url.with_query(query)}>; rel="next"'
+        return web.Response(body=body, content_type="application/json", charset="utf-8",
+                            headers=headers)
 
     async def get_incident(self, request: web.Request) -> web.Response:
         incident_id = parse_incident_id(request.match_info["id"])
@@ -374,17 +424,44 @@ class Api:
 
     async def feed(self, request: web.Request) -> web.Response:
         feed_id = request.match_info["feed_id"]
+        proven = self.d.feeds.admit(feed_id, request.headers)  # before a byte of the body
         try:
-            body = await request.read()
+            body = await (read_body(request) if proven else self._unproven_body(request))
+        except Refused as exc:
+            self.d.feeds.count_error(feed_id, exc.code, exc.message)
+            raise
         except web.HTTPRequestEntityTooLarge:
             self.d.feeds.count_error(feed_id, "too_large")
             raise
         result = await self.d.feeds.deliver(feed_id, body, request.headers)
         return ok(result, 202)
 
+    async def _unproven_body(self, request: web.Request) -> bytes:
+        """A signed feed's body, which only its signature can vouch for: only so
+        many are buffered at once, and one past them is told to retry."""
+        if self._feed_bodies.locked():
+            raise Refused(503, "busy", "too many unverified deliveries at once; retry")
+        async with self._feed_bodies:
+            return await read_body(request)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within the body deadline; a declared length over the limit
+    is refused before anything is read."""
+    limit = request.app[BODY_LIMIT]
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit,
+                                            actual_size=request.content_length)
+    try:
+        async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+            return await request.read()
+    except TimeoutError as exc:
+        raise Refused(408, "body_timeout", "the request body did not arrive in "
+                                           f"{request.app[BODY_TIMEOUT]:g} s") from exc
+
 
 async def _json(request: web.Request, optional: bool = False) -> Any:
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw:
         if optional:
             return None
@@ -450,6 +527,42 @@ def _poster(request: web.Request) -> Caller:
         raise refusals.forbidden(f"the {caller.role} role cannot post "
                                  "(marketing or ops needed)")
     return caller
+
+
+def _page_limit(request: web.Request) -> int:
+    limit = _int(request.query.get("limit", str(PAGE_DEFAULT)), "limit")
+    if not 1 <= limit <= PAGE_MAX:
+        raise refusals.bad_request(f"limit must be 1 to {PAGE_MAX}, not {limit}; "
+                                   "follow the Link header for the next page")
+    return limit
+
+
+def _cursor(request: web.Request, size: int) -> list[Any] | None:
+    """The key a `cursor` parameter carries (opaque to callers: base64 of JSON)."""
+    text = request.query.get("cursor")
+    if text is None:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(text.encode("ascii") + b"=" * (-len(text) % 4)))
+    except (ValueError, UnicodeError, binascii.Error):
+        key = None
+    if not (isinstance(key, list) and len(key) == size and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 2 ** 62
+            for v in key)):
+        raise refusals.bad_request("bad cursor: use the one in the Link header as it is")
+    return key
+
+
+def _cursor_text(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def _key(cursor: list[Any] | None) -> tuple[float, int] | None:
+    return None if cursor is None else (float(cursor[0]), int(cursor[1]))
+
+
+def _encode(items: list[dict[str, Any]]) -> bytes:
+    return json.dumps(items, default=str).encode()
 
 
 def _int(value: str, what: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
@@ -34,6 +34,7 @@ from switchboard.config import ChannelConfig, Config
 from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
+from switchboard.listener import GuardedSite, Limits, app_runner
 from switchboard.metrics import Metrics
 from switchboard.posts import (
     EDITABLE_STATES,
@@ -102,6 +103,7 @@ class Daemon:
         self.incidents: Incidents
         self.feeds: FeedWatch
         self.notifier = Notifier()
+        self.limits = Limits.from_env(os.environ)
         self._reloading = asyncio.Lock()
         # The outcome of the last SIGHUP, for `status` (None: no reload yet).
         self.last_reload: dict[str, Any] | None = None
@@ -149,11 +151,9 @@ class Daemon:
         await self.feeds.start()
         self.cleanup.append(lambda: self.feeds.stop())
 
-        runner = web.AppRunner(Api(self).application(), access_log=None,
-                               handle_signals=False)
+        runner = app_runner(Api(self).application(), self.limits)
         await runner.setup()
-        site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, reuse_address=True)
-        await site.start()
+        await GuardedSite(runner, cfg.listen_host, cfg.listen_port, self.limits).start()
         self.cleanup.append(runner.cleanup)
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())

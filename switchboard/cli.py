@@ -13,9 +13,10 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from urllib.parse import parse_qs, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
@@ -50,12 +51,13 @@ class Exit(Exception):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from switchboard import app, logs
+    from switchboard.listener import BadLimit
     from switchboard.store import StoreError
     logs.configure()
     settings = _settings(args.config, sys.stderr)
     try:
         return asyncio.run(app.serve(settings))
-    except StoreError as exc:
+    except (StoreError, BadLimit) as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return FAILED
     except OSError as exc:
@@ -117,9 +119,27 @@ class Client:
 
     def call(self, method: str, path: str, body: Any = None,
              params: dict[str, str] | None = None) -> Any:
+        return self.exchange(method, self.url + path, body, params)[0]
+
+    def pages(self, path: str, params: dict[str, str], follow: bool) -> Iterator[
+            tuple[list[Any], str | None, int | None]]:
+        """Each page of a list endpoint, with the next page's URL and the total;
+        only the first unless `follow`."""
+        url: str | None = self.url + path
+        query: dict[str, str] | None = params
+        while url is not None:
+            data, response = self.exchange("GET", url, None, query)
+            following = response.links.get("next", {}).get("url")
+            following = None if following is None else urljoin(self.url + "/", following)
+            total = response.headers.get("X-Total-Count")
+            yield data, following, int(total) if total and total.isdigit() else None
+            url, query = (following, None) if follow else (None, None)
+
+    def exchange(self, method: str, url: str, body: Any = None,
+                 params: dict[str, str] | None = None) -> tuple[Any, requests.Response]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = requests.request(method, self.url + path, json=body, params=params,
+            response = requests.request(method, url, json=body, params=params,
                                         headers=headers, timeout=150)
         except requests.RequestException as exc:
             raise Exit(UNREACHABLE, f"cannot reach the daemon at {self.url}: "
@@ -136,7 +156,7 @@ class Client:
             if response.status_code == 401:
                 message += "; " + TOKEN_HELP
             raise Exit(FAILED, message, str(error.get("code") or response.status_code))
-        return data
+        return data, response
 
 
 TOKEN_HELP = ("the token comes from --token-file FILE, SWITCHBOARD_TOKEN_FILE or "
@@ -284,8 +304,10 @@ def cmd_incident(args: argparse.Namespace) -> int:
         return _print(args, data, lambda d: f"{d['id']} declared: {', '.join(d['channels'])} "
                                             f"under {d['runbook']}")
     if args.action == "list":
-        data = client.call("GET", "/api/v1/incidents", params={"all": "true"} if args.all
-                           else None)
+        # Incidents are few next to posts: every page, newest first.
+        params = {"all": "true", "limit": "1000"} if args.all else {"limit": "1000"}
+        data = [i for page, _, _ in client.pages("/api/v1/incidents", params, follow=True)
+                for i in page]
         return _print(args, data, _incident_rows)
     if args.action == "show":
         data = client.call("GET", f"/api/v1/incidents/{args.id}")
@@ -332,11 +354,7 @@ def cmd_post(args: argparse.Namespace) -> int:
     if args.action == "import":
         return _import(args, client)
     if args.action == "list":
-        params = {k: v for k, v in (("state", args.state), ("channel", args.channel),
-                                    ("from", args.from_), ("to", args.to),
-                                    ("incident", args.incident)) if v}
-        data = client.call("GET", "/api/v1/posts", params=params)
-        return _print(args, data, _post_rows)
+        return _list_posts(args, client)
     if args.action in ("show", "edit", "calendar"):
         return {"show": _post_show, "edit": _post_edit,
                 "calendar": _post_calendar}[args.action](args, client)
@@ -468,11 +486,8 @@ def _post_calendar(args: argparse.Namespace, client: Client) -> int:
     params = {"from": start.isoformat(), "to": end.isoformat(), "limit": "1000"}
     if args.channel:
         params["channel"] = args.channel
-    found = client.call("GET", "/api/v1/posts", params=params)
-    if len(found) >= int(params["limit"]):
-        print(f"switchboard: showing the first {len(found)} posts of this span; narrow it "
-              "with --channel", file=sys.stderr)
-    data = [p for p in found if p["state"] not in CALENDAR_HIDDEN]
+    data = [p for page, _, _ in client.pages("/api/v1/posts", params, follow=True)
+            for p in page if p["state"] not in CALENDAR_HIDDEN]
     if args.json:
         print(json.dumps(data, indent=2))
         return OK
@@ -486,6 +501,28 @@ def _post_calendar(args: argparse.Namespace, client: Client) -> int:
 
 # Posts that will not go out are left off the calendar (`post list` shows them).
 CALENDAR_HIDDEN = frozenset({"cancelled", "dropped", "expired", "missed", "retracted"})
+
+
+def _list_posts(args: argparse.Namespace, client: Client) -> int:
+    """One page (`--limit`, `--cursor`), or every page with `--all`; a page that
+    has more after it says how to get them on stderr."""
+    params = {k: v for k, v in (("state", args.state), ("channel", args.channel),
+                                ("from", args.from_), ("to", args.to),
+                                ("incident", args.incident),
+                                ("limit", args.limit), ("cursor", args.cursor)) if v}
+    rows: list[Any] = []
+    following: str | None = None
+    total: int | None = None
+    for data, next_url, count in client.pages("/api/v1/posts", params, follow=args.all):
+        rows.extend(data)
+        following, total = next_url, count
+    _print(args, rows, _post_rows)
+    if following is not None:
+        cursor = parse_qs(urlsplit(following).query).get("cursor", [""])[0]
+        print(f"switchboard: {len(rows)} of {total if total is not None else 'more'} posts "
+              f"shown; the next page: --cursor {cursor} (or --all for every page)",
+              file=sys.stderr)
+    return OK
 
 
 def _import(args: argparse.Namespace, client: Client) -> int:
@@ -671,10 +708,13 @@ def _post_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> 
     s.add_argument("--link", metavar="URL", help="a link to attach")
     client(command(sub, "import", "schedule a calendar of posts from a file")).add_argument(
         "file", help="CSV with a header row (channel,at,text[,kind,expires,link]) or JSON lines")
-    ls = client(command(sub, "list", "list posts (at most 1000)"))
+    ls = client(command(sub, "list", "list posts, a page at a time"))
     ls.add_argument("--state", help="only posts in this state (scheduled, held, published, ...; "
                                     "comma-separated for several)")
     ls.add_argument("--channel", metavar="ID", help="only posts for this channel")
+    ls.add_argument("--limit", metavar="N", help="posts per page, 1 to 1000 (default 100)")
+    ls.add_argument("--cursor", help="start at this page (printed when more exist)")
+    ls.add_argument("--all", action="store_true", help="every page, not only the first")
     ls.add_argument("--from", dest="from_", metavar="WHEN",
                     help=f"only posts due at or after this time: {WHEN}")
     ls.add_argument("--to", metavar="WHEN", help=f"only posts due before this time: {WHEN}")

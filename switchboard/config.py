@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from switchboard import yamldoc
+from switchboard.feeds.severity import SEVERITIES
 from switchboard.yamldoc import Document, InvalidFile, Path_, Section
 
 ROLES = ("viewer", "marketing", "ops", "admin")
-SEVERITIES = ("minor", "major", "critical")
 AUDIENCES = ("public", "internal")
 CHANNEL_KINDS = ("outbox", "console", "webhook", "x", "mastodon")
 FEED_KINDS = ("alertmanager", "pagerduty", "json", "cap", "atom", "rss", "statuspage", "gtfs-rt",
@@ -43,13 +43,17 @@ _RETRY_KEYS = {"max_retries", "retry_base", "retry_max", "rate_limit_wait", "rat
 _CHANNEL_KEYS: dict[str, set[str]] = {
     "outbox": {"path"},
     "console": set(),
-    "webhook": {"url_env", "url_file", "headers"} | _RETRY_KEYS,
+    "webhook": {"url_env", "url_file", "headers", "idempotent"} | _RETRY_KEYS,
     "x": {"credentials", "api_url"} | _RETRY_KEYS,
     "mastodon": {"api_base_url", "access_token_env", "access_token_file"} | _RETRY_KEYS,
 }
 _FEED_KEYS = {"id", "kind", "rules", "url", "every", "timeout", "token_env", "token_file",
               "token_sha256", "secret_env", "secret_file", "fields", "signature_header",
-              "generate"}
+              "generate", "language"}
+_RULE_KEYS = {"match", "runbook", "channels", "title", "severity", "per", "lead", "maintenance"}
+# Signal fields a rule must name in its match to see a signal at all: CAP
+# alerts scoped Restricted or Private are not for the public channels.
+_OPT_IN_SCOPE = "cap_scope"
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,27 @@ class Rule:
     channels: tuple[str, ...] | None = None
     title: str | None = None
     severity: str | None = None
+    # One incident per Alertmanager group ("group") or per alert ("alert").
+    per: str = "group"
+    # How long before a CAP alert's onset the rule may act.
+    lead: timedelta = timedelta(0)
+    # Scheduled maintenance on a status page declares only where this is set.
+    maintenance: bool = False
 
     def matches(self, fields: dict[str, str]) -> bool:
-        return all(m.matches(fields.get(name)) for name, m in self.match.items())
+        if fields.get("maintenance") == "true" and not self.maintenance:
+            return False
+        if fields.get(_OPT_IN_SCOPE, "Public") != "Public" and _OPT_IN_SCOPE not in self.match:
+            return False
+        return all(self._field_matches(name, m, fields) for name, m in self.match.items())
+
+    @staticmethod
+    def _field_matches(name: str, matcher: Matcher, fields: dict[str, str]) -> bool:
+        # `severity` is the normalised word; the feed's own word matches too,
+        # so `severity: [Severe, Extreme]` on a CAP feed keeps working.
+        if name == "severity" and matcher.matches(fields.get("native_severity")):
+            return True
+        return matcher.matches(fields.get(name))
 
 
 @dataclass(frozen=True)
@@ -127,6 +149,8 @@ class FeedConfig:
     secret: str | None = field(default=None, repr=False)
     fields: dict[str, Any] = field(default_factory=dict)
     signature_header: str | None = None
+    # Which translation CAP, SIRI-SX and GTFS-rt texts are read in.
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -424,6 +448,9 @@ class _Reader:
             if url:
                 secrets["url"] = url
             options["headers"] = sec.get("headers", dict, {})
+            # Unset: the channel decides by the receiver's host (Slack ignores keys).
+            if sec.has("idempotent"):
+                options["idempotent"] = sec.get("idempotent", bool)
         elif kind == "x":
             options["api_url"] = sec.get("api_url", str, "https://api.twitter.com")
             creds = Section(self.doc, sec.at("credentials"), sec.value.get("credentials"),
@@ -480,7 +507,15 @@ class _Reader:
             timeout=sec.get("timeout", float, 10.0),
             token_sha256=token_digest, secret=secret,
             fields=fields,
-            signature_header=sec.get("signature_header", str))
+            signature_header=sec.get("signature_header", str),
+            language=self._language(sec))
+
+    def _language(self, sec: Section) -> str:
+        language = sec.get("language", str, "en") or "en"
+        if not re.fullmatch(r"[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*", language):
+            self.doc.problem(sec.at("language"), f"not a language tag such as en or fr-CA: "
+                                                 f"{language[:40]!r}")
+        return language
 
     def _check_field_map(self, sec: Section, fields: dict[str, Any]) -> None:
         # The json feed's mapping is the feed module's to define; it says what is wrong.
@@ -494,8 +529,7 @@ class _Reader:
         out: list[Rule] = []
         for j, item in enumerate(feed.get("rules", list, [])):
             path = (*feed.path, "rules", j)
-            sec = Section(self.doc, path, item, {"match", "runbook", "channels", "title",
-                                                 "severity"}, required={"runbook"})
+            sec = Section(self.doc, path, item, _RULE_KEYS, required={"runbook"})
             if not sec.ok:
                 continue
             channels = None
@@ -509,7 +543,10 @@ class _Reader:
                 channels = tuple(dict.fromkeys(listed))
             out.append(Rule(match=self._matchers(sec), runbook=sec.get("runbook", str, ""),
                             channels=channels, title=sec.get("title", str),
-                            severity=sec.choice("severity", SEVERITIES)))
+                            severity=sec.choice("severity", SEVERITIES),
+                            per=sec.choice("per", ("group", "alert"), "group") or "group",
+                            lead=sec.duration("lead", timedelta(0)) or timedelta(0),
+                            maintenance=bool(sec.get("maintenance", bool, False))))
         return tuple(out)
 
     def _matchers(self, rule: Section) -> dict[str, Matcher]:

@@ -6,7 +6,9 @@ scale). Each publish is a short pipeline: claim -> gate -> send -> record.
 
 - claim: the tick moves due posts `scheduled -> queued` and hands them to the
   channel's worker (late ones become `missed`, old offers `expired`);
-- gate: the worker asks the gate right before the send starts;
+- gate: the worker asks the gate before the claim, and the channel asks it
+  again at the true start of each attempt (`channels.base.Start`), which is
+  also the post's `published_at`;
 - send: `sending` is committed before the platform call, so a crash leaves
   `sending`, which start-up turns into `unknown` (never re-sent);
 - record: `published` with the platform's id, or `failed` with its message.
@@ -23,7 +25,14 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from switchboard.channels.base import Channel, ChannelError, GateClosed, LastError, Message
+from switchboard.channels.base import (
+    Channel,
+    ChannelError,
+    GateClosed,
+    LastError,
+    Message,
+    Start,
+)
 from switchboard.clock import Clock, to_datetime
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
@@ -258,11 +267,11 @@ class ChannelWorker:
 
     async def _send(self, post: Post) -> tuple[Post, SendOutcome] | None:
         d = self.d
-        sent_at = d.clock()
+        handed_at = d.clock()
+        start = Start(lambda now: d.gate.decide(post.channel, post.kind, now).allowed, d.clock)
         message = Message(str(post.id), post.channel, post.kind, post.text, post.link,
-                          to_datetime(sent_at),
-                          may_start=lambda: d.gate.decide(post.channel, post.kind,
-                                                          d.clock()).allowed)
+                          to_datetime(handed_at), may_start=start,
+                          install_id=d.store.install_id())
         try:
             receipt = await self.channel.publish(message)
         except GateClosed:
@@ -275,6 +284,7 @@ class ChannelWorker:
             return post, self._failed(post, ChannelError(f"internal error: {exc}",
                                                          permanent=True, reason="internal"))
         self.channel.last_error = None
+        sent_at = handed_at if start.at is None else start.at  # the true start
         d.metrics.posts_published.labels(channel=post.channel, kind=post.kind).inc()
         if post.created_at < post.due_at:  # lateness only means something for scheduled posts
             d.metrics.publish_lateness_seconds.observe(max(0.0, sent_at - post.due_at))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -75,7 +75,9 @@ class Incidents:
         # Active incidents by the key of the signal that declared them: a feed's
         # repeats are matched here, not with a query per signal.
         self._signals: dict[str, int] = {}
-        self._seen: dict[int, tuple[str, float]] = {}
+        # Last content seen per (incident, signal key): a group's alerts each have their own.
+        self._seen: dict[tuple[int, str], tuple[str, float]] = {}
+        self._cleared_at: dict[int, float] = {}
 
     # -- start-up ----------------------------------------------------------
 
@@ -166,7 +168,8 @@ class Incidents:
         self._cancel_auto_resolve(incident_id)
         if incident.signal_key is not None:
             self._signals.pop(incident.signal_key, None)
-        self._seen.pop(incident_id, None)
+        self._seen = {k: v for k, v in self._seen.items() if k[0] != incident_id}
+        self._cleared_at.pop(incident_id, None)
         resolved = self._get(incident_id)
         self.log.warning("incident_resolved", incident=f"INC-{incident_id}", actor=actor,
                          cooldown_until=rfc3339(until))
@@ -317,7 +320,8 @@ class Incidents:
             if job.id.startswith(f"step-{incident_id}-") or job.id in (
                     f"autoresolve-{incident_id}", f"release-{incident_id}"):
                 job.remove()
-        self._seen.pop(incident_id, None)
+        for seen in [k for k in self._seen if k[0] == incident_id]:
+            del self._seen[seen]
         # The signal key stays mapped to the voided incident: while its source goes
         # on firing (an alert repeating), it must not declare the false alarm again.
         self.metrics.operational_update_overdue.labels(incident=f"INC-{incident_id}").set(0)
@@ -452,31 +456,72 @@ class Incidents:
     # -- feeds -------------------------------------------------------------
 
     def on_signal(self, feed: FeedConfig, signal: Signal) -> str:
-        """What happened: declared, updated, repeated, resolving, cleared, unmatched, ignored."""
-        incident_id = self._signals.get(signal_key(signal))
-        active = None if incident_id is None else self.store.incident(incident_id)
-        if active is not None and active.state == "voided":
-            return self._voided_signal(active, signal)
+        """What happened: declared, updated, repeated, resolving, cleared, noted,
+        unmatched, ignored, replayed (an event already taken) or stale (older
+        than the resolution of its incident)."""
+        if signal.event_id is not None and self.store.event_seen(feed.id, signal.event_id):
+            return "replayed"
+        outcome = self._on_signal(feed, signal)
+        # Remembered only once handled: a delivery that failed is taken when retried.
+        if signal.event_id is not None:
+            self.store.remember_event(feed.id, signal.event_id, self.clock())
+        return outcome
+
+    def _on_signal(self, feed: FeedConfig, signal: Signal) -> str:
+        active = self._active(signal_key(signal))
+        group = None if signal.group is None else self._active(group_key(signal))
+        for held in (active, group):
+            if held is not None and held.state == "voided":
+                return self._voided_signal(held, signal)
+        if signal.timeline_only:
+            return self._noted(active, signal)
         if signal.status == "firing":
-            if active is not None:
-                return self._refired(active, signal)
+            current = active or group
+            if current is not None:
+                return self._refired(current, signal)
+            if signal.event_id is not None and self._older_than_resolution(signal):
+                return "stale"
             rule = next((r for r in feed.rules if r.matches(signal.fields())), None)
             if rule is None:
                 return "unmatched"
+            keyed = signal if rule.per == "alert" or signal.group is None else \
+                replace(signal, key=f"group:{signal.group}")
             self.declare(runbook=rule.runbook, title=rule.title or signal.title,
-                         severity=rule.severity or signal.labels.get("severity"),
+                         severity=rule.severity or _severity(signal),
                          channels=list(rule.channels) if rule.channels else None,
                          reason=signal.annotations.get("description") or signal.title,
-                         actor=f"feed:{feed.id}", source=feed.id, signal=signal)
+                         actor=f"feed:{feed.id}", source=feed.id, signal=keyed)
             return "declared"
-        if active is None:
+        if active is not None:
+            return self._cleared(active, signal)
+        if group is not None:
+            # One alert of the group cleared; the group's incident waits for all.
+            return self._cleared(group, signal) if signal.group_status == "resolved" \
+                else "repeated"
+        return "ignored"
+
+    def _active(self, key: str) -> Incident | None:
+        incident_id = self._signals.get(key)
+        return None if incident_id is None else self.store.incident(incident_id)
+
+    def _older_than_resolution(self, signal: Signal) -> bool:
+        """A replayed delivery from before its incident was resolved never reopens it."""
+        resolved_at = self.store.last_resolved_at(signal_key(signal))
+        return resolved_at is not None and signal.at.timestamp() <= resolved_at
+
+    def _noted(self, incident: Incident | None, signal: Signal) -> str:
+        if incident is None:
             return "ignored"
-        return self._cleared(active, signal)
+        self.store.log(incident.id, self.clock(), "signal_note", f"feed:{signal.source}",
+                       {"title": signal.title, **signal.annotations})
+        return "noted"
 
     def _voided_signal(self, incident: Incident, signal: Signal) -> str:
         """The source of a false alarm repeats it until it clears: ignored till then."""
         if signal.status == "resolved":
             self._signals.pop(signal_key(signal), None)
+            if signal.group is not None and signal.group_status == "resolved":
+                self._signals.pop(group_key(signal), None)
             self.store.log(incident.id, self.clock(), "signal_resolved",
                            f"feed:{signal.source}", {"note": "the voided alarm's source cleared"})
         return "ignored"
@@ -484,13 +529,14 @@ class Incidents:
     def _refired(self, incident: Incident, signal: Signal) -> str:
         now = self.clock()
         actor = f"feed:{signal.source}"
+        self._cleared_at.pop(incident.id, None)  # a later all-clear is news again
         if incident.auto_resolve_at is not None:
             self._cancel_auto_resolve(incident.id)
             self.store.log(incident.id, now, "signal_refired", actor,
                            {"note": "auto-resolve cancelled: the source fired again"})
             return "updated"
         content = _content(signal)
-        seen = self._seen.get(incident.id)
+        seen = self._seen.get((incident.id, signal.key))
         if seen is None or seen[0] != content:
             event = "signal_repeated" if seen is None else "signal_updated"
             self.store.log(incident.id, now, event, actor,
@@ -501,11 +547,17 @@ class Incidents:
             # Alertmanager resends the same alert every group interval: the
             # timeline gets it at most once per REPEAT_LOG_INTERVAL.
             return "repeated"
-        self._seen[incident.id] = (content, now)
+        self._seen[(incident.id, signal.key)] = (content, now)
         return "updated"
 
     def _cleared(self, incident: Incident, signal: Signal) -> str:
         now = self.clock()
+        if incident.auto_resolve_at is not None:
+            return "repeated"  # already resolving: the quiet period keeps its start
+        last = self._cleared_at.get(incident.id)
+        if last is not None and now - last < REPEAT_LOG_INTERVAL:
+            return "repeated"  # the other alerts of a group, or a resend: one notice
+        self._cleared_at[incident.id] = now
         book = self.context().runbooks.get(incident.runbook)
         if book is not None and book.resolve.auto:
             at = now + book.resolve.quiet_period.total_seconds()
@@ -609,6 +661,17 @@ def parse_incident_id(value: str) -> int:
 
 def signal_key(signal: Signal) -> str:
     return f"{signal.source}:{signal.key}"
+
+
+def group_key(signal: Signal) -> str:
+    """The key an incident declared for a whole Alertmanager group is kept under."""
+    return f"{signal.source}:group:{signal.group}"
+
+
+def _severity(signal: Signal) -> str | None:
+    """The feed's severity where it maps onto the incident vocabulary."""
+    severity = signal.labels.get("severity")
+    return severity if severity in SEVERITIES else None
 
 
 def signal_json(signal: Signal) -> dict[str, Any]:

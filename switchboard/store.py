@@ -12,7 +12,9 @@ plain number comparison; the API layer turns them into RFC 3339.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
+import secrets
 import sqlite3
 import threading
 from collections import Counter
@@ -111,7 +113,36 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (incident_id, step, occurrence)
     );
     """,
+    # 2: feed events already taken (PagerDuty event ids), so a replay is recognised
+    """
+    CREATE TABLE feed_events (
+        feed TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seen_at REAL NOT NULL,
+        PRIMARY KEY (feed, event_id)
+    );
+    CREATE INDEX feed_events_seen_at ON feed_events (seen_at);
+    CREATE INDEX incidents_signal_key ON incidents (signal_key, resolved_at);
+    """,
+    # 3: facts about this store itself, such as its install id
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('install_id', lower(hex(randomblob(8))));
+    """,
+    # 4: keyset paging of the post listings (design §7.8): each state's posts in
+    # due order, overall and per channel, so any page is one index range.
+    """
+    CREATE INDEX posts_listing ON posts(state, due_at);
+    CREATE INDEX posts_channel_listing ON posts(channel, state, due_at)
+    """,
 )
+
+# How long a feed's event ids are remembered (design §7.1: PagerDuty retries
+# and replays fall well inside it).
+FEED_EVENT_RETENTION = 7 * 86400.0
 
 
 class StoreError(Exception):
@@ -223,6 +254,9 @@ class Store:
         self._delta: Counter[str] = Counter()
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
+        self._install_id: str | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -245,6 +279,10 @@ class Store:
 
     def close(self) -> None:
         self.stop_checkpoints()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         self._db.close()
 
     def start_checkpoints(self, every: float = 0.5) -> None:
@@ -325,6 +363,18 @@ class Store:
             if not durable:
                 self._db.execute("PRAGMA synchronous=FULL")
 
+    def install_id(self) -> str:
+        """A random id made once per store (by its migration): with a post id it
+        gives keys sent to platforms that another store (staging, a fresh
+        state_dir) never repeats. Deleted (after a restore), a new one is made."""
+        if self._install_id is None:
+            with self.transaction() as db:
+                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?)",
+                           (secrets.token_hex(8),))
+                row = db.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
+            self._install_id = str(row[0])
+        return self._install_id
+
     def recover(self, now: float) -> dict[str, int]:
         """Start-up repair: a crash leaves `queued` (never sent: back to scheduled)
         and `sending` (outcome unknown: never re-sent automatically)."""
@@ -394,6 +444,101 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY due_at, id LIMIT ?"
         return [Post(*r) for r in self._db.execute(sql, [*args, limit])]
+
+    # -- listings (callable from any thread: they read on a connection of their own)
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The listings' own read-only connection: a page built in a worker thread
+        never shares the writer's connection or its open transaction."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, isolation_level=None,
+                                               check_same_thread=False)
+                self._reader.execute("PRAGMA query_only=1")
+            yield self._reader
+
+    def page_posts(self, states: Sequence[str] = (), channel: str | None = None,
+                   after: tuple[float, int] | None = None, limit: int = 100,
+                   due_from: float | None = None, due_to: float | None = None,
+                   incident_id: int | None = None) -> list[Post]:
+        """Up to `limit` posts in (due_at, id) order after the key `after`.
+
+        Keyset paging: one index range per state, merged, so the page at the
+        millionth post costs what the first one does (no sort, no offset).
+        A due-time window narrows each range; an incident's posts are few and
+        found through its own index.
+        """
+        where = "state = ?" + (" AND channel = ?" if channel else "")
+        where += " AND (due_at, id) > (?, ?)" if after else ""
+        extra: list[str] = []
+        extra_args: list[Any] = []
+        _due_window(extra, extra_args, due_from, due_to)
+        if incident_id is not None:
+            extra.append("incident_id = ?")
+            extra_args.append(incident_id)
+        where += "".join(f" AND {term}" for term in extra)
+        index = "posts_channel_listing" if channel else "posts_listing"
+        hint = "" if incident_id is not None else f"INDEXED BY {index} "
+        sql = (f"SELECT {_POST_COLUMNS} FROM posts {hint}WHERE {where} "
+               "ORDER BY due_at, id LIMIT ?")
+        runs: list[list[Post]] = []
+        with self._reading() as db:
+            for state in dict.fromkeys(states or POST_STATES):
+                args: list[Any] = [state, *([channel] if channel else []),
+                                   *(after or ()), *extra_args, limit]
+                runs.append([Post(*r) for r in db.execute(sql, args)])
+        merged = heapq.merge(*runs, key=lambda p: (p.due_at, p.id))
+        return [post for _, post in zip(range(limit), merged, strict=False)]
+
+    def count_posts(self, states: Sequence[str] = (), channel: str | None = None,
+                    due_from: float | None = None, due_to: float | None = None,
+                    incident_id: int | None = None) -> int:
+        chosen = list(dict.fromkeys(states or POST_STATES))
+        narrowed = due_from is not None or due_to is not None or incident_id is not None
+        if not channel and not narrowed:
+            return sum(self._counts.get(state, 0) for state in chosen)
+        if narrowed:
+            return self._count_narrowed(chosen, channel, due_from, due_to, incident_id)
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM posts INDEXED BY posts_channel_listing WHERE channel = ? "
+                f"AND state IN ({','.join('?' * len(chosen))})", [channel, *chosen]).fetchone()
+        return int(row[0])
+
+    def _count_narrowed(self, states: list[str], channel: str | None, due_from: float | None,
+                        due_to: float | None, incident_id: int | None) -> int:
+        where = [f"state IN ({','.join('?' * len(states))})"]
+        args: list[Any] = list(states)
+        if channel:
+            where.append("channel = ?")
+            args.append(channel)
+        if incident_id is not None:
+            where.append("incident_id = ?")
+            args.append(incident_id)
+        _due_window(where, args, due_from, due_to)
+        with self._reading() as db:
+            row = db.execute(f"SELECT COUNT(*) FROM posts WHERE {' AND '.join(where)}",
+                             args).fetchone()
+        return int(row[0])
+
+    def page_incidents(self, include_resolved: bool = False, before: int | None = None,
+                       limit: int = 100) -> tuple[list[Incident], int]:
+        """Up to `limit` incidents, newest first, older than id `before`; and how many
+        there are in all."""
+        # By default the active ones and those in cooldown (held posts not yet dealt with).
+        where = [] if include_resolved else [
+            "(state = 'active' OR (state = 'resolved' AND held_done = 0))"]
+        count_sql = "SELECT COUNT(*) FROM incidents" + (f" WHERE {where[0]}" if where else "")
+        if before is not None:
+            where.append("id < ?")
+        sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
+        sql += (" WHERE " + " AND ".join(where)) if where else ""
+        with self._reading() as db:
+            rows = db.execute(sql + " ORDER BY id DESC LIMIT ?",
+                              [*([before] if before is not None else []), limit]).fetchall()
+            total = int(db.execute(count_sql).fetchone()[0])
+        return [_incident(r) for r in rows], total
 
     def post_history(self, post_id: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -663,6 +808,26 @@ class Store:
         return [(s, int(o), float(a), r) for s, o, a, r in self._db.execute(
             "SELECT step, occurrence, at, result FROM step_runs WHERE incident_id = ? "
             "ORDER BY at, step", (incident_id,))]
+
+    # -- feed events -------------------------------------------------------
+
+    def event_seen(self, feed: str, event_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM feed_events WHERE feed = ? AND event_id = ?",
+                                (feed, event_id)).fetchone() is not None
+
+    def remember_event(self, feed: str, event_id: str, now: float) -> None:
+        """Keep the id for FEED_EVENT_RETENTION; older ones are forgotten here too."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO feed_events (feed, event_id, seen_at) "
+                       "VALUES (?, ?, ?)", (feed, event_id, now))
+            db.execute("DELETE FROM feed_events WHERE seen_at < ?",
+                       (now - FEED_EVENT_RETENTION,))
+
+    def last_resolved_at(self, signal_key: str) -> float | None:
+        """When the latest incident declared by this signal key was resolved."""
+        row = self._db.execute("SELECT MAX(resolved_at) FROM incidents WHERE signal_key = ?",
+                               (signal_key,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
 
 def _due_window(where: list[str], args: list[Any], due_from: float | None,

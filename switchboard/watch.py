@@ -22,10 +22,14 @@ from switchboard import refusals
 from switchboard.clock import Clock, rfc3339, to_datetime
 from switchboard.config import FeedConfig
 from switchboard.feeds import parser_for
+from switchboard.feeds.auth import check_presented
+from switchboard.feeds.jsonfeed import DEFAULT_SIGNATURE_HEADER
+from switchboard.feeds.pagerduty import SIGNATURE_HEADER as PAGERDUTY_SIGNATURE
 from switchboard.feeds.parser import FeedParser
 from switchboard.feeds.poller import Poller
 from switchboard.feeds.signal import FeedError, Signal
 from switchboard.incidents import Incidents
+from switchboard.listener import Throttled
 from switchboard.metrics import Metrics
 from switchboard.text import sanitised
 
@@ -43,6 +47,9 @@ class FeedWatch:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self.history = {f.id: FeedHistory(since=clock()) for f in feeds}
+        # One line per feed and reason per interval: a scanner's thousand
+        # refused deliveries are counted in full but logged once.
+        self._refusals: dict[tuple[str, str], Throttled] = {}
 
     async def start(self) -> None:
         polled = [f for f in self.feeds.values() if not self.parsers[f.id].push]
@@ -66,22 +73,33 @@ class FeedWatch:
 
     # -- push --------------------------------------------------------------
 
-    async def deliver(self, feed_id: str, body: bytes,
-                      headers: Mapping[str, str]) -> dict[str, Any]:
+    def admit(self, feed_id: str, headers: Mapping[str, str]) -> bool:
+        """Refuse a delivery from its headers alone, before its body is read: a
+        stranger's megabyte is never buffered. True when the headers prove the
+        sender (a bearer token); False when only the body can (a signature)."""
         feed = self.feeds.get(feed_id)
         if feed is None:
             self.count_error(feed_id, "unknown_feed")
             raise refusals.not_found(f"no feed named {feed_id!r}")
+        token = None if feed.kind == "pagerduty" else feed.token_sha256
+        try:
+            if not self.parsers[feed_id].push:
+                raise FeedError("unsupported", f"feed {feed_id!r} is polled, not pushed", 405)
+            check_presented(feed.id, headers, token_sha256=token, secret=bool(feed.secret),
+                            signature_header=_signature_header(feed))
+        except FeedError as exc:
+            raise self._refused(feed_id, exc) from exc
+        return token is not None
+
+    async def deliver(self, feed_id: str, body: bytes,
+                      headers: Mapping[str, str]) -> dict[str, Any]:
+        self.admit(feed_id, headers)
         parser = self.parsers[feed_id]
         try:
-            if not parser.push:
-                raise FeedError("unsupported", f"feed {feed_id!r} is polled, not pushed", 405)
             parser.authenticate(body, headers)
             signals = parser.parse(body, headers, to_datetime(self.clock()))
         except FeedError as exc:
-            self.count_error(feed_id, exc.reason, exc.message)
-            self.log.warning("feed_refused", feed=feed_id, reason=exc.reason, error=exc.message)
-            raise refusals.Refused(exc.http_status, exc.reason, exc.message) from exc
+            raise self._refused(feed_id, exc) from exc
         outcomes = await self.apply(feed_id, signals)
         errors = outcomes.count("error")
         if errors:
@@ -91,6 +109,13 @@ class FeedWatch:
                                    "could not be applied (see the daemon log); the others "
                                    "were: send the delivery again")
         return {"accepted": len(signals), "outcomes": outcomes}
+
+    def _refused(self, feed_id: str, exc: FeedError) -> refusals.Refused:
+        self.count_error(feed_id, exc.reason, exc.message)
+        throttled = self._refusals.setdefault(
+            (feed_id, exc.reason), Throttled("feed_refused", logger=self.log))
+        throttled(feed=feed_id, reason=exc.reason, error=exc.message)
+        return refusals.Refused(exc.http_status, exc.reason, exc.message)
 
     def count_error(self, feed_id: str, reason: str, message: str = "") -> None:
         # Unknown feed ids are not echoed into labels: a scanner must not be
@@ -207,3 +232,12 @@ def printable(signal: Signal) -> Signal:
         title=sanitised(signal.title),
         labels={sanitised(k): sanitised(v) for k, v in signal.labels.items()},
         annotations={sanitised(k): sanitised(v) for k, v in signal.annotations.items()})
+
+
+def _signature_header(feed: FeedConfig) -> str | None:
+    """The header a signed push feed carries its HMAC in (None: not a signed kind)."""
+    if feed.kind == "pagerduty":
+        return PAGERDUTY_SIGNATURE
+    if feed.kind == "json":
+        return feed.signature_header or DEFAULT_SIGNATURE_HEADER
+    return None

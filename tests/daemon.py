@@ -163,6 +163,19 @@ class DaemonProcess:
         assert response.status_code < 300, (response.status_code, response.text)
         return response.json()
 
+    def all_pages(self, path: str, role: str = "admin") -> list[Any]:
+        """Every item of a paged list endpoint, following its `Link: rel="next"`."""
+        items: list[Any] = []
+        url: str | None = self.url + path
+        while url is not None:
+            response = requests.get(url, headers={"Authorization": f"Bearer {TOKENS[role]}"},
+                                    timeout=30)
+            assert response.status_code == 200, (response.status_code, response.text)
+            items += response.json()
+            following = response.links.get("next", {}).get("url")
+            url = None if following is None else requests.compat.urljoin(self.url, following)
+        return items
+
     def cli(self, *args: str, role: str = "admin") -> subprocess.CompletedProcess[str]:
         env = {**self.env, "SWITCHBOARD_URL": self.url, "SWITCHBOARD_TOKEN": TOKENS[role]}
         env.pop("SWITCHBOARD_TOKEN_FILE", None)

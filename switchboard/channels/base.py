@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -25,15 +25,19 @@ class ChannelError(Exception):
     `maybe_sent`: an attempt failed in a way that may have reached the platform
     (a lost answer, a gateway error): the post is `unknown`, not `failed`, so it
     is reviewed instead of being released and sent a second time.
+    `not_sent`: this attempt certainly never reached the platform (connection
+    refused, DNS or TLS failure before the request was written): retrying it
+    cannot publish twice, and giving up leaves the post `failed`, not `unknown`.
     """
 
     def __init__(self, message: str, *, permanent: bool = False, reason: str = "error",
-                 maybe_sent: bool = False) -> None:
+                 maybe_sent: bool = False, not_sent: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.reason = reason
         self.maybe_sent = maybe_sent
+        self.not_sent = not_sent
 
 
 class GateClosed(ChannelError):
@@ -45,19 +49,61 @@ class GateClosed(ChannelError):
                          permanent=True, reason="gate_closed")
 
 
+class Start:
+    """The gate, asked at the true start of each attempt; it remembers when it said yes.
+
+    The dispatcher passes one as `Message.may_start`. A channel calls it at the
+    moment the bytes of an attempt leave (see `remote.Attempt`), never before a
+    wait for a thread, a connection or a DNS lookup; `at` is then the moment the
+    post was sent. Called on the event loop only, like the gate itself.
+    """
+
+    def __init__(self, allowed: Callable[[float], bool], clock: Callable[[], float]) -> None:
+        self._allowed, self._clock = allowed, clock
+        self.at: float | None = None  # Unix time of the last start the gate allowed
+
+    def __call__(self) -> bool:
+        now = self._clock()
+        if not self._allowed(now):
+            return False
+        self.at = now
+        return True
+
+
 @dataclass(frozen=True)
 class Message:
-    """One post on its way out, after the gate said yes."""
+    """One post on its way out: the gate said yes once, and is asked again at the start."""
 
     post_id: str
     channel: str
     kind: str
     text: str
     link: str | None
-    sent_at: datetime
-    # Asked again before an attempt that follows a wait: a send must not start
-    # after a declaration, even one made while the post waited for a reset.
+    sent_at: datetime  # when the post was handed to the channel; see `begin`
+    # Asked at the true start of every attempt: a send must not start after a
+    # declaration, even one made while the post waited for a thread or a reset.
     may_start: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    # Random per store: keys sent to platforms must differ between two stores
+    # (a restore, staging) that both have a post with this id.
+    install_id: str = ""
+
+    @property
+    def platform_key(self) -> str:
+        """The idempotency key sent to platforms: unique across stores."""
+        return f"{self.install_id}-{self.post_id}" if self.install_id else self.post_id
+
+    def begin(self) -> datetime:
+        """For outlets that start at once (a file, stdout): ask the gate now.
+
+        Returns the moment of the send; raises `GateClosed` when the gate said no.
+        """
+        check = self.may_start
+        if check is None:
+            return self.sent_at
+        if not check():
+            raise GateClosed()
+        at = check.at if isinstance(check, Start) else None
+        return datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
 """A Mastodon account, through Mastodon.py's blocking client in a worker thread.
 
-Every status is posted with the post id as `Idempotency-Key`, so a retry after
-a timeout whose first attempt got through returns that status instead of
-creating a second one: retrying network failures is safe here.
+Every status is posted with `Idempotency-Key: <install id>-<post id>`, so a
+retry after a timeout whose first attempt got through returns that status
+instead of creating a second one: retrying network failures is safe here.
+The install id keeps the keys of two stores (a restore, staging) apart within
+Mastodon's one-hour key window. The calls run in the account's own threads,
+and the gate is asked there, before each call and once its connection is
+open (see remote.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -23,8 +26,18 @@ from mastodon import (
     MastodonServerError,
 )
 
-from switchboard.channels.base import Channel, ChannelError, Message, Receipt
-from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, compose, reporting
+from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
+from switchboard.channels.remote import (
+    Attempt,
+    ChannelThreads,
+    RateLimited,
+    Retrier,
+    RetryPolicy,
+    compose,
+    gate_requests,
+    never_reached,
+    reporting,
+)
 from switchboard.config import ChannelConfig
 
 
@@ -34,6 +47,7 @@ class MastodonChannel(Channel):
     def __init__(self, config: ChannelConfig) -> None:
         super().__init__(config)
         self._retrier = Retrier(RetryPolicy.from_options(config.options))
+        self._threads = ChannelThreads(config.id)
         # version_check_mode="none" and no mastodon_version: the constructor
         # makes no request, so building channels never touches the network.
         # ratelimit_method="throw": a 429 comes back to us instead of sleeping
@@ -43,22 +57,25 @@ class MastodonChannel(Channel):
             api_base_url=str(config.options["api_base_url"]),
             request_timeout=config.timeout,
             ratelimit_method="throw",
-            version_check_mode="none")
+            version_check_mode="none",
+            session=gate_requests(requests.Session()))
 
     async def close(self) -> None:
+        self._threads.close()
         self._client.session.close()
 
     async def publish(self, message: Message) -> Receipt:
-        return await reporting(self, self._publish(message.post_id, compose(message),
+        return await reporting(self, self._publish(message.platform_key, compose(message),
                                                    message.may_start))
 
     async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
         await reporting(self, self._delete(post_id, remote_id))
 
-    async def _publish(self, post_id: str, text: str,
+    async def _publish(self, key: str, text: str,
                        may_start: Callable[[], bool] | None) -> Receipt:
         async def attempt() -> Receipt:
-            status = await self._call(self._client.status_post, text, idempotency_key=post_id)
+            status = await self._call(Attempt(may_start), self._client.status_post, text,
+                                      idempotency_key=key)
             return Receipt(remote_id=str(status["id"]))
 
         return await self._retrier.run("publish", attempt, may_start)
@@ -70,7 +87,7 @@ class MastodonChannel(Channel):
 
         async def attempt() -> None:
             try:
-                await self._call(self._client.status_delete, remote_id)
+                await self._call(Attempt(None), self._client.status_delete, remote_id)
             except ChannelError as exc:
                 if isinstance(exc.__cause__, MastodonNotFoundError):
                     return  # already gone: the retraction's goal is met
@@ -78,9 +95,10 @@ class MastodonChannel(Channel):
 
         await self._retrier.run("retract", attempt)
 
-    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, attempt: Attempt, method: Callable[..., Any], *args: Any,
+                    **kwargs: Any) -> Any:
         try:
-            return await asyncio.to_thread(method, *args, **kwargs)
+            return await self._threads.run(attempt, method, *args, **kwargs)
         except MastodonRatelimitError as exc:
             # Mastodon.py has parsed X-RateLimit-Reset (ISO time) into Unix time
             # on the client, corrected for the server's clock via Date.
@@ -88,7 +106,13 @@ class MastodonChannel(Channel):
             raise RateLimited(f"Mastodon rate limit: {exc}",
                               reset_at=float(reset) if reset else None) from exc
         except MastodonError as exc:
-            raise _channel_error(exc) from exc
+            if isinstance(exc.__context__, GateClosed):  # asked once connected: no
+                raise exc.__context__ from None
+            error = _channel_error(exc)
+            # Mastodon.py raises its network error inside the handler of requests' one.
+            error.not_sent = isinstance(exc, MastodonNetworkError) and never_reached(
+                exc.__context__)
+            raise error from exc
 
 
 def _channel_error(exc: MastodonError) -> ChannelError:

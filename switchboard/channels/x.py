@@ -1,12 +1,14 @@
 """An X (Twitter) account, through tweepy's blocking v2 client in a worker thread.
 
 tweepy is told not to wait on rate limits: the channel's `Retrier` does that,
-per account, without holding a thread asleep.
+per account, without holding a thread asleep. The threads are the account's
+own (`ChannelThreads`), and the gate is asked in the thread, before the call
+and once its connection is open: a hung account delays no other, and no
+send starts after a declaration.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -15,7 +17,17 @@ import requests
 import tweepy
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
-from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, compose, reporting
+from switchboard.channels.remote import (
+    Attempt,
+    ChannelThreads,
+    RateLimited,
+    Retrier,
+    RetryPolicy,
+    compose,
+    gate_requests,
+    never_reached,
+    reporting,
+)
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://api.twitter.com"
@@ -27,6 +39,7 @@ class XChannel(Channel):
     def __init__(self, config: ChannelConfig) -> None:
         super().__init__(config)
         self._retrier = Retrier(RetryPolicy.from_options(config.options))
+        self._threads = ChannelThreads(config.id)
         secrets = config.secrets
         self._client = tweepy.Client(
             consumer_key=secrets.get("consumer_key"),
@@ -34,10 +47,11 @@ class XChannel(Channel):
             access_token=secrets.get("access_token"),
             access_token_secret=secrets.get("access_token_secret"),
             wait_on_rate_limit=False)
-        self._client.session = _XSession(
-            str(config.options.get("api_url") or DEFAULT_API_URL), config.timeout)
+        self._client.session = gate_requests(_XSession(
+            str(config.options.get("api_url") or DEFAULT_API_URL), config.timeout))
 
     async def close(self) -> None:
+        self._threads.close()
         self._client.session.close()
 
     async def publish(self, message: Message) -> Receipt:
@@ -52,8 +66,8 @@ class XChannel(Channel):
         async def attempt() -> Receipt:
             nonlocal uncertain
             try:
-                response = await asyncio.to_thread(self._client.create_tweet, text=text,
-                                                   user_auth=True)
+                response = await self._threads.run(Attempt(may_start), self._client.create_tweet,
+                                                   text=text, user_auth=True)
             except tweepy.Forbidden as exc:
                 if uncertain and _is_duplicate(exc):
                     # An earlier attempt that we never heard back from (timeout,
@@ -67,8 +81,12 @@ class XChannel(Channel):
                     return Receipt(remote_id=None, already_existed=True)
                 raise _channel_error(exc) from exc
             except (requests.RequestException, tweepy.TwitterServerError) as exc:
-                uncertain = True
-                raise _channel_error(exc) from exc
+                error = _channel_error(exc)
+                if never_reached(exc):
+                    error.not_sent = True
+                else:
+                    uncertain = True
+                raise error from exc
             except tweepy.TweepyException as exc:
                 raise _channel_error(exc) from exc
             return Receipt(remote_id=str(response.data["id"]))
@@ -83,8 +101,8 @@ class XChannel(Channel):
 
         async def attempt() -> None:
             try:
-                response = await asyncio.to_thread(self._client.delete_tweet, remote_id,
-                                                   user_auth=True)
+                response = await self._threads.run(Attempt(None), self._client.delete_tweet,
+                                                   remote_id, user_auth=True)
             except tweepy.NotFound:
                 return  # already gone: the retraction's goal is met
             except (requests.RequestException, tweepy.TweepyException) as exc:

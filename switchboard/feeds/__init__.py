@@ -25,6 +25,10 @@ against the previous poll, so disappearance also resolves:
 (only new, changed and vanished items), `on_success(feed_id, unix_seconds)`,
 `on_error(feed_id, reason, message)`.
 
+Every parser gives `severity` in one vocabulary (`severity.py`: minor, major,
+critical; the feed's own word as `native_severity`) and reads texts in the
+feed's `language` (`translations.py`).
+
 | kind         | module          | auth                    |
 |--------------|-----------------|-------------------------|
 | alertmanager | alertmanager.py | bearer token            |
@@ -34,7 +38,7 @@ against the previous poll, so disappearance also resolves:
 | atom, rss    | atom.py         | (polled)                |
 | statuspage   | statuspage.py   | (polled)                |
 | gtfs-rt      | gtfs_rt.py      | (polled)                |
-| siri-sx      | siri_sx.py      | (polled; not yet in config.FEED_KINDS) |
+| siri-sx      | siri_sx.py      | (polled)                |
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Alertmanager webhook receiver (payload version "4"), one signal per alert.
 
+Each signal carries the group's `groupKey` and status: rules declare one
+incident per group unless they say `per: alert`. An alert without its own
+`status` (older senders, some relays) takes the group's.
+
 https://prometheus.io/docs/alerting/latest/configuration/#webhook_config
 """
 
@@ -8,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +27,7 @@ from switchboard.feeds.payload import (
     scalar_text,
     string_map,
 )
+from switchboard.feeds.severity import with_severity
 from switchboard.feeds.signal import Signal, Status
 
 KIND = "alertmanager"
@@ -42,14 +48,23 @@ class AlertmanagerParser(FeedParser):
         common_labels = string_map(KIND, group.get("commonLabels"), "commonLabels")
         common_notes = string_map(KIND, group.get("commonAnnotations"), "commonAnnotations")
         alerts = as_list(KIND, group.get("alerts"), "alerts")
-        return [self._signal(i, alert, common_labels, common_notes, current_time(now))
-                for i, alert in enumerate(alerts)]
+        group_status = _group_status(group.get("status"))
+        group_key = scalar_text(group.get("groupKey"))
+        signals = [self._signal(i, alert, common_labels, common_notes, current_time(now),
+                                group_status) for i, alert in enumerate(alerts)]
+        if group_key is None:
+            return signals
+        return [replace(signal, group=group_key, group_status=group_status or signal.status)
+                for signal in signals]
 
     def _signal(self, i: int, item: Any, common_labels: dict[str, str],
-                common_notes: dict[str, str], now: datetime) -> Signal:
+                common_notes: dict[str, str], now: datetime,
+                group_status: Status | None) -> Signal:
         what = f"alerts[{i}]"
         alert = as_object(KIND, item, what)
-        status = _status(alert.get("status"), what)
+        own = alert.get("status")
+        status = _status(own if own is not None or group_status is None else group_status,
+                         what)
         labels = {**common_labels, **string_map(KIND, alert.get("labels"), f"{what}.labels")}
         notes = {**common_notes,
                  **string_map(KIND, alert.get("annotations"), f"{what}.annotations")}
@@ -59,7 +74,12 @@ class AlertmanagerParser(FeedParser):
         title = notes.get("summary") or notes.get("title") or labels.get("alertname") or key
         when = parse_time(alert.get("endsAt" if status == "resolved" else "startsAt"))
         return Signal(source=self.config.id, key=key, status=status, title=title,
-                      at=when or now, labels=labels, annotations=notes)
+                      at=when or now, labels=with_severity(KIND, labels, labels.get("severity")),
+                      annotations=notes)
+
+
+def _group_status(value: Any) -> Status | None:
+    return value if value in ("firing", "resolved") else None
 
 
 def _status(value: Any, what: str) -> Status:

@@ -9,6 +9,13 @@ on the title and the labels: `link`, `feed` (the feed's title),
 `incident_status` (the state word, lower case), `categories` and `content`
 (the entry's text without markup).
 
+Scheduled maintenance (a Statuspage maintenance's states are Scheduled, In
+progress, Verifying, Completed; a future one says "THIS IS A SCHEDULED
+EVENT") is labelled `maintenance: "true"` with severity minor: no rule
+declares it unless the rule says `maintenance: true`. Incident entries carry
+no impact in these feeds, so they have no severity and the runbook's
+default applies.
+
 feedparser is lenient, which a poller needs (real feeds are sloppy), but it
 must not be the first to see hostile input: the body is pre-parsed with
 defusedxml, which refuses entity declarations and external entities, and
@@ -35,6 +42,8 @@ from switchboard.feeds.payload import MAX_LABEL_CHARS, malformed
 from switchboard.feeds.signal import Signal
 
 RESOLVED_STATES = frozenset({"resolved", "completed", "postmortem"})
+MAINTENANCE_STATES = frozenset({"scheduled", "in progress", "verifying", "completed"})
+_SCHEDULED_EVENT = re.compile(r"<strong>\s*THIS IS A SCHEDULED EVENT", re.IGNORECASE)
 _STATE_IN_HTML = re.compile(r"<strong>\s*([A-Za-z][A-Za-z ]{0,30}?)\s*</strong>")
 _STATE_IN_TITLE = re.compile(r"^\s*\[?\s*(resolved|completed)\s*[\]:-]", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
@@ -91,6 +100,8 @@ class AtomParser(FeedParser):
                   "incident_status": state, "content": _text(markup),
                   "categories": ",".join(str(tag.get("term") or "")
                                          for tag in entry.get("tags") or [])}
+        if state in MAINTENANCE_STATES or _SCHEDULED_EVENT.search(markup):
+            labels.update(maintenance="true", severity="minor", native_severity="maintenance")
         return Signal(
             source=self.config.id, key=key,
             status="resolved" if state in RESOLVED_STATES else "firing",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 
 from switchboard.feeds.signal import FeedError
@@ -56,3 +57,25 @@ def signature_matches(secret: str, body: bytes, candidates: Iterable[str]) -> bo
         given = candidate.strip().lower().encode("ascii", "replace")
         matched |= hmac.compare_digest(expected, given)
     return matched
+
+
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def check_presented(feed_id: str, headers: Mapping[str, str], *, token_sha256: str | None,
+                    signature_header: str | None, secret: bool) -> None:
+    """What the headers alone can settle, before any of the body is read.
+
+    A bearer token is checked in full. A signature covers the body, so only
+    its presence and shape (a SHA-256 hex digest) are checked here; the
+    parser's `authenticate` verifies it once the body is in.
+    """
+    if not token_sha256 and not (secret and signature_header):
+        raise unauthorized(feed_id, "no token or secret is configured, so no delivery "
+                                    "is accepted")
+    if token_sha256:
+        check_bearer(feed_id, headers, token_sha256)
+    if secret and signature_header:
+        given = header(headers, signature_header) or ""
+        if not _HEX_DIGEST.search(given):
+            raise unauthorized(feed_id, f"missing {signature_header} header")

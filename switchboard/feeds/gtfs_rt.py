@@ -6,8 +6,11 @@ One signal per alert entity, keyed by the entity id. Deleted entities and
 alerts whose every active period has ended are resolved; an alert whose
 periods all lie ahead is left out until it starts. Labels: route_id,
 stop_id, agency_id, trip_id (each several values joined with ","), cause and
-effect (enum names such as CONSTRUCTION, DETOUR), severity_level. The title is
-the English (else first) header text.
+effect (enum names such as CONSTRUCTION, DETOUR), severity (from
+severity_level: INFO minor, WARNING major, SEVERE critical; the enum name is
+`native_severity`). The title, description and url are the translation in
+the feed's `language` (default `en`; one without a language is the feed's
+own and counts as that), else English, else the first.
 
 Incrementality DIFFERENTIAL is read as a full dataset, as almost every
 producer sends FULL_DATASET.
@@ -24,7 +27,9 @@ from google.transit import gtfs_realtime_pb2
 
 from switchboard.feeds.parser import FeedParser, current_time
 from switchboard.feeds.payload import MAX_LABEL_CHARS, malformed
+from switchboard.feeds.severity import with_severity
 from switchboard.feeds.signal import Signal
+from switchboard.feeds.translations import choose
 
 KIND = "gtfs-rt"
 Alert = gtfs_realtime_pb2.Alert
@@ -68,19 +73,24 @@ class GtfsRealtimeParser(FeedParser):
             "trip_id": _joined(s.trip.trip_id for s in selectors),
             "cause": _enum_name(Alert.Cause, alert.cause),
             "effect": _enum_name(Alert.Effect, alert.effect),
-            "severity_level": (_enum_name(Alert.SeverityLevel, alert.severity_level)
-                               if alert.HasField("severity_level") else ""),
         }
-        notes = {"description": _translation(alert.description_text),
-                 "url": _translation(alert.url)}
+        native = (_enum_name(Alert.SeverityLevel, alert.severity_level)
+                  if alert.HasField("severity_level") else "")
+        if native:
+            labels["severity_level"] = native
+        language = self.config.language
+        notes = {"description": _translation(alert.description_text, language),
+                 "url": _translation(alert.url, language)}
         key = _str(entity.id)
         if not key:
             raise malformed(KIND, "an alert entity has no id")
         return Signal(
             source=self.config.id, key=key,
             status="resolved" if state == "ended" or entity.is_deleted else "firing",
-            title=_translation(alert.header_text) or notes["description"] or key,
-            at=at, labels={name: value for name, value in labels.items() if value},
+            title=_translation(alert.header_text, language) or notes["description"] or key,
+            at=at, labels=with_severity(
+                KIND, {name: value for name, value in labels.items() if value},
+                native if native != "UNKNOWN_SEVERITY" else ""),
             annotations={name: value for name, value in notes.items() if value},
             expires_at=_last_end(alert))
 
@@ -108,12 +118,10 @@ def _last_end(alert: Any) -> datetime | None:
     return datetime.fromtimestamp(max(ends), UTC)
 
 
-def _translation(text: Any) -> str:
-    """English where given (an empty language means the feed's own, assumed English)."""
-    translations = list(text.translation)
-    chosen = next((t for t in translations if _str(t.language).lower().startswith("en")), None) \
-        or next((t for t in translations if not t.language), None) \
-        or (translations[0] if translations else None)
+def _translation(text: Any, language: str) -> str:
+    """The wanted language, else English, else the first; a translation without a
+    language is the feed's own, read as the wanted one."""
+    chosen = choose(list(text.translation), lambda t: _str(t.language) or language, language)
     return " ".join(_str(chosen.text).split())[:MAX_LABEL_CHARS] if chosen is not None else ""
 
 

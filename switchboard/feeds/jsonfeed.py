@@ -38,6 +38,7 @@ from switchboard.feeds.payload import (
     scalar_text,
     string_map,
 )
+from switchboard.feeds.severity import with_severity
 from switchboard.feeds.signal import Signal
 
 if TYPE_CHECKING:
@@ -172,10 +173,11 @@ class JsonParser(FeedParser):
         resolved = (status_value or "").strip().lower() in fm.resolved_values
         title = scalar_text(lookup(item, fm.title)) if fm.title else None
         when = parse_time(lookup(item, fm.time)) if fm.time else None
+        labels = _labels(item, fm.labels, what)
         return Signal(source=self.config.id, key=key,
                       status="resolved" if resolved else "firing",
                       title=title or key, at=when or now,
-                      labels=_labels(item, fm.labels, what),
+                      labels=with_severity(KIND, labels, labels.get("severity")),
                       annotations=_labels(item, fm.annotations, what))
 
 

@@ -1,5 +1,12 @@
 """PagerDuty v3 webhook subscriptions: incident events, one signal per delivery.
 
+Only events whose `data.type` is `incident` carry the incident itself
+(triggered, acknowledged, priority_updated, resolved...). Notes, responders,
+status updates, tasks, role assignments and workflows carry a reference to
+one in `data.incident`: they become a timeline-only signal for that
+incident and never declare. Urgency and priority are labels, and the
+priority (else the urgency) is the normalised `severity`.
+
 https://developer.pagerduty.com/docs/webhooks/v3-overview/
 """
 
@@ -13,13 +20,13 @@ from switchboard.feeds.auth import header, signature_matches, unauthorized
 from switchboard.feeds.parser import FeedParser, current_time
 from switchboard.feeds.payload import (
     as_object,
-    field,
     load_json,
     loose_list,
     loose_object,
     parse_time,
     scalar_text,
 )
+from switchboard.feeds.severity import normalise, with_severity
 from switchboard.feeds.signal import Signal, Status
 
 KIND = "pagerduty"
@@ -46,26 +53,87 @@ class PagerDutyParser(FeedParser):
 
     def parse(self, body: bytes, headers: Mapping[str, str],
               now: datetime | None = None) -> list[Signal]:
-        envelope = as_object(KIND, load_json(KIND, body), "the payload")
-        event = as_object(KIND, envelope.get("event"), "event")
-        event_type = field(KIND, event, "event_type", "event")
-        # Only incidents make signals; pagey.ping (sent when a subscription is
-        # created) and service events are accepted and ignored.
+        document = as_object(KIND, load_json(KIND, body), "the payload")
+        # PagerDuty wraps the event in {"event": ...}; its documentation shows
+        # the bare event. Either is read.
+        event = document.get("event", document if "event_type" in document else None)
+        event = as_object(KIND, event, "event")
+        # From here on nothing refuses a delivery: a correctly signed one that
+        # is refused is retried and, after enough refusals, the subscription
+        # is disabled. What cannot be read is accepted and ignored.
+        event_type = scalar_text(event.get("event_type")) or ""
         if event.get("resource_type") != "incident" or not event_type.startswith("incident."):
+            return []  # pagey.ping, service.* events
+        data = loose_object(event.get("data"))
+        at = parse_time(event.get("occurred_at")) or current_time(now)
+        event_id = scalar_text(event.get("id"))
+        if data.get("type", "incident") == "incident" and scalar_text(data.get("id")):
+            return [self._incident(event_type, data, at, event_id)]
+        reference = _incident_reference(data)
+        key = scalar_text(reference.get("id"))
+        if not key:
             return []
-        data = as_object(KIND, event.get("data"), "event.data")
-        key = field(KIND, data, "id", "event.data")
+        return [Signal(source=self.config.id, key=key, status="firing",
+                       title=scalar_text(reference.get("summary")) or f"PagerDuty incident {key}",
+                       at=at, labels={"event_type": event_type},
+                       annotations=_news(event_type, data, event), event_id=event_id,
+                       timeline_only=True)]
+
+    def _incident(self, event_type: str, data: dict[str, Any], at: datetime,
+                  event_id: str | None) -> Signal:
+        key = scalar_text(data.get("id")) or ""
         labels = {"event_type": event_type, **_incident_labels(data)}
         notes = {name: text for name, text in (
             ("html_url", scalar_text(data.get("html_url"))),
             ("incident_key", scalar_text(data.get("incident_key"))),
             ("number", scalar_text(data.get("number"))),
         ) if text}
-        return [Signal(source=self.config.id, key=key, status=_status(event_type, data),
-                       title=scalar_text(data.get("title")) or key,
-                       at=parse_time(event.get("occurred_at")) or current_time(now),
-                       labels=labels, annotations=notes)]
+        return Signal(source=self.config.id, key=key, status=_status(event_type, data),
+                      title=scalar_text(data.get("title")) or _untitled(key, data), at=at,
+                      labels=with_severity(KIND, labels, _severity_word(labels)),
+                      annotations=notes, event_id=event_id)
 
+
+def _severity_word(labels: dict[str, str]) -> str | None:
+    """Priority where the account uses the standard P1..P5, else urgency."""
+    priority = labels.get("priority")
+    if priority and normalise(KIND, priority):
+        return priority
+    return labels.get("urgency")
+
+
+def _untitled(key: str, data: dict[str, Any]) -> str:
+    number = scalar_text(data.get("number"))
+    service = scalar_text(loose_object(data.get("service")).get("summary"))
+    name = f"PagerDuty incident #{number}" if number else f"PagerDuty incident {key}"
+    return f"{name} on {service}" if service else name
+
+
+def _incident_reference(data: dict[str, Any]) -> dict[str, Any]:
+    """The incident a note, responder, task or workflow event is about.
+
+    Role assignments carry it one level down, inside each assignment.
+    """
+    reference = loose_object(data.get("incident"))
+    if reference:
+        return reference
+    for assignment in loose_list(data.get("incident_role_assignments")):
+        reference = loose_object(loose_object(assignment).get("incident"))
+        if reference:
+            return reference
+    return {}
+
+
+def _news(event_type: str, data: dict[str, Any], event: dict[str, Any]) -> dict[str, str]:
+    """What the timeline entry says: the note, message or workflow, and who did it."""
+    what = (scalar_text(data.get("content")) or scalar_text(data.get("message"))
+            or scalar_text(data.get("summary")) or scalar_text(data.get("name"))
+            or event_type)
+    notes = {"event": event_type, "text": what}
+    agent = scalar_text(loose_object(event.get("agent")).get("summary"))
+    if agent:
+        notes["agent"] = agent
+    return notes
 
 def _status(event_type: str, data: dict[str, Any]) -> Status:
     # A late event about an incident already resolved (an annotation, say)

@@ -27,6 +27,16 @@ class Signal:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     expires_at: datetime | None = None
+    # The sender's id of this one delivery (PagerDuty's event id): a replay of
+    # the same event is recognised by it.
+    event_id: str | None = None
+    # Alertmanager's groupKey and the group's own status: by default a rule
+    # declares one incident per group, which its alerts then update.
+    group: str | None = None
+    group_status: Status | None = None
+    # Only news about an incident (a note, a responder added): it goes on the
+    # timeline of the incident it names and never declares one.
+    timeline_only: bool = False
 
     def fields(self) -> dict[str, str]:
         """What rules match against: labels, plus title and status."""

@@ -188,3 +188,13 @@ def test_retract_after_a_server_error_is_retried(remote: Harness) -> None:
     receipt = run(publish_then_retract())
     assert remote.retracted(msg.post_id, receipt)
     assert len(remote.requests) == 3
+
+
+def test_an_unreachable_platform_is_retried_then_failed_never_unknown(remote: Harness) -> None:
+    assert remote.fake is not None
+    remote.fake.stop()  # nothing listens on its port now: every connection is refused
+    with pytest.raises(ChannelError) as caught:
+        run(remote.publish(message()))
+    assert not caught.value.permanent
+    assert f"after {MAX_RETRIES + 1} attempts" in caught.value.message
+    assert not caught.value.maybe_sent, "no attempt reached the platform: failed, not unknown"

@@ -159,3 +159,43 @@ def _with_doctype(root: str, subset: str, reference: str) -> bytes:
 
 def parse(kind: str, body: bytes, now: datetime = NWS_NOW, **config: Any) -> list[Signal]:
     return parser_for(feed_config(kind, **config)).parse(body, {}, now)
+
+
+# Every real published document per kind (origins in tests/fixtures/SOURCES.md).
+PAGERDUTY_DOCUMENTS = ["pagerduty-v3-incident-triggered.json",
+                       "pagerduty-v3-incident-resolved.json",
+                       "pagerduty-v3-incident-priority-updated.json",
+                       "pagerduty-v3-incident-workflow-started.json",
+                       "pagerduty-v3-incident-action-invocation-created.json",
+                       "pagerduty-v3-incident-role-assigned.json",
+                       "pagerduty-v3-incident-task-created.json"]
+CAP_DOCUMENTS = [*sorted(p.name for p in FIXTURES.glob("cap-1.*.xml")), "nws-alerts.atom"]
+SIRI_DOCUMENTS = sorted(p.name for p in FIXTURES.glob("siri-sx-*.xml"))
+STATUS_FEEDS = ["statuspage-history.atom", "statuspage-saucelabs-history-maintenance.atom"]
+REAL_DOCUMENTS: dict[str, list[str]] = {
+    "alertmanager": ["alertmanager-v4-firing.json", "alertmanager-v4-resolved.json"],
+    "json": ["alertmanager-v4-firing.json", "alertmanager-v4-resolved.json"],
+    "pagerduty": PAGERDUTY_DOCUMENTS,
+    "cap": CAP_DOCUMENTS,
+    "atom": STATUS_FEEDS,
+    "rss": STATUS_FEEDS,
+    "statuspage": ["statuspage-incidents.json", "statuspage-incidents-unresolved.json",
+                   "statuspage-discord-scheduled-maintenances.json",
+                   "statuspage-discord-summary.json"],
+    "gtfs-rt": ["gtfs-rt-alerts.asciipb"],
+    "siri-sx": SIRI_DOCUMENTS,
+}
+# Documents that only say something is over: they must never declare.
+CLEARING_DOCUMENTS: dict[str, list[str]] = {
+    "alertmanager": ["alertmanager-v4-resolved.json"],
+    "pagerduty": ["pagerduty-v3-incident-resolved.json"],
+    "cap": ["cap-1.2-cancel.xml", "cap-1.2-environment-canada-allclear-en-fr.xml",
+            "cap-1.2-paaq-tsunami-past.xml", "cap-1.1-usgs-earthquake-past.xml",
+            "cap-1.2-oasis-example-a3-earthquake-update.xml"],
+    "siri-sx": ["siri-sx-2.1-vdv736-end-message.xml"],
+    "statuspage": ["statuspage-incidents.json", "statuspage-discord-scheduled-maintenances.json"],
+}
+
+
+def real_body(name: str) -> bytes:
+    return gtfs_fixture() if name.endswith(".asciipb") else fixture(name)

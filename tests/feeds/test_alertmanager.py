@@ -25,7 +25,8 @@ def test_it_reads_a_firing_alert() -> None:
     assert signal.title == "BlackBox Probe Failure: https://server.example.org"
     assert signal.at == datetime(2023, 2, 6, 13, 8, 45, 828000, tzinfo=UTC)
     assert signal.labels == {"alertname": "ProbeFailure", "instance": "https://server.example.org",
-                             "job": "http_checks", "monitor": "master", "severity": "critical"}
+                             "job": "http_checks", "monitor": "master", "severity": "critical",
+                             "native_severity": "critical"}
     assert signal.annotations["description"] == (
         "Instance https://server.example.org has been down for over 5m. Job: http_checks")
     # kept as published: a backslash then u0026, not "&"
@@ -38,7 +39,8 @@ def test_it_reads_each_resolved_alert_with_its_own_labels() -> None:
     assert [s.status for s in signals] == ["resolved", "resolved"]
     assert [s.key for s in signals] == ["83eb2c81e0da3faf", "83eb2c81e0da3faf"]
     assert [s.labels["host"] for s in signals] == ["10.30.1.161", "10.30.1.164"]
-    assert signals[1].labels["severity"] == "warning"
+    assert signals[1].labels["severity"] == "minor"
+    assert signals[1].labels["native_severity"] == "warning"
     assert signals[0].title == "CPUHigh"  # no summary or title annotation: the alertname
     assert signals[0].at == datetime(2021, 3, 30, 21, 17, 50, 814674,
                                      tzinfo=timezone(timedelta(hours=8)))  # endsAt
@@ -63,7 +65,7 @@ def test_alert_labels_are_merged_over_common_labels() -> None:
     [signal] = parse("alertmanager", json.dumps(document).encode())
 
     assert signal.labels["service"] == "rail"
-    assert signal.labels["severity"] == "page"
+    assert (signal.labels["severity"], signal.labels["native_severity"]) == ("critical", "page")
 
 
 def test_without_a_fingerprint_the_key_is_a_stable_hash_of_the_labels() -> None:

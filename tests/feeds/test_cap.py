@@ -20,8 +20,9 @@ def test_it_reads_a_cap_alert() -> None:
     assert signal.at == datetime(2003, 6, 17, 14, 57, tzinfo=PDT)
     assert signal.expires_at == datetime(2003, 6, 17, 16, 0, tzinfo=PDT)
     assert signal.labels == {
-        "severity": "Severe", "urgency": "Immediate", "certainty": "Observed",
-        "event": "SEVERE THUNDERSTORM", "category": "Met",
+        "severity": "major", "native_severity": "Severe", "urgency": "Immediate",
+        "certainty": "Observed", "event": "SEVERE THUNDERSTORM", "category": "Met",
+        "cap_scope": "Public", "responseType": "Shelter",
         "areaDesc": "EXTREME NORTH CENTRAL TUOLUMNE COUNTY IN CALIFORNIA, EXTREME NORTHEASTERN "
                     "CALAVERAS COUNTY IN CALIFORNIA, SOUTHWESTERN ALPINE COUNTY IN CALIFORNIA",
         "senderName": "NATIONAL WEATHER SERVICE SACRAMENTO CA", "sender": "KSTO@NWS.NOAA.GOV",
@@ -49,7 +50,8 @@ def test_an_update_keeps_the_key_of_the_alert_it_references() -> None:
     assert signal.key == "TRI13970876.1"
     assert signal.labels["identifier"] == "TRI13970876.2"
     assert signal.labels["msgType"] == "Update"
-    assert signal.status == "firing"
+    # urgency Past: a report of an earthquake already over clears, never declares
+    assert signal.status == "resolved"
     assert signal.title == "EQ 3.4 Imperial County CA"
 
 
@@ -60,7 +62,7 @@ def test_a_cancel_resolves_the_alert_it_references() -> None:
     assert signal.status == "resolved"
     assert signal.labels == {"sender": "bbrundage@dps.state.nv.us", "msgType": "Cancel",
                              "identifier": "AS-NV-58d33e3a-1f9a-4909-9d59-34e90b33b3e8",
-                             "cap_status": "Actual"}
+                             "cap_status": "Actual", "cap_scope": "Public"}
     assert signal.at == datetime(2019, 4, 19, 17, 46, 20, tzinfo=UTC)
 
 
@@ -129,13 +131,14 @@ def test_it_reads_an_nws_atom_index() -> None:
     assert warning.title == ("Flood Warning issued May 22 at 8:52PM EDT until May 26 at 1:00PM "
                              "EDT by NWS Tallahassee FL")
     assert warning.labels == {
-        "severity": "Severe", "urgency": "Immediate", "certainty": "Observed",
-        "event": "Flood Warning", "category": "Met", "areaDesc": "Brooks, GA; Lowndes, GA",
+        "severity": "major", "native_severity": "Severe", "urgency": "Immediate",
+        "certainty": "Observed", "event": "Flood Warning", "category": "Met",
+        "areaDesc": "Brooks, GA; Lowndes, GA",
         "msgType": "Update", "cap_status": "Actual"}
     assert warning.annotations["link"] == FLOOD_WARNING + ".cap"
     assert warning.expires_at == datetime(2024, 5, 23, 13, 45, tzinfo=UTC)
     assert advisory.labels["event"] == "Flood Advisory"
-    assert advisory.labels["severity"] == "Minor"
+    assert (advisory.labels["severity"], advisory.labels["native_severity"]) == ("minor", "Minor")
 
 
 def test_index_entries_resolve_when_they_expire() -> None:

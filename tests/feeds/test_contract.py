@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
+from switchboard.config import FeedConfig
 from switchboard.feeds import PARSERS, FeedError, parser_for
 from tests.feeds.cases import (
     CASES,
+    CLEARING_DOCUMENTS,
     KINDS,
+    NWS_NOW,
     POLL_KINDS,
     PUSH_KINDS,
+    REAL_DOCUMENTS,
     XML_KINDS,
     FeedCase,
     billion_laughs,
     external_entity,
     feed_config,
     random_bytes,
+    real_body,
 )
+from tests.feeds.rig import Rig, rule
 
 
 @pytest.fixture(params=KINDS)
@@ -174,3 +184,60 @@ def test_credentials_of_another_feed_are_refused(push: FeedCase) -> None:
 def test_the_error_never_echoes_the_secret(push: FeedCase) -> None:
     message = unauthorized(push, {"Authorization": "Bearer guess"})
     assert "guess" not in message and "s3cret" not in message and "pd-webhook" not in message
+
+
+# -- over every kind, on every real document ---------------------------------
+
+def catch_all(kind: str) -> FeedConfig:
+    """A feed whose one rule takes everything a rule can be made to take."""
+    return feed_config(kind, rules=(rule(maintenance=True, match={}),
+                                    rule(maintenance=True, match={"cap_scope": SCOPES})))
+
+
+SCOPES = ["Public", "Restricted", "Private"]
+REAL = [(kind, name) for kind in KINDS for name in REAL_DOCUMENTS[kind]]
+CLEARING = [(kind, name) for kind, names in CLEARING_DOCUMENTS.items() for name in names]
+
+
+@pytest.mark.parametrize(("kind", "name"), REAL)
+def test_a_real_document_is_never_refused(tmp_path: Path, kind: str, name: str) -> None:
+    """A valid delivery never answers 4xx (a refused push is retried, then disabled)."""
+    body, case, rig = real_body(name), CASES[kind], Rig(tmp_path)
+    if case.push:
+        feed = catch_all(kind)
+        answer = asyncio.run(rig.watch(feed).deliver(feed.id, body, case.good_headers(body)))
+        assert answer["accepted"] == len(answer["outcomes"])
+    else:
+        case.parser().parse(body, {}, case.now)
+
+
+@pytest.mark.parametrize(("kind", "name"), REAL)
+def test_a_document_never_declares_more_incidents_than_it_has_alerts(tmp_path: Path, kind: str,
+                                                                     name: str) -> None:
+    body, rig = real_body(name), Rig(tmp_path)
+    feed = catch_all(kind)
+    for now in MOMENTS:
+        signals = parser_for(feed).parse(body, {}, now)
+        rig.clock.set(now)
+        rig.apply(feed, signals)
+        # Alertmanager: one incident per group (one group per delivery) by default
+        limit = 1 if kind == "alertmanager" and signals else len({s.key for s in signals})
+        assert len(rig.active()) <= limit
+        for incident in rig.active():
+            rig.incidents.resolve(incident.id, actor="test")
+
+
+@pytest.mark.parametrize(("kind", "name"), CLEARING)
+def test_a_clearing_message_never_declares(tmp_path: Path, kind: str, name: str) -> None:
+    body, rig = real_body(name), Rig(tmp_path)
+    feed = catch_all(kind)
+    for now in MOMENTS:
+        rig.clock.set(now)
+        assert "declared" not in rig.apply(feed, parser_for(feed).parse(body, {}, now))
+    assert rig.all_incidents() == []
+
+
+# Clocks at which the documents above are in force, long over, or not yet due.
+MOMENTS = [datetime(2000, 1, 1, tzinfo=UTC), datetime(2003, 6, 17, 22, 0, tzinfo=UTC),
+           datetime(2012, 5, 2, 23, 25, tzinfo=UTC), datetime(2017, 5, 28, 10, 30, tzinfo=UTC),
+           NWS_NOW, datetime(2030, 1, 1, tzinfo=UTC)]

@@ -41,7 +41,8 @@ def test_it_maps_one_object_with_named_labels() -> None:
     assert signal.key == "4711"
     assert signal.status == "firing"
     assert signal.title == "Tunnel fire near Calais"
-    assert signal.labels == {"service": "rail", "severity": "major"}
+    assert signal.labels == {"service": "rail", "severity": "major",
+                             "native_severity": "major"}
     assert signal.annotations == {"runbook": "https://wiki.example.org/tunnel"}
     assert signal.at == datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
 

@@ -25,7 +25,8 @@ def test_it_reads_a_resolved_incident() -> None:
     assert signal.status == "resolved"
     assert signal.title == "Messaging issues"
     assert signal.labels == {"impact": "minor", "incident_status": "resolved",
-                             "components": "API", "page": "Discord"}
+                             "components": "API", "page": "Discord", "severity": "minor",
+                             "native_severity": "minor"}
     assert signal.annotations == {"shortlink": "https://stspg.io/y1w39cblgvhz",
                                   "latest_update": "This incident has been resolved."}
     assert signal.at == datetime(2022, 2, 15, 13, 37, 37, 404000,

@@ -226,6 +226,11 @@ def test_post_list_filters_by_due_window_and_incident(shared: DaemonProcess) -> 
     listed = json.loads(ok(shared.cli("post", "list", "--channel", "second", "--from", "+21h",
                                       "--to", "+23h", "--json")))
     assert [p["id"] for p in listed] == [middle["id"]]
+    paged = shared.api("GET", "/api/v1/posts?channel=second&from=%2B21h&to=%2B25h&limit=1")
+    assert [p["id"] for p in paged.json()] == [middle["id"]]
+    assert paged.headers["X-Total-Count"] == "2" and 'rel="next"' in paged.headers["Link"]
+    rest = shared.api("GET", paged.links["next"]["url"])
+    assert [p["id"] for p in rest.json()] == [late["id"]] and "Link" not in rest.headers
     upto = shared.ok("GET", "/api/v1/posts?channel=second&to=%2B21h")
     assert early["id"] in [p["id"] for p in upto]
     assert late["id"] not in [p["id"] for p in upto]

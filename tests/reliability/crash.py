@@ -11,7 +11,8 @@ checks what start-up recovery did. The invariants (design §3.1, §3.2, §6):
 - no marketing send on an in-scope channel started after the declaration's
   201 arrived (`sent_at` of the outbox line or webhook body);
 - no post reached an outbox or the webhook twice. Raw webhook requests are
-  counted: the fake's Idempotency-Key dedup is switched off, not relied on;
+  counted: the receiver ignores Idempotency-Key (its dedup is switched off, as
+  Slack's does not exist) and the channel is configured `idempotent: false`;
 - no post is lost: every created post has exactly one row, in one state, and
   the outputs agree with it: a `published` post has exactly one send; a send
   belongs to a `published` post or to one the kill left `sending` (`unknown`
@@ -229,8 +230,9 @@ class CrashRun:
             {"id": c, "kind": "outbox", "path": str(self.tmp / "out" / f"{c}.jsonl")}
             for c in self.outboxes]
         if self.profile.webhook:
+            # The receiver ignores Idempotency-Key, and the channel is told so.
             channels.append({"id": HOOK, "kind": "webhook", "url_env": "SB_CRASH_HOOK",
-                             "timeout": 5.0})
+                             "timeout": 5.0, "idempotent": False})
         # max_lateness far beyond the run: downtime must not turn posts `missed`.
         config = base_config(self.tmp, free_port(), channels, max_lateness="1h")
         return DaemonProcess(self.tmp, config=config, runbooks={RUNBOOK: RUNBOOK_TEXT},

@@ -196,7 +196,7 @@ def settle(daemon: DaemonProcess, ids: set[int], timeout: float) -> dict[int, di
     """Wait until none of `ids` is scheduled or sending; their posts by id."""
     deadline = time.monotonic() + timeout
     while True:
-        posts = {p["id"]: p for p in daemon.ok("GET", "/api/v1/posts?limit=10000")
+        posts = {p["id"]: p for p in daemon.all_pages("/api/v1/posts?limit=1000")
                  if p["id"] in ids}
         if all(p["state"] not in ("scheduled", "sending") for p in posts.values()):
             return posts
@@ -227,7 +227,9 @@ def post_of(request: Request, by_text: dict[str, int], channel: str) -> int:
         return by_text[request.json()["text"]]
     key = request.header("Idempotency-Key")
     assert key is not None, "every Mastodon status is posted with an Idempotency-Key"
-    post_id = int(key)
+    install_id, _, number = key.rpartition("-")  # <install id>-<post id>
+    assert install_id, f"the key {key!r} carries no install id"
+    post_id = int(number)
     assert by_text[request.fields()["status"]] == post_id, "key and text name one post"
     return post_id
 

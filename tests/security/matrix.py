@@ -256,8 +256,13 @@ def _feed_cases() -> tuple[FeedCase, ...]:
                  counted_as="unknown"),
         FeedCase("unknown feed: the alertmanager feed token", "nope", bearer(TOKENS["feed"]),
                  404, "unknown_feed", am, counted_as="unknown"),
-        FeedCase("unknown feed: body over 1 MiB", "nope", no_headers, 413, "too_large",
+        # Refused from the headers: the oversized body is never read.
+        FeedCase("unknown feed: body over 1 MiB", "nope", no_headers, 404, "unknown_feed",
                  lambda: oversized(am()), counted_as="unknown"),
+        FeedCase("alertmanager: no token, body over 1 MiB", "am", no_headers, 401,
+                 "unauthorized", lambda: oversized(am())),
+        FeedCase("pagerduty: no signature, body over 1 MiB", "pd", no_headers, 401,
+                 "unauthorized", lambda: oversized(pd())),
     ]
     return tuple(cases)
 

@@ -166,7 +166,8 @@ def test_a_scanner_cannot_grow_the_feed_error_labels(daemon: DaemonProcess) -> N
 
 
 def test_every_served_route_is_in_the_matrix() -> None:
-    stub = SimpleNamespace(config=SimpleNamespace(max_body_bytes=1))
+    stub = SimpleNamespace(config=SimpleNamespace(max_body_bytes=1),
+                           limits=SimpleNamespace(body_timeout=1.0))
     api = Api(stub)  # type: ignore[arg-type]
     app = api.application()
     served = {(r.method, r.resource.canonical) for r in app.router.routes()
