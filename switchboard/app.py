@@ -303,7 +303,6 @@ class Daemon:
         assert updated is not None
         return updated
 
-
     def edit_post(self, post_id: int, body: dict[str, Any], caller: Caller,
                   channels: dict[str, ChannelLimit]) -> Post:
         """`post edit`: new text, time, channel or expiry for a post not yet sending."""
@@ -318,6 +317,10 @@ class Daemon:
             reason = describe_changes(post, changes)
             if not self.store.update_post_fields(post_id, changes, EDITABLE_STATES,
                                                  self.clock(), caller.name, reason):
+                # Out of its queue but not edited: back to the schedule, never stranded.
+                self.store.transition([post_id], "scheduled", ("queued",), self.clock(),
+                                      caller.name, "edit failed; returned to the schedule")
+                self.dispatcher.arm()
                 raise conflict(f"post {post_id} changed state meanwhile; see post show")
             # Earlier or later: the timer must follow the new time.
             self.dispatcher.arm()
