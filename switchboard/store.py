@@ -478,9 +478,9 @@ class Store:
             extra.append("incident_id = ?")
             extra_args.append(incident_id)
         where += "".join(f" AND {term}" for term in extra)
-        index = "posts_channel_listing" if channel else "posts_listing"
-        hint = "" if incident_id is not None else f"INDEXED BY {index} "
-        sql = (f"SELECT {_POST_COLUMNS} FROM posts {hint}WHERE {where} "
+        index = ("posts_incident" if incident_id is not None else
+                 "posts_channel_listing" if channel else "posts_listing")
+        sql = (f"SELECT {_POST_COLUMNS} FROM posts INDEXED BY {index} WHERE {where} "
                "ORDER BY due_at, id LIMIT ?")
         runs: list[list[Post]] = []
         with self._reading() as db:
