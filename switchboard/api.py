@@ -25,6 +25,7 @@ from switchboard.clock import rfc3339
 from switchboard.incidents import incident_json, parse_incident_id
 from switchboard.posts import (
     ChannelLimit,
+    check_import,
     new_post,
     parse_future,
     parse_offset,
@@ -32,7 +33,15 @@ from switchboard.posts import (
     post_json,
 )
 from switchboard.refusals import Refused
-from switchboard.store import POST_STATES
+from switchboard.store import (
+    INTERRUPTED_SEND,
+    POST_STATES,
+    KeyedRequest,
+    Post,
+    RequestKey,
+    StoreUnavailable,
+)
+from switchboard.store import fingerprint as body_fingerprint
 from switchboard.text import first_bad_text
 
 if TYPE_CHECKING:
@@ -50,6 +59,12 @@ BODY_LIMIT = web.AppKey("body_limit", int)
 FEED_BODIES_AT_ONCE = 32
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 log = structlog.get_logger("api")
+IDEMPOTENCY_KEY = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+# A calendar file is read as one body, bigger than the API's JSON limit, so
+# that a whole import is one transaction (all rows or none).
+IMPORT_MAX_BYTES = 64 * 1024 * 1024
+SEND_WAIT = 120.0  # seconds an immediate send waits for its outcome before a 202
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -81,6 +96,7 @@ class Api:
         self._add(r, "GET", "/api/v1/channels", self.channels, "viewer")
         self._add(r, "GET", "/api/v1/posts", self.list_posts, "viewer")
         self._add(r, "POST", "/api/v1/posts", self.schedule_posts, "viewer")
+        self._add(r, "POST", "/api/v1/posts/import", self.import_posts, "viewer")
         self._add(r, "GET", "/api/v1/posts/{id}", self.get_post, "viewer")
         self._add(r, "PATCH", "/api/v1/posts/{id}", self.edit_post, "viewer")
         self._add(r, "POST", "/api/v1/posts/actions", self.post_actions, "marketing")
@@ -119,6 +135,10 @@ class Api:
             return await handler(request)
         except Refused as exc:
             return error(exc.status, exc.code, exc.message)
+        except StoreUnavailable as exc:
+            # Nothing was recorded: never a 500, never an acknowledgement.
+            log.error("store_unavailable", path=request.path, reason=exc.reason)
+            return error(503, f"store_{exc.reason}", exc.message)
         except web.HTTPRequestEntityTooLarge:
             return error(413, "too_large", f"request body over {self.d.config.max_body_bytes} "
                                            "bytes")
@@ -157,8 +177,12 @@ class Api:
         return ok({"status": "ok" if alive else "scheduler stopped"}, 200 if alive else 503)
 
     async def readyz(self, request: web.Request) -> web.Response:
-        ready = self.d.ready
-        return ok({"ready": ready}, 200 if ready else 503)
+        store_ok = self.d.check_store()
+        ready = self.d.ready and store_ok
+        body: dict[str, Any] = {"ready": ready}
+        if not store_ok and self.d.store.failure is not None:
+            body["store"] = self.d.store.failure.message
+        return ok(body, 200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         self.d.refresh_metrics()
@@ -204,6 +228,11 @@ class Api:
     async def schedule_posts(self, request: web.Request) -> web.Response:
         caller = _poster(request)
         body = await _json(request)
+        key = _request_key(request, caller, body)
+        earlier = self._earlier(key)
+        if earlier is not None:
+            first = [post_json(p) for p in self.d.store.posts(earlier.refs)]
+            return _replayed(ok(first if isinstance(body, list) else first[0], earlier.status))
         items = body if isinstance(body, list) else [body]
         if not items:
             raise refusals.bad_request("no posts given")
@@ -217,14 +246,51 @@ class Api:
             except Refused as exc:
                 prefix = f"posts[{i}]: " if isinstance(body, list) else ""
                 raise Refused(exc.status, exc.code, prefix + exc.message) from exc
-        ids = self.d.store.add_posts(new, caller.name, now)
+        ids = self.d.store.add_posts(new, caller.name, now, request=key)
         self.d.dispatcher.poke(min(p.due_at for p in new))
         posts = self.d.store.posts(ids)
         return ok([post_json(p) for p in posts] if isinstance(body, list)
                   else post_json(posts[0]), 201)
 
+    async def import_posts(self, request: web.Request) -> web.Response:
+        """A calendar file (CSV or JSON lines) as the body: every row checked, then all
+        stored in one transaction or none; rows stored before are not stored again."""
+        caller = _poster(request)
+        filename = request.query.get("filename", "calendar.csv")[:200]
+        dry_run = request.query.get("dry_run", "").lower() in ("1", "true", "yes")
+        data = await _read_at_most(request, IMPORT_MAX_BYTES)
+        now = self.d.clock()
+        # Off the loop: checking 100,000 rows takes seconds of parsing.
+        rows, problems = await asyncio.to_thread(
+            check_import, data, filename, role=caller.role, now=now,
+            tz=self.d.config.timezone, channels=self._limits())
+        if problems:
+            return web.json_response({"error": {
+                "code": "invalid_rows", "problems": problems,
+                "message": f"{len(problems)} problem(s) in {filename}; nothing was imported"}},
+                status=422)
+        if dry_run:
+            return ok({"dry_run": True, "rows": len(rows)})
+        created, existing = self.d.store.import_posts(rows, caller.name, now)
+        if created:
+            self.d.dispatcher.poke(min(post.due_at for _, post in rows))
+        return ok({"created": len(created), "existing": len(existing), "ids": created},
+                  201 if created else 200)
+
+    def _earlier(self, key: RequestKey | None) -> KeyedRequest | None:
+        """The request this key was first sent with, if any; the same key with another
+        body is refused (it would silently answer for a request never made)."""
+        if key is None:
+            return None
+        earlier = self.d.store.keyed(key.scope, key.key)
+        if earlier is not None and earlier.fingerprint != key.fingerprint:
+            raise refusals.unprocessable(f"{IDEMPOTENCY_KEY} {key.key!r} was already used for "
+                                         "a different request; use a new key")
+        return earlier
+
     def _limits(self) -> dict[str, ChannelLimit]:
-        return {cid: ChannelLimit(cid, w.channel.max_length, w.channel.audience)
+        return {cid: ChannelLimit(cid, w.channel.max_length, w.channel.audience,
+                                  w.channel.length)
                 for cid, w in self.d.dispatcher.workers.items()}
 
     async def post_action(self, request: web.Request) -> web.Response:
@@ -241,6 +307,10 @@ class Api:
     async def send(self, request: web.Request) -> web.Response:
         caller = _poster(request)
         body = await _object(request)
+        key = _request_key(request, caller, body)
+        earlier = self._earlier(key)
+        if earlier is not None:
+            return _replayed(await self._send_again(earlier.refs[0], caller.name))
         default_kind = "operational" if caller.role == "ops" else "marketing"
         new = new_post({k: v for k, v in body.items() if k in ("channel", "kind", "text",
                                                                "link")},
@@ -251,14 +321,26 @@ class Api:
             raise refusals.conflict(f"{decision.reason}: {new.kind} posts are held until "
                                     "it is resolved")
         post = (await self.d.incidents.send_now([new.channel], new.text, caller.name,
-                                                kind=new.kind))[0]
-        if post.state == "suppressed":
-            raise refusals.conflict(f"an incident took channel {post.channel} before the send "
-                                    f"started (INC-{post.incident_id}); post {post.id} is held")
-        if post.state == "failed":
-            return error(502, "publish_failed", f"post {post.id} failed: {post.error}")
-        # 202: still on its way (a rate limit, a slow platform); do not send it again.
-        return ok(post_json(post), 201 if post.state == "published" else 202)
+                                                kind=new.kind, link=new.link, request=key,
+                                                immediate=True))[0]
+        return _send_answer(post)
+
+    async def _send_again(self, post_id: int, actor: str) -> web.Response:
+        """A repeat of an immediate send: the first answer, unless a restart caught the
+        send before it started; then (and only then) it goes now."""
+        post = self.d.store.post(post_id)
+        assert post is not None
+        if post.state == "failed" and post.error == INTERRUPTED_SEND and self.d.store.transition(
+                [post_id], "queued", ("failed",), self.d.clock(), actor,
+                f"asked again with the same {IDEMPOTENCY_KEY}", error=None):
+            waiter: asyncio.Future[Post] = asyncio.get_running_loop().create_future()
+            queued = self.d.store.post(post_id)
+            assert queued is not None
+            self.d.dispatcher.route(queued, waiter)
+            await asyncio.wait([waiter], timeout=SEND_WAIT)
+            post = self.d.store.post(post_id)
+            assert post is not None
+        return _send_answer(post)
 
     def _due_window(self, query: Mapping[str, str]) -> dict[str, Any]:
         """`from`, `to` (due times, any form `--at` takes) and `incident` of a post query."""
@@ -380,6 +462,12 @@ class Api:
     async def declare(self, request: web.Request) -> web.Response:
         caller: Caller = request["caller"]
         body = await _object(request)
+        key = _request_key(request, caller, body)
+        earlier = self._earlier(key)
+        if earlier is not None:
+            first = self.d.store.incident(earlier.refs[0])
+            assert first is not None
+            return _replayed(ok(incident_json(first), earlier.status))
         channels = body.get("channels")
         if channels is not None and not (isinstance(channels, list)
                                          and all(isinstance(c, str) for c in channels)):
@@ -387,7 +475,7 @@ class Api:
         incident = self.d.incidents.declare(
             runbook=_str(body, "runbook"), title=_str(body, "title"), actor=caller.name,
             severity=_opt_str(body, "severity"), channels=channels,
-            reason=_opt_str(body, "reason"))
+            reason=_opt_str(body, "reason"), request=key)
         return ok(incident_json(incident), 201)
 
     async def update_incident(self, request: web.Request) -> web.Response:
@@ -458,6 +546,46 @@ async def read_body(request: web.Request) -> bytes:
     except TimeoutError as exc:
         raise Refused(408, "body_timeout", "the request body did not arrive in "
                                            f"{request.app[BODY_TIMEOUT]:g} s") from exc
+
+
+def _send_answer(post: Post) -> web.Response:
+    if post.state == "suppressed":
+        raise refusals.conflict(f"an incident took channel {post.channel} before the send "
+                                f"started (INC-{post.incident_id}); post {post.id} is held")
+    if post.state == "failed":
+        return error(502, "publish_failed", f"post {post.id} failed: {post.error}")
+    # 202: still on its way (a rate limit, a slow platform); do not send it again.
+    return ok(post_json(post), 201 if post.state == "published" else 202)
+
+
+def _request_key(request: web.Request, caller: Caller, body: Any) -> RequestKey | None:
+    """The caller's Idempotency-Key for this route, with the digest of its body."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    if not (0 < len(key) <= 255 and key.isascii() and key.isprintable()):
+        raise refusals.bad_request(f"{IDEMPOTENCY_KEY} must be 1 to 255 printable ASCII "
+                                   "characters")
+    return RequestKey(f"{caller.name} {request.method} {request.path}", key,
+                      body_fingerprint(body))
+
+
+def _replayed(response: web.Response) -> web.Response:
+    response.headers[REPLAYED] = "true"
+    return response
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise refusals.Refused(413, "too_large", f"request body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise refusals.Refused(413, "too_large", f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _json(request: web.Request, optional: bool = False) -> Any:

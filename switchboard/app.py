@@ -34,7 +34,7 @@ from switchboard.config import ChannelConfig, Config
 from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
-from switchboard.listener import GuardedSite, Limits, app_runner
+from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
 from switchboard.posts import (
     EDITABLE_STATES,
@@ -46,12 +46,13 @@ from switchboard.posts import (
 from switchboard.refusals import Refused, conflict, not_found
 from switchboard.runbooks import Runbook, channel_infos, read_runbooks
 from switchboard.steps import StepRunner
-from switchboard.store import Post, Store
+from switchboard.store import Post, StateLock, Store, StoreUnavailable
 from switchboard.systemd import Notifier
 from switchboard.watch import FeedWatch
 from switchboard.yamldoc import InvalidFile, Problem
 
 log = structlog.get_logger("switchboard")
+STORE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still ours
 RELOAD_PROBLEMS_SHOWN = 5
 RELEASABLE = ("held", "unknown", "failed", "missed")
 
@@ -119,17 +120,28 @@ class Daemon:
     async def build(self) -> None:
         """Straight-line wiring; each part registers its teardown (run in reverse)."""
         cfg = self.config
+        listen = f"{cfg.listen_host}:{cfg.listen_port}"
+        # One writer: the lock comes before the store is read, and the port is
+        # bound before start-up repair, so a second daemon changes nothing.
+        lock = StateLock.take(cfg.state_dir, f"pid {os.getpid()}, listening on {listen}")
+        self.cleanup.append(_sync(lock.release))
+        listener = bind_listener(cfg.listen_host, cfg.listen_port)
+        self.cleanup.append(_sync(listener.close))
         self.store = Store.open(cfg.database)
         self.cleanup.append(_sync(self.store.close))
         self.store.start_checkpoints()
         recovered = self.store.recover(self.clock())
         if recovered["unknown"]:
             log.warning("posts_unknown_after_crash", count=recovered["unknown"])
+        if recovered["not_sent"]:
+            log.warning("immediate_sends_not_sent_after_restart", count=recovered["not_sent"])
 
         self.gate = Gate()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.start()
         self.cleanup.append(_sync(lambda: self.scheduler.shutdown(wait=False)))
+        self.scheduler.add_job(self._watch_store, "interval", seconds=STORE_CHECK_EVERY,
+                               id="store-check", coalesce=True, max_instances=1)
 
         channels = await start_channels(cfg.channels)
         # Closes whichever channels are live at the end (reloads replace some).
@@ -153,7 +165,7 @@ class Daemon:
 
         runner = app_runner(Api(self).application(), self.limits)
         await runner.setup()
-        await GuardedSite(runner, cfg.listen_host, cfg.listen_port, self.limits).start()
+        await GuardedSite(runner, listener, self.limits).start()
         self.cleanup.append(runner.cleanup)
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
@@ -242,7 +254,28 @@ class Daemon:
             for status in ("firing", "resolved"):
                 self.metrics.feed_signals.labels(feed=feed.id, status=status)
 
+    def check_store(self) -> bool:
+        """Is the database file still the one this daemon writes? If not, every write
+        already fails (503) and no post is claimed; this makes it seen (metric,
+        /readyz, log) even when nothing writes."""
+        was_failed = self.store.failure is not None
+        try:
+            self.store.check_file()
+        except StoreUnavailable as exc:
+            if not was_failed:
+                log.error("store_failed", reason=exc.reason, error=exc.message)
+        failure = self.store.failure
+        self.metrics.store_healthy.set(0 if failure else 1)
+        for reason in STORE_FAILURES:
+            self.metrics.store_failed.labels(reason=reason).set(
+                1 if failure is not None and failure.reason == reason else 0)
+        return failure is None
+
+    async def _watch_store(self) -> None:  # a coroutine: APScheduler runs it on the loop
+        self.check_store()
+
     def refresh_metrics(self) -> None:
+        self.check_store()
         counts = self.store.count_by_state()
         self.metrics.posts_scheduled.set(counts.get("scheduled", 0) + counts.get("queued", 0))
         self.metrics.posts_unknown.set(counts.get("unknown", 0))
@@ -285,7 +318,8 @@ class Daemon:
         if post is None:
             raise not_found(f"no post {post_id}")
         now = self.clock()
-        moves = {"cancel": ("cancelled", ("scheduled",)),
+        # `queued` is shown as scheduled: it can be cancelled until its send starts.
+        moves = {"cancel": ("cancelled", ("scheduled", "queued")),
                  "release": ("scheduled", RELEASABLE),
                  "drop": ("dropped", ("held", "unknown", "failed", "missed", "suppressed"))}
         to_state, allowed = moves[action]
@@ -373,6 +407,9 @@ class Daemon:
             done.append(post_id)
         return {"action": action, "done": done, "refused": refused,
                 "due_at": {str(i): rfc3339(times[i]) for i in done if i in times}}
+
+
+STORE_FAILURES = ("deleted", "replaced", "unwritable")
 
 
 async def start_channels(configs: Iterable[ChannelConfig]) -> dict[str, Channel]:

@@ -13,6 +13,8 @@ import json
 import os
 import re
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -32,8 +34,9 @@ OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
 # The incident severities (switchboard.config.SEVERITIES, not imported: the client
 # stays light and needs no config module at start-up).
 SEVERITIES = ("minor", "major", "critical")
-# A calendar import is sent in chunks that stay under the API's 1 MiB body limit.
-IMPORT_CHUNK_BYTES = 900 * 1024
+# Requests that create something carry one Idempotency-Key per invocation and
+# are retried with it after a dropped connection or a busy store.
+RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 
 class Exit(Exception):
@@ -116,10 +119,11 @@ class Client:
     def __init__(self, args: argparse.Namespace) -> None:
         self.url = (args.url or os.environ.get("SWITCHBOARD_URL") or DEFAULT_URL).rstrip("/")
         self.token = _token(args)
+        self.key = getattr(args, "idempotency_key", None) or str(uuid.uuid4())
 
     def call(self, method: str, path: str, body: Any = None,
-             params: dict[str, str] | None = None) -> Any:
-        return self.exchange(method, self.url + path, body, params)[0]
+             params: dict[str, str] | None = None, keyed: bool = False) -> Any:
+        return self.exchange(method, self.url + path, body, params, keyed)[0]
 
     def pages(self, path: str, params: dict[str, str], follow: bool) -> Iterator[
             tuple[list[Any], str | None, int | None]]:
@@ -136,14 +140,37 @@ class Client:
             url, query = (following, None) if follow else (None, None)
 
     def exchange(self, method: str, url: str, body: Any = None,
-                 params: dict[str, str] | None = None) -> tuple[Any, requests.Response]:
+                 params: dict[str, str] | None = None,
+                 keyed: bool = False) -> tuple[Any, requests.Response]:
+        response = self.request(method, url, keyed, json=body, params=params)
+        return self.answer(response), response
+
+    def request(self, method: str, url: str, keyed: bool, **kwargs: Any) -> requests.Response:
+        """One request (`url` absolute, or a path on the daemon); a keyed one is
+        retried with the same key, so a retry after a dropped connection never
+        makes a second post or incident."""
+        url = url if url.startswith(("http://", "https://")) else self.url + url
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        try:
-            response = requests.request(method, url, json=body, params=params,
-                                        headers=headers, timeout=150)
-        except requests.RequestException as exc:
-            raise Exit(UNREACHABLE, f"cannot reach the daemon at {self.url}: "
-                                    f"{type(exc).__name__}") from exc
+        if keyed:
+            headers["Idempotency-Key"] = self.key
+        for delay in (*RETRY_DELAYS, None) if keyed else (None,):
+            try:
+                response = requests.request(method, url, headers=headers, timeout=150,
+                                            **kwargs)
+            except requests.RequestException as exc:
+                if delay is None:
+                    hint = f" (Idempotency-Key {self.key}: repeat with --idempotency-key " \
+                           f"{self.key} to be safe)" if keyed else ""
+                    raise Exit(UNREACHABLE, f"cannot reach the daemon at {self.url}: "
+                                            f"{type(exc).__name__}{hint}") from exc
+            else:
+                if response.status_code != 503 or delay is None:
+                    return response
+            time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @staticmethod
+    def answer(response: requests.Response) -> Any:
         try:
             data = response.json()
         except ValueError:
@@ -156,7 +183,7 @@ class Client:
             if response.status_code == 401:
                 message += "; " + TOKEN_HELP
             raise Exit(FAILED, message, str(error.get("code") or response.status_code))
-        return data, response
+        return data
 
 
 TOKEN_HELP = ("the token comes from --token-file FILE, SWITCHBOARD_TOKEN_FILE or "
@@ -300,7 +327,7 @@ def cmd_incident(args: argparse.Namespace) -> int:
     if args.action == "declare":
         body = {"runbook": args.runbook, "title": args.title, "severity": args.severity,
                 "channels": args.channel or None, "reason": args.reason}
-        data = client.call("POST", "/api/v1/incidents", body)
+        data = client.call("POST", "/api/v1/incidents", body, keyed=True)
         return _print(args, data, lambda d: f"{d['id']} declared: {', '.join(d['channels'])} "
                                             f"under {d['runbook']}")
     if args.action == "list":
@@ -348,7 +375,8 @@ def cmd_post(args: argparse.Namespace) -> int:
     if args.action == "schedule":
         body = {"channel": args.channel, "at": args.at, "text": args.text, "kind": args.kind,
                 "expires": args.expires, "link": args.link}
-        data = client.call("POST", "/api/v1/posts", {k: v for k, v in body.items() if v})
+        data = client.call("POST", "/api/v1/posts", {k: v for k, v in body.items() if v},
+                           keyed=True)
         return _print(args, data, lambda p: f"post {p['id']} {p['state']} for {p['channel']} "
                                             f"at {_when(p['due_at'])}")
     if args.action == "import":
@@ -360,7 +388,8 @@ def cmd_post(args: argparse.Namespace) -> int:
                 "calendar": _post_calendar}[args.action](args, client)
     if args.action == "send":
         body = {"channel": args.channel, "text": args.text, "kind": args.kind}
-        data = client.call("POST", "/api/v1/send", {k: v for k, v in body.items() if v})
+        data = client.call("POST", "/api/v1/send", {k: v for k, v in body.items() if v},
+                           keyed=True)
         return _print(args, data, lambda p: f"post {p['id']} {p['state']} on {p['channel']} "
                                             f"at {_when(p['published_at'])}")
     where = _action_filter(args)
@@ -526,32 +555,34 @@ def _list_posts(args: argparse.Namespace, client: Client) -> int:
 
 
 def _import(args: argparse.Namespace, client: Client) -> int:
-    from switchboard.posts import parse_calendar
-    from switchboard.refusals import Refused
+    """The whole file in one request: the daemon checks every row and stores all of
+    them or none; rows it already holds (same key) are not stored again."""
     path = Path(args.file)
     try:
-        rows = parse_calendar(path.read_bytes(), path.name)
+        data = path.read_bytes()
     except OSError as exc:
         raise Exit(USAGE, f"cannot read {path}: {exc.strerror}") from exc
-    except Refused as exc:
-        raise Exit(FAILED, exc.message) from exc
-    created: list[dict[str, Any]] = []
-    for chunk in _chunks(rows):
-        created += client.call("POST", "/api/v1/posts", chunk)
-    return _print(args, created, lambda d: f"imported {len(d)} post(s) from {path}")
+    params = {"filename": path.name, **({"dry_run": "true"} if args.dry_run else {})}
+    response = client.request("POST", "/api/v1/posts/import", True, data=data, params=params)
+    if response.status_code == 422:
+        problems = _problems(response)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        raise Exit(FAILED, f"{len(problems)} problem(s) in {path}; nothing was imported")
+    result = client.answer(response)
+    if args.dry_run:
+        return _print(args, result, lambda d: f"{path}: {d['rows']} row(s) ok (dry run, "
+                                              "nothing stored)")
+    return _print(args, result, lambda d: f"imported {d['created']} post(s) from {path}"
+                                          f" ({d['existing']} already there)")
 
 
-def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    chunks: list[list[dict[str, Any]]] = [[]]
-    size = 0
-    for row in rows:
-        row_size = len(json.dumps(row)) + 2
-        if chunks[-1] and size + row_size > IMPORT_CHUNK_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(row)
-        size += row_size
-    return [c for c in chunks if c]
+def _problems(response: requests.Response) -> list[str]:
+    try:
+        found = response.json()["error"]["problems"]
+    except (ValueError, KeyError, TypeError):
+        found = None
+    return [str(p) for p in found] if isinstance(found, list) else [response.text[:500]]
 
 
 # -- argument parsing ---------------------------------------------------------
@@ -663,6 +694,7 @@ def _incident_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder)
                    help="limit the scope to this channel (repeatable; default: the runbook's "
                         "scope)")
     d.add_argument("--reason", metavar="TEXT", help="why it is declared (kept on the timeline)")
+    _key_option(d)
     ls = client(command(sub, "list", "list active incidents and those in cooldown"))
     ls.add_argument("--all", action="store_true", help="include resolved and voided incidents")
     client(command(sub, "show", "show one incident with its timeline")).add_argument(
@@ -706,8 +738,12 @@ def _post_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> 
     s.add_argument("--expires", metavar="WHEN",
                    help=f"drop the post if it has not gone out by then: {WHEN}")
     s.add_argument("--link", metavar="URL", help="a link to attach")
-    client(command(sub, "import", "schedule a calendar of posts from a file")).add_argument(
-        "file", help="CSV with a header row (channel,at,text[,kind,expires,link]) or JSON lines")
+    _key_option(s)
+    imp = client(command(sub, "import", "schedule a calendar of posts from a file: all rows "
+                                        "or none"))
+    imp.add_argument("file", help="CSV with a header row (channel,at,text[,kind,expires,link,"
+                                  "key]; , or ; between fields) or JSON lines")
+    imp.add_argument("--dry-run", action="store_true", help="check every row, store nothing")
     ls = client(command(sub, "list", "list posts, a page at a time"))
     ls.add_argument("--state", help="only posts in this state (scheduled, held, published, ...; "
                                     "comma-separated for several)")
@@ -726,6 +762,7 @@ def _post_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> 
     snd.add_argument("--text", required=True, help="the post's text")
     snd.add_argument("--kind", choices=("marketing", "operational"),
                      help="default: operational for ops, marketing otherwise")
+    _key_option(snd)
     client(command(sub, "show", "show a post and its history (each transition with time, "
                                 "actor and reason)")).add_argument("id", help="post id")
     e = client(command(sub, "edit", "change a scheduled post: text, time, channel or expiry"))
@@ -797,6 +834,12 @@ def _check_text_args(args: argparse.Namespace) -> None:
 
 def _print_error(code: str, message: str) -> None:
     print(json.dumps({"error": {"code": code, "message": message}}))
+
+
+def _key_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--idempotency-key", metavar="KEY",
+                   help="repeat an earlier request safely (default: a new key, reused on this "
+                        "command's own retries)")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

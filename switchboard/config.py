@@ -26,7 +26,8 @@ from switchboard.yamldoc import Document, InvalidFile, Path_, Section
 
 ROLES = ("viewer", "marketing", "ops", "admin")
 AUDIENCES = ("public", "internal")
-CHANNEL_KINDS = ("outbox", "console", "webhook", "x", "mastodon")
+CHANNEL_KINDS = ("outbox", "console", "webhook", "x", "mastodon", "bluesky", "facebook", "threads",
+                 "telegram", "teams")
 FEED_KINDS = ("alertmanager", "pagerduty", "json", "cap", "atom", "rss", "statuspage", "gtfs-rt",
               "siri-sx")
 PUSH_FEEDS = ("alertmanager", "pagerduty", "json")
@@ -46,7 +47,21 @@ _CHANNEL_KEYS: dict[str, set[str]] = {
     "webhook": {"url_env", "url_file", "headers", "idempotent"} | _RETRY_KEYS,
     "x": {"credentials", "api_url"} | _RETRY_KEYS,
     "mastodon": {"api_base_url", "access_token_env", "access_token_file"} | _RETRY_KEYS,
+    "bluesky": {"service", "identifier", "app_password_env", "app_password_file"} | _RETRY_KEYS,
+    "facebook": {"page_id", "page_token_env", "page_token_file", "api_url", "api_version",
+                 "slow_down_at"} | _RETRY_KEYS,
+    "threads": {"user_id", "access_token_env", "access_token_file", "api_url",
+                "api_version"} | _RETRY_KEYS,
+    "telegram": {"chat_id", "bot_token_env", "bot_token_file", "api_url"} | _RETRY_KEYS,
+    "teams": {"url_env", "url_file"} | _RETRY_KEYS,
 }
+# Kinds whose audience is internal unless the file says otherwise.
+_INTERNAL_KINDS = ("teams",)
+_BLUESKY_IDENTIFIER = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]+|"
+                                 r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*")
+_TELEGRAM_CHAT = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}|-?[0-9]+")
+_TELEGRAM_TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]{30,}")
+_GRAPH_VERSION = re.compile(r"v[0-9]+\.[0-9]+")
 _FEED_KEYS = {"id", "kind", "rules", "url", "every", "timeout", "token_env", "token_file",
               "token_sha256", "secret_env", "secret_file", "fields", "signature_header",
               "generate", "language"}
@@ -67,10 +82,15 @@ class AccessToken:
 # platform's own limit for social accounts (the outbox stands in for a
 # short-form one). Internal outlets mirror no platform: an ops chat or log
 # channel gets a chat-sized limit, never a public account's 280.
-PUBLIC_MAX_LENGTH = {"outbox": 280, "console": 10_000, "webhook": 40_000, "x": 280,
-                     "mastodon": 500}
-INTERNAL_MAX_LENGTH = {"outbox": 10_000, "console": 10_000, "webhook": 40_000, "x": 280,
-                       "mastodon": 500}
+# Bluesky counts graphemes, Telegram UTF-16 units (after entity parsing); a
+# Facebook Page post takes 63,206 characters; a Teams card stays well inside
+# Teams' ~28 KB message size.
+_PLATFORM_MAX_LENGTH = {"x": 280, "mastodon": 500, "bluesky": 300, "threads": 500,
+                        "facebook": 63_206, "telegram": 4096, "teams": 20_000}
+PUBLIC_MAX_LENGTH = {"outbox": 280, "console": 10_000, "webhook": 40_000,
+                     **_PLATFORM_MAX_LENGTH}
+INTERNAL_MAX_LENGTH = {"outbox": 10_000, "console": 10_000, "webhook": 40_000,
+                       **_PLATFORM_MAX_LENGTH}
 
 
 @dataclass(frozen=True)
@@ -418,7 +438,8 @@ class _Reader:
         options.update(self._retry_options(sec, extra))
         return ChannelConfig(
             id=channel_id, kind=str(kind),
-            audience=sec.choice("audience", AUDIENCES, "public") or "public",
+            audience=sec.choice("audience", AUDIENCES, _default_audience(str(kind)))
+            or _default_audience(str(kind)),
             max_length=sec.get("max_length", int),
             timeout=sec.get("timeout", float, 10.0),
             options=options, secrets=secrets)
@@ -466,7 +487,79 @@ class _Reader:
             token = self._secret(sec, "access_token")
             if token:
                 secrets["access_token"] = token
+        else:
+            self._platform_options(kind, sec, options, secrets)
         return options, secrets
+
+    def _platform_options(self, kind: str, sec: Section, options: dict[str, Any],
+                          secrets: dict[str, str]) -> None:
+        """bluesky, facebook, threads, telegram and teams (see docs/operations.md)."""
+        if kind == "bluesky":
+            options["service"] = self._url(sec, "service", "https://bsky.social")
+            options["identifier"] = self._matching(
+                sec, "identifier", _BLUESKY_IDENTIFIER,
+                "must be the account's handle (council.bsky.social) or DID (did:plc:...)")
+            self._keep_secret(sec, "app_password", secrets)
+        elif kind in ("facebook", "threads"):
+            node = "page_id" if kind == "facebook" else "user_id"
+            options[node] = self._matching(sec, node, re.compile(r"[0-9]+"),
+                                           "must be the numeric id Meta shows for it")
+            default = "https://graph.facebook.com" if kind == "facebook" \
+                else "https://graph.threads.net"
+            options["api_url"] = self._url(sec, "api_url", default)
+            if sec.has("api_version"):
+                options["api_version"] = self._matching(sec, "api_version", _GRAPH_VERSION,
+                                                        "must look like v23.0")
+            if kind == "facebook" and sec.has("slow_down_at"):
+                share = sec.get("slow_down_at", float)
+                if share is not None and not 1 <= share <= 100:
+                    self.doc.problem(sec.at("slow_down_at"), "must be a percentage, 1 to 100")
+                elif share is not None:
+                    options["slow_down_at"] = share
+            self._keep_secret(sec, "page_token" if kind == "facebook" else "access_token",
+                              secrets)
+        elif kind == "telegram":
+            options["chat_id"] = self._matching(
+                sec, "chat_id", _TELEGRAM_CHAT,
+                "must be the channel's @username or its numeric id (-100...)")
+            options["api_url"] = self._url(sec, "api_url", "https://api.telegram.org")
+            token = self._keep_secret(sec, "bot_token", secrets)
+            if token and not _TELEGRAM_TOKEN.fullmatch(token):
+                given = "bot_token_env" if sec.has("bot_token_env") else "bot_token_file"
+                self.doc.problem(sec.at(given), "does not hold a bot token as @BotFather gives "
+                                                "it (digits, ':', then 35 characters)")
+        elif kind == "teams":
+            url = self._keep_secret(sec, "url", secrets)
+            if url and not re.fullmatch(r"https://\S+", url):
+                given = "url_env" if sec.has("url_env") else "url_file"
+                self.doc.problem(sec.at(given), "does not hold an https:// workflow URL")
+
+    def _keep_secret(self, sec: Section, stem: str, secrets: dict[str, str]) -> str | None:
+        value = self._secret(sec, stem)
+        if value:
+            secrets[stem] = value
+        return value
+
+    def _matching(self, sec: Section, key: str, pattern: re.Pattern[str],
+                  explain: str) -> str | None:
+        """A required identifier, given as a string or (ids written bare) a number."""
+        value = sec.value.get(key) if isinstance(sec.value, dict) else None
+        if value is None:
+            self.doc.problem(sec.path, f"missing required key '{key}'")
+            return None
+        text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) \
+            else None
+        if text is None or not pattern.fullmatch(text):
+            self.doc.problem(sec.at(key), f"{explain}, not {value!r}")
+            return None
+        return text
+
+    def _url(self, sec: Section, key: str, default: str) -> str:
+        value = sec.get(key, str, default)
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            self.doc.problem(sec.at(key), f"must be an http(s) URL, not {value!r}")
+            return default
+        return str(value).rstrip("/")
 
     def _feeds(self, top: Section, channel_ids: set[str]) -> tuple[FeedConfig, ...]:
         return self._unique("feed", [self._feed(("feeds", i), item, channel_ids)
@@ -590,3 +683,7 @@ def unknown_channel_message(cid: str, known: set[str]) -> str:
 
 __all__ = ["SEVERITIES", "AccessToken", "ChannelConfig", "Config", "FeedConfig", "InvalidFile",
            "Matcher", "Rule", "load", "unknown_channel_message"]
+
+
+def _default_audience(kind: str) -> str:
+    return "internal" if kind in _INTERNAL_KINDS else "public"

@@ -36,7 +36,7 @@ from switchboard.channels.base import (
 from switchboard.clock import Clock, to_datetime
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
-from switchboard.store import Post, SendOutcome, Store
+from switchboard.store import Post, SendOutcome, Store, StoreUnavailable
 
 JOB_ID = "dispatch"
 RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again
@@ -58,6 +58,9 @@ class Dispatcher:
         self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
         self._armed_at: float | None = None
         self._accepting = True
+        # Posts left `queued` by a worker that could not hand them back (the
+        # store failing): the next tick returns them to `scheduled`.
+        self.orphans: set[int] = set()
 
     def start(self) -> None:
         for worker in self.workers.values():
@@ -89,17 +92,33 @@ class Dispatcher:
         now = self.clock()
         self._armed_at = None
         try:
+            if self.orphans:
+                ids = sorted(self.orphans)
+                self.store.transition(ids, "scheduled", ("queued",), now, "dispatcher",
+                                      "returned after an internal error")
+                self.store.transition(ids, "unknown", ("sending",), now, "dispatcher",
+                                      "internal error around the send; check the platform")
+                self.orphans.clear()
             missed = self.store.mark_missed(now - self.max_lateness, now)
             if missed:
                 self.log.warning("posts_missed", count=len(missed),
                                  max_lateness=self.max_lateness)
-            batch = self.store.claim_due(now, CLAIM_BATCH) if self._accepting else []
+            batch, held = (self.store.claim_due_held(now, CLAIM_BATCH) if self._accepting
+                           else ([], []))
+        except StoreUnavailable as exc:
+            # Busy, full or lost: nothing is claimed (fail closed); said once a tick,
+            # without a traceback that would say nothing more.
+            self.log.warning("dispatch_paused", reason=exc.reason, error=exc.message)
+            self.arm(now + RETRY_AFTER_ERROR)
+            return
         except Exception:
             # The timer is a one-shot job: without this the dispatcher would stop
             # for good on one store error. Try again shortly (not in a tight loop).
             self.log.exception("dispatch_tick_failed")
             self.arm(now + RETRY_AFTER_ERROR)
             return
+        for _, channel in held:
+            self.metrics.posts_suppressed.labels(channel=channel).inc()
         for post in batch:
             self.route(post)
         # A full batch means more are due: come back at once, after the loop
@@ -190,6 +209,11 @@ class ChannelWorker:
             batch = [self.queue.popleft() for _ in range(min(SEND_BATCH, len(self.queue)))]
             try:
                 await self._send_batch(batch)
+            except StoreUnavailable as exc:
+                # Busy or full: a give-back now would wait on the same lock or disk.
+                self.d.log.warning("channel_worker_paused", channel=self.channel.id,
+                                   reason=exc.reason)
+                self._orphan(batch)
             except Exception:  # never let one bad batch kill the channel's worker
                 self.d.log.exception("channel_worker_error", channel=self.channel.id)
                 self._give_back(batch)
@@ -209,10 +233,21 @@ class ChannelWorker:
                                     "internal error around the send; check the platform")
         except Exception:
             self.d.log.exception("channel_worker_give_back_failed", channel=self.channel.id)
-            return  # still `queued`: start-up returns them to `scheduled`
+            self._orphan(batch)
+            return
         if back:
             # Not before a second from now: a failing store must not spin the loop.
             self.d.poke(self.d.clock() + 1.0)
+
+    def _orphan(self, batch: list[tuple[Post, asyncio.Future[Post] | None]]) -> None:
+        """Still `queued` (or `sending`) in the store: the next tick hands them back,
+        not a restart; waiting callers are told now."""
+        for _, waiter in batch:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(RuntimeError("send failed; see the daemon log"))
+        self.d.orphans.update(p.id for p, _ in batch)
+        # Not before a second from now: a failing store must not spin the loop.
+        self.d.poke(self.d.clock() + 1.0)
 
     async def _send_batch(self, batch: list[tuple[Post, asyncio.Future[Post] | None]]) -> None:
         d = self.d
@@ -225,8 +260,7 @@ class ChannelWorker:
             now = d.clock()
             posts = queue[i:i + size]
             chunk = self._gate(self._still_timely(posts, now), now, ("queued",))
-            claimed = set(d.store.transition([p.id for p in chunk], "sending", ("queued",),
-                                             d.clock(), "dispatcher", "gate open"))
+            claimed = self._claim(chunk)
             outcomes = []
             for post in chunk:
                 # Re-ask: earlier sends yielded the loop, a declaration may have come in.
@@ -239,6 +273,15 @@ class ChannelWorker:
             self._record(outcomes)
             for post in posts:  # sent or not: a waiting caller learns the outcome
                 self._settle(post.id, waiters.get(post.id))
+
+    def _claim(self, chunk: list[Post]) -> set[int]:
+        """The store decides: it suppresses, in the claim's own transaction, what a
+        hold covers, even one this process's gate has not seen (another writer)."""
+        d = self.d
+        claim = d.store.claim_sending([p.id for p in chunk], d.clock())
+        for _, channel in claim.suppressed:
+            d.metrics.posts_suppressed.labels(channel=channel).inc()
+        return set(claim.sending)
 
     def _still_timely(self, posts: list[Post], now: float) -> list[Post]:
         d = self.d

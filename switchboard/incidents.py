@@ -32,7 +32,7 @@ from switchboard.gate import Gate
 from switchboard.metrics import Metrics
 from switchboard.posts import spaced_times
 from switchboard.runbooks import Runbook
-from switchboard.store import Incident, NewPost, Post, Store
+from switchboard.store import Incident, NewPost, Post, RequestKey, Store
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,8 @@ class Incidents:
 
     def declare(self, *, runbook: str, title: str, actor: str, severity: str | None = None,
                 channels: list[str] | None = None, reason: str | None = None,
-                source: str = "manual", signal: Signal | None = None) -> Incident:
+                source: str = "manual", signal: Signal | None = None,
+                request: RequestKey | None = None) -> Incident:
         ctx = self.context()
         book = ctx.runbooks.get(runbook)
         if book is None:
@@ -140,7 +141,8 @@ class Incidents:
             title=title, runbook=runbook, severity=severity or book.severity, channels=scope,
             suppress=list(book.suppress), reason=reason, source=source,
             signal_key=None if signal is None else signal_key(signal),
-            signal=None if signal is None else signal_json(signal), actor=actor, now=now)
+            signal=None if signal is None else signal_json(signal), actor=actor, now=now,
+            request=request)
         for channel in scope:
             self.gate.hold(channel, incident_id, book.suppress)
         incident = self._get(incident_id)
@@ -412,9 +414,10 @@ class Incidents:
             if worker is None:
                 raise refusals.unprocessable(f"channel {channel} is not configured any more")
             limit = worker.channel.max_length
-            if len(text) > limit:
-                raise refusals.unprocessable(f"text is {len(text)} characters; channel "
-                                             f"{channel} allows at most {limit}")
+            length = worker.channel.length(text)
+            if length > limit:
+                raise refusals.unprocessable(f"text is {length} characters as channel "
+                                             f"{channel} counts them; it allows at most {limit}")
         posts = await self.send_now(public, text, actor, kind="operational",
                                     incident_id=incident_id)
         self.store.log(incident_id, self.clock(), "update_posted", actor,
@@ -423,12 +426,15 @@ class Incidents:
 
     async def send_now(self, channels: list[str], text: str, actor: str,
                        kind: str = "operational", timeout: float = 120.0,
-                       incident_id: int | None = None) -> list[Post]:
-        """Publish now through the gate and wait for each outcome."""
+                       request: RequestKey | None = None, incident_id: int | None = None,
+                       immediate: bool = False, link: str | None = None) -> list[Post]:
+        """Publish now through the gate and wait for each outcome (`immediate`: a
+        caller's send, never sent behind its back after a restart)."""
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind=kind, text=text, due_at=now,
-                                            state="queued", incident_id=incident_id)
-                                    for c in channels], actor, now)
+                                            link=link, state="queued", incident_id=incident_id)
+                                    for c in channels],
+                                   actor, now, request=request, immediate=immediate)
         loop = asyncio.get_running_loop()
         waiters = []
         for post in self.store.posts(ids):

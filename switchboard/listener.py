@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -286,14 +287,17 @@ class ConnectionGuard:
 class GuardedSite(web.BaseSite):
     """A TCP site whose connections pass through a `ConnectionGuard`."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, limits: Limits) -> None:
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, limits: Limits) -> None:
         super().__init__(runner, backlog=_BACKLOG)
-        self.host, self.port = host, port
+        # Bound by `bind_listener` before start-up repair (a port in use stops
+        # the start before the store is touched); served from here on.
+        self.sock = sock
         self.guard = ConnectionGuard(limits)
 
     @property
     def name(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host, port = self.sock.getsockname()[:2]
+        return f"http://{host}:{port}"
 
     async def start(self) -> None:
         await super().start()
@@ -302,12 +306,28 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = await loop.create_server(
-            self.guard.factory(server), self.host, self.port, backlog=_BACKLOG,
-            reuse_address=True)
+            self.guard.factory(server), sock=self.sock, backlog=_BACKLOG)
 
     async def stop(self) -> None:
         self.guard.stop()
         await super().stop()
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The API's socket, bound (and listening) before anything else runs: a port in
+    use stops the start before the store is touched."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 def app_runner(app: web.Application, limits: Limits) -> web.AppRunner:

@@ -74,6 +74,14 @@ class Metrics:
             f"{p}operational_update_overdue",
             "1 while an incident's operational update is overdue", ["incident"], registry=r)
 
+        self.store_healthy = Gauge(
+            f"{p}store_healthy",
+            "1 while the database file is the one the daemon writes; 0: it was deleted, "
+            "replaced or became unwritable, and nothing is recorded or sent", registry=r)
+        self.store_failed = Gauge(
+            f"{p}store_failed", "1 for the reason the store stopped taking writes",
+            ["reason"], registry=r)
+
     def names(self) -> set[str]:
         """Every sample name the registry can expose (for dashboard/rule checks)."""
         out: set[str] = set()

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 from switchboard import refusals
 from switchboard.clock import rfc3339, to_datetime
-from switchboard.store import NewPost, Post
+from switchboard.refusals import Refused
+from switchboard.store import NewPost, Post, row_key
 from switchboard.text import lone_surrogate, surrogate_message
 from switchboard.yamldoc import MAX_DURATION, parse_duration
 
@@ -105,6 +106,9 @@ class ChannelLimit:
     id: str
     max_length: int
     audience: str = "public"
+    # How the platform counts (X weighs CJK as 2 and any URL as 23); plain
+    # characters where it counts those.
+    length: Callable[[str], int] = len
 
 
 def new_post(body: Mapping[str, Any], *, role: str, now: float, tz: ZoneInfo,
@@ -129,19 +133,29 @@ def new_post(body: Mapping[str, Any], *, role: str, now: float, tz: ZoneInfo,
         raise refusals.unprocessable(f"channel {channel} is {channels[channel].audience}: "
                                      "marketing posts go to public channels")
     text = _required_str(body, "text")
-    limit = channels[channel].max_length
-    if len(text) > limit:
-        raise refusals.unprocessable(f"text is {len(text)} characters; channel {channel} "
-                                     f"allows at most {limit}")
+    link = body.get("link")
+    link = None if link is None else _as_str(link, "link")
+    _check_length(channels[channel], text, link)
     when = body.get("at", body.get("due_at"))
     due_at = now if when is None else parse_future(_as_str(when, "at"), now, tz)
     expires = body.get("expires", body.get("expires_at"))
     expires_at = None if expires is None else parse_when(_as_str(expires, "expires"), now, tz)
     if expires_at is not None and expires_at <= due_at:
         raise refusals.unprocessable("expires must be later than the due time")
-    link = body.get("link")
     return NewPost(channel=channel, kind=kind, text=text, due_at=due_at,
-                   link=None if link is None else _as_str(link, "link"), expires_at=expires_at)
+                   link=link, expires_at=expires_at)
+
+
+def _check_length(limit: ChannelLimit, text: str, link: str | None) -> None:
+    """Judge the text as it will be published, the appended link included, so a post
+    the platform would refuse is refused now rather than failing at its due time."""
+    published = text if not link or link in text else f"{text} {link}"
+    length = limit.length(published)
+    if length > limit.max_length:
+        with_link = " with its link" if published != text else ""
+        raise refusals.unprocessable(f"text{with_link} is {length} characters as channel "
+                                     f"{limit.id} counts them; it allows at most "
+                                     f"{limit.max_length}")
 
 
 def _required_str(body: Mapping[str, Any], key: str) -> str:
@@ -160,37 +174,126 @@ def _as_str(value: Any, key: str) -> str:
     return value
 
 
+CALENDAR_COLUMNS = ("channel", "at", "text", "kind", "expires", "link", "key")
+
+
+@dataclass(frozen=True)
+class CalendarRow:
+    line: int  # where the row starts in its file, counting from 1
+    fields: dict[str, Any]
+
+
 def parse_calendar(data: bytes, filename: str) -> list[dict[str, Any]]:
-    """A marketing calendar: CSV with a header row, or JSON lines (one post per line)."""
+    """A marketing calendar's rows as post requests; the first bad row is refused."""
+    rows, problems = read_calendar(data, filename)
+    if problems:
+        raise refusals.bad_request(problems[0])
+    return [row.fields for row in rows]
+
+
+def read_calendar(data: bytes, filename: str) -> tuple[list[CalendarRow], list[str]]:
+    """CSV with a header row (`,` or `;`, names in any case) or JSON lines (one post
+    per line). Returns the rows and every problem as `FILE:LINE: message`."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise refusals.bad_request(f"{filename}: not UTF-8 text") from exc
+        return [], [f"{filename}:{text_line(data, exc.start)}: not UTF-8 text"]
     if filename.endswith((".jsonl", ".json", ".ndjson")) or text.lstrip().startswith("{"):
         return _json_lines(text, filename)
+    return _csv_rows(text, filename)
+
+
+def text_line(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _csv_rows(text: str, filename: str) -> tuple[list[CalendarRow], list[str]]:
+    header_line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[CalendarRow] = []
+    problems: list[str] = []
+    header: list[str] | None = None
     try:
-        rows = list(csv.DictReader(io.StringIO(text)))
+        while True:
+            start = reader.line_num + 1
+            record = next(reader, None)
+            if record is None:
+                break
+            if not any(cell.strip() for cell in record):
+                continue
+            if header is None:
+                header = [name.strip().lower() for name in record]
+                problems += _header_problems(header, filename, start)
+                if problems:
+                    return [], problems
+                continue
+            if len(record) != len(header):
+                problems.append(f"{filename}:{start}: {len(record)} fields, the header has "
+                                f"{len(header)}")
+                continue
+            rows.append(CalendarRow(start, {k: v for k, v in zip(header, record, strict=True)
+                                            if v != ""}))
     except csv.Error as exc:  # a stray carriage return inside a field, say
-        raise refusals.bad_request(f"{filename}: not a readable CSV file: {exc}") from exc
-    if not rows:
-        raise refusals.bad_request(f"{filename}: no posts (CSV needs a header row: "
-                                   "channel,at,text[,kind,expires,link])")
-    return [{k.strip(): v for k, v in row.items() if k and v not in (None, "")} for row in rows]
+        problems.append(f"{filename}:{reader.line_num}: not readable as CSV: {exc}")
+    if header is None:
+        problems.append(f"{filename}: no posts (CSV needs a header row: "
+                        "channel,at,text[,kind,expires,link,key])")
+    return rows, problems
 
 
-def _json_lines(text: str, filename: str) -> list[dict[str, Any]]:
-    out = []
-    for number, line in enumerate(text.splitlines(), start=1):
+def _header_problems(header: list[str], filename: str, line: int) -> list[str]:
+    unknown = [name for name in header if name not in CALENDAR_COLUMNS]
+    if unknown:
+        return [f"{filename}:{line}: unknown column(s) {', '.join(map(repr, unknown))} "
+                f"(columns: {', '.join(CALENDAR_COLUMNS)})"]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        return [f"{filename}:{line}: column(s) {', '.join(repeated)} given twice"]
+    return []
+
+
+def _json_lines(text: str, filename: str) -> tuple[list[CalendarRow], list[str]]:
+    rows: list[CalendarRow] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise refusals.bad_request(f"{filename}:{number}: bad JSON: {exc.msg}") from exc
+            problems.append(f"{filename}:{number}: bad JSON: {exc.msg}")
+            continue
+        except RecursionError:
+            problems.append(f"{filename}:{number}: bad JSON: nested too deeply")
+            continue
         if not isinstance(item, dict):
-            raise refusals.bad_request(f"{filename}:{number}: each line must be a JSON object")
-        out.append(item)
-    return out
+            problems.append(f"{filename}:{number}: each line must be a JSON object")
+            continue
+        rows.append(CalendarRow(number, item))
+    return rows, problems
+
+
+def check_import(data: bytes, filename: str, *, role: str, now: float, tz: ZoneInfo,
+                 channels: Mapping[str, ChannelLimit]) -> tuple[list[tuple[str, NewPost]],
+                                                                list[str]]:
+    """Every row of a calendar file checked as a post request: (key, post) for each,
+    and every problem (`FILE:LINE: message`) in one pass."""
+    rows, problems = read_calendar(data, filename)
+    out: list[tuple[str, NewPost]] = []
+    for row in rows:
+        fields = dict(row.fields)
+        key = fields.pop("key", None)
+        try:
+            if key is not None and (not isinstance(key, str) or not key.strip()):
+                raise refusals.bad_request("key must be a non-empty string")
+            post = new_post(fields, role=role, now=now, tz=tz, channels=channels)
+        except Refused as exc:
+            problems.append(f"{filename}:{row.line}: {exc.message}")
+            continue
+        out.append((f"key:{key}" if key is not None else
+                    row_key(post.channel, post.due_at, post.text), post))
+    return out, problems
 
 
 def post_json(post: Post) -> dict[str, Any]:

@@ -13,7 +13,7 @@ Channel knowledge comes in as a parameter (`ChannelInfo` by id, see
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -33,6 +33,7 @@ from switchboard.templates import (
     Templates,
     format_duration,
 )
+from switchboard.textlength import length_rule
 from switchboard.yamldoc import Document, InvalidFile, Path_, Problem, Section, dotted
 
 ACTIONS = ("post", "notify", "remind", "retract", "handover")
@@ -79,6 +80,9 @@ class ChannelInfo:
     id: str
     audience: str
     max_length: int
+    # How the channel's platform counts a text (X weighs CJK as 2 and any link
+    # as 23, Bluesky counts graphemes); plain characters by default.
+    length: Callable[[str], int] = field(default=len, compare=False)
 
 
 class _Audienced(Protocol):
@@ -90,8 +94,10 @@ class _Audienced(Protocol):
 
 
 def channel_infos(channels: Iterable[ChannelConfig]) -> dict[str, ChannelInfo]:
-    """ChannelInfo by id for the configured channels (the limit each channel enforces)."""
-    return {c.id: ChannelInfo(c.id, c.audience, c.text_limit) for c in channels}
+    """ChannelInfo by id for the configured channels (the limit each channel enforces,
+    counted as its platform counts)."""
+    return {c.id: ChannelInfo(c.id, c.audience, c.text_limit, length_rule(c.kind))
+            for c in channels}
 
 
 @dataclass(frozen=True)
@@ -598,7 +604,8 @@ class _Sample:
                     self.reader.template_problem(path, exc, f" (sample incident declared "
                                                             f"{declared_by})")
                     return
-                longest = max(longest, (len(text), channel))
+                info = self.reader.channels.get(channel)
+                longest = max(longest, (info.length(text) if info else len(text), channel))
         if self.lengths:
             self._check_length(path, targets, longest[0])
 

@@ -161,8 +161,9 @@ class _Run:
         out = []
         for text, chans in groups.items():
             too_long = [c for c in chans if c in self.channels
-                        and len(text) > self.channels[c].max_length]
-            error = (f"too long for {_list(tuple(too_long))} ({len(text)} characters, limit "
+                        and self.channels[c].length(text) > self.channels[c].max_length]
+            measured = max((self.channels[c].length(text) for c in too_long), default=0)
+            error = (f"too long for {_list(tuple(too_long))} ({measured} characters, limit "
                      f"{min(self.channels[c].max_length for c in too_long)})"
                      if too_long else None)
             summary = f"-> {_list(tuple(chans))}: {prefix}{_quote(text)}"

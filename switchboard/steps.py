@@ -52,6 +52,7 @@ class StepFailed(Exception):
 
 
 HANDOVER = "handover"
+STEP_RETRY = 30.0  # seconds before a step the store could not take is tried again
 
 
 def handover_step(runbook: Runbook) -> Step:
@@ -163,7 +164,14 @@ class StepRunner:
             handover_step(runbook) if step_name == handover_step(runbook).name else None)
         if step is None or (incident.state != "active" and not resolve):
             return
-        if not self.store.claim_step(incident_id, step_name, occurrence, self.clock()):
+        try:
+            if not self.store.claim_step(incident_id, step_name, occurrence, self.clock()):
+                return
+        except Exception:
+            # Not claimed (a full disk, say): nothing ran; the step is tried again.
+            self.log.exception("step_claim_failed", incident=f"INC-{incident_id}",
+                               step=step_name)
+            self._schedule(incident, step, occurrence, self.clock() + STEP_RETRY, resolve)
             return
         try:
             outcome = await self._act(incident, runbook, step, occurrence)
@@ -172,10 +180,25 @@ class StepRunner:
         except Exception as exc:
             self.log.exception("step_crashed", incident=f"INC-{incident_id}", step=step_name)
             outcome = Outcome("failed", f"internal error: {exc}")
-        self._record(incident, runbook, step, occurrence, outcome)
+        await self._record_once(incident, runbook, step, occurrence, outcome)
         if step.every is not None and not resolve:
             self._schedule(incident, step, occurrence + 1,
                            self._due(incident, step, occurrence + 1))
+
+    async def _record_once(self, incident: Incident, runbook: Runbook, step: Step,
+                           occurrence: int, outcome: Outcome) -> None:
+        """Record the outcome on the timeline; if the store cannot take it now (a full
+        disk), try again later rather than let the error escape the job."""
+        try:
+            self._record(incident, runbook, step, occurrence, outcome)
+        except Exception:
+            self.log.exception("step_record_failed", incident=f"INC-{incident.id}",
+                               step=step.name, result=outcome.result, detail=outcome.detail)
+            self.scheduler.add_job(
+                self._record_once, DateTrigger(run_date=to_datetime(self.clock() + STEP_RETRY)),
+                args=[incident, runbook, step, occurrence, outcome],
+                id=f"record-{incident.id}-{step.name}-{occurrence}", replace_existing=True,
+                misfire_grace_time=None)
 
     def _record(self, incident: Incident, runbook: Runbook, step: Step, occurrence: int,
                 outcome: Outcome) -> None:

@@ -12,8 +12,11 @@ plain number comparison; the API layer turns them into RFC 3339.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import heapq
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -22,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 POST_STATES = ("scheduled", "queued", "sending", "published", "failed", "suppressed", "held",
                "dropped", "cancelled", "expired", "missed", "unknown", "retracted")
@@ -138,15 +141,91 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX posts_listing ON posts(state, due_at);
     CREATE INDEX posts_channel_listing ON posts(channel, state, due_at)
     """,
+    # 5: idempotency keys of API requests, immediate sends, import row keys
+    """
+    CREATE TABLE request_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        refs TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE INDEX request_keys_age ON request_keys(created_at);
+    CREATE TABLE immediate_sends (
+        post_id INTEGER PRIMARY KEY
+    );
+    CREATE TABLE post_keys (
+        key TEXT PRIMARY KEY,
+        post_id INTEGER NOT NULL
+    );
+    """,
 )
 
 # How long a feed's event ids are remembered (design §7.1: PagerDuty retries
 # and replays fall well inside it).
 FEED_EVENT_RETENTION = 7 * 86400.0
 
+# Idempotency keys are kept a week: long enough for any caller's retries.
+REQUEST_KEY_DAYS = 7
+# The loop's connection waits this long for a write lock held by another
+# process, then answers "busy": a declaration must never hang for seconds.
+BUSY_TIMEOUT_MS = 200
+LOCK_NAME = "switchboard.lock"
+# The error of an immediate send that a restart caught before it started.
+INTERRUPTED_SEND = ("the daemon stopped before this immediate send started; it was not "
+                    "sent. Ask again with the same Idempotency-Key to send it")
+
 
 class StoreError(Exception):
     """The store cannot be opened or used; the daemon must not go on blind."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot take this write now; nothing was recorded.
+
+    `reason` is one of busy, full, deleted, replaced, unwritable; the last
+    three are for good (the file the daemon writes is not the one on disk)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class StateLock:
+    """One daemon per state_dir: an exclusive `flock` held for the process's life."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self._fd = fd
+        self.path = path
+
+    @classmethod
+    def take(cls, state_dir: Path, holder: str) -> StateLock:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            path = state_dir / LOCK_NAME
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot lock {state_dir}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            other = os.pread(fd, 500, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise StoreError(f"{state_dir} is in use by another switchboard "
+                             f"({other or 'holder unknown'}): one daemon per state_dir; "
+                             f"stop that one first") from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{holder}\n".encode(), 0)
+        return cls(fd, path)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = -1
 
 
 @dataclass
@@ -224,6 +303,33 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True)
+class RequestKey:
+    """An `Idempotency-Key` as one caller sent it to one route, with its body's digest."""
+
+    scope: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class KeyedRequest:
+    """What a stored key stands for: the posts or incident the first request made."""
+
+    fingerprint: str
+    kind: str
+    refs: list[int]
+    status: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim for sending: the posts now `sending`, and those the store found held."""
+
+    sending: list[int]
+    suppressed: list[tuple[int, str]]  # (post id, channel)
+
+
+@dataclass(frozen=True)
 class Hold:
     """One incident's claim on one channel; `until` is None while it is active."""
 
@@ -257,6 +363,10 @@ class Store:
         self._install_id: str | None = None
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
+        # The file this connection writes: if the path stops naming it (deleted,
+        # replaced), every write would go to a file nobody will ever read.
+        self._identity = _identity(path)
+        self.failure: StoreUnavailable | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -267,7 +377,7 @@ class Store:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             store = cls(conn, path)
             store._check_integrity()
             store._migrate()
@@ -341,24 +451,54 @@ class Store:
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
 
+    def check_file(self) -> None:
+        """Fail closed, for good, once the path no longer names the open database
+        file: raises StoreUnavailable. One stat(), cheap enough for every write."""
+        if self.failure is not None:
+            raise self.failure
+        try:
+            now = _identity(self.path)
+        except FileNotFoundError:
+            self._fail("deleted", f"{self.path} was deleted under the running daemon")
+        except OSError as exc:
+            self._fail("unwritable", f"{self.path} cannot be checked: {exc.strerror}")
+        if now != self._identity:
+            self._fail("replaced", f"{self.path} was replaced by another file under the "
+                                   "running daemon")
+
+    def _fail(self, reason: str, what: str) -> NoReturn:
+        self.failure = StoreUnavailable(
+            reason, f"{what}; switchboard stopped recording and sending: restore the "
+                    "file and restart the daemon")
+        raise self.failure
+
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One atomic write. `durable=False` skips the fsync: only for records whose
         loss on a power cut is safe (an outcome whose `sending` was already synced
-        then reads as `unknown`, never as a post to send again)."""
+        then reads as `unknown`, never as a post to send again).
+
+        Raises StoreUnavailable (nothing recorded) when another process holds
+        the write lock, the disk is full or the file is gone."""
+        self.check_file()
         if not durable:
             self._db.execute("PRAGMA synchronous=NORMAL")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
                 self._delta.clear()
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise self._unavailable(exc) from exc
                 raise
-            self._db.execute("COMMIT")
             self._counts.update(self._delta)
             self._delta.clear()
+            # Committed, but into the file on disk? Only then is it acknowledged.
+            self.check_file()
         finally:
             if not durable:
                 self._db.execute("PRAGMA synchronous=FULL")
@@ -374,15 +514,47 @@ class Store:
                 row = db.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
             self._install_id = str(row[0])
         return self._install_id
+    def _begin(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: sqlite3.OperationalError) -> Exception:
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            return StoreUnavailable("busy", "the store is busy: another process holds its "
+                                            "write lock; nothing was recorded, try again")
+        if "full" in text:
+            return StoreUnavailable("full", f"the disk of {self.path.parent} is full; "
+                                            "nothing was recorded")
+        if "readonly" in text or "disk i/o" in text:
+            with contextlib.suppress(StoreUnavailable):
+                self._fail("unwritable", f"{self.path} cannot be written ({exc})")
+            assert self.failure is not None
+            return self.failure
+        return exc
 
     def recover(self, now: float) -> dict[str, int]:
         """Start-up repair: a crash leaves `queued` (never sent: back to scheduled)
-        and `sending` (outcome unknown: never re-sent automatically)."""
+        and `sending` (outcome unknown: never re-sent automatically).
+
+        An immediate send still `queued` is not sent late behind its caller's
+        back (the caller saw an error and may have sent it again): it fails,
+        and a repeat of the request with its Idempotency-Key sends it."""
         with self.transaction():
+            immediate = [r[0] for r in self._db.execute(
+                "SELECT p.id FROM posts p JOIN immediate_sends s ON s.post_id = p.id "
+                "WHERE p.state = 'queued'")]
+            not_sent = self._transition(immediate, "failed", ("queued",), now, "daemon",
+                                        "restart before the immediate send started",
+                                        error=INTERRUPTED_SEND)
             requeued = self._move("queued", "scheduled", now, "daemon", "restart before send")
             unknown = self._move("sending", "unknown", now, "daemon",
                                  "interrupted mid-send by a crash; check the platform")
-        return {"requeued": requeued, "unknown": unknown}
+            self._db.execute("DELETE FROM request_keys WHERE created_at < ?",
+                             (now - REQUEST_KEY_DAYS * 86400,))
+        return {"requeued": requeued, "unknown": unknown, "not_sent": len(not_sent)}
 
     def _move(self, old: str, new: str, now: float, actor: str, reason: str) -> int:
         ids = [r[0] for r in self._db.execute("SELECT id FROM posts WHERE state = ?", (old,))]
@@ -391,23 +563,76 @@ class Store:
 
     # -- posts -------------------------------------------------------------
 
-    def add_posts(self, posts: Sequence[NewPost], actor: str, now: float) -> list[int]:
+    def add_posts(self, posts: Sequence[NewPost], actor: str, now: float,
+                  request: RequestKey | None = None, immediate: bool = False) -> list[int]:
+        """Store new posts; with `request`, its key in the same transaction, so a
+        repeat finds them (`immediate`: an API send, see `recover`)."""
         with self.transaction() as db:
-            cur = db.execute("SELECT COALESCE(MAX(id), 0) FROM posts")
-            first = int(cur.fetchone()[0]) + 1
-            ids = list(range(first, first + len(posts)))
-            db.executemany(
-                "INSERT INTO posts (id, channel, kind, text, link, state, due_at, expires_at, "
-                "incident_id, created_by, created_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(i, p.channel, p.kind, p.text, p.link, p.state, p.due_at, p.expires_at,
-                  p.incident_id, actor, now, now) for i, p in zip(ids, posts, strict=True)])
-            db.executemany(
-                "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
-                "VALUES (?, ?, NULL, ?, ?, 'created')",
-                [(i, now, p.state, actor) for i, p in zip(ids, posts, strict=True)])
-            self._delta.update(p.state for p in posts)
+            ids = self._insert_posts(posts, actor, now)
+            if immediate:
+                db.executemany("INSERT INTO immediate_sends (post_id) VALUES (?)",
+                               [(i,) for i in ids])
+            if request is not None:
+                self._keep(request, "send" if immediate else "posts", ids, 201, now)
         return ids
+
+    def _insert_posts(self, posts: Sequence[NewPost], actor: str, now: float) -> list[int]:
+        db = self._db
+        first = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM posts").fetchone()[0]) + 1
+        ids = list(range(first, first + len(posts)))
+        db.executemany(
+            "INSERT INTO posts (id, channel, kind, text, link, state, due_at, expires_at, "
+            "incident_id, created_by, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(i, p.channel, p.kind, p.text, p.link, p.state, p.due_at, p.expires_at,
+              p.incident_id, actor, now, now) for i, p in zip(ids, posts, strict=True)])
+        db.executemany(
+            "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
+            "VALUES (?, ?, NULL, ?, ?, 'created')",
+            [(i, now, p.state, actor) for i, p in zip(ids, posts, strict=True)])
+        self._delta.update(p.state for p in posts)
+        return ids
+
+    def import_posts(self, rows: Sequence[tuple[str, NewPost]], actor: str,
+                     now: float) -> tuple[list[int], list[int]]:
+        """A calendar import, all rows or none. Each row carries its key: a row whose
+        key is already stored (an earlier import of the same file) is not stored
+        again. Returns (ids created, ids that already existed)."""
+        with self.transaction() as db:
+            existing: list[int] = []
+            new: dict[str, NewPost] = {}
+            for key, post in rows:
+                found = db.execute("SELECT post_id FROM post_keys WHERE key = ?",
+                                   (key,)).fetchone()
+                if found is not None:
+                    existing.append(int(found[0]))
+                elif key not in new:
+                    new[key] = post
+            ids = self._insert_posts(list(new.values()), actor, now)
+            db.executemany("INSERT INTO post_keys (key, post_id) VALUES (?, ?)",
+                           list(zip(new, ids, strict=True)))
+        return ids, existing
+
+    # -- idempotency keys --------------------------------------------------
+
+    def keyed(self, scope: str, key: str) -> KeyedRequest | None:
+        row = self._db.execute("SELECT fingerprint, kind, refs, status FROM request_keys "
+                               "WHERE scope = ? AND key = ?", (scope, key)).fetchone()
+        if row is None:
+            return None
+        return KeyedRequest(row[0], row[1], [int(i) for i in json.loads(row[2])], int(row[3]))
+
+    def _keep(self, request: RequestKey, kind: str, refs: Sequence[int], status: int,
+              now: float) -> None:
+        # A repeat racing its first request fails here (primary key): nothing is made twice.
+        self._db.execute("INSERT INTO request_keys (scope, key, fingerprint, kind, refs, "
+                         "status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (request.scope, request.key, request.fingerprint, kind,
+                          json.dumps(list(refs)), status, now))
+
+    def is_immediate(self, post_id: int) -> bool:
+        return self._db.execute("SELECT 1 FROM immediate_sends WHERE post_id = ?",
+                                (post_id,)).fetchone() is not None
 
     def post(self, post_id: int) -> Post | None:
         row = self._db.execute(f"SELECT {_POST_COLUMNS} FROM posts WHERE id = ?",
@@ -592,20 +817,77 @@ class Store:
         return ids
 
     def claim_due(self, now: float, limit: int) -> list[Post]:
-        """Move due posts from `scheduled` to `queued` so that no later tick takes them again."""
+        return self.claim_due_held(now, limit)[0]
+
+    def claim_due_held(self, now: float, limit: int) -> tuple[list[Post], list[tuple[int, str]]]:
+        """Move due posts from `scheduled` to `queued` so that no later tick takes them
+        again; those on a channel the store holds are suppressed instead (returned
+        second, as (post id, channel))."""
         rows = [Post(*r) for r in self._db.execute(
             f"SELECT {_POST_COLUMNS} FROM posts {_PENDING} WHERE state = 'scheduled' "
             "AND due_at <= ? "
             "ORDER BY due_at, id LIMIT ?", (now, limit))]
-        if rows:
-            # No fsync: a lost `queued` is `scheduled` again, which start-up makes
-            # of every `queued` post anyway; the `sending` that follows is synced.
-            with self.transaction(durable=False):
-                self._transition([p.id for p in rows], "queued", ("scheduled",), now,
-                                 "dispatcher", "due")
-        for p in rows:
+        if not rows:
+            return [], []
+        # No fsync: a lost `queued` is `scheduled` again, which start-up makes
+        # of every `queued` post anyway; the `sending` that follows is synced.
+        with self.transaction(durable=False):
+            free, held = self._suppress_held([(p.id, p.channel, p.kind) for p in rows],
+                                          ("scheduled",), now)
+            self._transition(free, "queued", ("scheduled",), now, "dispatcher", "due")
+        claimed = set(free)
+        out = [p for p in rows if p.id in claimed]
+        for p in out:
             p.state = "queued"
-        return rows
+        return out, held
+
+    def claim_sending(self, ids: Sequence[int], now: float) -> Claim:
+        """`queued -> sending`, deciding on the channel holds in the same transaction:
+        whichever process wrote a hold, no post of a held kind starts on its channel."""
+        if not ids:
+            return Claim([], [])
+        with self.transaction():
+            rows = self._db.execute(
+                f"SELECT id, channel, kind FROM posts WHERE id IN ({','.join('?' * len(ids))}) "
+                "AND +state = 'queued'", list(ids)).fetchall()
+            free, held = self._suppress_held(rows, ("queued",), now)
+            sending = self._transition(free, "sending", ("queued",), now, "dispatcher",
+                                       "gate open")
+        return Claim(sending, held)
+
+    def _suppress_held(self, posts: Sequence[tuple[int, str, str]], expect: Sequence[str],
+                       now: float) -> tuple[list[int], list[tuple[int, str]]]:
+        """Inside a transaction: suppress the posts whose channel and kind a hold
+        covers (the earliest incident names it, as the gate does); the rest are free."""
+        holds = self._active_holds(now)
+        free: list[int] = []
+        by_incident: dict[int, list[tuple[int, str]]] = {}
+        for post_id, channel, kind in posts:
+            holder = next((i for i, kinds in holds.get(channel, []) if kind in kinds), None)
+            if holder is None:
+                free.append(post_id)
+            else:
+                by_incident.setdefault(holder, []).append((post_id, channel))
+        held: list[tuple[int, str]] = []
+        for incident_id, items in by_incident.items():
+            channel_of = dict(items)
+            moved = self._transition(list(channel_of), "suppressed", expect, now, "gate",
+                                     f"INC-{incident_id} holds the channel",
+                                     incident_id=incident_id)
+            if moved:
+                self._log(incident_id, now, "posts_suppressed", "gate", {"posts": moved})
+            held += [(i, channel_of[i]) for i in moved]
+        return free, held
+
+    def _active_holds(self, now: float) -> dict[str, list[tuple[int, set[str]]]]:
+        holds: dict[str, list[tuple[int, set[str]]]] = {}
+        for channel, incident_id, suppress in self._db.execute(
+                "SELECT c.channel, c.incident_id, i.suppress FROM channel_control c "
+                "LEFT JOIN incidents i ON i.id = c.incident_id "
+                "WHERE c.until IS NULL OR c.until > ? ORDER BY c.incident_id", (now,)):
+            kinds = set(json.loads(suppress)) if suppress else {"marketing"}
+            holds.setdefault(channel, []).append((int(incident_id), kinds))
+        return holds
 
     def transition(self, ids: Sequence[int], to_state: str, expect: Sequence[str], now: float,
                    actor: str, reason: str | None = None, **fields: Any) -> list[int]:
@@ -672,8 +954,9 @@ class Store:
     def declare(self, *, title: str, runbook: str, severity: str, channels: Sequence[str],
                 suppress: Sequence[str], reason: str | None, source: str,
                 signal_key: str | None, signal: dict[str, Any] | None, actor: str,
-                now: float) -> int:
-        """Insert the incident and its channel holds in one durable transaction."""
+                now: float, request: RequestKey | None = None) -> int:
+        """Insert the incident and its channel holds in one durable transaction
+        (with `request`, its Idempotency-Key too)."""
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO incidents (title, runbook, severity, state, channels, suppress, "
@@ -688,6 +971,8 @@ class Store:
             self._log(incident_id, now, "declared", actor,
                       {"title": title, "runbook": runbook, "channels": list(channels),
                        "reason": reason, "source": source, "signal_key": signal_key})
+            if request is not None:
+                self._keep(request, "incident", [incident_id], 201, now)
         return incident_id
 
     def resolve(self, incident_id: int, *, actor: str, note: str | None, now: float,
@@ -828,6 +1113,22 @@ class Store:
         row = self._db.execute("SELECT MAX(resolved_at) FROM incidents WHERE signal_key = ?",
                                (signal_key,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def fingerprint(body: Any) -> str:
+    """A request body's digest, independent of key order and spacing."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def row_key(channel: str, due_at: float, text: str) -> str:
+    """An imported row's identity when the file gives no `key`: channel, time, text."""
+    return "row:" + fingerprint([channel, round(due_at, 3), text])
 
 
 def _due_window(where: list[str], args: list[Any], due_from: float | None,

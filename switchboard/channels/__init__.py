@@ -8,13 +8,18 @@ from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.config import ChannelConfig
 
 # kind -> "module:Class"; imported lazily so a daemon without X channels never
-# imports tweepy.
+# imports tweepy (nor one without Bluesky channels the atproto SDK).
 KINDS = {
     "outbox": "switchboard.channels.outbox:OutboxChannel",
     "console": "switchboard.channels.console:ConsoleChannel",
     "webhook": "switchboard.channels.webhook:WebhookChannel",
     "x": "switchboard.channels.x:XChannel",
     "mastodon": "switchboard.channels.mastodon:MastodonChannel",
+    "bluesky": "switchboard.channels.bluesky:BlueskyChannel",
+    "facebook": "switchboard.channels.facebook:FacebookChannel",
+    "threads": "switchboard.channels.threads:ThreadsChannel",
+    "telegram": "switchboard.channels.telegram:TelegramChannel",
+    "teams": "switchboard.channels.teams:TeamsChannel",
 }
 
 

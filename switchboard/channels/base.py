@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
+from switchboard.textlength import length_rule
+
 if TYPE_CHECKING:
     from switchboard.config import ChannelConfig
 
@@ -151,6 +153,11 @@ class Channel(ABC):
     async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
         """Delete a published post; raise ChannelError when that failed."""
 
+    @classmethod
+    def length(cls, text: str) -> int:
+        """The length of `text` as the platform counts it against `max_length`."""
+        return length_rule(cls.kind)(text)
+
     def describe(self) -> dict[str, object]:
         err = self.last_error
         return {
@@ -161,3 +168,10 @@ class Channel(ABC):
             "last_error": None if err is None else {
                 "at": err.at.isoformat(), "message": err.message, "permanent": err.permanent},
         }
+
+
+def with_link(text: str, link: str | None) -> str:
+    """The text as published: the link appended unless the text already carries it."""
+    if link and link not in text:
+        return f"{text} {link}"
+    return text

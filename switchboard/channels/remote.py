@@ -78,7 +78,14 @@ from aiohttp.tracing import Trace
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import SSLError as TLSError
 
-from switchboard.channels.base import Channel, ChannelError, GateClosed, LastError, Message
+from switchboard.channels.base import (
+    Channel,
+    ChannelError,
+    GateClosed,
+    LastError,
+    Message,
+    with_link,
+)
 
 T = TypeVar("T")
 
@@ -448,6 +455,4 @@ async def reporting(channel: Channel, work: Awaitable[T]) -> T:
 
 def compose(message: Message) -> str:
     """The text as published: the link appended unless the text already carries it."""
-    if message.link and message.link not in message.text:
-        return f"{message.text} {message.link}"
-    return message.text
+    return with_link(message.text, message.link)

@@ -21,14 +21,27 @@ import pytest
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel, Message, Receipt
 from switchboard.config import ChannelConfig
+from tests.fakes.fake_bluesky import FakeBluesky
+from tests.fakes.fake_facebook import FakeFacebook
 from tests.fakes.fake_mastodon import FakeMastodon
+from tests.fakes.fake_teams import FakeTeams, card_text
+from tests.fakes.fake_telegram import FakeTelegram
+from tests.fakes.fake_threads import FakeThreads
 from tests.fakes.fake_webhook import FakeWebhook
 from tests.fakes.fake_x import FakeX
 from tests.fakes.server import FakeServer, Request
 
 T = TypeVar("T")
 
-NETWORK_KINDS = ("x", "mastodon", "webhook")
+NETWORK_KINDS = ("x", "mastodon", "webhook", "bluesky", "facebook", "threads", "telegram",
+                 "teams")
+# Platforms that cannot recognise a repeated request: what may have reached them
+# is never sent again.
+ONE_SHOT_KINDS = ("telegram", "teams")
+REPEATABLE_KINDS = tuple(k for k in NETWORK_KINDS if k not in ONE_SHOT_KINDS)
+# Kinds that ask the gate right before each request they write, the first one
+# included (x, mastodon and webhook ask before retries).
+GATED_PER_REQUEST_KINDS = ("bluesky", "facebook", "threads", "telegram", "teams")
 # outbox and console are written alongside this suite; they join it once they exist.
 LOCAL_KINDS = tuple(k for k in ("outbox", "console")
                     if importlib.util.find_spec(f"switchboard.channels.{k}") is not None)
@@ -65,7 +78,19 @@ class Harness:
     @property
     def gives_ids(self) -> bool:
         """The platform names the post, so the receipt must carry that id."""
-        return self.kind in ("x", "mastodon", "outbox")
+        return self.kind in ("x", "mastodon", "outbox", "bluesky", "facebook", "threads",
+                             "telegram")
+
+    @property
+    def repeats_safely(self) -> bool:
+        """A retry of a request that may have reached the platform cannot post twice."""
+        return self.kind not in ONE_SHOT_KINDS
+
+    @property
+    def announces_resets(self) -> bool:
+        """The platform names a reset time to the second (Facebook gives minutes,
+        Threads none)."""
+        return self.kind not in ("facebook", "threads")
 
     def channel(self, **options: Any) -> Channel:
         config = self.config
@@ -90,8 +115,10 @@ class Harness:
 
     @property
     def requests(self) -> list[Request]:
-        assert self.fake is not None
-        return self.fake.requests
+        """The posting calls (the ones scripts apply to), not logins or quota reads."""
+        fake = self.fake
+        assert fake is not None
+        return [r for r in fake.requests if fake.scripted(r.method, r.path)]
 
     def count(self, text: str) -> int:
         """How many times `text` was published (retracted copies included)."""
@@ -102,9 +129,22 @@ class Harness:
         if isinstance(self.fake, FakeWebhook):
             return sum(m.get("text") == text and m.get("event") == "post"
                        for m in self.fake.messages)
+        if isinstance(self.fake, FakeBluesky | FakeFacebook | FakeThreads | FakeTelegram):
+            return sum(p.text == text for p in self._platform_posts())
+        if isinstance(self.fake, FakeTeams):
+            return self.fake.texts.count(text)
         if self.kind == "outbox":
             return sum(r.get("text") == text for r in self._outbox())
         return sum(line.endswith(f": {text}") for line in self._console())
+
+    def _platform_posts(self) -> list[Any]:
+        fake = self.fake
+        if isinstance(fake, FakeBluesky):
+            return list(fake.records)
+        if isinstance(fake, FakeTelegram):
+            return list(fake.messages)
+        assert isinstance(fake, FakeFacebook | FakeThreads)
+        return list(fake.posts)
 
     def retracted(self, post_id: str, receipt: Receipt) -> bool:
         if isinstance(self.fake, FakeX):
@@ -114,6 +154,16 @@ class Harness:
         if isinstance(self.fake, FakeWebhook):
             return any(m.get("event") == "retract" and m.get("post_id") == post_id
                        for m in self.fake.messages)
+        if isinstance(self.fake, FakeBluesky):
+            return any(r.uri == receipt.remote_id and r.deleted for r in self.fake.records)
+        if isinstance(self.fake, FakeTelegram):
+            return any(str(m.message_id) == receipt.remote_id and m.deleted
+                       for m in self.fake.messages)
+        if isinstance(self.fake, FakeFacebook | FakeThreads):
+            return any(p.id == receipt.remote_id and p.deleted for p in self.fake.posts)
+        if isinstance(self.fake, FakeTeams):
+            return any(card_text(c).startswith(f"Withdrawn: the message for post {post_id} ")
+                       for c in self.fake.cards)
         if self.kind == "outbox":
             # The outbox writes post ids as integers, like the API.
             return any(str(r.get("retract")) == post_id for r in self._outbox())
@@ -151,6 +201,39 @@ def network_harness(kind: str) -> Harness:
         return Harness(kind, ChannelConfig(
             id="webhook-test", kind="webhook", audience="internal", timeout=TIMEOUT,
             options={"headers": {"X-Team": "ops"}, **common}, secrets={"url": w.url}), fake=w)
+    return _new_kind_harness(kind, common)
+
+
+def _new_kind_harness(kind: str, common: dict[str, Any]) -> Harness:
+    if kind == "bluesky":
+        b = FakeBluesky().start()
+        return Harness(kind, ChannelConfig(
+            id="bluesky-test", kind="bluesky", timeout=TIMEOUT,
+            options={"service": b.url, "identifier": b.handle, **common},
+            secrets={"app_password": b.app_password}), fake=b)
+    if kind == "facebook":
+        f = FakeFacebook().start()
+        return Harness(kind, ChannelConfig(
+            id="facebook-test", kind="facebook", timeout=TIMEOUT,
+            options={"api_url": f.url, "page_id": f.page_id, **common},
+            secrets={"page_token": f.page_token}), fake=f)
+    if kind == "threads":
+        t = FakeThreads().start()
+        return Harness(kind, ChannelConfig(
+            id="threads-test", kind="threads", timeout=TIMEOUT,
+            options={"api_url": t.url, "user_id": t.user_id, **common},
+            secrets={"access_token": t.access_token}), fake=t)
+    if kind == "telegram":
+        g = FakeTelegram().start()
+        return Harness(kind, ChannelConfig(
+            id="telegram-test", kind="telegram", timeout=TIMEOUT,
+            options={"api_url": g.url, "chat_id": g.chat_id, **common},
+            secrets={"bot_token": g.bot_token}), fake=g)
+    if kind == "teams":
+        m = FakeTeams().start()
+        return Harness(kind, ChannelConfig(
+            id="teams-test", kind="teams", audience="internal", timeout=TIMEOUT,
+            options=common, secrets={"url": m.url}), fake=m)
     raise ValueError(kind)
 
 

@@ -7,7 +7,8 @@
         assert x.texts == ["hello"]
 
 Like X it refuses a tweet whose text equals a live tweet's (403 duplicate
-content) and one longer than 280 characters, and answers 401 without an
+content) and one longer than 280 characters as X weighs them (twitter-text's
+config v3: CJK and emoji 2, any URL 23), and answers 401 without an
 OAuth 1.0a header (or with another consumer key than the one it was given).
 Error bodies have X's problem shape: {"title", "detail", "type", "status"}.
 """
@@ -18,6 +19,8 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
+
+from twitter_text import parse_tweet
 
 from tests.fakes.server import Answer, FakeServer, Reply, Request
 
@@ -107,7 +110,7 @@ class FakeX(FakeServer):
             text = None
         if not isinstance(text, str) or not text:
             return self.error(400, "The `text` field is required.")
-        if len(text) > 280:
+        if parse_tweet(text).weightedLength > 280:
             return self.error(403, TOO_LONG_DETAIL)
         if any(t.text == text and not t.deleted for t in self.tweets):
             return self.error(403, DUPLICATE_DETAIL)

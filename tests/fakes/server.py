@@ -134,6 +134,11 @@ class FakeServer:
     def rate_limited(self, reset_at: float | None) -> Answer:
         return Answer(429, {"error": "Too many requests"})
 
+    def scripted(self, method: str, path: str) -> bool:
+        """Whether scripted steps apply to this request. A fake whose client makes
+        side requests (a login, a quota read) scripts only the posting calls."""
+        return True
+
     # -- life cycle ---------------------------------------------------------
 
     def start(self) -> Self:
@@ -199,7 +204,8 @@ class FakeServer:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         with self._lock:
-            step = self._script.popleft() if self._script else Normal()
+            scripted = self._script and self.scripted(handler.command, handler.path)
+            step = self._script.popleft() if scripted else Normal()
             request = Request(method=handler.command, path=handler.path,
                               headers=dict(handler.headers.items()), body=body,
                               at=time.time(), step=_describe(step))

@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 from aiohttp import web
 
-from switchboard.listener import GuardedSite, Limits, app_runner
+from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from tests.daemon import TOKENS, DaemonProcess, free_port
 
 FILE_LIMIT = 1024
@@ -143,7 +143,7 @@ async def _serve_three() -> tuple[web.AppRunner, int]:
     runner = app_runner(app, limits)
     await runner.setup()
     port = free_port()
-    await GuardedSite(runner, "127.0.0.1", port, limits).start()
+    await GuardedSite(runner, bind_listener("127.0.0.1", port), limits).start()
     return runner, port
 
 

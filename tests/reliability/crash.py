@@ -1,7 +1,8 @@
 """Crash harness: the real daemon, killed with SIGKILL at random moments while it publishes.
 
-One run schedules thousands of posts due over several outbox channels and one
-webhook channel (a `FakeWebhook` on loopback), kills the daemon `kills` times
+One run schedules thousands of posts due over several outbox channels, one
+webhook channel (a `FakeWebhook` on loopback), a Bluesky account (`FakeBluesky`,
+talked to by the atproto SDK) and a Facebook Page (`FakeFacebook`), kills the daemon `kills` times
 after a random 0.2-1.5 s of work each, and declares an incident through the
 API half-way. While the daemon is dead the harness checks a copy of its store
 against what reached the outboxes and the webhook; after each restart it
@@ -12,7 +13,9 @@ checks what start-up recovery did. The invariants (design §3.1, §3.2, §6):
   201 arrived (`sent_at` of the outbox line or webhook body);
 - no post reached an outbox or the webhook twice. Raw webhook requests are
   counted: the receiver ignores Idempotency-Key (its dedup is switched off, as
-  Slack's does not exist) and the channel is configured `idempotent: false`;
+  Slack's does not exist) and the channel is configured `idempotent: false`; on
+  Bluesky and Facebook every post the platform holds counts (deleted or not),
+  matched to its post by its text;
 - no post is lost: every created post has exactly one row, in one state, and
   the outputs agree with it: a `published` post has exactly one send; a send
   belongs to a `published` post or to one the kill left `sending` (`unknown`
@@ -48,6 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.daemon import DaemonProcess, base_config, free_port
+from tests.fakes.fake_bluesky import FakeBluesky
+from tests.fakes.fake_facebook import FakeFacebook
 from tests.fakes.fake_webhook import HOOK_PATH, FakeWebhook
 
 ENV_PROFILE = "SWITCHBOARD_CRASH"  # ci (default) | full
@@ -58,6 +63,8 @@ RUNBOOK = "crash-drill"
 RUNBOOK_TEXT = f"name: {RUNBOOK}\ntitle: Crash drill\nseverity: major\nsuppress: [marketing]\n"
 HOOK = "hook"
 HOOK_SHARE = 0.12         # of the posts, to the webhook channel
+BLUESKY, FACEBOOK = "bsky", "fb"
+PLATFORM_SHARE = 0.06     # of the posts, to each of the Bluesky and Facebook channels
 OPERATIONAL_SHARE = 0.10  # operational posts go out under the incident too
 BURST_SHARE = 0.4         # posts due at the same instant as others: big claims
 RUN_MIN, RUN_MAX = 0.2, 1.5
@@ -77,6 +84,7 @@ class Profile:
     posts: int
     outboxes: int
     webhook: bool = True
+    platforms: bool = True  # a Bluesky and a Facebook channel
 
 
 PROFILES = {
@@ -160,6 +168,7 @@ class Report:
     due_around_declaration: int = 0  # in-scope marketing posts due within 150 ms of the 201
     suppressed: int = 0
     webhook_requests: int = 0
+    platform_posts: dict[str, int] = field(default_factory=dict)  # posts each platform holds
     kills_mid_dispatch: int = 0
     rounds: list[KillRecord] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -170,7 +179,8 @@ class Report:
                 f"posts, {len(self.channels)} channels, {self.seconds:.1f}s: {held}; "
                 f"states {dict(sorted(self.states.items()))}, unknown sent "
                 f"{self.unknown_sent} / unsent {self.unknown_unsent}, kills mid-dispatch "
-                f"{self.kills_mid_dispatch}/{self.kills}")
+                f"{self.kills_mid_dispatch}/{self.kills}, posts on the platforms "
+                f"{self.platform_posts}")
 
 
 def _ts(value: str) -> float:
@@ -191,12 +201,16 @@ class CrashRun:
         self.tmp, self.profile, self.seed, self.say = tmp, profile, seed, say
         self.rng = random.Random(seed)
         self.outboxes = [f"brand-{i}" for i in range(profile.outboxes)]
-        self.channels = self.outboxes + ([HOOK] if profile.webhook else [])
-        # About half the outboxes and the webhook are in the incident's scope;
-        # the rest must keep publishing.
+        self.platforms = [BLUESKY, FACEBOOK] if profile.platforms else []
+        self.channels = self.outboxes + ([HOOK] if profile.webhook else []) + self.platforms
+        # About half the outboxes, the webhook and Bluesky are in the incident's
+        # scope; the rest (Facebook among them) must keep publishing.
         self.in_scope = self.outboxes[:(profile.outboxes + 1) // 2] + (
-            [HOOK] if profile.webhook else [])
+            [HOOK] if profile.webhook else []) + self.platforms[:1]
         self.hook = FakeWebhook(idempotent=False)
+        self.bluesky = FakeBluesky()
+        self.facebook = FakeFacebook()
+        self.by_text: dict[str, int] = {}
         self.planned: dict[int, Planned] = {}
         self.incident: int | None = None
         self.ack: float | None = None
@@ -208,7 +222,7 @@ class CrashRun:
 
     def run(self) -> Report:
         began = time.monotonic()
-        with self.hook:
+        with self.hook, self.bluesky, self.facebook:
             daemon = self._daemon()
             started = time.monotonic()
             daemon.start()
@@ -233,10 +247,19 @@ class CrashRun:
             # The receiver ignores Idempotency-Key, and the channel is told so.
             channels.append({"id": HOOK, "kind": "webhook", "url_env": "SB_CRASH_HOOK",
                              "timeout": 5.0, "idempotent": False})
+        if self.profile.platforms:
+            channels.append({"id": BLUESKY, "kind": "bluesky", "service": self.bluesky.url,
+                             "identifier": self.bluesky.handle,
+                             "app_password_env": "SB_CRASH_BSKY", "timeout": 5.0})
+            channels.append({"id": FACEBOOK, "kind": "facebook", "api_url": self.facebook.url,
+                             "page_id": self.facebook.page_id,
+                             "page_token_env": "SB_CRASH_FB", "timeout": 5.0})
         # max_lateness far beyond the run: downtime must not turn posts `missed`.
         config = base_config(self.tmp, free_port(), channels, max_lateness="1h")
         return DaemonProcess(self.tmp, config=config, runbooks={RUNBOOK: RUNBOOK_TEXT},
-                             env={"SB_CRASH_HOOK": self.hook.url})
+                             env={"SB_CRASH_HOOK": self.hook.url,
+                                  "SB_CRASH_BSKY": self.bluesky.app_password,
+                                  "SB_CRASH_FB": self.facebook.page_token})
 
     def _schedule(self, daemon: DaemonProcess, startup: float) -> None:
         """Half the posts: background load due from now until about the last kill."""
@@ -259,8 +282,7 @@ class CrashRun:
         rng = self.rng
         body = []
         for due in dues:
-            channel = HOOK if self.profile.webhook and rng.random() < HOOK_SHARE \
-                else rng.choice(self.outboxes)
+            channel = self._pick_channel()
             kind = "operational" if rng.random() < OPERATIONAL_SHARE else "marketing"
             body.append({"channel": channel, "kind": kind, "at": _iso(due),
                          "text": f"crash {self.seed} post {len(self.planned) + len(body)}: "
@@ -270,9 +292,19 @@ class CrashRun:
             for post in created:
                 self.planned[int(post["id"])] = Planned(post["channel"], post["kind"],
                                                         _ts(post["due_at"]))
+                self.by_text[post["text"]] = int(post["id"])
             if len(created) != len(body[i:i + 1000]):
                 self.violation(f"asked for {len(body[i:i + 1000])} posts, the daemon created "
                                f"{len(created)}")
+
+    def _pick_channel(self) -> str:
+        draw = self.rng.random()
+        if self.profile.webhook and draw < HOOK_SHARE:
+            return HOOK
+        for n, platform_ in enumerate(self.platforms):
+            if draw < HOOK_SHARE + PLATFORM_SHARE * (n + 1):
+                return platform_
+        return self.rng.choice(self.outboxes)
 
     def _round(self, daemon: DaemonProcess, round_: int, declaring: bool) -> None:
         """Run 0.2-1.5 s, then SIGKILL. Each round adds a burst of posts due just
@@ -354,6 +386,8 @@ class CrashRun:
         self.report.unknown_unsent = len(unknown) - self.report.unknown_sent
         self.report.suppressed = states["suppressed"]
         self.report.webhook_requests = len(self.hook.requests)
+        self.report.platform_posts = {BLUESKY: len(self.bluesky.records),
+                                      FACEBOOK: len(self.facebook.posts)}
         self.report.kills_mid_dispatch = sum(
             1 for r in self.report.rounds if r.sending_sent + r.sending_unsent + r.queued)
         if self.ack is not None:
@@ -434,6 +468,24 @@ class CrashRun:
                                   _ts(body["sent_at"])))
             except (ValueError, KeyError, TypeError) as exc:
                 self.violation(f"webhook request at {_iso(request.at)} unreadable: {exc}")
+        return sends + self._platform_sends()
+
+    def _platform_sends(self) -> list[Send]:
+        """Every post Bluesky and Facebook hold, retracted ones included. Bluesky's
+        record carries the send's start (`createdAt`); Facebook's post only its
+        arrival, which is no earlier."""
+        held: list[tuple[str, str, float]] = [
+            (BLUESKY, r.text, _ts(r.value["createdAt"].replace("Z", "+00:00")))
+            for r in list(self.bluesky.records)]
+        held += [(FACEBOOK, p.message, p.created.timestamp()) for p in list(self.facebook.posts)]
+        sends = []
+        for channel, text, started in held:
+            post_id = self.by_text.get(text)
+            if post_id is None:
+                self.violation(f"{channel} holds a post nobody scheduled: {text[:60]!r}")
+                continue
+            kind = text.split(": ", 1)[1].split(" on ", 1)[0]
+            sends.append(Send(post_id, channel, kind, started))
         return sends
 
     # -- checks --------------------------------------------------------------
@@ -494,7 +546,7 @@ class CrashRun:
             if row.state == "published" and len(by_post.get(post_id, [])) != 1:
                 self.violation(f"{when}: post {post_id} is published with "
                                f"{len(by_post.get(post_id, []))} sends")
-            if row.state == "published" and row.channel != HOOK and post_id in by_post:
+            if row.state == "published" and row.channel in self.outboxes and post_id in by_post:
                 sent_at = by_post[post_id][0].sent_at
                 if row.published_at is None or abs(row.published_at - sent_at) > 1e-5:
                     self.violation(f"{when}: post {post_id}: published_at {row.published_at} "
@@ -606,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = PROFILES[args.profile]
     profile = Profile(base.name, args.kills or base.kills, args.posts or base.posts,
-                      base.outboxes, base.webhook)
+                      base.outboxes, base.webhook, base.platforms)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**9)
     tmp = Path(tempfile.mkdtemp(prefix="switchboard-crash-"))
     print(f"seed {seed}; run directory {tmp}", flush=True)

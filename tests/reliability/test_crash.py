@@ -28,3 +28,6 @@ def test_kill_9_at_random_moments_loses_nothing_sends_nothing_twice_and_leaks_no
     assert sum(report.states.values()) == profile.posts
     assert report.kills_mid_dispatch > 0, "no kill landed while posts were going out"
     assert report.suppressed > 0, "the incident held nothing: the run did not test the gate"
+    if profile.platforms:
+        assert all(report.platform_posts.values()), (
+            f"a platform channel published nothing: {report.platform_posts}")

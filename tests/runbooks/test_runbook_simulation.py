@@ -30,6 +30,7 @@ from switchboard.simulate import (
     to_json,
 )
 from switchboard.templates import Templates
+from switchboard.textlength import weighted_length
 from tests.runbooks.conftest import BASE, CHANNELS, Runbooks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,3 +202,16 @@ def test_offsets_are_elapsed_time_across_a_clock_change() -> None:
     hold = next(e for e in timeline.events if e.step == "holding-statement")
     # 01:00 GMT is the moment the clocks jump to 02:00 BST.
     assert hold.text is not None and hold.text.endswith("Next update here by 02:00.")
+
+
+def test_a_post_is_measured_as_its_channels_platform_counts() -> None:
+    cjk = Templates().compile("運" * 141)  # 141 characters, 282 as X weighs them
+    book = Runbook(name="cjk", title="CJK", severity="major", scope=("x-main", "outbox"),
+                   suppress=("marketing",), handover=Handover(),
+                   steps=(Step("hold", "post", at=timedelta(0), template=cjk),),
+                   resolve=ResolvePolicy())
+    channels = {"outbox": ChannelInfo("outbox", "public", 280),
+                "x-main": ChannelInfo("x-main", "public", 280, weighted_length)}
+    timeline = simulate(book, channels, start=START)
+    errors = [e.error for e in timeline.events if e.step == "hold"]
+    assert errors == ["too long for x-main (282 characters, limit 280)"]

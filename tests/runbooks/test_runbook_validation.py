@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.runbooks import load_runbooks
+from switchboard.runbooks import ChannelInfo, check_runbooks, load_runbooks
+from switchboard.textlength import weighted_length
 from switchboard.yamldoc import InvalidFile
 from tests.runbooks.conftest import BASE, CHANNELS, Runbooks
 
@@ -435,3 +436,16 @@ def test_it_rejects_a_runbook_that_is_not_utf8(books: Runbooks) -> None:
     path.write_bytes(BASE.replace("Test incident", "Test incident \x00").encode()
                      .replace(b"\x00", b"\xff"))
     assert books.problems() == [f"{path}:2:1: not UTF-8 text (byte 0xff)"]
+
+
+def test_a_post_for_x_is_measured_as_x_weighs_it(tmp_path: Path) -> None:
+    """141 CJK characters are 282 on X: over its 280, though only 141 characters."""
+    channels = {**CHANNELS, "x-main": ChannelInfo("x-main", "public", 280, weighted_length)}
+    books = Runbooks(tmp_path)
+    text = BASE.replace("channels: [outbox]", "channels: [x-main]")
+    path = books.write(text.replace('"We know: {{ incident.title }}"', '"' + "運" * 141 + '"'))
+    assert [str(p) for p in check_runbooks(books.dir, channels)] == [
+        f"{path}:10:5: steps[0].template: the sample text is 282 characters, over the 280 "
+        "allowed on channel 'x-main'"]
+    books.write(text.replace('"We know: {{ incident.title }}"', '"' + "運" * 140 + '"'))
+    assert check_runbooks(books.dir, channels) == []

@@ -66,6 +66,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              [MARKETING_POST, OPERATIONAL_POST], frozenset({"admin"})),
     Endpoint("POST /api/v1/posts (dummy body `{}`)", "POST", "/api/v1/posts", {}, POSTERS,
              note="S1"),
+    Endpoint("POST /api/v1/posts/import (dummy body `{}`)", "POST", "/api/v1/posts/import",
+             {}, POSTERS, note="S1"),
     Endpoint("GET /api/v1/posts/{id}", "GET", "/api/v1/posts/{post}", None, EVERYONE),
     Endpoint("POST /api/v1/posts/{id}/cancel", "POST", "/api/v1/posts/{post}/cancel", None,
              MARKETING),

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
@@ -16,7 +17,7 @@ from switchboard.config import ChannelConfig
 from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
-from switchboard.store import NewPost, Store
+from switchboard.store import NewPost, Store, StoreUnavailable
 
 
 class Rig:
@@ -53,22 +54,51 @@ class Rig:
 
 def test_a_store_error_mid_batch_gives_the_posts_back_to_a_later_tick(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
-    real = rig.store.transition
+    real = rig.store.claim_sending
     failures = {"left": 1}
 
-    def flaky(ids: Any, to_state: str, *args: Any, **kwargs: Any) -> list[int]:
-        if to_state == "sending" and failures["left"]:
+    def flaky(ids: Any, now: float) -> Any:
+        if failures["left"]:
             failures["left"] -= 1
             raise OSError("disk I/O error")
-        return real(ids, to_state, *args, **kwargs)
+        return real(ids, now)
 
-    rig.store.transition = flaky  # type: ignore[method-assign]
+    rig.store.claim_sending = flaky  # type: ignore[method-assign]
     assert asyncio.run(rig.publish(3)) == ["published"] * 3
+    assert failures["left"] == 0
+
+
+@pytest.mark.parametrize("claim_error", [
+    StoreUnavailable("busy", "another process holds the write lock"),
+    OSError("disk I/O error")])
+def test_a_store_that_refuses_the_claim_and_the_give_back_leaves_no_post_queued(
+        tmp_path: Path, claim_error: Exception) -> None:
+    rig = Rig(tmp_path)
+    claim, transition = rig.store.claim_sending, rig.store.transition
+    failures = {"claim": 1, "give_back": 1}
+
+    def claim_on_a_failing_store(ids: Any, now: float) -> Any:
+        if failures["claim"]:
+            failures["claim"] -= 1
+            raise claim_error
+        return claim(ids, now)
+
+    def give_back_on_a_full_disk(ids: Any, to_state: str, *args: Any, **kwargs: Any) -> Any:
+        if to_state == "scheduled" and failures["give_back"]:
+            failures["give_back"] -= 1
+            raise StoreUnavailable("full", "the disk is full")
+        return transition(ids, to_state, *args, **kwargs)
+
+    rig.store.claim_sending = claim_on_a_failing_store  # type: ignore[method-assign]
+    rig.store.transition = give_back_on_a_full_disk  # type: ignore[method-assign]
+    # The store recovers a moment later: the posts go out without a restart.
+    assert asyncio.run(rig.publish(3)) == ["published"] * 3
+    assert failures["claim"] == 0
 
 
 def test_a_tick_that_hits_a_store_error_tries_again(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
-    real = rig.store.claim_due
+    real = rig.store.claim_due_held
     failures = {"left": 1}
 
     def flaky(now: float, limit: int) -> Any:
@@ -77,7 +107,7 @@ def test_a_tick_that_hits_a_store_error_tries_again(tmp_path: Path) -> None:
             raise OSError("database is locked")
         return real(now, limit)
 
-    rig.store.claim_due = flaky  # type: ignore[method-assign]
+    rig.store.claim_due_held = flaky  # type: ignore[method-assign]
     assert asyncio.run(rig.publish(1)) == ["published"]
 
 

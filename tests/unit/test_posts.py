@@ -16,6 +16,7 @@ from switchboard.posts import (
     spaced_times,
 )
 from switchboard.refusals import Refused
+from switchboard.textlength import weighted_length
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 28, 12, 0, tzinfo=UTC).timestamp()
@@ -163,3 +164,19 @@ def test_a_lone_surrogate_in_a_post_is_refused_naming_the_field(field: str) -> N
     assert (refused.status, refused.message) == (
         400, f"{field} is not valid Unicode text: it holds a lone surrogate (\\udc80 at "
              "character 7)")
+
+
+def test_a_post_is_measured_with_its_link_by_the_channels_own_count() -> None:
+    x = {"x-main": ChannelLimit("x-main", 280, length=weighted_length)}
+    link = "https://example.org/" + "a" * 60
+    ok = new_post({"channel": "x-main", "text": "a" * 256, "link": link, "at": "+1h"},
+                  role="marketing", now=NOW, tz=LONDON, channels=x)
+    assert ok.link == link  # 256 + 1 + 23 = 280: the link counts 23, however long
+    with pytest.raises(Refused) as caught:
+        new_post({"channel": "x-main", "text": "a" * 257, "link": link, "at": "+1h"},
+                 role="marketing", now=NOW, tz=LONDON, channels=x)
+    assert caught.value.status == 422
+    assert "with its link is 281 characters" in caught.value.message
+    # A link already in the text is not appended, so not counted twice.
+    assert new_post({"channel": "x-main", "text": f"{'a' * 256} {link}", "link": link,
+                     "at": "+1h"}, role="marketing", now=NOW, tz=LONDON, channels=x)

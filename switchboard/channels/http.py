@@ -1,0 +1,73 @@
+"""One HTTP exchange for the channels that speak to their platform over aiohttp
+(facebook, threads, telegram, teams): the answer read whole, or a ChannelError
+that says whether the request may have reached the platform.
+
+`maybe_sent` is False only where the platform cannot have acted: the connection
+was never made. A timeout, a dropped connection or a 5xx may come after the
+platform acted, which matters for the platforms that cannot recognise a repeat.
+Messages never quote the URL: some carry a secret (a bot token, a signature).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from switchboard.channels.base import ChannelError
+
+_MAX_ERROR_BODY = 300
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON."""
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return None
+
+    def excerpt(self) -> str:
+        return self.text.strip()[:_MAX_ERROR_BODY]
+
+
+async def exchange(session: aiohttp.ClientSession, method: str, url: str | URL, *, platform: str,
+                   timeout: float, **kwargs: Any) -> Answer:
+    """Send one request and read the whole answer, whatever its status."""
+    try:
+        # No redirects: a 307/308 would re-send the body and credentials elsewhere.
+        async with session.request(method, url, allow_redirects=False, **kwargs) as response:
+            text = await response.text(errors="replace")
+            return Answer(response.status, response.headers, text)
+    except TimeoutError as exc:
+        raise ChannelError(f"{platform} did not answer within {timeout:g}s", reason="timeout",
+                           maybe_sent=True) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise ChannelError(f"cannot reach {platform} at {exc.host}:{exc.port}",
+                           reason="network") from exc
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+        raise ChannelError(f"the {platform} URL is not a valid http(s) URL", permanent=True,
+                           reason="rejected") from exc
+    except aiohttp.ClientError as exc:
+        raise ChannelError(f"lost the connection to {platform} ({type(exc).__name__})",
+                           reason="network", maybe_sent=True) from exc
+
+
+def not_retried(exc: ChannelError, platform: str) -> None:
+    """For a platform that cannot recognise a repeat: a failure that may have reached
+    it becomes final, so the post is left for review rather than sent twice."""
+    if exc.permanent or not exc.maybe_sent:
+        return
+    exc.permanent = True
+    exc.message = (f"{exc.message}; not retried: {platform} cannot tell a repeat from a "
+                   "new message, so the post is left for review")
+    exc.args = (exc.message,)

@@ -1,0 +1,133 @@
+"""A Microsoft Teams channel or chat, through a Workflows ("When a Teams webhook
+request is received") webhook, for internal audiences.
+
+Workflows accept Adaptive Cards only (the Office 365 connector MessageCard is
+retired), wrapped in a message: `{"type": "message", "attachments": [{"contentType":
+"application/vnd.microsoft.card.adaptive", "content": <card>}]}`. The flow
+answers 202 once it has taken the request.
+
+The URL carries the flow's signature (`sig=`), so it is a secret (`url_env` /
+`url_file`) and no message quotes it. A flow cannot recognise a repeated
+request, so an attempt that may have reached it (a timeout, a dropped
+connection, a 5xx) is not retried: the post is left for review instead of
+showing twice. A 429 (`Retry-After`) is retried after its wait. Retraction
+posts a short "withdrawn" card: a flow cannot delete what it posted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
+from switchboard.channels.http import Answer, exchange, not_retried
+from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, reporting
+from switchboard.config import ChannelConfig
+
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+
+
+class TeamsChannel(Channel):
+    kind = "teams"
+
+    def __init__(self, config: ChannelConfig) -> None:
+        super().__init__(config)
+        self._retrier = Retrier(RetryPolicy.from_options(config.options))
+        self._url = config.secrets.get("url", "")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def publish(self, message: Message) -> Receipt:
+        await reporting(self, self._deliver(card(message.text, message.link),
+                                            message.may_start, once=True))
+        return Receipt(remote_id=None)
+
+    async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
+        notice = card(f"Withdrawn: the message for post {post_id} no longer applies.", None)
+        # A second "withdrawn" card harms nobody, so the notice is retried.
+        await reporting(self, self._deliver(notice, None, once=False))
+
+    async def _deliver(self, body: dict[str, Any], may_start: Callable[[], bool] | None,
+                       once: bool) -> None:
+        async def attempt() -> None:
+            try:
+                _check(await self._request(body, may_start))
+            except ChannelError as exc:
+                if once:
+                    not_retried(exc, "the Teams workflow")
+                raise
+
+        await self._retrier.run("deliver", attempt, may_start)
+
+    async def _request(self, body: dict[str, Any],
+                       may_start: Callable[[], bool] | None) -> Answer:
+        """One webhook call; the gate is asked right before the request is sent."""
+        session = self._session
+        if session is None:
+            raise RuntimeError(f"teams channel {self.id} used before start()")
+        if may_start is not None and not may_start():
+            raise GateClosed()
+        # Sent exactly as given: re-quoting would rewrite the signed query string.
+        return await exchange(session, "POST", URL(self._url, encoded=True), json=body,
+                              platform="the Teams workflow", timeout=self.config.timeout)
+
+
+def card(text: str, link: str | None) -> dict[str, Any]:
+    """The message a Workflows webhook posts: one Adaptive Card with the text and,
+    when there is a link, a button that opens it."""
+    content: dict[str, Any] = {
+        "$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": "1.4",
+        "body": [{"type": "TextBlock", "text": text, "wrap": True}],
+    }
+    if link:
+        content["actions"] = [{"type": "Action.OpenUrl", "title": "Open link", "url": link}]
+    return {"type": "message", "attachments": [
+        {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+         "content": content}]}
+
+
+def _check(answer: Answer) -> None:
+    if 200 <= answer.status < 300:
+        return
+    body = answer.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        detail = f"{error.get('code')}: {error.get('message')}"
+    else:
+        detail = answer.excerpt()
+    said = f"the Teams workflow answered {answer.status}" + (f": {detail}" if detail else "")
+    if answer.status == 429:
+        raise RateLimited(said, reset_at=_retry_after(answer.headers.get("Retry-After")))
+    if answer.status >= 500 or answer.status == 408:
+        raise ChannelError(said, reason="server_error" if answer.status >= 500 else "timeout",
+                           maybe_sent=True)
+    raise ChannelError(said, permanent=True,
+                       reason="auth" if answer.status in (401, 403) else "rejected")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After is seconds or an HTTP date; both become Unix time."""
+    if not value:
+        return None
+    try:
+        return time.time() + max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
