@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from switchboard import refusals
+from switchboard import people, refusals
 from switchboard.auth import Caller, digest_matches
 from switchboard.clock import rfc3339
 from switchboard.incidents import incident_json, parse_incident_id
@@ -36,13 +36,16 @@ from switchboard.refusals import Refused
 from switchboard.store import (
     INTERRUPTED_SEND,
     POST_STATES,
+    AuditEntry,
     KeyedRequest,
+    NewPost,
     Post,
     RequestKey,
     StoreUnavailable,
 )
 from switchboard.store import fingerprint as body_fingerprint
 from switchboard.text import first_bad_text
+from switchboard.yamldoc import parse_duration
 
 if TYPE_CHECKING:
     from switchboard.app import Daemon
@@ -113,6 +116,7 @@ class Api:
         self._add(r, "GET", "/api/v1/feeds", self.feeds_status, "viewer")
         self._add(r, "POST", "/feeds/{feed_id}", self.feed, None)
         app.on_response_prepare.append(self._zone_header)
+        self._people_routes(r)
         return app
 
     async def _close_reads(self, app: web.Application) -> None:
@@ -121,6 +125,17 @@ class Api:
     async def _zone_header(self, request: web.Request, response: web.StreamResponse) -> None:
         # The CLI prints times in the daemon's configured zone, so it is told which.
         response.headers["X-Switchboard-Timezone"] = self.d.config.timezone.key
+
+    def _people_routes(self, r: web.UrlDispatcher) -> None:
+        # Approvers are checked per post (their team), the audit per reader.
+        self._add(r, "POST", "/api/v1/posts/{id}/approve", self.approve_post, "viewer")
+        self._add(r, "POST", "/api/v1/posts/{id}/reject", self.reject_post, "viewer")
+        self._add(r, "GET", "/api/v1/users", self.list_users, "admin")
+        self._add(r, "POST", "/api/v1/users", self.add_user, "admin")
+        self._add(r, "PATCH", "/api/v1/users/{name}", self.update_user, "admin")
+        self._add(r, "POST", "/api/v1/users/{name}/tokens", self.new_user_token, "admin")
+        self._add(r, "GET", "/api/v1/audit", self.audit, "viewer")
+        self._add(r, "POST", "/api/v1/session", self.session, None)
 
     def _add(self, router: web.UrlDispatcher, method: str, path: str, handler: Handler,
              role: str | None) -> None:
@@ -168,7 +183,22 @@ class Api:
             return error(403, "forbidden", f"the {caller.role} role cannot do this "
                                            f"({role} or higher needed)")
         request["caller"] = caller
-        return await handler(request)
+        response = await handler(request)
+        if request.method != "GET" and response.status < 400:
+            try:
+                self._audit(request, caller, canonical, response.status)
+            except Exception:
+                # The write itself is committed: answering 500 would invite a repeat.
+                log.exception("audit_write_failed", path=canonical)
+        return response
+
+    def _audit(self, request: web.Request, caller: Caller, canonical: str, status: int) -> None:
+        """Every write that succeeded, with its person and credential (never the token)."""
+        target = request.match_info.get("id") or request.match_info.get("name")
+        self.d.store.record_audit(AuditEntry(
+            at=self.d.clock(), person=caller.name if caller.person else None,
+            credential=caller.audit_credential, action=f"{request.method} {canonical}",
+            target=target, teams=tuple(sorted(request.get("teams", ()))), status=status))
 
     # -- health ------------------------------------------------------------
 
@@ -241,8 +271,7 @@ class Api:
         new = []
         for i, item in enumerate(items):
             try:
-                new.append(new_post(item, role=caller.role, now=now, tz=self.d.config.timezone,
-                                    channels=limits))
+                new.append(self._new_post(request, item, now, limits))
             except Refused as exc:
                 prefix = f"posts[{i}]: " if isinstance(body, list) else ""
                 raise Refused(exc.status, exc.code, prefix + exc.message) from exc
@@ -261,9 +290,18 @@ class Api:
         data = await _read_at_most(request, IMPORT_MAX_BYTES)
         now = self.d.clock()
         # Off the loop: checking 100,000 rows takes seconds of parsing.
+        config = self.d.config
+
+        def admit(post: NewPost) -> None:
+            people.check_post(caller, post.channel, post.kind, config)
+            if post.kind == "marketing" and config.needs_approval(post.channel):
+                post.state = "pending_approval"
+
         rows, problems = await asyncio.to_thread(
-            check_import, data, filename, role=caller.role, now=now,
-            tz=self.d.config.timezone, channels=self._limits())
+            check_import, data, filename, role=_posting_role(caller), now=now,
+            tz=config.timezone, channels=self._limits(), admit=admit)
+        for _, post in rows:
+            self._note_team(request, post.channel)
         if problems:
             return web.json_response({"error": {
                 "code": "invalid_rows", "problems": problems,
@@ -288,6 +326,26 @@ class Api:
                                          "a different request; use a new key")
         return earlier
 
+    def _new_post(self, request: web.Request, item: Any, now: float,
+                  limits: dict[str, ChannelLimit], default_kind: str = "marketing") -> NewPost:
+        """One post checked for the caller: kind by role, channel by team; a marketing
+        post on a channel that needs approval waits as `pending_approval`."""
+        caller: Caller = request["caller"]
+        kind = (item.get("kind") or default_kind) if isinstance(item, dict) else default_kind
+        post = new_post(item, role=_role_for(caller, str(kind)), now=now,
+                        tz=self.d.config.timezone, channels=limits, default_kind=default_kind)
+        people.check_post(caller, post.channel, post.kind, self.d.config)
+        self._note_team(request, post.channel)
+        if post.kind == "marketing" and self.d.config.needs_approval(post.channel):
+            post.state = "pending_approval"
+        return post
+
+    def _note_team(self, request: web.Request, channel: str) -> None:
+        """The channel's team, for the audit entry of this request."""
+        team = self.d.config.team_of(channel)
+        if team is not None:
+            request.setdefault("teams", set()).add(team.id)
+
     def _limits(self) -> dict[str, ChannelLimit]:
         return {cid: ChannelLimit(cid, w.channel.max_length, w.channel.audience,
                                   w.channel.length)
@@ -298,6 +356,7 @@ class Api:
         post_id = _int(request.match_info["id"], "post id")
         action = request.path.rsplit("/", 1)[1]
         body = await _object(request, optional=True)
+        self._check_post_access(request, post_id)
         at = None
         if action == "release" and body.get("at"):
             at = parse_future(str(body["at"]), self.d.clock(), self.d.config.timezone)
@@ -312,10 +371,12 @@ class Api:
         if earlier is not None:
             return _replayed(await self._send_again(earlier.refs[0], caller.name))
         default_kind = "operational" if caller.role == "ops" else "marketing"
-        new = new_post({k: v for k, v in body.items() if k in ("channel", "kind", "text",
-                                                               "link")},
-                       role=caller.role, now=self.d.clock(), tz=self.d.config.timezone,
-                       channels=self._limits(), default_kind=default_kind)
+        new = self._new_post(request, {k: v for k, v in body.items()
+                                       if k in ("channel", "kind", "text", "link")},
+                             self.d.clock(), self._limits(), default_kind)
+        if new.state == "pending_approval":
+            raise refusals.conflict(f"marketing posts on {new.channel} need approval: "
+                                    "schedule it and have an approver approve it")
         decision = self.d.gate.decide(new.channel, new.kind, self.d.clock())
         if not decision.allowed:
             raise refusals.conflict(f"{decision.reason}: {new.kind} posts are held until "
@@ -357,7 +418,16 @@ class Api:
         caller = _poster(request)
         post_id = _int(request.match_info["id"], "post id")
         body = await _object(request)
-        post = self.d.edit_post(post_id, body, caller, self._limits())
+        post = self.d.store.post(post_id)
+        if post is None:
+            raise refusals.not_found(f"no post {post_id}")
+        # The caller's team rights must reach the post's channel, and the new one.
+        for channel in (post.channel, body.get("channel")):
+            if isinstance(channel, str) and self.d.config.channel(channel) is not None:
+                people.check_post(caller, channel, post.kind, self.d.config)
+                self._note_team(request, channel)
+        post = self.d.edit_post(post_id, body, _role_for(caller, post.kind), caller.name,
+                                self._limits())
         return ok(post_json(post))
 
     async def post_actions(self, request: web.Request) -> web.Response:
@@ -366,7 +436,7 @@ class Api:
         action = body.get("action")
         if action not in ("cancel", "release", "drop"):
             raise refusals.bad_request("action must be one of cancel, release, drop")
-        ids = self._action_ids(body)
+        ids = self._action_ids(body, caller)
         now, tz = self.d.clock(), self.d.config.timezone
         at = parse_future(_as_text(body, "at"), now, tz) if body.get("at") else None
         spacing = None
@@ -379,9 +449,12 @@ class Api:
                 raise refusals.bad_request(f"spacing: {exc}") from exc
         if at is not None and action != "release":
             raise refusals.bad_request("at only applies to release")
-        return ok(self.d.review_many(ids, action, caller.name, at, spacing))
+        def may_act(post: Post) -> None:
+            people.check_marketing(caller, post.channel, self.d.config)
+            self._note_team(request, post.channel)
+        return ok(self.d.review_many(ids, action, caller.name, at, spacing, may_act))
 
-    def _action_ids(self, body: dict[str, Any]) -> list[int]:
+    def _action_ids(self, body: dict[str, Any], caller: Caller) -> list[int]:
         ids, where = body.get("ids"), body.get("filter")
         if (ids is None) == (where is None):
             raise refusals.bad_request("give either ids (a list of post ids) or filter")
@@ -407,7 +480,8 @@ class Api:
         if len(posts) > ACTION_LIMIT:
             raise refusals.unprocessable(f"the filter matches more than {ACTION_LIMIT} posts; "
                                          "narrow it (from, to, channel)")
-        return [p.id for p in posts]
+        # A filter selects only what the caller's team rights reach.
+        return [p.id for p in posts if people.may_act(caller, p, self.d.config)]
 
     async def feeds_status(self, request: web.Request) -> web.Response:
         return ok(self.d.feeds.status(self.d.clock()))
@@ -507,6 +581,145 @@ class Api:
         incident = self.d.incidents.release(parse_incident_id(request.match_info["id"]),
                                             actor=caller.name, reason=_str(body, "reason"))
         return ok(incident_json(incident))
+
+    # -- people, approvals and audit --------------------------------------
+
+    def _check_post_access(self, request: web.Request, post_id: int) -> None:
+        """A person acts on a post only on their teams' channels (403 naming the team)."""
+        post = self.d.store.post(post_id)
+        if post is None:
+            raise refusals.not_found(f"no post {post_id}")
+        people.check_marketing(request["caller"], post.channel, self.d.config)
+        self._note_team(request, post.channel)
+
+    async def approve_post(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        post_id = _int(request.match_info["id"], "post id")
+        body = await _object(request, optional=True)
+        post = self._pending(request, post_id)
+        _not_an_editor(caller, post_id, self.d.store.post_history(post_id))
+        now = self.d.clock()
+        # An ops update is for now, whenever its second person approves it.
+        due = now if post.kind == "operational" else post.due_at
+        if body.get("at") is not None:
+            due = parse_future(_as_text(body, "at"), now, self.d.config.timezone)
+        elif due < now:  # its slot has gone: only a person can pick the next one
+            raise refusals.conflict(f"post {post_id} was due at {rfc3339(due)}, which has "
+                                    "passed: approve it with a new time (at)")
+        if not self.d.store.transition([post_id], "scheduled", ("pending_approval",), now,
+                                       caller.name, f"approved by {caller.name}",
+                                       due_at=max(due, now)):
+            raise refusals.conflict(f"post {post_id} is no longer pending approval")
+        self.d.dispatcher.poke(max(due, now))
+        return ok(post_json(self._reload(post_id)))
+
+    async def reject_post(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        post_id = _int(request.match_info["id"], "post id")
+        reason = _str(await _object(request), "reason")
+        self._pending(request, post_id)
+        if not self.d.store.transition([post_id], "rejected", ("pending_approval",),
+                                       self.d.clock(), caller.name,
+                                       f"rejected by {caller.name}: {reason}"):
+            raise refusals.conflict(f"post {post_id} is no longer pending approval")
+        return ok(post_json(self._reload(post_id)))
+
+    def _pending(self, request: web.Request, post_id: int) -> Any:
+        post = self.d.store.post(post_id)
+        if post is None:
+            raise refusals.not_found(f"no post {post_id}")
+        people.check_approver(request["caller"], post, self.d.config)
+        self._note_team(request, post.channel)
+        if post.state != "pending_approval":
+            raise refusals.conflict(f"post {post_id} is {post.state}, not pending approval")
+        return post
+
+    def _reload(self, post_id: int) -> Any:
+        post = self.d.store.post(post_id)
+        assert post is not None
+        return post
+
+    async def list_users(self, request: web.Request) -> web.Response:
+        return ok([people.person_json(p) for p in self.d.people.store.people()])
+
+    async def add_user(self, request: web.Request) -> web.Response:
+        body = await _object(request)
+        person = self.d.people.add(body, await self._password_hash(body))
+        return ok(people.person_json(person), 201)
+
+    async def update_user(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await _object(request)
+        person = self.d.people.update(name, body, await self._password_hash(body))
+        return ok(people.person_json(person, self.d.store.person_tokens(name)))
+
+    async def _password_hash(self, body: dict[str, Any]) -> str | None:
+        """A given password's argon2 hash, computed off the event loop."""
+        if body.get("password") is None:
+            return None
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self.d.people.hash_password, body["password"])
+
+    async def new_user_token(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        token = self.d.people.new_token(name)
+        return ok({"name": name, "token": token}, 201)
+
+    async def audit(self, request: web.Request) -> web.Response:
+        allowed = people.may_see_audit(request["caller"])
+        team = request.query.get("team")
+        teams: list[str] | None = None if allowed is None else list(allowed)
+        if team is not None:
+            if allowed is not None and team not in allowed:
+                raise refusals.forbidden(f"the audit of team {team[:64]} is for its "
+                                         "approvers and admins")
+            teams = [team]
+        since = self._since(request.query.get("since"))
+        limit = _int(request.query.get("limit", "1000"), "limit")
+        if limit > 1000:
+            raise refusals.bad_request("limit is at most 1000")
+        entries = self.d.store.audit(person=request.query.get("person"), teams=teams,
+                                     since=since, limit=limit)
+        return ok([{"at": rfc3339(e.at), "person": e.person, "credential": e.credential,
+                    "action": e.action, "target": e.target, "teams": list(e.teams),
+                    "status": e.status} for e in entries])
+
+    def _since(self, value: str | None) -> float | None:
+        """A time as everywhere, or a duration (`2h`, `-2h`): that long ago."""
+        if not value:
+            return None
+        now = self.d.clock()
+        try:
+            return now - parse_duration(value.removeprefix("-")).total_seconds()
+        except ValueError:
+            return parse_when(value, now, self.d.config.timezone)
+
+    async def session(self, request: web.Request) -> web.Response:
+        """Check a person's password (the console's sign-in), throttled per name and
+        per client; neither the password nor the name is logged."""
+        body = await _object(request)
+        name, password = _str(body, "name"), _str(body, "password")
+        keys = (f"name:{name[:64]}", f"client:{request.remote}")
+        wait = self.d.throttle.wait(*keys)
+        if wait > 0:
+            self.d.metrics.login_failures.labels(reason="throttled").inc()
+            return web.json_response(
+                {"error": {"code": "too_many_requests",
+                           "message": f"too many failed sign-ins for this name or client: "
+                                      f"try again in {int(wait) + 1} s"}},
+                status=429, headers={"Retry-After": str(int(wait) + 1)})
+        # Counted as a failure before the (slow) check, so that guesses sent in
+        # parallel cannot all slip past the throttle; a success takes it back.
+        self.d.throttle.failed(*keys)
+        holder, stored = self.d.people.password_holder(name)
+        matches = await asyncio.get_running_loop().run_in_executor(
+            None, self.d.people.password_matches, stored, password)
+        if holder is None or not matches:
+            self.d.metrics.login_failures.labels(reason="bad_credentials").inc()
+            raise Refused(401, "unauthorized", "wrong name or password")
+        self.d.throttle.succeeded(keys[0])
+        self.d.throttle.forgive(keys[1])
+        return ok(people.person_json(holder))
 
     # -- feeds -------------------------------------------------------------
 
@@ -638,6 +851,35 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise refusals.bad_request(f"{key} must be a string")
     return value
+
+
+def _not_an_editor(caller: Caller, post_id: int, history: list[dict[str, Any]]) -> None:
+    """Who changed a post cannot approve it, as its author cannot: the text that
+    would go out must have been seen by a second person."""
+    if any(h["actor"] == caller.name and str(h["reason"] or "").startswith("edited:")
+           for h in history):
+        raise refusals.forbidden(f"{caller.name} edited post {post_id}: another approver "
+                                 "must approve it")
+
+
+def _posting_role(caller: Caller) -> str:
+    """The role a calendar's rows are checked against: both kinds for whoever holds
+    both powers (a person's team role gives marketing; its channels are checked
+    per row)."""
+    marketing, ops = caller.can("marketing"), caller.can("ops")
+    if marketing and ops:
+        return "admin"
+    return "marketing" if marketing else "ops" if ops else caller.role
+
+
+def _role_for(caller: Caller, kind: str) -> str:
+    """The role a post of `kind` is checked against: a person's team role gives
+    marketing (which channels it reaches is checked after)."""
+    if kind == "marketing" and caller.can("marketing"):
+        return "marketing"
+    if kind == "operational" and caller.can("ops"):
+        return "ops"
+    return caller.role
 
 
 def _as_text(body: dict[str, Any], key: str) -> str:

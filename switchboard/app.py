@@ -13,6 +13,7 @@ import contextlib
 import gc
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -26,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from switchboard import __version__
 from switchboard import config as config_module
 from switchboard.api import Api
-from switchboard.auth import Caller, Tokens
+from switchboard.auth import Tokens
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
 from switchboard.clock import Clock, rfc3339, system_clock
@@ -36,6 +37,7 @@ from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
 from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
+from switchboard.people import People
 from switchboard.posts import (
     EDITABLE_STATES,
     ChannelLimit,
@@ -48,6 +50,7 @@ from switchboard.runbooks import Runbook, channel_infos, read_runbooks
 from switchboard.steps import StepRunner
 from switchboard.store import Post, StateLock, Store, StoreUnavailable
 from switchboard.systemd import Notifier
+from switchboard.throttle import Throttle
 from switchboard.watch import FeedWatch
 from switchboard.yamldoc import InvalidFile, Problem
 
@@ -92,6 +95,7 @@ class Daemon:
         self.clock = clock
         self.metrics = Metrics(CollectorRegistry())
         self.tokens = Tokens(settings.config.access)
+        self.throttle = Throttle(clock)
         self.ready = False
         self.started_at = clock()
         self.stop_event = asyncio.Event()
@@ -103,6 +107,7 @@ class Daemon:
         self.dispatcher: Dispatcher
         self.incidents: Incidents
         self.feeds: FeedWatch
+        self.people: People
         self.notifier = Notifier()
         self.limits = Limits.from_env(os.environ)
         self._reloading = asyncio.Lock()
@@ -135,6 +140,9 @@ class Daemon:
             log.warning("posts_unknown_after_crash", count=recovered["unknown"])
         if recovered["not_sent"]:
             log.warning("immediate_sends_not_sent_after_restart", count=recovered["not_sent"])
+        self.people = People(self.store, self.clock, lambda: self.config)
+        self.tokens = Tokens(cfg.access, self.people.caller_for_digest)
+        self._bootstrap_people()
 
         self.gate = Gate()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -170,6 +178,15 @@ class Daemon:
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
         self.zero_counters()
+
+    def _bootstrap_people(self) -> None:
+        written = self.people.bootstrap(self.config.state_dir, self.config.admin_password_file)
+        if written is not None:
+            # The password itself goes only into the 0600 file, never to the log.
+            print(f"switchboard: created the person 'admin'; its first password is in "
+                  f"{written} (mode 0600): sign in, set a new one with `switchboard user "
+                  "password admin`, then delete the file", file=sys.stderr, flush=True)
+            log.info("admin_person_created", password_file=str(written))
 
     async def teardown(self) -> None:
         while self.cleanup:
@@ -218,7 +235,7 @@ class Daemon:
         if new.config.channels != old.channels:
             await self._swap_channels(new.config)
         self.settings = new
-        self.tokens = Tokens(new.config.access)
+        self.tokens = Tokens(new.config.access, self.people.caller_for_digest)
         self.dispatcher.max_lateness = new.config.max_lateness.total_seconds()
         if new.config.feeds != old.feeds:
             await self.feeds.stop()
@@ -337,23 +354,32 @@ class Daemon:
         assert updated is not None
         return updated
 
-    def edit_post(self, post_id: int, body: dict[str, Any], caller: Caller,
+    def edit_post(self, post_id: int, body: dict[str, Any], role: str, actor: str,
                   channels: dict[str, ChannelLimit]) -> Post:
-        """`post edit`: new text, time, channel or expiry for a post not yet sending."""
+        """`post edit`: new text, time, channel or expiry for a post not yet sending.
+
+        A marketing post on a channel that needs approval waits for an approver
+        again after any edit: what was approved is not what would go out.
+        """
         post = self.store.post(post_id)
         if post is None:
             raise not_found(f"no post {post_id}")
-        changes = post_edit(post, body, role=caller.role, now=self.clock(),
+        changes = post_edit(post, body, role=role, now=self.clock(),
                             tz=self.config.timezone, channels=channels)
         if changes:
             if post.state == "queued" and not self._take_back(post):
                 raise conflict(f"post {post_id} is being sent; it can no longer be edited")
             reason = describe_changes(post, changes)
+            again = post.kind == "marketing" and self.config.needs_approval(
+                changes.get("channel", post.channel))
+            if again and post.state != "pending_approval":
+                reason += "; needs approval again"
             if not self.store.update_post_fields(post_id, changes, EDITABLE_STATES,
-                                                 self.clock(), caller.name, reason):
+                                                 self.clock(), actor, reason,
+                                                 "pending_approval" if again else None):
                 # Out of its queue but not edited: back to the schedule, never stranded.
                 self.store.transition([post_id], "scheduled", ("queued",), self.clock(),
-                                      caller.name, "edit failed; returned to the schedule")
+                                      actor, "edit failed; returned to the schedule")
                 self.dispatcher.arm()
                 raise conflict(f"post {post_id} changed state meanwhile; see post show")
             # Earlier or later: the timer must follow the new time.
@@ -381,21 +407,32 @@ class Daemon:
         return False
 
     def review_many(self, ids: list[int], action: str, actor: str, at: float | None,
-                    spacing: timedelta | None) -> dict[str, Any]:
+                    spacing: timedelta | None,
+                    may_act: Callable[[Post], None] = lambda post: None) -> dict[str, Any]:
         """Bulk cancel / release / drop; each post on its own, so one refusal stops nothing.
 
-        A spaced release gives each channel's posts one slot per `spacing`, the
+        `may_act` raises Refused for a post the caller's rights do not reach. A
+        spaced release gives each channel's posts one slot per `spacing`, the
         first at `at` (or now).
         """
         posts = {p.id: p for p in self.store.posts(ids)}
+        refused: list[dict[str, Any]] = []
+        for post in list(posts.values()):
+            try:
+                may_act(post)
+            except Refused as exc:
+                refused.append({"id": post.id, "reason": exc.message})
+                del posts[post.id]
+        turned_away = {r["id"] for r in refused}
         start = self.clock() if at is None else at
         times: dict[int, float] = {}
         if action == "release":
             ready = [p for p in posts.values() if p.state in RELEASABLE]
             times = release_times(ready, start, spacing or timedelta())
         done: list[int] = []
-        refused: list[dict[str, Any]] = []
         for post_id in ids:
+            if post_id in turned_away:
+                continue
             if post_id not in posts:
                 refused.append({"id": post_id, "reason": f"no post {post_id}"})
                 continue

@@ -392,6 +392,11 @@ def cmd_post(args: argparse.Namespace) -> int:
                            keyed=True)
         return _print(args, data, lambda p: f"post {p['id']} {p['state']} on {p['channel']} "
                                             f"at {_when(p['published_at'])}")
+    if args.action in ("approve", "reject"):
+        body = {"reason": args.reason} if args.action == "reject" else (
+            {"at": args.at} if args.at else {})
+        data = client.call("POST", f"/api/v1/posts/{args.id}/{args.action}", body)
+        return _print(args, data, lambda p: f"post {p['id']} {p['state']}")
     where = _action_filter(args)
     if len(args.id) == 1 and where is None and not getattr(args, "spacing", None):
         body = {"at": args.at} if getattr(args, "at", None) else {}
@@ -672,6 +677,12 @@ def parser() -> argparse.ArgumentParser:
                                                "and release incidents"), command, client)
     _post_parsers(command(sub, "post", "schedule, import, list, send and review posts"),
                   command, client)
+    _user_parsers(command(sub, "user", "add, list and disable people; issue their tokens and "
+                                       "passwords (admin)"), command, client)
+    _audit_parser(command(sub, "audit", "show who did what, when, with which credential",
+                          "Show the audit of writes: who (person, or none for a machine "
+                          "token), with which credential, what and when. Admins see "
+                          "everything; a team's approvers see their team's."), client)
     return top
 
 
@@ -757,6 +768,15 @@ def _post_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> 
     ls.add_argument("--incident", metavar="INC", help="only posts tied to this incident "
                                                        "(held by it, or its statements)")
     _post_review_parsers(sub, command, client)
+    ap = client(command(sub, "approve", "approve a post pending approval (an approver of its "
+                                        "team, not its author)"))
+    ap.add_argument("id", help="post id")
+    ap.add_argument("--at", metavar="WHEN",
+                    help=f"a new time, needed when the post's own has passed: {WHEN}")
+    rj = client(command(sub, "reject", "reject a post pending approval; it never goes out"))
+    rj.add_argument("id", help="post id")
+    rj.add_argument("--reason", required=True, metavar="TEXT",
+                    help="why (kept in the post's history for its author)")
     snd = client(command(sub, "send", "publish a post now, through the gate"))
     snd.add_argument("--channel", required=True, metavar="ID", help="channel to post to")
     snd.add_argument("--text", required=True, help="the post's text")
@@ -812,6 +832,105 @@ def _post_review_parsers(sub: Any, command: Adder, client: Adder) -> None:
                                                         f"goes (default now): {WHEN}")
             a.add_argument("--spacing", metavar="DURATION",
                            help="then one post per channel every DURATION (e.g. 5m)")
+
+
+TEAM_ROLE = "TEAM:ROLE (role marketing, approver or viewer)"
+
+
+def _user_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = client(command(sub, "add", "add a person",
+                       "Add a person with an organisation-wide role and roles per team. "
+                       "Marketing on a team's channels needs a marketing or approver role "
+                       "in that team; ops and admin reach every channel."))
+    a.add_argument("name", help="the person's name (lower-case letters, digits, . _ -)")
+    a.add_argument("--role", required=True, choices=("viewer", "marketing", "ops", "admin"),
+                   help="organisation-wide role (marketing reaches only channels of no team)")
+    a.add_argument("--team", action="append", default=[], metavar="TEAM:ROLE",
+                   help=f"a role in a team, {TEAM_ROLE} (repeatable)")
+    client(command(sub, "list", "list people, their roles and teams"))
+    d = client(command(sub, "disable", "disable a person: their tokens stop at once"))
+    d.add_argument("name", help="the person's name")
+    e = client(command(sub, "enable", "enable a disabled person again"))
+    e.add_argument("name", help="the person's name")
+    t = client(command(sub, "token", "issue a personal token (printed once) or revoke them",
+                       "Print a new personal token for the person, once: only its hash is "
+                       "kept. With --revoke, every token of the person stops instead."))
+    t.add_argument("name", help="the person's name")
+    t.add_argument("--revoke", action="store_true", help="revoke all the person's tokens")
+    pw = client(command(sub, "password", "set a person's console password",
+                        "Set a person's password (at least 12 characters), read from the "
+                        "terminal (asked twice) or the first line of standard input; "
+                        "--generate makes one and prints it once."))
+    pw.add_argument("name", help="the person's name")
+    pw.add_argument("--generate", action="store_true",
+                    help="generate a random password and print it once")
+    p.set_defaults(func=cmd_user)
+
+
+def _audit_parser(p: argparse.ArgumentParser, client: Adder) -> None:
+    client(p)
+    p.add_argument("--person", metavar="NAME", help="only this person's actions")
+    p.add_argument("--team", metavar="ID", help="only actions on this team's channels")
+    p.add_argument("--since", metavar="WHEN",
+                   help="only actions since then: a duration back (2h, 30m) or a time, RFC "
+                        "3339 or local in the configured zone")
+    p.set_defaults(func=cmd_audit)
+
+
+def _user_rows(rows: list[dict[str, Any]]) -> str:
+    return _table([(u["name"], u["role"], "disabled" if u["disabled"] else "active",
+                    " ".join(f"{t}:{r}" for t, roles in u["teams"].items() for r in roles)
+                    or "-") for u in rows], ("NAME", "ROLE", "STATE", "TEAMS"))
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    client = Client(args)
+    path = f"/api/v1/users/{getattr(args, 'name', '')}"
+    if args.action == "add":
+        data = client.call("POST", "/api/v1/users", {"name": args.name, "role": args.role,
+                                                     "teams": args.team})
+        return _print(args, data, lambda u: f"added {u['name']} ({u['role']})")
+    if args.action == "list":
+        return _print(args, client.call("GET", "/api/v1/users"), _user_rows)
+    if args.action in ("disable", "enable"):
+        data = client.call("PATCH", path, {"disabled": args.action == "disable"})
+        return _print(args, data, lambda u: f"{u['name']} {args.action}d")
+    if args.action == "token":
+        if args.revoke:
+            data = client.call("PATCH", path, {"revoke_tokens": True})
+            return _print(args, data, lambda u: f"revoked every token of {u['name']}")
+        data = client.call("POST", path + "/tokens")
+        return _print(args, data, lambda d: f"{d['token']}\n(shown once: store it now)")
+    password = _new_password(args.generate)
+    data = client.call("PATCH", path, {"password": password})
+    return _print(args, data if not args.generate else {**data, "password": password},
+                  lambda u: f"password set for {u['name']}" +
+                  (f": {password}" if args.generate else ""))
+
+
+def _new_password(generate: bool) -> str:
+    import getpass
+    import secrets
+    if generate:
+        return secrets.token_urlsafe(18)
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise Exit(USAGE, "the two passwords differ")
+    return first
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    params = {k: v for k, v in (("person", args.person), ("team", args.team)) if v}
+    if args.since:
+        params["since"] = args.since
+    data = Client(args).call("GET", "/api/v1/audit", params=params)
+    return _print(args, data, lambda rows: _table(
+        [(_when(e["at"]), e["person"] or "-", e["credential"], e["action"], e["target"] or "-",
+          ",".join(e["teams"]) or "-") for e in rows],
+        ("AT", "PERSON", "CREDENTIAL", "ACTION", "TARGET", "TEAMS")))
 
 
 # File names may be any bytes the file system holds; they are never sent.

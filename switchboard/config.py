@@ -38,7 +38,8 @@ MIN_LATENESS = timedelta(seconds=1)
 
 _SECRET_SUFFIXES = ("_env", "_file")
 _X_CREDENTIALS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
-_COMMON_CHANNEL_KEYS = {"id", "kind", "audience", "max_length", "timeout"}
+_COMMON_CHANNEL_KEYS = {"id", "kind", "audience", "max_length", "timeout", "approval"}
+APPROVAL = ("required", "none")
 # Retry and rate-limit behaviour of the network channels (see channels/remote.py).
 _RETRY_KEYS = {"max_retries", "retry_base", "retry_max", "rate_limit_wait", "rate_limit_max_wait"}
 _CHANNEL_KEYS: dict[str, set[str]] = {
@@ -102,6 +103,7 @@ class ChannelConfig:
     timeout: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    approval: bool = False  # marketing posts wait for an approver (`approval: required`)
 
     @property
     def text_limit(self) -> int:
@@ -174,6 +176,15 @@ class FeedConfig:
 
 
 @dataclass(frozen=True)
+class Team:
+    """A team owns channels; its members' marketing rights stop at them."""
+
+    id: str
+    channels: tuple[str, ...]
+    approval: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     listen_host: str
@@ -187,6 +198,18 @@ class Config:
     feeds: tuple[FeedConfig, ...]
     metrics_token_sha256: str | None = None
     max_body_bytes: int = 1024 * 1024
+    teams: tuple[Team, ...] = ()
+    admin_password_file: Path | None = None
+
+    def team_of(self, channel_id: str) -> Team | None:
+        return next((t for t in self.teams if channel_id in t.channels), None)
+
+    def needs_approval(self, channel_id: str) -> bool:
+        """Marketing posts on this channel wait for an approver (its team's or its own
+        `approval: required`)."""
+        team = self.team_of(channel_id)
+        channel = self.channel(channel_id)
+        return bool((team and team.approval) or (channel and channel.approval))
 
     def channel(self, channel_id: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.id == channel_id), None)
@@ -243,7 +266,8 @@ class _Reader:
     def read(self) -> Config | None:
         top = Section(self.doc, (), self.doc.data,
                       {"listen", "state_dir", "timezone", "runbooks_dir", "max_lateness",
-                       "access", "channels", "feeds", "metrics", "max_body_bytes"},
+                       "access", "channels", "feeds", "metrics", "max_body_bytes", "teams",
+                       "people"},
                       required={"channels"})
         if not top.ok:
             return None
@@ -263,7 +287,46 @@ class _Reader:
             feeds=self._feeds(top, channel_ids),
             metrics_token_sha256=self._metrics(top),
             max_body_bytes=top.get("max_body_bytes", int, 1024 * 1024),
+            teams=self._teams(top, [c.id for c in channels]),
+            admin_password_file=self._people(top),
         )
+
+    def _teams(self, top: Section, channel_ids: list[str]) -> tuple[Team, ...]:
+        out: list[Team] = []
+        owner: dict[str, str] = {}
+        for i, item in enumerate(top.get("teams", list, [])):
+            path: Path_ = ("teams", i)
+            sec = Section(self.doc, path, item, {"id", "channels", "approval"},
+                          required={"id", "channels"})
+            if not sec.ok:
+                continue
+            team_id = sec.get("id", str, "")
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", team_id):
+                self.doc.problem(sec.at("id"), f"team id {team_id!r} must be lower-case "
+                                               "letters, digits, '.', '_' or '-'")
+            if any(t.id == team_id for t in out):
+                self.doc.problem(sec.at("id"), f"duplicate team id {team_id!r}")
+            listed = sec.str_list("channels")
+            for k, cid in enumerate(listed):
+                where = (*path, "channels", k)
+                if cid not in channel_ids:
+                    self.doc.problem(where, unknown_channel_message(cid, set(channel_ids)))
+                elif owner.get(cid, team_id) != team_id:
+                    # Two owners: whose members may post there would be a guess.
+                    self.doc.problem(where, f"channel {cid!r} is already in team "
+                                            f"{owner[cid]!r}: a channel belongs to one team")
+                else:
+                    owner[cid] = team_id
+            approval = sec.choice("approval", APPROVAL, "none")
+            out.append(Team(team_id, tuple(dict.fromkeys(listed)), approval == "required"))
+        return tuple(out)
+
+    def _people(self, top: Section) -> Path | None:
+        if not top.has("people"):
+            return None
+        sec = Section(self.doc, ("people",), top.value["people"], {"admin_password_file"})
+        ref = sec.get("admin_password_file", str) if sec.ok else None
+        return None if ref is None else self._path(ref)
 
     def _max_lateness(self, top: Section) -> timedelta:
         default = timedelta(minutes=10)
@@ -442,7 +505,8 @@ class _Reader:
             or _default_audience(str(kind)),
             max_length=sec.get("max_length", int),
             timeout=sec.get("timeout", float, 10.0),
-            options=options, secrets=secrets)
+            options=options, secrets=secrets,
+            approval=sec.choice("approval", APPROVAL, "none") == "required")
 
     def _retry_options(self, sec: Section, allowed: set[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -682,7 +746,7 @@ def unknown_channel_message(cid: str, known: set[str]) -> str:
 
 
 __all__ = ["SEVERITIES", "AccessToken", "ChannelConfig", "Config", "FeedConfig", "InvalidFile",
-           "Matcher", "Rule", "load", "unknown_channel_message"]
+           "Matcher", "Rule", "Team", "load", "unknown_channel_message"]
 
 
 def _default_audience(kind: str) -> str:

@@ -418,6 +418,17 @@ class Incidents:
             if length > limit:
                 raise refusals.unprocessable(f"text is {length} characters as channel "
                                              f"{channel} counts them; it allows at most {limit}")
+        book = ctx.runbooks.get(incident.runbook)
+        if book is not None and book.two_person:
+            # A second ops person sends it with `post approve` (see people.check_approver).
+            now = self.clock()
+            ids = self.store.add_posts([NewPost(c, "operational", text, now,
+                                                state="pending_approval",
+                                                incident_id=incident_id) for c in public],
+                                       actor, now)
+            self.store.log(incident_id, now, "update_pending", actor,
+                           {"posts": ids, "text": text})
+            return self.store.posts(ids)
         posts = await self.send_now(public, text, actor, kind="operational",
                                     incident_id=incident_id)
         self.store.log(incident_id, self.clock(), "update_posted", actor,

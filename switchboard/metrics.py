@@ -73,6 +73,9 @@ class Metrics:
         self.operational_update_overdue = Gauge(
             f"{p}operational_update_overdue",
             "1 while an incident's operational update is overdue", ["incident"], registry=r)
+        self.login_failures = Counter(
+            f"{p}login_failures", "Failed password sign-ins, by why (never by name)",
+            ["reason"], registry=r)
 
         self.store_healthy = Gauge(
             f"{p}store_healthy",

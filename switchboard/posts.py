@@ -275,10 +275,12 @@ def _json_lines(text: str, filename: str) -> tuple[list[CalendarRow], list[str]]
 
 
 def check_import(data: bytes, filename: str, *, role: str, now: float, tz: ZoneInfo,
-                 channels: Mapping[str, ChannelLimit]) -> tuple[list[tuple[str, NewPost]],
-                                                                list[str]]:
+                 channels: Mapping[str, ChannelLimit],
+                 admit: Callable[[NewPost], None] | None = None,
+                 ) -> tuple[list[tuple[str, NewPost]], list[str]]:
     """Every row of a calendar file checked as a post request: (key, post) for each,
-    and every problem (`FILE:LINE: message`) in one pass."""
+    and every problem (`FILE:LINE: message`) in one pass. `admit` checks the caller's
+    right to each post (its channel's team) and may set its state (approval)."""
     rows, problems = read_calendar(data, filename)
     out: list[tuple[str, NewPost]] = []
     for row in rows:
@@ -288,6 +290,8 @@ def check_import(data: bytes, filename: str, *, role: str, now: float, tz: ZoneI
             if key is not None and (not isinstance(key, str) or not key.strip()):
                 raise refusals.bad_request("key must be a non-empty string")
             post = new_post(fields, role=role, now=now, tz=tz, channels=channels)
+            if admit is not None:
+                admit(post)
         except Refused as exc:
             problems.append(f"{filename}:{row.line}: {exc.message}")
             continue

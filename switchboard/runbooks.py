@@ -63,7 +63,10 @@ REMIND_TEXT = ("{{{{ incident.id }}}}: no operational update in the last {window
                "one is due now ({{{{ incident.title }}}}).")
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
-_TOP_KEYS = {"name", "title", "severity", "scope", "suppress", "handover", "steps", "resolve"}
+_TOP_KEYS = {"name", "title", "severity", "scope", "suppress", "handover", "steps", "resolve",
+             "approval"}
+# `approval: two-person`: an ops update (`incident update`) waits for a second ops person.
+APPROVALS = ("none", "two-person")
 _STEP_KEYS = {"name", "at", "every", "start", "action", "template", "channels",
               "published_within"}
 _RESOLVE_KEYS = {"auto", "quiet_period", "cooldown", "held_posts", "min_spacing", "steps"}
@@ -169,6 +172,7 @@ class Runbook:
     steps: tuple[Step, ...]
     resolve: ResolvePolicy
     path: Path = field(default=Path(), compare=False)
+    two_person: bool = False
 
     def public_channels(self, all_channels: Mapping[str, _Audienced] | Iterable[_Audienced],
                         ) -> tuple[str, ...]:
@@ -281,7 +285,8 @@ class _Reader:
         self._unique_names([*steps, *resolve_steps])
         runbook = Runbook(name=name, title=str(title), severity=severity, scope=scope,
                           suppress=suppress, handover=handover, steps=tuple(s for s, _ in steps),
-                          resolve=resolve, path=self.path)
+                          resolve=resolve, path=self.path,
+                          two_person=top.choice("approval", APPROVALS, "none") == "two-person")
         # Templates are test-rendered even when other keys have problems, so one
         # `check` shows them all; lengths only when the rest is sound (a broken
         # scope would make them wrong).

@@ -167,7 +167,8 @@ def test_a_state_typo_in_the_post_list_is_refused_naming_the_states(
     assert listed.status_code == 400
     assert message(listed) == (
         "unknown state 'schedled' (states: scheduled, sending, published, failed, suppressed, "
-        "held, dropped, cancelled, expired, missed, unknown, retracted)")
+        "held, dropped, cancelled, expired, missed, unknown, retracted, pending_approval, "
+        "rejected)")
     cli = daemon.cli("post", "list", "--state", "schedled")
     assert cli.returncode == 1 and "unknown state 'schedled'" in cli.stderr
 

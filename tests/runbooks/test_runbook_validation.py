@@ -19,8 +19,14 @@ def test_the_base_runbook_is_clean(books: Runbooks) -> None:
 def test_it_rejects_an_unknown_top_level_key(books: Runbooks) -> None:
     path = books.write(BASE + "escalation: yes\n")
     assert books.problems() == [
-        f"{path}:11:1: escalation: unknown key (allowed: handover, name, resolve, scope, "
-        "severity, steps, suppress, title)"]
+        f"{path}:11:1: escalation: unknown key (allowed: approval, handover, name, resolve, "
+        "scope, severity, steps, suppress, title)"]
+
+
+def test_it_rejects_an_unknown_approval_for_ops_updates(books: Runbooks) -> None:
+    path = books.write(BASE + "approval: three-person\n")
+    assert books.problems() == [
+        f"{path}:11:1: approval: must be one of none, two-person, not 'three-person'"]
 
 
 def test_it_rejects_an_unknown_step_key(books: Runbooks) -> None:

@@ -26,6 +26,7 @@ POSTERS = frozenset({"marketing", "ops", "admin"})  # may create some kind of po
 MARKETING = frozenset({"marketing", "admin"})
 OPS = frozenset({"ops", "admin"})
 EVERYONE = frozenset(ROLES)
+ADMIN = frozenset({"admin"})
 
 # Feed secrets of the matrix daemon (besides TOKENS["feed"], the alertmanager token).
 PD_SECRET = "pd-signing-secret-5f1c9a0e"
@@ -39,16 +40,44 @@ OPERATIONAL_POST = {"channel": "outbox", "kind": "operational", "text": "matrix 
                     "at": "+30d"}
 
 
+# People of the matrix daemon, by kind. The channel `outbox` belongs to team
+# `libraries`; `parks` is another team; `lib-review` (libraries) needs approval.
+PERSONS = ("viewer", "team-marketer", "other-team-marketer", "team-approver", "ops", "admin",
+           "disabled")
+PERSON_ROLE = {"viewer": "viewer", "team-marketer": "marketing",
+               "other-team-marketer": "marketing", "team-approver": "marketing", "ops": "ops",
+               "admin": "admin", "disabled": "marketing"}
+PERSON_SETUP: dict[str, tuple[str, list[str]]] = {  # kind: (organisation role, team roles)
+    "viewer": ("viewer", []),
+    "team-marketer": ("viewer", ["libraries:marketing"]),
+    "other-team-marketer": ("viewer", ["parks:marketing"]),
+    "team-approver": ("viewer", ["libraries:approver"]),
+    "ops": ("ops", []),
+    "admin": ("admin", []),
+    "disabled": ("viewer", ["libraries:marketing"]),
+}
+AUTHOR = "matrix-author"  # writes the pending post the approve/reject rows act on
+PERSON_CREDENTIALS = ("none", "wrong", "revoked", "right")
+TEAMS = [{"id": "libraries", "channels": ["outbox", "lib-review"]},
+         {"id": "parks", "channels": ["parks-fb"]}]
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """One API request; `allowed` None means open to anyone (no token needed)."""
+    """One API request; `allowed` None means open to anyone (no token needed).
+
+    `team` marks requests on the libraries channel `outbox`: a person needs a
+    marketing role in that team. `persons`, when given, lists the person kinds
+    allowed instead of deriving them from `allowed`."""
 
     label: str
     method: str
-    path: str  # {post} and {incident} are filled in from the running daemon
+    path: str  # {post}, {pending}, {incident} and {person} are filled in from the daemon
     body: Any
     allowed: frozenset[str] | None
     note: str = ""
+    team: bool = False
+    persons: frozenset[str] | None = None
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -59,7 +88,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET /api/v1/channels", "GET", "/api/v1/channels", None, EVERYONE),
     Endpoint("GET /api/v1/posts", "GET", "/api/v1/posts?state=scheduled", None, EVERYONE),
     Endpoint("POST /api/v1/posts (marketing post)", "POST", "/api/v1/posts", MARKETING_POST,
-             MARKETING),
+             MARKETING, team=True),
     Endpoint("POST /api/v1/posts (operational post)", "POST", "/api/v1/posts",
              OPERATIONAL_POST, OPS),
     Endpoint("POST /api/v1/posts (list of both kinds)", "POST", "/api/v1/posts",
@@ -70,17 +99,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {}, POSTERS, note="S1"),
     Endpoint("GET /api/v1/posts/{id}", "GET", "/api/v1/posts/{post}", None, EVERYONE),
     Endpoint("POST /api/v1/posts/{id}/cancel", "POST", "/api/v1/posts/{post}/cancel", None,
-             MARKETING),
+             MARKETING, team=True),
     Endpoint("POST /api/v1/posts/{id}/release", "POST", "/api/v1/posts/{post}/release", None,
-             MARKETING),
+             MARKETING, team=True),
     Endpoint("POST /api/v1/posts/{id}/drop", "POST", "/api/v1/posts/{post}/drop", None,
-             MARKETING),
+             MARKETING, team=True),
     Endpoint("PATCH /api/v1/posts/{id}", "PATCH", "/api/v1/posts/{post}",
-             {"text": "matrix edit"}, MARKETING),
+             {"text": "matrix edit"}, MARKETING, team=True),
     Endpoint("POST /api/v1/posts/actions", "POST", "/api/v1/posts/actions",
              {"action": "cancel", "ids": [999999]}, MARKETING),
     Endpoint("POST /api/v1/send (marketing)", "POST", "/api/v1/send",
-             {"channel": "outbox", "kind": "marketing", "text": "matrix send"}, MARKETING),
+             {"channel": "outbox", "kind": "marketing", "text": "matrix send"}, MARKETING,
+             team=True),
     Endpoint("POST /api/v1/send (operational)", "POST", "/api/v1/send",
              {"channel": "outbox", "kind": "operational", "text": "matrix update"}, OPS),
     Endpoint("POST /api/v1/send (dummy body `{}`)", "POST", "/api/v1/send", {}, POSTERS,
@@ -98,6 +128,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "/api/v1/incidents/{incident}/void", {}, OPS),
     Endpoint("POST /api/v1/incidents/{id}/release (dummy body `{}`)", "POST",
              "/api/v1/incidents/{incident}/release", {}, OPS),
+    Endpoint("POST /api/v1/posts/{id}/approve", "POST", "/api/v1/posts/{pending}/approve", {},
+             ADMIN, persons=frozenset({"team-approver", "admin"})),
+    Endpoint("POST /api/v1/posts/{id}/reject", "POST", "/api/v1/posts/{pending}/reject",
+             {"reason": "matrix"}, ADMIN, persons=frozenset({"team-approver", "admin"})),
+    Endpoint("GET /api/v1/users", "GET", "/api/v1/users", None, ADMIN),
+    Endpoint("POST /api/v1/users (dummy body `{}`)", "POST", "/api/v1/users", {}, ADMIN),
+    Endpoint("PATCH /api/v1/users/{name}", "PATCH", "/api/v1/users/{person}", {}, ADMIN),
+    Endpoint("POST /api/v1/users/{name}/tokens", "POST", "/api/v1/users/{person}/tokens",
+             None, ADMIN),
+    Endpoint("GET /api/v1/audit", "GET", "/api/v1/audit", None, ADMIN,
+             persons=frozenset({"team-approver", "admin"})),
+    Endpoint("POST /api/v1/session (dummy body `{}`)", "POST", "/api/v1/session", {}, None),
     Endpoint("GET /api/v1/feeds", "GET", "/api/v1/feeds", None, EVERYONE),
 )
 
@@ -125,6 +167,21 @@ def expected_status(endpoint: Endpoint, role: str, credential: str) -> str:
     if credential != "right":
         return "401"
     return "ok" if role in endpoint.allowed else "403"
+
+
+def expected_person_status(endpoint: Endpoint, kind: str, credential: str) -> str:
+    """'401', '403' or 'ok' for a person of `kind` presenting `credential`."""
+    if endpoint.allowed is None:
+        return "ok"
+    if credential != "right" or kind == "disabled":
+        return "401"  # a disabled person's tokens stop at once
+    if endpoint.persons is not None:
+        return "ok" if kind in endpoint.persons else "403"
+    if PERSON_ROLE[kind] not in endpoint.allowed:
+        return "403"
+    if endpoint.team and kind == "other-team-marketer":
+        return "403"  # another team's channel
+    return "ok"
 
 
 # -- feeds ---------------------------------------------------------------------
@@ -305,10 +362,27 @@ def _api_row(endpoint: Endpoint) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
+def _person_row(endpoint: Endpoint) -> str:
+    if endpoint.allowed is None:
+        cells = ["open"] * (3 + len(PERSONS) - 1)
+    else:
+        cells = [_CELL[expected_person_status(endpoint, "admin", c)]
+                 for c in ("none", "wrong", "revoked")]
+        cells += [_CELL[expected_person_status(endpoint, kind, "right")]
+                  for kind in PERSONS if kind != "disabled"]
+    return f"| {endpoint.label} | " + " | ".join(cells) + " |"
+
+
 def render() -> str:
     api = ["| request | no token | wrong token | " + " | ".join(ROLES) + " |",
            "|---|" + "---|" * (2 + len(ROLES))]
     api += [_api_row(e) for e in ENDPOINTS]
+    kinds = [k for k in PERSONS if k != "disabled"]
+    api += ["", "People (personal tokens; `outbox` belongs to team libraries; a disabled "
+            "person's right token is 401 everywhere):", "",
+            "| request | no token | wrong token | revoked token | " + " | ".join(kinds) + " |",
+            "|---|" + "---|" * (3 + len(kinds))]
+    api += [_person_row(e) for e in ENDPOINTS]
     feeds = ["| delivery | status | counted in `switchboard_feed_errors_total` |",
              "|---|---|---|"]
     for case in FEED_CASES:
@@ -319,8 +393,9 @@ def render() -> str:
 
 
 def cell_count() -> int:
-    """Requests in the API matrix: endpoints x roles x credentials."""
-    return len(ENDPOINTS) * len(ROLES) * len(CREDENTIALS)
+    """Requests in the API matrix: endpoints x (roles x credentials + people x credentials)."""
+    return len(ENDPOINTS) * (len(ROLES) * len(CREDENTIALS)
+                             + len(PERSONS) * len(PERSON_CREDENTIALS))
 
 
 def write(doc: Path) -> None:

@@ -19,7 +19,16 @@ import requests
 from switchboard.api import Api
 from tests.daemon import ROOT, TOKENS, DaemonProcess, base_config, free_port
 from tests.security import matrix
-from tests.security.matrix import CREDENTIALS, ENDPOINTS, FEED_CASES, ROLES, Endpoint, FeedCase
+from tests.security.matrix import (
+    CREDENTIALS,
+    ENDPOINTS,
+    FEED_CASES,
+    PERSON_CREDENTIALS,
+    PERSONS,
+    ROLES,
+    Endpoint,
+    FeedCase,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +48,14 @@ resolve:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     tmp = tmp_path_factory.mktemp("matrix")
     # The polled feed points at a closed loopback port: it only has to exist.
-    config = base_config(tmp, 0, feeds=matrix.feed_config(f"http://127.0.0.1:{free_port()}/"))
+    channels = [{"id": cid, "kind": "outbox", "path": str(tmp / f"{cid}.jsonl")}
+                for cid in ("outbox", "parks-fb")]
+    channels += [{"id": "lib-review", "kind": "outbox", "approval": "required",
+                  "path": str(tmp / "lib-review.jsonl")},
+                 {"id": "ops-chat", "kind": "outbox", "audience": "internal",
+                  "path": str(tmp / "ops-chat.jsonl")}]
+    config = base_config(tmp, 0, channels=channels, teams=matrix.TEAMS,
+                         feeds=matrix.feed_config(f"http://127.0.0.1:{free_port()}/"))
     proc = DaemonProcess(tmp, config=config, runbooks={matrix.RUNBOOK: DRILL_RUNBOOK},
                          env=matrix.FEED_ENV)
     proc.start()
@@ -50,12 +66,33 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
 
 @pytest.fixture(scope="module")
-def ids(daemon: DaemonProcess) -> dict[str, str]:
-    """A post and an incident for the {id} routes to act on."""
+def people(daemon: DaemonProcess) -> dict[tuple[str, str], str]:
+    """One person per kind: (kind, credential) -> token, for `right` and `revoked`
+    (a token issued and then revoked; the right one is issued after)."""
+    tokens: dict[tuple[str, str], str] = {}
+    for kind, (role, teams) in {**matrix.PERSON_SETUP,
+                                matrix.AUTHOR: ("viewer", ["libraries:marketing"])}.items():
+        name = kind if kind == matrix.AUTHOR else f"matrix-{kind}"
+        daemon.ok("POST", "/api/v1/users", {"name": name, "role": role, "teams": teams})
+        tokens[kind, "revoked"] = daemon.ok("POST", f"/api/v1/users/{name}/tokens")["token"]
+        daemon.ok("PATCH", f"/api/v1/users/{name}", {"revoke_tokens": True})
+        tokens[kind, "right"] = daemon.ok("POST", f"/api/v1/users/{name}/tokens")["token"]
+    daemon.ok("PATCH", "/api/v1/users/matrix-disabled", {"disabled": True})
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def ids(daemon: DaemonProcess, people: dict[tuple[str, str], str]) -> dict[str, str]:
+    """A post, a post pending approval and an incident for the {id} routes to act on."""
     post = daemon.ok("POST", "/api/v1/posts", matrix.MARKETING_POST)
+    pending = daemon.api("POST", "/api/v1/posts", {**matrix.MARKETING_POST,
+                                                   "channel": "lib-review"},
+                         token=people[matrix.AUTHOR, "right"]).json()
+    assert pending["state"] == "pending_approval", pending
     incident = daemon.ok("POST", "/api/v1/incidents",
                          {"runbook": matrix.RUNBOOK, "title": "matrix fixture"})
-    return {"post": str(post["id"]), "incident": incident["id"]}
+    return {"post": str(post["id"]), "pending": str(pending["id"]),
+            "incident": incident["id"], "person": matrix.AUTHOR}
 
 
 def _request(daemon: DaemonProcess, endpoint: Endpoint, headers: dict[str, str],
@@ -75,7 +112,33 @@ CELLS = [pytest.param(e, role, cred, id=f"{e.label}-{role}-{cred}")
 def test_api_matrix(daemon: DaemonProcess, ids: dict[str, str], endpoint: Endpoint, role: str,
                     credential: str) -> None:
     response = _request(daemon, endpoint, matrix.authorization(role, credential), ids)
-    expected = matrix.expected_status(endpoint, role, credential)
+    _check(response, matrix.expected_status(endpoint, role, credential))
+
+
+PERSON_CELLS = [pytest.param(e, kind, cred, id=f"{e.label}-person-{kind}-{cred}")
+                for e in ENDPOINTS for kind in PERSONS for cred in PERSON_CREDENTIALS]
+
+
+@pytest.mark.parametrize(("endpoint", "kind", "credential"), PERSON_CELLS)
+def test_person_matrix(daemon: DaemonProcess, ids: dict[str, str],
+                       people: dict[tuple[str, str], str], endpoint: Endpoint, kind: str,
+                       credential: str) -> None:
+    token = {"none": None, "wrong": _altered(people[kind, "right"]),
+             "revoked": people[kind, "revoked"], "right": people[kind, "right"]}[credential]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = _request(daemon, endpoint, headers, ids)
+    expected = matrix.expected_person_status(endpoint, kind, credential)
+    _check(response, expected)
+    if expected == "403" and endpoint.team and endpoint.persons is None \
+            and kind == "other-team-marketer":
+        assert "libraries" in response.json()["error"]["message"], response.text
+
+
+def _altered(token: str) -> str:
+    return token[:-1] + ("x" if token[-1] != "x" else "y")
+
+
+def _check(response: requests.Response, expected: str) -> None:
     seen = (response.status_code, response.text[:300])
     if expected == "ok":
         assert response.status_code not in (401, 403), seen
@@ -154,6 +217,17 @@ def test_feed_matrix(daemon: DaemonProcess, case: FeedCase) -> None:
         assert _feed_errors(daemon, case.metric_feed, case.reason) == before + 1
 
 
+@pytest.mark.parametrize("kind", PERSONS)
+def test_no_personal_token_opens_a_feed(daemon: DaemonProcess,
+                                        people: dict[tuple[str, str], str], kind: str) -> None:
+    body = matrix.alertmanager_body()
+    for feed in ("am", "js"):
+        response = requests.post(f"{daemon.url}/feeds/{feed}", data=body, timeout=30,
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {people[kind, 'right']}"})
+        assert response.status_code == 401, response.text
+
+
 def test_a_scanner_cannot_grow_the_feed_error_labels(daemon: DaemonProcess) -> None:
     for name in ("scan-a", "scan-b", "..%2f..%2fetc"):
         requests.post(f"{daemon.url}/feeds/{name}", data=b"{}", timeout=10)
@@ -172,7 +246,8 @@ def test_every_served_route_is_in_the_matrix() -> None:
     app = api.application()
     served = {(r.method, r.resource.canonical) for r in app.router.routes()
               if r.resource is not None}
-    tested = {(e.method, re.sub(r"{(post|incident)}", "{id}", e.path.split("?")[0]))
+    tested = {(e.method, re.sub(r"{(post|pending|incident)}", "{id}",
+                                e.path.split("?")[0].replace("{person}", "{name}")))
               for e in ENDPOINTS}
     tested.add(("POST", "/feeds/{feed_id}"))
     assert served - tested == set(), "routes with no row in tests/security/matrix.py"
