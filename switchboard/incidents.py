@@ -232,21 +232,21 @@ class Incidents:
             return {"held": len(self.store.transition(ids, "held", ("suppressed",), now,
                                                       "runbook", reason))}
         expired = [p.id for p in held if p.expires_at is not None and p.expires_at <= now]
-        self.store.transition(expired, "expired", ("suppressed",), now, "runbook", reason)
         by_channel: dict[str, list[Post]] = {}
         for post in held:
             if post.id not in expired:
                 by_channel.setdefault(post.channel, []).append(post)
-        requeued = 0
+        moves: list[tuple[int, float]] = []
         for posts in by_channel.values():
             for post, due in zip(posts, spaced_times(now, len(posts), spacing), strict=True):
                 if post.expires_at is not None and due >= post.expires_at:
-                    self.store.transition([post.id], "expired", ("suppressed",), now, "runbook",
-                                          "would expire before its rescheduled slot")
-                    continue
-                requeued += len(self.store.transition([post.id], "scheduled", ("suppressed",),
-                                                      now, "runbook", reason, due_at=due))
-        return {"rescheduled": requeued, "expired": len(expired)}
+                    expired.append(post.id)  # it would expire before its new slot
+                else:
+                    moves.append((post.id, due))
+        requeued, gone = self.store.reschedule_held(
+            moves, expired, now, "runbook", reason,
+            expired_reason=f"{reason}: past expires_at, or would be before its new slot")
+        return {"rescheduled": len(requeued), "expired": len(gone)}
 
     # -- void and early release ---------------------------------------------
 

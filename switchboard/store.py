@@ -991,6 +991,34 @@ class Store:
             [(post_id, now, old, to_state, actor, reason) for post_id, old in moved])
         return [post_id for post_id, _ in moved]
 
+    def reschedule_held(self, moves: Sequence[tuple[int, float]], expired: Sequence[int],
+                        now: float, actor: str, reason: str,
+                        expired_reason: str) -> tuple[list[int], list[int]]:
+        """A held-post train in one transaction (one fsync, not one per post): each
+        suppressed post of `moves` back to `scheduled` at its own time, those of
+        `expired` expired. Returns (rescheduled, expired) ids."""
+        with self.transaction():
+            gone = self._transition(expired, "expired", ("suppressed",), now, actor,
+                                    expired_reason)
+            due = dict(moves)
+            moved: list[int] = []
+            ids = list(due)
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                moved += [r[0] for r in self._db.execute(
+                    f"SELECT id FROM posts WHERE id IN ({','.join('?' * len(chunk))}) "
+                    "AND +state = 'suppressed'", chunk)]
+            self._db.executemany(
+                "UPDATE posts SET state = 'scheduled', updated_at = ?, due_at = ? WHERE id = ?",
+                [(now, due[post_id], post_id) for post_id in moved])
+            self._db.executemany(
+                "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
+                "VALUES (?, ?, 'suppressed', 'scheduled', ?, ?)",
+                [(post_id, now, actor, reason) for post_id in moved])
+            self._delta["suppressed"] -= len(moved)
+            self._delta["scheduled"] += len(moved)
+        return moved, gone
+
     def record_sends(self, outcomes: Sequence[SendOutcome], now: float) -> None:
         """The platform's answers for a run of sends, in one transaction."""
         if not outcomes:

@@ -39,8 +39,18 @@ from atproto_client.request import AsyncRequest
 from atproto_client.utils import facet_detection
 from atproto_core.exceptions import AtProtocolError
 
-from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
-from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, compose, reporting
+from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.channels.remote import (
+    Attempt,
+    ChannelThreads,
+    RateLimited,
+    Retrier,
+    RetryPolicy,
+    compose,
+    gated_transports,
+    httpx_trace,
+    reporting,
+)
 from switchboard.config import ChannelConfig
 
 T = TypeVar("T")
@@ -50,8 +60,8 @@ POST_COLLECTION = "app.bsky.feed.post"
 _SESSION_ERRORS = ("ExpiredToken", "InvalidToken")
 _TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"  # base32-sortable, as atproto TIDs use
 
-# The gate of the send under way; read by the transport right before it writes
-# each request, so no request of a post starts after a declaration.
+# The gate of the send under way: each request the SDK makes for it asks it once
+# its connection is ready, right before it is written (see remote.py).
 _may_start: ContextVar[Callable[[], bool] | None] = ContextVar("bluesky_may_start",
                                                                 default=None)
 
@@ -64,7 +74,9 @@ class BlueskyChannel(Channel):
         self._retrier = Retrier(RetryPolicy.from_options(config.options))
         self._identifier = str(config.options.get("identifier", ""))
         self._password = config.secrets.get("app_password", "")
-        self._transport = _Transport(timeout=httpx.Timeout(config.timeout))
+        self._threads = ChannelThreads(config.id)
+        self._transport = _Transport(timeout=httpx.Timeout(config.timeout),
+                                     **gated_transports(self._threads))
         self._client = AsyncClient(str(config.options.get("service") or DEFAULT_SERVICE),
                                    request=self._transport)
         self._did: str | None = None  # the account's DID while a session is held
@@ -73,6 +85,7 @@ class BlueskyChannel(Channel):
 
     async def close(self) -> None:
         await self._transport.close()
+        self._threads.close()
 
     async def publish(self, message: Message) -> Receipt:
         return await reporting(self, self._publish(message))
@@ -122,8 +135,8 @@ class BlueskyChannel(Channel):
 
     async def _request(self, call: Callable[[], Awaitable[T]],
                        may_start: Callable[[], bool] | None) -> T:
-        """One platform call, the gate asked by the transport before each request it
-        writes; an expired session is replaced by one new login, then tried again."""
+        """One platform call, the gate asked at the true start of each request it
+        makes; an expired session is replaced by one new login, then tried again."""
         token = _may_start.set(may_start)
         try:
             try:
@@ -184,9 +197,10 @@ class BlueskyChannel(Channel):
 
 
 class _Transport(AsyncRequest):  # type: ignore[misc]  # the SDK ships no type marker
-    """The SDK's HTTP transport, which asks the gate right before each request it
-    writes and remembers the account's `RateLimit-*` answers, per method (logins
-    have a window of their own)."""
+    """The SDK's HTTP transport: each request asks the gate once its connection is
+    ready, right before it is written, and one that never got that far is marked
+    `not_sent`. It remembers the account's `RateLimit-*` answers, per method
+    (logins have a window of their own)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -200,13 +214,17 @@ class _Transport(AsyncRequest):  # type: ignore[misc]  # the SDK ships no type m
             # meet a 429, so wait for the reset like after one.
             raise RateLimited("Bluesky rate limit: no requests left until the reset",
                               reset_at=until)
-        may_start = _may_start.get()
-        if may_start is not None and not may_start():
-            raise GateClosed()
+        tried = Attempt(_may_start.get())
+        kwargs["extensions"] = {**kwargs.get("extensions", {}), "trace": httpx_trace(tried)}
         try:
             response: httpx.Response = await super()._send_request(method, url, **kwargs)
-        except RequestErrorBase as exc:
-            if exc.response is not None:
+        except ChannelError:
+            raise
+        except (AtProtocolError, httpx.HTTPError) as exc:
+            if not tried.started:  # refused, DNS, TLS, a connect timeout: nothing left
+                raise tried.failed(ChannelError(
+                    f"cannot reach Bluesky: {exc.__cause__ or exc}", reason="network")) from exc
+            if isinstance(exc, RequestErrorBase) and exc.response is not None:
                 self._note(nsid, exc.response.headers)
             raise
         self._note(nsid, response.headers)

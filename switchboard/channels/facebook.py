@@ -27,9 +27,16 @@ from typing import Any
 
 import aiohttp
 
-from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
+from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange
-from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, reporting
+from switchboard.channels.remote import (
+    ChannelThreads,
+    RateLimited,
+    Retrier,
+    RetryPolicy,
+    gated_session,
+    reporting,
+)
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://graph.facebook.com"
@@ -59,18 +66,19 @@ class FacebookChannel(Channel):
         self._api = f"{base}/{options.get('api_version') or DEFAULT_API_VERSION}"
         self._slow_down_at = float(options.get("slow_down_at", 75))
         self._token = config.secrets.get("page_token", "")
+        self._threads = ChannelThreads(config.id)  # its DNS lookups: never the shared pool
         self._session: aiohttp.ClientSession | None = None
         self._not_before = 0.0  # Unix time before which no call goes out (usage headers)
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers={"Authorization": f"Bearer {self._token}"})
+        self._session = gated_session(self._threads, self.config.timeout,
+                                      {"Authorization": f"Bearer {self._token}"})
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._threads.close()
 
     async def publish(self, message: Message) -> Receipt:
         return await reporting(self, self._publish(message))
@@ -135,7 +143,8 @@ class FacebookChannel(Channel):
 
     async def _request(self, method: str, path: str, may_start: Callable[[], bool] | None,
                        **kwargs: Any) -> Answer:
-        """One Graph call: paced by the usage headers, then the gate, then the request."""
+        """One Graph call: paced by the usage headers, then the request, which asks the
+        gate once its connection is ready."""
         session = self._session
         if session is None:
             raise RuntimeError(f"facebook channel {self.id} used before start()")
@@ -144,10 +153,8 @@ class FacebookChannel(Channel):
             raise RateLimited("Facebook usage is at its limit", reset_at=self._not_before)
         if wait > 0:
             await asyncio.sleep(wait)
-        if may_start is not None and not may_start():
-            raise GateClosed()
         answer = await exchange(session, method, self._api + path, platform="Facebook",
-                                timeout=self.config.timeout, **kwargs)
+                                timeout=self.config.timeout, may_start=may_start, **kwargs)
         self._pace(answer.headers)
         return answer
 

@@ -14,13 +14,18 @@ connection, a DNS lookup). Each attempt is an `Attempt` over the message's
   event loop (where the gate lives) and the thread waits for the answer;
 - for aiohttp: by the connector of `gated_session`, once the connection is
   ready (new or reused) and before the request is written, for requests made
-  inside `with attempt.connecting():`.
+  inside `with attempt.connecting():`;
+- for httpx (the atproto SDK): by the trace hook `httpx_trace(attempt)`, passed
+  as the request's `trace` extension, which httpcore calls once the connection
+  is ready and right before it writes the request headers. `gated_transports`
+  resolves host names in the channel's own threads.
 
 Each channel has its own bounded thread pool (`ChannelThreads`), DNS lookups
-of its aiohttp session included, so one hung account never delays another
-account's sends. `Attempt.failed(error)` marks an error `not_sent` when the
+of its aiohttp session or httpx client included, so one hung account never
+delays another account's sends. `Attempt.failed(error)` marks an error `not_sent` when the
 attempt never reached its start: nothing can have left, so it is retried and
-at worst `failed`, never `unknown`. A channel uses it so (x.py, webhook.py):
+at worst `failed`, never `unknown`. A channel uses it so (x.py, webhook.py,
+bluesky.py; `http.exchange` does it for the Graph and Bot API channels):
 
     self._threads = ChannelThreads(config.id)      # __init__; close() closes it
     client.session = gate_requests(requests.Session())  # a requests-based client
@@ -33,6 +38,10 @@ at worst `failed`, never `unknown`. A channel uses it so (x.py, webhook.py):
     with tried.connecting():
         async with self._session.post(url, json=body) as response: ...
     #   and a ChannelError raised for the attempt goes through tried.failed(error)
+    # httpx: the client's transports, then per request:
+    client = httpx.AsyncClient(**gated_transports(self._threads))
+    tried = Attempt(message.may_start)
+    await client.post(url, json=body, extensions={"trace": httpx_trace(tried)})
 
 Local outlets (a file, stdout) call `message.begin()` right before writing.
 Keys sent to platforms are `message.platform_key` (install id + post id).
@@ -56,17 +65,20 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import ipaddress
 import random
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
+import httpcore
+import httpx
 import requests
 import requests.adapters
 import urllib3
@@ -75,6 +87,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
+from httpx._utils import get_environment_proxies
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import SSLError as TLSError
 
@@ -312,6 +325,91 @@ class _ChannelResolver(AbstractResolver):
 
     async def close(self) -> None:
         pass
+
+
+def httpx_trace(attempt: Attempt) -> Callable[[str, Mapping[str, Any]],
+                                                Coroutine[Any, Any, None]]:
+    """The `trace` extension of an httpx request that asks the gate at its true start:
+    httpcore calls it once the connection is ready (new or reused, TLS done), right
+    before it writes the request headers. A proxy's CONNECT is a wait, not the start."""
+
+    async def trace(event: str, info: Mapping[str, Any]) -> None:
+        if not event.endswith(".send_request_headers.started"):
+            return
+        request = info.get("request")
+        if getattr(request, "method", None) == b"CONNECT":
+            return
+        attempt.begin()
+
+    return trace
+
+
+def gated_transports(threads: ChannelThreads, **kwargs: Any) -> dict[str, Any]:
+    """The `transport` and `mounts` arguments of an httpx client whose connections,
+    direct or through the proxies the environment names, resolve host names in the
+    channel's own threads. (Given a transport, httpx would ignore HTTPS_PROXY and
+    NO_PROXY: they are mounted here as httpx would mount them.)"""
+    mounts = {pattern: None if proxy is None else gated_transport(threads, proxy=proxy, **kwargs)
+              for pattern, proxy in get_environment_proxies().items()}
+    return {"transport": gated_transport(threads, **kwargs), "mounts": mounts}
+
+
+def gated_transport(threads: ChannelThreads, **kwargs: Any) -> httpx.AsyncHTTPTransport:
+    """An httpx transport resolving host names in the channel's own threads (httpx
+    would use the loop's shared pool, where a hung account's lookups queue others)."""
+    transport = httpx.AsyncHTTPTransport(**kwargs)
+    # httpcore takes its network backend only when the pool is built; httpx builds
+    # the pool itself, so the backend is swapped in before any connection exists.
+    transport._pool._network_backend = _ChannelNetwork(threads.pool)
+    return transport
+
+
+class _ChannelNetwork(httpcore.AsyncNetworkBackend):
+    """httpcore's own backend, given addresses looked up in the channel's pool."""
+
+    def __init__(self, pool: concurrent.futures.Executor) -> None:
+        self._pool = pool
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        failure: Exception = httpcore.ConnectError(f"no address for {host}")
+        for address in await self._addresses(host, port, timeout):
+            try:
+                return await self._backend.connect_tcp(address, port, timeout, local_address,
+                                                       socket_options)
+            except httpcore.ConnectError as exc:  # the next address may answer
+                failure = exc
+        raise failure
+
+    async def _addresses(self, host: str, port: int, timeout: float | None) -> list[str]:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return [host]  # a literal needs no lookup
+        lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        try:
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self._pool, lookup), timeout)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"looking up {host} took too long") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot look up {host}: {exc}") from exc
+        found = [str(address[0]) for af, _, _, _, address in infos
+                 if af in (socket.AF_INET, socket.AF_INET6)]
+        return list(dict.fromkeys(found))
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
+        return await self._backend.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
 
 
 OPTION_NAMES = ("max_retries", "retry_base", "retry_max", "rate_limit_wait",

@@ -10,7 +10,8 @@ The URL carries the flow's signature (`sig=`), so it is a secret (`url_env` /
 `url_file`) and no message quotes it. A flow cannot recognise a repeated
 request, so an attempt that may have reached it (a timeout, a dropped
 connection, a 5xx) is not retried: the post is left for review instead of
-showing twice. A 429 (`Retry-After`) is retried after its wait. Retraction
+showing twice; one that never reached it (refused, DNS, TLS) is retried, then
+`failed`. A 429 (`Retry-After`) is retried after its wait. Retraction
 posts a short "withdrawn" card: a flow cannot delete what it posted.
 """
 
@@ -25,9 +26,16 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
+from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
-from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, reporting
+from switchboard.channels.remote import (
+    ChannelThreads,
+    RateLimited,
+    Retrier,
+    RetryPolicy,
+    gated_session,
+    reporting,
+)
 from switchboard.config import ChannelConfig
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -40,16 +48,17 @@ class TeamsChannel(Channel):
         super().__init__(config)
         self._retrier = Retrier(RetryPolicy.from_options(config.options))
         self._url = config.secrets.get("url", "")
+        self._threads = ChannelThreads(config.id)  # its DNS lookups: never the shared pool
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout))
+        self._session = gated_session(self._threads, self.config.timeout)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._threads.close()
 
     async def publish(self, message: Message) -> Receipt:
         await reporting(self, self._deliver(card(message.text, message.link),
@@ -75,15 +84,14 @@ class TeamsChannel(Channel):
 
     async def _request(self, body: dict[str, Any],
                        may_start: Callable[[], bool] | None) -> Answer:
-        """One webhook call; the gate is asked right before the request is sent."""
+        """One webhook call; the gate is asked once its connection is ready."""
         session = self._session
         if session is None:
             raise RuntimeError(f"teams channel {self.id} used before start()")
-        if may_start is not None and not may_start():
-            raise GateClosed()
         # Sent exactly as given: re-quoting would rewrite the signed query string.
         return await exchange(session, "POST", URL(self._url, encoded=True), json=body,
-                              platform="the Teams workflow", timeout=self.config.timeout)
+                              platform="the Teams workflow", timeout=self.config.timeout,
+                              may_start=may_start)
 
 
 def card(text: str, link: str | None) -> dict[str, Any]:

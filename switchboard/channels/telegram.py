@@ -6,7 +6,8 @@ id (`-100...`).
 
 Telegram cannot recognise a repeated `sendMessage`, so an attempt that may have
 reached it (a timeout, a dropped connection, a 5xx) is not retried: the post is
-left for review instead of appearing twice. A 429 is a refusal that names its
+left for review instead of appearing twice; one that never reached it (refused,
+DNS, TLS) is retried, then `failed`. A 429 is a refusal that names its
 wait (`parameters.retry_after`), and is retried after it. A bot can delete a
 channel message only within 48 hours of posting; a refused deletion says so.
 """
@@ -20,9 +21,17 @@ from typing import Any
 
 import aiohttp
 
-from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
+from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
-from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, compose, reporting
+from switchboard.channels.remote import (
+    ChannelThreads,
+    RateLimited,
+    Retrier,
+    RetryPolicy,
+    compose,
+    gated_session,
+    reporting,
+)
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://api.telegram.org"
@@ -39,16 +48,17 @@ class TelegramChannel(Channel):
         self._chat_id = str(config.options.get("chat_id", ""))
         base = str(config.options.get("api_url") or DEFAULT_API_URL).rstrip("/")
         self._bot_url = f"{base}/bot{config.secrets.get('bot_token', '')}"
+        self._threads = ChannelThreads(config.id)  # its DNS lookups: never the shared pool
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout))
+        self._session = gated_session(self._threads, self.config.timeout)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._threads.close()
 
     async def publish(self, message: Message) -> Receipt:
         return await reporting(self, self._publish(compose(message), message.may_start))
@@ -98,14 +108,13 @@ class TelegramChannel(Channel):
 
     async def _request(self, method: str, body: dict[str, Any],
                        may_start: Callable[[], bool] | None) -> Answer:
-        """One Bot API call; the gate is asked right before the request is sent."""
+        """One Bot API call; the gate is asked once its connection is ready."""
         session = self._session
         if session is None:
             raise RuntimeError(f"telegram channel {self.id} used before start()")
-        if may_start is not None and not may_start():
-            raise GateClosed()
         return await exchange(session, "POST", f"{self._bot_url}/{method}", json=body,
-                              platform="Telegram", timeout=self.config.timeout)
+                              platform="Telegram", timeout=self.config.timeout,
+                              may_start=may_start)
 
 
 def _result(answer: Answer) -> Any:

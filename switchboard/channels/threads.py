@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from switchboard.channels.base import Channel, ChannelError, GateClosed, Message, Receipt
+from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.facebook import (
     EXPIRED_LOGIN_CODES,
     PERMISSION_CODES,
@@ -34,7 +34,15 @@ from switchboard.channels.facebook import (
     TRANSIENT_CODES,
 )
 from switchboard.channels.http import Answer, exchange
-from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, compose, reporting
+from switchboard.channels.remote import (
+    ChannelThreads,
+    RateLimited,
+    Retrier,
+    RetryPolicy,
+    compose,
+    gated_session,
+    reporting,
+)
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://graph.threads.net"
@@ -56,17 +64,18 @@ class ThreadsChannel(Channel):
         base = str(options.get("api_url") or DEFAULT_API_URL).rstrip("/")
         self._api = f"{base}/{options.get('api_version') or DEFAULT_API_VERSION}"
         self._token = config.secrets.get("access_token", "")
+        self._threads = ChannelThreads(config.id)  # its DNS lookups: never the shared pool
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers={"Authorization": f"Bearer {self._token}"})
+        self._session = gated_session(self._threads, self.config.timeout,
+                                      {"Authorization": f"Bearer {self._token}"})
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._threads.close()
 
     async def publish(self, message: Message) -> Receipt:
         return await reporting(self, self._publish(compose(message), message.may_start))
@@ -155,14 +164,12 @@ class ThreadsChannel(Channel):
 
     async def _request(self, method: str, path: str, may_start: Callable[[], bool] | None,
                        **kwargs: Any) -> Answer:
-        """One Threads API call; the gate is asked right before the request is sent."""
+        """One Threads API call; the gate is asked once its connection is ready."""
         session = self._session
         if session is None:
             raise RuntimeError(f"threads channel {self.id} used before start()")
-        if may_start is not None and not may_start():
-            raise GateClosed()
         return await exchange(session, method, self._api + path, platform="Threads",
-                              timeout=self.config.timeout, **kwargs)
+                              timeout=self.config.timeout, may_start=may_start, **kwargs)
 
 
 def _error_of(answer: Answer) -> dict[str, Any] | None:

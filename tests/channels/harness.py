@@ -39,9 +39,9 @@ NETWORK_KINDS = ("x", "mastodon", "webhook", "bluesky", "facebook", "threads", "
 # is never sent again.
 ONE_SHOT_KINDS = ("telegram", "teams")
 REPEATABLE_KINDS = tuple(k for k in NETWORK_KINDS if k not in ONE_SHOT_KINDS)
-# Kinds that ask the gate right before each request they write, the first one
-# included (x, mastodon and webhook ask before retries).
-GATED_PER_REQUEST_KINDS = ("bluesky", "facebook", "threads", "telegram", "teams")
+# Kinds that ask the gate at the true start of each request they write, the
+# first one included: every network kind.
+GATED_PER_REQUEST_KINDS = NETWORK_KINDS
 # outbox and console are written alongside this suite; they join it once they exist.
 LOCAL_KINDS = tuple(k for k in ("outbox", "console")
                     if importlib.util.find_spec(f"switchboard.channels.{k}") is not None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from switchboard.channels.base import Channel
 from switchboard.config import ChannelConfig
 from switchboard.store import Store
 from tests.channels.desk import Desk
+from tests.channels.harness import network_harness
 from tests.daemon import DaemonProcess, base_config, free_port
 from tests.fakes.fake_mastodon import FakeMastodon
 from tests.fakes.fake_webhook import FakeWebhook
@@ -106,6 +108,21 @@ def test_a_webhook_that_was_never_reached_leaves_the_post_failed(tmp_path: Path)
     post = store.post(post_id)
     assert post is not None
     assert post.state == "failed", post.state
+    assert post.error is not None and "after 3 attempts" in post.error
+
+
+@pytest.mark.parametrize("kind", ["bluesky", "facebook", "threads", "telegram", "teams"])
+def test_a_platform_that_was_never_reached_leaves_the_post_failed(
+        kind: str, tmp_path: Path) -> None:
+    harness = network_harness(kind)
+    assert harness.fake is not None
+    harness.fake.stop()  # nothing listens on its port now: every connection is refused
+    config = replace(harness.config, options={**harness.config.options, **RETRIES})
+    store, post_id = send_one(tmp_path, {config.id: build_channel(config)},
+                              "Lift at platform 2 out of order")
+    post = store.post(post_id)
+    assert post is not None
+    assert post.state == "failed", f"{post.state}: {post.error}"
     assert post.error is not None and "after 3 attempts" in post.error
 
 

@@ -15,7 +15,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,7 @@ import pytest
 from switchboard.channels.base import GateClosed, Message, Start
 from switchboard.channels.remote import Attempt, ChannelThreads
 from switchboard.config import ChannelConfig
-from tests.channels.harness import Harness, run
-from tests.fakes.fake_webhook import HOOK_PATH
+from tests.channels.harness import NETWORK_KINDS, Harness, network_harness, run
 
 
 def gated(may_start: Callable[[], bool], post_id: str = "301",
@@ -75,14 +75,28 @@ class RefusingPool(concurrent.futures.ThreadPoolExecutor):
         raise RuntimeError("the shared thread pool was used")
 
 
+def pointed_at(harness: Harness, base_url: str) -> Harness:
+    """`harness`, its channel configured to reach its platform at `base_url`."""
+    assert harness.fake is not None
+    old = harness.fake.base_url
+
+    def moved(values: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.replace(old, base_url) if isinstance(v, str) else v
+                for k, v in values.items()}
+
+    harness.config = replace(harness.config, options=moved(dict(harness.config.options)),
+                             secrets=moved(dict(harness.config.secrets)))
+    return harness
+
+
+def by_host_name(harness: Harness) -> Harness:
+    """`harness` reaching its fake as `localhost`, so that each send needs a DNS lookup."""
+    assert harness.fake is not None
+    return pointed_at(harness, harness.fake.base_url.replace("127.0.0.1", "localhost"))
+
+
 def test_no_network_channel_waits_in_the_shared_thread_pool(remote: Harness) -> None:
-    if remote.kind == "webhook":  # a host name, so that a DNS lookup is needed
-        assert remote.fake is not None
-        port = remote.fake.base_url.rsplit(":", 1)[1]
-        config = remote.config
-        remote.config = ChannelConfig(id=config.id, kind=config.kind, timeout=config.timeout,
-                                      options=config.options,
-                                      secrets={"url": f"http://localhost:{port}{HOOK_PATH}"})
+    by_host_name(remote)
     shared = RefusingPool()
 
     async def scenario() -> None:
@@ -201,3 +215,83 @@ def test_a_blocking_client_asks_the_gate_again_once_connected_and_before_writing
         with peer:
             peer.settimeout(2.0)
             assert peer.recv(1024) == b"", "bytes of the request left after the gate closed"
+
+
+def test_a_send_waiting_for_its_dns_lookup_asks_the_gate_after_it(remote: Harness) -> None:
+    by_host_name(remote)
+    release = threading.Event()
+    gate_open = [True]
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with remote.opened() as channel:
+            pool = channel._threads.pool  # type: ignore[attr-defined]
+            # Every thread of the channel busy: its lookup (or its call) has to wait.
+            busy = [loop.run_in_executor(pool, release.wait, 5.0)
+                    for _ in range(pool._max_workers)]
+            send = asyncio.ensure_future(channel.publish(gated(lambda: gate_open[0])))
+            await asyncio.sleep(0.1)
+            gate_open[0] = False  # declared while the send waits for its lookup
+            release.set()
+            await asyncio.gather(*busy)
+            with pytest.raises(GateClosed):
+                await send
+
+    run(scenario())
+    assert remote.requests == [], "the request went out after the gate had closed"
+
+
+@pytest.fixture
+def silent_platform() -> Iterator[socket.socket]:
+    """A platform address that takes connections and never reads: we accept for it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        yield listener
+
+
+# The kinds whose client is asynchronous (aiohttp, and httpx under the atproto SDK):
+# their only answer comes from the connection, once it is ready.
+ASYNC_CLIENT_KINDS = tuple(k for k in NETWORK_KINDS if k not in ("x", "mastodon"))
+
+
+@pytest.mark.parametrize("kind", ASYNC_CLIENT_KINDS)
+def test_an_async_client_asks_the_gate_once_connected_and_before_writing(
+        kind: str, silent_platform: socket.socket) -> None:
+    harness = pointed_at(network_harness(kind),
+                         f"http://127.0.0.1:{silent_platform.getsockname()[1]}")
+    assert harness.fake is not None
+    harness.fake.stop()  # only its configuration is used
+    assert_asked_once_connected(harness, silent_platform)
+
+
+def test_bluesky_through_a_proxy_asks_the_gate_once_connected_to_the_proxy(
+        silent_platform: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The listener is the proxy (named as operators name it); the PDS is never dialled.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{silent_platform.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    harness = pointed_at(network_harness("bluesky"), "http://192.0.2.1")
+    assert harness.fake is not None
+    harness.fake.stop()
+    assert_asked_once_connected(harness, silent_platform)
+
+
+def assert_asked_once_connected(harness: Harness, platform: socket.socket) -> None:
+    accepted: list[socket.socket] = []
+    connected_when_asked: list[bool] = []
+
+    def may_start() -> bool:
+        with contextlib.suppress(BlockingIOError):  # connected yet?
+            accepted.append(platform.accept()[0])
+        connected_when_asked.append(bool(accepted))
+        return False  # the declaration came while the connection was being made
+
+    with pytest.raises(GateClosed):
+        run(harness.publish(gated(may_start), max_retries=0))
+    assert connected_when_asked == [True], "the gate must be asked once the connection is open"
+    (peer,) = accepted
+    with peer:
+        peer.settimeout(2.0)
+        assert peer.recv(1024) == b"", "bytes of the request left after the gate closed"

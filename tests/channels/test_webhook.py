@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from switchboard.channels.base import ChannelError, GateClosed
-from switchboard.channels.remote import THREADS_PER_CHANNEL
+from switchboard.channels.base import ChannelError
 from switchboard.channels.webhook import WebhookChannel, honours_idempotency_keys
 from switchboard.config import ChannelConfig
 from tests.channels.harness import MAX_RETRIES, Harness, message, network_harness, run
-from tests.fakes.fake_webhook import HOOK_PATH, FakeWebhook
+from tests.fakes.fake_webhook import FakeWebhook
 from tests.fakes.server import Fail, Hang
 from tests.unit.test_config_check import GOOD, check
 
@@ -157,30 +154,3 @@ def test_publishing_before_start_is_a_programming_error(webhook: Harness) -> Non
     channel = webhook.channel()
     with pytest.raises(RuntimeError, match="before start"):
         run(channel.publish(message()))
-
-
-def test_a_send_waiting_for_its_dns_lookup_asks_the_gate_after_it(webhook: Harness) -> None:
-    port = fake(webhook).base_url.rsplit(":", 1)[1]
-    webhook.config = replace(webhook.config,
-                             secrets={"url": f"http://localhost:{port}{HOOK_PATH}"})
-    release = threading.Event()
-    gate_open = [True]
-
-    async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        async with webhook.opened() as channel:
-            assert isinstance(channel, WebhookChannel)
-            # Every thread of the channel busy: its DNS lookup has to wait.
-            busy = [loop.run_in_executor(channel._threads.pool, release.wait, 5.0)
-                    for _ in range(THREADS_PER_CHANNEL)]
-            msg = replace(message(), may_start=lambda: gate_open[0])
-            send = asyncio.ensure_future(channel.publish(msg))
-            await asyncio.sleep(0.1)
-            gate_open[0] = False  # declared while the send waits for its lookup
-            release.set()
-            await asyncio.gather(*busy)
-            with pytest.raises(GateClosed):
-                await send
-
-    run(scenario())
-    assert webhook.requests == [], "the request went out after the gate had closed"
