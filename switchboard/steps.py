@@ -241,7 +241,8 @@ class StepRunner:
         failed = []
         for channel in targets:
             text = self.render(incident, step, channel)
-            posts = await self.incidents.send_now([channel], text, f"runbook:{step.name}")
+            posts = await self.incidents.send_now([channel], text, f"runbook:{step.name}",
+                                                  incident_id=incident.id)
             failed += [f"{p.channel}: {p.error or p.state}" for p in posts
                        if p.state != "published"]
         if failed:
