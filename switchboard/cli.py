@@ -760,7 +760,8 @@ def _post_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> 
                                     "comma-separated for several)")
     ls.add_argument("--channel", metavar="ID", help="only posts for this channel")
     ls.add_argument("--limit", metavar="N", help="posts per page, 1 to 1000 (default 100)")
-    ls.add_argument("--cursor", help="start at this page (printed when more exist)")
+    ls.add_argument("--cursor", "--page", metavar="CURSOR",
+                    help="start at this page (printed when more exist)")
     ls.add_argument("--all", action="store_true", help="every page, not only the first")
     ls.add_argument("--from", dest="from_", metavar="WHEN",
                     help=f"only posts due at or after this time: {WHEN}")
