@@ -11,7 +11,7 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from switchboard.posts import (
     check_import,
     new_post,
     parse_future,
+    parse_offset,
     parse_when,
     post_json,
 )
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from switchboard.app import Daemon
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A bulk action by filter touches at most this many posts at once.
+ACTION_LIMIT = 10_000
 ROLE_KEY = web.AppKey("role_required", dict)
 DAEMON = web.AppKey("daemon", object)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
@@ -98,6 +101,8 @@ class Api:
         self._add(r, "POST", "/api/v1/posts", self.schedule_posts, "viewer")
         self._add(r, "POST", "/api/v1/posts/import", self.import_posts, "viewer")
         self._add(r, "GET", "/api/v1/posts/{id}", self.get_post, "viewer")
+        self._add(r, "PATCH", "/api/v1/posts/{id}", self.edit_post, "viewer")
+        self._add(r, "POST", "/api/v1/posts/actions", self.post_actions, "marketing")
         for action in ("cancel", "release", "drop"):
             self._add(r, "POST", f"/api/v1/posts/{{id}}/{action}", self.post_action, "marketing")
         self._add(r, "POST", "/api/v1/send", self.send, "viewer")
@@ -108,12 +113,18 @@ class Api:
         self._add(r, "POST", "/api/v1/incidents/{id}/resolve", self.resolve_incident, "ops")
         self._add(r, "POST", "/api/v1/incidents/{id}/void", self.void_incident, "ops")
         self._add(r, "POST", "/api/v1/incidents/{id}/release", self.release_incident, "ops")
+        self._add(r, "GET", "/api/v1/feeds", self.feeds_status, "viewer")
         self._add(r, "POST", "/feeds/{feed_id}", self.feed, None)
+        app.on_response_prepare.append(self._zone_header)
         self._people_routes(r)
         return app
 
     async def _close_reads(self, app: web.Application) -> None:
         self._reads.shutdown(wait=False, cancel_futures=True)
+
+    async def _zone_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        # The CLI prints times in the daemon's configured zone, so it is told which.
+        response.headers["X-Switchboard-Timezone"] = self.d.config.timezone.key
 
     def _people_routes(self, r: web.UrlDispatcher) -> None:
         # Approvers are checked per post (their team), the audit per reader.
@@ -223,14 +234,16 @@ class Api:
             states.append("queued")
         channel = request.query.get("channel") or None
         limit, after = _page_limit(request), _cursor(request, 2)
+        window = self._due_window(request.query)
         store = self.d.store
 
         def page() -> tuple[bytes, list[Any] | None, int]:
-            posts = store.page_posts(states, channel, after=_key(after), limit=limit + 1)
+            posts = store.page_posts(states, channel, after=_key(after), limit=limit + 1,
+                                     **window)
             last = posts[limit - 1] if len(posts) > limit else None
             body = _encode([post_json(p) for p in posts[:limit]])
             cursor = None if last is None else [last.due_at, last.id]
-            return body, cursor, store.count_posts(states, channel)
+            return body, cursor, store.count_posts(states, channel, **window)
 
         return await self._paged(request, page)
 
@@ -390,6 +403,89 @@ class Api:
             assert post is not None
         return _send_answer(post)
 
+    def _due_window(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """`from`, `to` (due times, any form `--at` takes) and `incident` of a post query."""
+        now, tz = self.d.clock(), self.d.config.timezone
+        out: dict[str, Any] = {}
+        for key, field in (("from", "due_from"), ("to", "due_to")):
+            if query.get(key):
+                out[field] = parse_when(query[key], now, tz)
+        if query.get("incident"):
+            out["incident_id"] = parse_incident_id(query["incident"])
+        return out
+
+    async def edit_post(self, request: web.Request) -> web.Response:
+        caller = _poster(request)
+        post_id = _int(request.match_info["id"], "post id")
+        body = await _object(request)
+        post = self.d.store.post(post_id)
+        if post is None:
+            raise refusals.not_found(f"no post {post_id}")
+        # The caller's team rights must reach the post's channel, and the new one.
+        for channel in (post.channel, body.get("channel")):
+            if isinstance(channel, str) and self.d.config.channel(channel) is not None:
+                people.check_post(caller, channel, post.kind, self.d.config)
+                self._note_team(request, channel)
+        post = self.d.edit_post(post_id, body, _role_for(caller, post.kind), caller.name,
+                                self._limits())
+        return ok(post_json(post))
+
+    async def post_actions(self, request: web.Request) -> web.Response:
+        caller: Caller = request["caller"]
+        body = await _object(request)
+        action = body.get("action")
+        if action not in ("cancel", "release", "drop"):
+            raise refusals.bad_request("action must be one of cancel, release, drop")
+        ids = self._action_ids(body, caller)
+        now, tz = self.d.clock(), self.d.config.timezone
+        at = parse_future(_as_text(body, "at"), now, tz) if body.get("at") else None
+        spacing = None
+        if body.get("spacing"):
+            if action != "release":
+                raise refusals.bad_request("spacing only applies to release")
+            try:
+                spacing = parse_offset(_as_text(body, "spacing").removeprefix("+"))
+            except ValueError as exc:
+                raise refusals.bad_request(f"spacing: {exc}") from exc
+        if at is not None and action != "release":
+            raise refusals.bad_request("at only applies to release")
+        def may_act(post: Post) -> None:
+            people.check_marketing(caller, post.channel, self.d.config)
+            self._note_team(request, post.channel)
+        return ok(self.d.review_many(ids, action, caller.name, at, spacing, may_act))
+
+    def _action_ids(self, body: dict[str, Any], caller: Caller) -> list[int]:
+        ids, where = body.get("ids"), body.get("filter")
+        if (ids is None) == (where is None):
+            raise refusals.bad_request("give either ids (a list of post ids) or filter")
+        if ids is not None:
+            if not (isinstance(ids, list) and ids and all(
+                    isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
+                raise refusals.bad_request("ids must be a non-empty list of post ids")
+            return list(dict.fromkeys(ids))
+        if not isinstance(where, dict) or not where:
+            raise refusals.bad_request("filter must be an object with one or more of state, "
+                                       "channel, incident, from, to")
+        unknown = set(where) - {"state", "channel", "incident", "from", "to"}
+        if unknown:
+            raise refusals.bad_request(f"unknown filter key(s): {', '.join(sorted(unknown))}")
+        query = {k: str(v) if k == "incident" and isinstance(v, int) else _as_text(where, k)
+                 for k, v in where.items() if v not in (None, "")}
+        states = [s for s in query.get("state", "").split(",") if s]
+        _check_states(states)
+        if "scheduled" in states:
+            states.append("queued")
+        posts = self.d.store.list_posts(states, query.get("channel"), limit=ACTION_LIMIT + 1,
+                                        **self._due_window(query))
+        if len(posts) > ACTION_LIMIT:
+            raise refusals.unprocessable(f"the filter matches more than {ACTION_LIMIT} posts; "
+                                         "narrow it (from, to, channel)")
+        # A filter selects only what the caller's team rights reach.
+        return [p.id for p in posts if people.may_act(caller, p, self.d.config)]
+
+    async def feeds_status(self, request: web.Request) -> web.Response:
+        return ok(self.d.feeds.status(self.d.clock()))
+
     # -- incidents ---------------------------------------------------------
 
     async def list_incidents(self, request: web.Request) -> web.Response:
@@ -430,8 +526,11 @@ class Api:
         # The marketing posts this incident held, by what became of them.
         tied = self.d.store.list_posts(incident_id=incident_id, limit=100_000)
         out["held_posts"] = {}
+        # Its own statements and updates carry its id too; they were never held.
+        out["posts"] = [p.id for p in tied if p.kind not in incident.suppress]
         for post in tied:
-            out["held_posts"].setdefault(post.state, []).append(post.id)
+            if post.kind in incident.suppress:
+                out["held_posts"].setdefault(post.state, []).append(post.id)
         return ok(out)
 
     async def declare(self, request: web.Request) -> web.Response:
@@ -498,6 +597,7 @@ class Api:
         post_id = _int(request.match_info["id"], "post id")
         body = await _object(request, optional=True)
         post = self._pending(request, post_id)
+        _not_an_editor(caller, post_id, self.d.store.post_history(post_id))
         now = self.d.clock()
         # An ops update is for now, whenever its second person approves it.
         due = now if post.kind == "operational" else post.due_at
@@ -629,7 +729,7 @@ class Api:
         try:
             body = await (read_body(request) if proven else self._unproven_body(request))
         except Refused as exc:
-            self.d.feeds.count_error(feed_id, exc.code)
+            self.d.feeds.count_error(feed_id, exc.code, exc.message)
             raise
         except web.HTTPRequestEntityTooLarge:
             self.d.feeds.count_error(feed_id, "too_large")
@@ -751,6 +851,15 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise refusals.bad_request(f"{key} must be a string")
     return value
+
+
+def _not_an_editor(caller: Caller, post_id: int, history: list[dict[str, Any]]) -> None:
+    """Who changed a post cannot approve it, as its author cannot: the text that
+    would go out must have been seen by a second person."""
+    if any(h["actor"] == caller.name and str(h["reason"] or "").startswith("edited:")
+           for h in history):
+        raise refusals.forbidden(f"{caller.name} edited post {post_id}: another approver "
+                                 "must approve it")
 
 
 def _posting_role(caller: Caller) -> str:

@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,14 @@ from switchboard.incidents import Context, Incidents
 from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
 from switchboard.people import People
-from switchboard.refusals import conflict, not_found
+from switchboard.posts import (
+    EDITABLE_STATES,
+    ChannelLimit,
+    describe_changes,
+    post_edit,
+    release_times,
+)
+from switchboard.refusals import Refused, conflict, not_found
 from switchboard.runbooks import Runbook, channel_infos, read_runbooks
 from switchboard.steps import StepRunner
 from switchboard.store import Post, StateLock, Store, StoreUnavailable
@@ -49,6 +56,8 @@ from switchboard.yamldoc import InvalidFile, Problem
 
 log = structlog.get_logger("switchboard")
 STORE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still ours
+RELOAD_PROBLEMS_SHOWN = 5
+RELEASABLE = ("held", "unknown", "failed", "missed")
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,8 @@ class Daemon:
         self._reloading = asyncio.Lock()
         self._context: tuple[Settings, Context] | None = None
         self._zeroing: asyncio.Task[None] | None = None
+        # The outcome of the last SIGHUP, for `status` (None: no reload yet).
+        self.last_reload: dict[str, Any] | None = None
 
     @property
     def config(self) -> Config:
@@ -202,15 +213,23 @@ class Daemon:
             except InvalidFile as exc:
                 self.metrics.config_last_reload_successful.set(0)
                 log.error("reload_failed", problems=[str(p) for p in exc.problems])
+                self._note_reload([str(p) for p in exc.problems])
                 return False
             except Exception as exc:  # a channel that cannot start, say: nothing changes
                 self.metrics.config_last_reload_successful.set(0)
                 log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
+                self._note_reload([f"{type(exc).__name__}: {exc}"])
                 return False
+        self._note_reload([])
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
         log.info("reloaded", config=str(self.config.path), runbooks=sorted(new.runbooks))
         return True
+
+    def _note_reload(self, problems: list[str]) -> None:
+        self.last_reload = {"at": rfc3339(self.clock()), "ok": not problems,
+                            "problems": problems[:RELOAD_PROBLEMS_SHOWN],
+                            "problem_count": len(problems)}
 
     async def _swap(self, new: Settings) -> None:
         old = self.config
@@ -227,7 +246,9 @@ class Daemon:
         self.dispatcher.max_lateness = new.config.max_lateness.total_seconds()
         if new.config.feeds != old.feeds:
             await self.feeds.stop()
+            previous = self.feeds
             self.feeds = FeedWatch(new.config.feeds, self.incidents, self.metrics, self.clock)
+            self.feeds.adopt_history(previous)
             await self.feeds.start()
         self.incidents.refresh_metrics()
         self.zero_counters()
@@ -313,6 +334,7 @@ class Daemon:
             "next_due": rfc3339(self.store.next_due()),
             "runbooks": sorted(self.settings.runbooks),
             "feeds": [f.id for f in self.config.feeds],
+            "last_reload": self.last_reload,
         }
 
     def channel_list(self) -> list[dict[str, Any]]:
@@ -335,7 +357,7 @@ class Daemon:
         now = self.clock()
         # `queued` is shown as scheduled: it can be cancelled until its send starts.
         moves = {"cancel": ("cancelled", ("scheduled", "queued")),
-                 "release": ("scheduled", ("held", "unknown", "failed", "missed")),
+                 "release": ("scheduled", RELEASABLE),
                  "drop": ("dropped", ("held", "unknown", "failed", "missed", "suppressed"))}
         to_state, allowed = moves[action]
         fields: dict[str, Any] = {}
@@ -351,6 +373,97 @@ class Daemon:
         updated = self.store.post(post_id)
         assert updated is not None
         return updated
+
+    def edit_post(self, post_id: int, body: dict[str, Any], role: str, actor: str,
+                  channels: dict[str, ChannelLimit]) -> Post:
+        """`post edit`: new text, time, channel or expiry for a post not yet sending.
+
+        A marketing post on a channel that needs approval waits for an approver
+        again after any edit: what was approved is not what would go out.
+        """
+        post = self.store.post(post_id)
+        if post is None:
+            raise not_found(f"no post {post_id}")
+        changes = post_edit(post, body, role=role, now=self.clock(),
+                            tz=self.config.timezone, channels=channels)
+        if changes:
+            if post.state == "queued" and not self._take_back(post):
+                raise conflict(f"post {post_id} is being sent; it can no longer be edited")
+            reason = describe_changes(post, changes)
+            again = post.kind == "marketing" and self.config.needs_approval(
+                changes.get("channel", post.channel))
+            if again and post.state != "pending_approval":
+                reason += "; needs approval again"
+            if not self.store.update_post_fields(post_id, changes, EDITABLE_STATES,
+                                                 self.clock(), actor, reason,
+                                                 "pending_approval" if again else None):
+                # Out of its queue but not edited: back to the schedule, never stranded.
+                self.store.transition([post_id], "scheduled", ("queued",), self.clock(),
+                                      actor, "edit failed; returned to the schedule")
+                self.dispatcher.arm()
+                raise conflict(f"post {post_id} changed state meanwhile; see post show")
+            # Earlier or later: the timer must follow the new time.
+            self.dispatcher.arm()
+        updated = self.store.post(post_id)
+        assert updated is not None
+        return updated
+
+    def _take_back(self, post: Post) -> bool:
+        """Take a `queued` post out of its channel's queue before it is edited.
+
+        Only a post still waiting in the queue is safe to change: once a worker
+        took it into a batch, its copy could be sent with the old text.
+        """
+        worker = self.dispatcher.workers.get(post.channel)
+        if worker is None:
+            return False
+        for entry in list(worker.queue):
+            if entry[0].id == post.id:
+                worker.queue.remove(entry)
+                waiter = entry[1]
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(post)
+                return True
+        return False
+
+    def review_many(self, ids: list[int], action: str, actor: str, at: float | None,
+                    spacing: timedelta | None,
+                    may_act: Callable[[Post], None] = lambda post: None) -> dict[str, Any]:
+        """Bulk cancel / release / drop; each post on its own, so one refusal stops nothing.
+
+        `may_act` raises Refused for a post the caller's rights do not reach. A
+        spaced release gives each channel's posts one slot per `spacing`, the
+        first at `at` (or now).
+        """
+        posts = {p.id: p for p in self.store.posts(ids)}
+        refused: list[dict[str, Any]] = []
+        for post in list(posts.values()):
+            try:
+                may_act(post)
+            except Refused as exc:
+                refused.append({"id": post.id, "reason": exc.message})
+                del posts[post.id]
+        turned_away = {r["id"] for r in refused}
+        start = self.clock() if at is None else at
+        times: dict[int, float] = {}
+        if action == "release":
+            ready = [p for p in posts.values() if p.state in RELEASABLE]
+            times = release_times(ready, start, spacing or timedelta())
+        done: list[int] = []
+        for post_id in ids:
+            if post_id in turned_away:
+                continue
+            if post_id not in posts:
+                refused.append({"id": post_id, "reason": f"no post {post_id}"})
+                continue
+            try:
+                self.review(post_id, action, actor, times.get(post_id, at))
+            except Refused as exc:
+                refused.append({"id": post_id, "reason": exc.message})
+                continue
+            done.append(post_id)
+        return {"action": action, "done": done, "refused": refused,
+                "due_at": {str(i): rfc3339(times[i]) for i in done if i in times}}
 
 
 STORE_FAILURES = ("deleted", "replaced", "unwritable")

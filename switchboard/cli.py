@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import parse_qs, urljoin, urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -173,6 +175,7 @@ class Client:
             data = response.json()
         except ValueError:
             data = None
+        _note_zone(response.headers.get("X-Switchboard-Timezone"))
         if response.status_code >= 400:
             error = data.get("error") if isinstance(data, dict) else None
             error = error if isinstance(error, dict) else {}
@@ -198,6 +201,24 @@ def _token(args: argparse.Namespace) -> str | None:
     return os.environ.get("SWITCHBOARD_TOKEN")
 
 
+class _Shown:
+    """The zone times are printed in: the daemon's configured one, as it announces it."""
+
+    zone: ZoneInfo | None = None
+
+
+def _note_zone(name: str | None) -> None:
+    if name:
+        from switchboard.timefmt import zone_named
+        _Shown.zone = zone_named(name)
+
+
+def _when(value: object) -> str:
+    """An API time as `2026-12-01 17:30 GMT` in the daemon's zone."""
+    from switchboard.timefmt import UTC_ZONE, local_text
+    return local_text(value, _Shown.zone or UTC_ZONE)
+
+
 def _print(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> int:
     print(json.dumps(data, indent=2) if args.json else human(data))
     return OK
@@ -217,8 +238,50 @@ def cmd_status(args: argparse.Namespace) -> int:
         return (f"switchboard {d['version']} ({'ready' if d['ready'] else 'not ready'})\n"
                 f"incidents active: {', '.join(d['incidents_active']) or 'none'}\n"
                 f"channels under incident: {', '.join(d['channels_under_incident']) or 'none'}"
-                f"\nposts: {posts}\nnext due: {d['next_due'] or '-'}")
+                f"\nposts: {posts}\nnext due: {_when(d['next_due'])}"
+                f"{_reload_line(d.get('last_reload'))}")
     return _print(args, data, human)
+
+
+def _reload_line(reload: dict[str, Any] | None) -> str:
+    """A failed last reload, with its first problems; nothing while reloads succeed."""
+    if not reload or reload.get("ok"):
+        return ""
+    count = reload.get("problem_count", len(reload["problems"]))
+    lines = [f"\nlast reload FAILED at {_when(reload['at'])} ({count} problem(s); the "
+             "previous configuration is still running):"]
+    lines += [f"  {problem}" for problem in reload["problems"]]
+    if count > len(reload["problems"]):
+        lines.append(f"  ... and {count - len(reload['problems'])} more (switchboard check)")
+    return "\n".join(lines)
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    data = Client(args).call("GET", "/api/v1/feeds")
+    def human(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return "no feeds configured"
+        return _table([(f["id"], f["kind"], f["mode"], _when(f["last_success"]),
+                        _staleness(f["staleness_seconds"]), f["signals"],
+                        _feed_error(f["last_error"])) for f in rows],
+                      ("FEED", "KIND", "MODE", "LAST SUCCESS", "STALE", "SIGNALS",
+                       "LAST ERROR"))
+    return _print(args, data, human)
+
+
+def _feed_error(error: dict[str, Any] | None) -> str:
+    if error is None:
+        return "-"
+    return f"{_when(error['at'])} {error['reason']}: {error['message']}"
+
+
+def _staleness(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 120:
+        return f"{whole}s"
+    if whole < 7200:
+        return f"{whole // 60}m"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def cmd_channels(args: argparse.Namespace) -> int:
@@ -233,8 +296,8 @@ def cmd_channels(args: argparse.Namespace) -> int:
 
 def _incident_rows(rows: list[dict[str, Any]]) -> str:
     return _table([(i["id"], "cooldown" if i.get("in_cooldown") else i["state"], i["severity"],
-                    i["runbook"], _channels_cell(i["channels"]), i["declared_at"],
-                    i["cooldown_until"] if i.get("in_cooldown") else "-", i["title"])
+                    i["runbook"], _channels_cell(i["channels"]), _when(i["declared_at"]),
+                    _when(i["cooldown_until"]) if i.get("in_cooldown") else "-", i["title"])
                    for i in rows],
                   ("ID", "STATE", "SEVERITY", "RUNBOOK", "CHANNELS", "DECLARED",
                    "COOLDOWN ENDS", "TITLE"))
@@ -279,8 +342,8 @@ def cmd_incident(args: argparse.Namespace) -> int:
             lines = [_incident_rows([d]), "", "timeline:"]
             for e in d["timeline"]:
                 extra = {k: v for k, v in e.items() if k not in ("at", "event", "actor")}
-                lines.append(f"  {e['at']}  {e['event']:<18} {e['actor']:<22} "
-                             f"{json.dumps(extra) if extra else ''}")
+                lines.append(f"  {_when(e['at'])}  {e['event']:<18} {e['actor']:<22} "
+                             f"{_times_in(json.dumps(extra)) if extra else ''}")
             return "\n".join(lines)
         return _print(args, data, human)
     if args.action == "update":
@@ -298,11 +361,11 @@ def cmd_incident(args: argparse.Namespace) -> int:
                                             "--state held)")
     data = client.call("POST", f"/api/v1/incidents/{args.id}/resolve", {"note": args.note})
     return _print(args, data, lambda d: f"{d['id']} resolved; channels return to marketing "
-                                        f"after {d['cooldown_until']}")
+                                        f"after {_when(d['cooldown_until'])}")
 
 
 def _post_rows(rows: list[dict[str, Any]]) -> str:
-    return _table([(p["id"], p["state"], p["channel"], p["kind"], p["due_at"],
+    return _table([(p["id"], p["state"], p["channel"], p["kind"], _when(p["due_at"]),
                     p["incident_id"] or "-", p["text"][:50]) for p in rows],
                   ("ID", "STATE", "CHANNEL", "KIND", "DUE", "INCIDENT", "TEXT"))
 
@@ -315,28 +378,171 @@ def cmd_post(args: argparse.Namespace) -> int:
         data = client.call("POST", "/api/v1/posts", {k: v for k, v in body.items() if v},
                            keyed=True)
         return _print(args, data, lambda p: f"post {p['id']} {p['state']} for {p['channel']} "
-                                            f"at {p['due_at']}")
+                                            f"at {_when(p['due_at'])}")
     if args.action == "import":
         return _import(args, client)
     if args.action == "list":
         return _list_posts(args, client)
+    if args.action in ("show", "edit", "calendar"):
+        return {"show": _post_show, "edit": _post_edit,
+                "calendar": _post_calendar}[args.action](args, client)
     if args.action == "send":
         body = {"channel": args.channel, "text": args.text, "kind": args.kind}
         data = client.call("POST", "/api/v1/send", {k: v for k, v in body.items() if v},
                            keyed=True)
         return _print(args, data, lambda p: f"post {p['id']} {p['state']} on {p['channel']} "
-                                            f"at {p['published_at']}")
-    body = {"at": args.at} if getattr(args, "at", None) else {}
-    if args.action == "reject":
-        body = {"reason": args.reason}
-    data = client.call("POST", f"/api/v1/posts/{args.id}/{args.action}", body)
-    return _print(args, data, lambda p: f"post {p['id']} {p['state']}")
+                                            f"at {_when(p['published_at'])}")
+    if args.action in ("approve", "reject"):
+        body = {"reason": args.reason} if args.action == "reject" else (
+            {"at": args.at} if args.at else {})
+        data = client.call("POST", f"/api/v1/posts/{args.id}/{args.action}", body)
+        return _print(args, data, lambda p: f"post {p['id']} {p['state']}")
+    where = _action_filter(args)
+    if len(args.id) == 1 and where is None and not getattr(args, "spacing", None):
+        body = {"at": args.at} if getattr(args, "at", None) else {}
+        data = client.call("POST", f"/api/v1/posts/{args.id[0]}/{args.action}", body)
+        return _print(args, data, lambda p: f"post {p['id']} {p['state']}")
+    return _post_bulk(args, client, where)
+
+
+def _post_show(args: argparse.Namespace, client: Client) -> int:
+    data = client.call("GET", f"/api/v1/posts/{args.id}")
+    def human(p: dict[str, Any]) -> str:
+        lines = [f"post {p['id']}  {p['state']}  {p['kind']} on {p['channel']}",
+                 f"  due:       {_when(p['due_at'])}",
+                 f"  expires:   {_when(p['expires_at'])}",
+                 f"  incident:  {p['incident_id'] or '-'}",
+                 f"  created:   {_when(p['created_at'])} by {p['created_by']}",
+                 f"  published: {_when(p['published_at'])}"
+                 + (f" ({p['remote_id']})" if p["remote_id"] else "")]
+        if p["error"]:
+            lines.append(f"  error:     {p['error']}")
+        lines += [f"  text:      {p['text']}", "", "history:"]
+        for h in p["history"]:
+            moved = h["to"] if h["from"] in (None, h["to"]) else f"{h['from']} -> {h['to']}"
+            lines.append(f"  {_when(h['at'])}  {moved:<22} {h['actor']:<16} "
+                         f"{_times_in(h['reason'] or '')}".rstrip())
+        return "\n".join(lines)
+    return _print(args, data, human)
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)")
+
+
+def _times_in(text: str) -> str:
+    """A stored reason (`due_at 2026-12-01T09:00:00+00:00 -> ...`) with its times local."""
+    return _RFC3339.sub(lambda m: _when(m.group(0)), text)
+
+
+def _post_edit(args: argparse.Namespace, client: Client) -> int:
+    body = {k: v for k, v in (("text", args.text), ("at", args.at), ("channel", args.channel),
+                              ("expires", args.expires)) if v is not None}
+    if not body:
+        raise Exit(USAGE, "post edit needs one or more of --text, --at, --channel, --expires")
+    data = client.call("PATCH", f"/api/v1/posts/{args.id}", body)
+    return _print(args, data, lambda p: f"post {p['id']} {p['state']} for {p['channel']} "
+                                        f"at {_when(p['due_at'])}")
+
+
+_FILTER_KEYS = ("state", "channel", "incident", "from", "to")
+
+
+def _action_filter(args: argparse.Namespace) -> dict[str, str] | None:
+    """`--filter state=held,channel=x` merged with the separate flags; None if neither."""
+    where: dict[str, str] = {}
+    for item in (args.filter or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in _FILTER_KEYS or not value.strip():
+            raise Exit(USAGE, f"bad filter {item.strip()!r}: use KEY=VALUE with KEY one of "
+                              f"{', '.join(_FILTER_KEYS)}")
+        where[key] = value.strip()
+    for key in _FILTER_KEYS:
+        value = getattr(args, f"filter_{key}", None)
+        if value:
+            where[key] = value
+    if where and args.id:
+        raise Exit(USAGE, "give post ids or a filter, not both")
+    if not where and not args.id:
+        raise Exit(USAGE, f"post {args.action} needs post ids or a filter "
+                          "(--filter state=held,channel=x)")
+    return where or None
+
+
+def _post_bulk(args: argparse.Namespace, client: Client, where: dict[str, str] | None) -> int:
+    body: dict[str, Any] = {"action": args.action}
+    if where is None:
+        try:
+            body["ids"] = [int(i) for i in args.id]
+        except ValueError as exc:
+            raise Exit(USAGE, f"post ids are numbers: {exc}") from exc
+    else:
+        body["filter"] = where
+    for key in ("at", "spacing"):
+        if getattr(args, key, None):
+            body[key] = getattr(args, key)
+    data = client.call("POST", "/api/v1/posts/actions", body)
+    _print(args, data, _bulk_summary)
+    return FAILED if data["refused"] else OK
+
+
+_DONE_WORDS = {"cancel": "cancelled", "release": "released", "drop": "dropped"}
+
+
+def _bulk_summary(d: dict[str, Any]) -> str:
+    done = d["done"]
+    lines = [f"{_DONE_WORDS[d['action']]} {len(done)}: "
+             f"{', '.join(map(str, done)) if done else 'none'}"]
+    for post_id in done:
+        if str(post_id) in d.get("due_at", {}):
+            lines.append(f"  post {post_id} due {_when(d['due_at'][str(post_id)])}")
+    if d["refused"]:
+        lines.append(f"refused {len(d['refused'])}:")
+        lines += [f"  {r['id']}: {r['reason']}" for r in d["refused"]]
+    return "\n".join(lines)
+
+
+def _post_calendar(args: argparse.Namespace, client: Client) -> int:
+    import shutil
+    from datetime import date, datetime
+
+    from switchboard import calendar_grid
+    from switchboard.timefmt import UTC_ZONE
+    client.call("GET", "/healthz")  # learns the daemon's zone before drawing the days
+    zone = _Shown.zone or UTC_ZONE
+    try:
+        day = date.fromisoformat(args.date) if args.date else datetime.now(zone).date()
+    except ValueError as exc:
+        raise Exit(USAGE, f"bad --date {args.date!r}: use YYYY-MM-DD") from exc
+    start, end = calendar_grid.window(day, args.month, zone)
+    params = {"from": start.isoformat(), "to": end.isoformat(), "limit": "1000"}
+    if args.channel:
+        params["channel"] = args.channel
+    data = [p for page, _, _ in client.pages("/api/v1/posts", params, follow=True)
+            for p in page if p["state"] not in CALENDAR_HIDDEN]
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return OK
+    entries = [calendar_grid.Entry(p["id"], datetime.fromisoformat(p["due_at"]), p["channel"],
+                                   p["text"], p["state"]) for p in data]
+    width = shutil.get_terminal_size((100, 24)).columns
+    draw = calendar_grid.month if args.month else calendar_grid.week
+    print(draw(entries, start.date(), zone, width))
+    return OK
+
+
+# Posts that will not go out are left off the calendar (`post list` shows them).
+CALENDAR_HIDDEN = frozenset({"cancelled", "dropped", "expired", "missed", "retracted"})
 
 
 def _list_posts(args: argparse.Namespace, client: Client) -> int:
     """One page (`--limit`, `--cursor`), or every page with `--all`; a page that
     has more after it says how to get them on stderr."""
     params = {k: v for k, v in (("state", args.state), ("channel", args.channel),
+                                ("from", args.from_), ("to", args.to),
+                                ("incident", args.incident),
                                 ("limit", args.limit), ("cursor", args.cursor)) if v}
     rows: list[Any] = []
     following: str | None = None
@@ -461,7 +667,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the timeline as JSON")
     p.set_defaults(func=cmd_simulate)
     client(command(sub, "status", "show the daemon's state: incidents, channels under control, "
-                                  "posts by state")).set_defaults(func=cmd_status)
+                                  "posts by state, a failed last reload")
+           ).set_defaults(func=cmd_status)
+    client(command(sub, "feeds", "list each feed's last success, last error, staleness and "
+                                 "signals counted")).set_defaults(func=cmd_feeds)
     client(command(sub, "channels", "list channels, who controls them and their last errors")
            ).set_defaults(func=cmd_channels)
     _incident_parsers(command(sub, "incident", "declare, list, show, update, resolve, void "
@@ -551,15 +760,15 @@ def _post_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> 
                                     "comma-separated for several)")
     ls.add_argument("--channel", metavar="ID", help="only posts for this channel")
     ls.add_argument("--limit", metavar="N", help="posts per page, 1 to 1000 (default 100)")
-    ls.add_argument("--cursor", help="start at this page (printed when more exist)")
+    ls.add_argument("--cursor", "--page", metavar="CURSOR",
+                    help="start at this page (printed when more exist)")
     ls.add_argument("--all", action="store_true", help="every page, not only the first")
-    for action, summary in (("cancel", "cancel a scheduled post"),
-                            ("drop", "drop a held, failed, missed or unknown post")):
-        client(command(sub, action, summary)).add_argument("id", help="post id")
-    rel = client(command(sub, "release", "put a held, failed, missed or unknown post back on "
-                                         "the schedule"))
-    rel.add_argument("id", help="post id")
-    rel.add_argument("--at", metavar="WHEN", help=f"when to send it (default now): {WHEN}")
+    ls.add_argument("--from", dest="from_", metavar="WHEN",
+                    help=f"only posts due at or after this time: {WHEN}")
+    ls.add_argument("--to", metavar="WHEN", help=f"only posts due before this time: {WHEN}")
+    ls.add_argument("--incident", metavar="INC", help="only posts tied to this incident "
+                                                       "(held by it, or its statements)")
+    _post_review_parsers(sub, command, client)
     ap = client(command(sub, "approve", "approve a post pending approval (an approver of its "
                                         "team, not its author)"))
     ap.add_argument("id", help="post id")
@@ -575,7 +784,55 @@ def _post_parsers(p: argparse.ArgumentParser, command: Adder, client: Adder) -> 
     snd.add_argument("--kind", choices=("marketing", "operational"),
                      help="default: operational for ops, marketing otherwise")
     _key_option(snd)
+    client(command(sub, "show", "show a post and its history (each transition with time, "
+                                "actor and reason)")).add_argument("id", help="post id")
+    e = client(command(sub, "edit", "change a scheduled post: text, time, channel or expiry"))
+    e.add_argument("id", help="post id")
+    e.add_argument("--text", help="the new text")
+    e.add_argument("--at", metavar="WHEN", help=f"the new time: {WHEN}")
+    e.add_argument("--channel", metavar="ID", help="the new channel")
+    e.add_argument("--expires", metavar="WHEN",
+                   help=f"the new expiry ('' removes it): {WHEN}")
+    cal = client(command(sub, "calendar", "show a week or a month of posts as a grid, in the "
+                                          "configured zone"))
+    span = cal.add_mutually_exclusive_group()
+    span.add_argument("--week", action="store_true",
+                      help="the week (Monday to Sunday) holding --date; the default")
+    span.add_argument("--month", action="store_true", help="the month holding --date")
+    cal.add_argument("--date", metavar="YYYY-MM-DD",
+                     help="a day in the week or month to show (default today)")
+    cal.add_argument("--channel", metavar="ID", help="only posts for this channel")
     p.set_defaults(func=cmd_post)
+
+
+_REVIEW_SUMMARIES = {
+    "cancel": "cancel scheduled posts, by id or by filter",
+    "release": "put held, failed, missed or unknown posts back on the schedule, by id or by "
+               "filter",
+    "drop": "drop held, failed, missed, suppressed or unknown posts, by id or by filter",
+}
+_FILTER_HELP = {"state": "only posts in this state", "channel": "only posts for this channel",
+                "incident": "only posts tied to this incident (INC-n)",
+                "from": "only posts due at or after this time",
+                "to": "only posts due before this time"}
+
+
+def _post_review_parsers(sub: Any, command: Adder, client: Adder) -> None:
+    """cancel / release / drop: one or more ids, or a filter; a summary of what was done."""
+    for action, summary in _REVIEW_SUMMARIES.items():
+        a = client(command(sub, action, summary))
+        a.add_argument("id", nargs="*", help="post ids (or give a filter instead)")
+        a.add_argument("--filter", metavar="KEY=VALUE,...",
+                       help="select posts by state, channel, incident, from, to "
+                            "(e.g. state=held,channel=outbox)")
+        for key in _FILTER_KEYS:
+            a.add_argument(f"--{key}", dest=f"filter_{key}", metavar=key.upper(),
+                           help=f"{_FILTER_HELP[key]} (same as --filter {key}=...)")
+        if action == "release":
+            a.add_argument("--at", metavar="WHEN", help="when the first post of each channel "
+                                                        f"goes (default now): {WHEN}")
+            a.add_argument("--spacing", metavar="DURATION",
+                           help="then one post per channel every DURATION (e.g. 5m)")
 
 
 TEAM_ROLE = "TEAM:ROLE (role marketing, approver or viewer)"
@@ -672,7 +929,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         params["since"] = args.since
     data = Client(args).call("GET", "/api/v1/audit", params=params)
     return _print(args, data, lambda rows: _table(
-        [(e["at"], e["person"] or "-", e["credential"], e["action"], e["target"] or "-",
+        [(_when(e["at"]), e["person"] or "-", e["credential"], e["action"], e["target"] or "-",
           ",".join(e["teams"]) or "-") for e in rows],
         ("AT", "PERSON", "CREDENTIAL", "ACTION", "TARGET", "TEAMS")))
 

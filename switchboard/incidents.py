@@ -428,34 +428,37 @@ class Incidents:
             # A second ops person sends it with `post approve` (see people.check_approver).
             now = self.clock()
             ids = self.store.add_posts([NewPost(c, "operational", text, now,
-                                                state="pending_approval") for c in public],
+                                                state="pending_approval",
+                                                incident_id=incident_id) for c in public],
                                        actor, now)
             self.store.log(incident_id, now, "update_pending", actor,
                            {"posts": ids, "text": text})
             return self.store.posts(ids)
-        posts = await self.send_now(public, text, actor, kind="operational")
+        posts = await self.send_now(public, text, actor, kind="operational",
+                                    incident_id=incident_id)
         self.store.log(incident_id, self.clock(), "update_posted", actor,
                        {"posts": [p.id for p in posts], "text": text})
         return posts
 
     async def send_now(self, channels: list[str], text: str, actor: str,
                        kind: str = "operational", timeout: float = 120.0,
-                       request: RequestKey | None = None,
+                       request: RequestKey | None = None, incident_id: int | None = None,
                        immediate: bool = False, link: str | None = None) -> list[Post]:
         """Publish now through the gate and wait for each outcome (`immediate`: a
         caller's send, never sent behind its back after a restart)."""
         return await self.send_each([(c, text) for c in channels], actor, kind, timeout,
-                                    request, immediate, link)
+                                    request, incident_id, immediate, link)
 
     async def send_each(self, texts: list[tuple[str, str]], actor: str,
                         kind: str = "operational", timeout: float = 120.0,
-                        request: RequestKey | None = None,
+                        request: RequestKey | None = None, incident_id: int | None = None,
                         immediate: bool = False, link: str | None = None) -> list[Post]:
         """`send_now` with a text of its own per channel: (channel, text) pairs, stored
         in one transaction and sent by each channel's worker side by side."""
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind=kind, text=text, due_at=now,
-                                            link=link, state="queued") for c, text in texts],
+                                            link=link, state="queued", incident_id=incident_id)
+                                    for c, text in texts],
                                    actor, now, request=request, immediate=immediate)
         loop = asyncio.get_running_loop()
         waiters = []
@@ -616,7 +619,8 @@ class Incidents:
             return
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind="operational", text=text,
-                                            due_at=now, state="queued") for c in live],
+                                            due_at=now, state="queued",
+                                            incident_id=incident_id) for c in live],
                                    f"runbook:{why}", now)
         for post in self.store.posts(ids):
             self.dispatcher.route(post)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from switchboard.clock import rfc3339, to_datetime
 from switchboard.refusals import Refused
 from switchboard.store import NewPost, Post, row_key
 from switchboard.text import lone_surrogate, surrogate_message
-from switchboard.yamldoc import parse_duration
+from switchboard.yamldoc import MAX_DURATION, parse_duration
 
 KINDS = ("marketing", "operational")
 # Roles allowed to create each kind of post (admin holds both powers).
@@ -66,7 +67,7 @@ def _when(value: str, now: float, tz: ZoneInfo) -> float:
         return now
     if text.startswith("+"):
         try:
-            return now + parse_duration(text[1:]).total_seconds()
+            return now + parse_offset(text[1:]).total_seconds()
         except ValueError as exc:
             raise refusals.bad_request(f"bad time offset {value!r}: {exc}") from exc
     try:
@@ -82,6 +83,22 @@ def _when(value: str, now: float, tz: ZoneInfo) -> float:
     if round_trip.replace(tzinfo=None) != parsed:
         raise refusals.bad_request(f"{value} does not exist in {tz.key} (the clocks skip it)")
     return local.timestamp()
+
+
+_OFFSET_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_offset(text: str) -> timedelta:
+    """`10m`, or parts in any order of units, like `2h30m` or `1d12h`."""
+    compact = text.strip()
+    parts = _OFFSET_PART.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"bad duration {text!r} (use numbers with s, m, h or d, "
+                         "e.g. '10m', '2h30m')")
+    total = sum((parse_duration(n + u) for n, u in parts), timedelta())
+    if total > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is longer than {MAX_DURATION.days} days")
+    return total
 
 
 @dataclass(frozen=True)
@@ -307,3 +324,89 @@ def spaced_times(start: float, count: int, spacing: timedelta) -> Sequence[float
     """Due times for re-queued posts: one channel never gets a burst."""
     step = spacing.total_seconds()
     return [start + i * step for i in range(count)]
+
+
+# What `post edit` may change, and the states in which a post may still change:
+# `queued` only while it waits in its channel's queue (the caller checks that).
+EDIT_FIELDS = {"text", "at", "due_at", "channel", "expires", "expires_at"}
+EDITABLE_STATES = ("scheduled", "queued", "pending_approval")
+
+
+def post_edit(post: Post, body: Mapping[str, Any], *, role: str, now: float, tz: ZoneInfo,
+              channels: Mapping[str, ChannelLimit]) -> dict[str, Any]:
+    """The changed columns of `post` (old values left out), checked like a new post.
+
+    Raises Refused naming what is wrong; an empty result means nothing changes.
+    """
+    if not isinstance(body, Mapping) or not body:
+        raise refusals.bad_request("an edit is a JSON object with text, at, channel or "
+                                   "expires")
+    unknown = set(body) - EDIT_FIELDS
+    if unknown:
+        raise refusals.bad_request(f"unknown or fixed post field(s): {', '.join(sorted(unknown))}"
+                                   " (editable: text, at, channel, expires)")
+    if role not in KIND_ROLES[post.kind]:
+        raise refusals.forbidden(f"the {role} role cannot edit {post.kind} posts")
+    if post.state not in EDITABLE_STATES:
+        shown = "scheduled" if post.state == "queued" else post.state
+        raise refusals.conflict(f"post {post.id} is {shown}; only scheduled posts (or posts "
+                                "pending approval) can be edited")
+    merged = {"channel": post.channel, "kind": post.kind, "text": post.text,
+              "due_at": post.due_at, "expires_at": post.expires_at}
+    if "channel" in body:
+        merged["channel"] = _required_str(body, "channel")
+    if "text" in body:
+        merged["text"] = _required_str(body, "text")
+    when = body.get("at", body.get("due_at"))
+    if when is not None:
+        merged["due_at"] = parse_future(_as_str(when, "at"), now, tz)
+    if "expires" in body or "expires_at" in body:
+        expires = body.get("expires", body.get("expires_at"))
+        merged["expires_at"] = (None if expires in (None, "") else
+                                parse_when(_as_str(expires, "expires"), now, tz))
+    _check_edit(merged, channels)
+    return {k: v for k, v in merged.items() if k != "kind" and getattr(post, k) != v}
+
+
+def _check_edit(merged: dict[str, Any], channels: Mapping[str, ChannelLimit]) -> None:
+    channel, kind, text = merged["channel"], merged["kind"], merged["text"]
+    if channel not in channels:
+        raise refusals.not_found(f"no channel named {channel!r} "
+                                 f"(channels: {', '.join(sorted(channels))})")
+    if kind == "marketing" and channels[channel].audience != "public":
+        raise refusals.unprocessable(f"channel {channel} is {channels[channel].audience}: "
+                                     "marketing posts go to public channels")
+    limit = channels[channel].max_length
+    if len(text) > limit:
+        raise refusals.unprocessable(f"text is {len(text)} characters; channel {channel} "
+                                     f"allows at most {limit}")
+    if merged["expires_at"] is not None and merged["expires_at"] <= merged["due_at"]:
+        raise refusals.unprocessable("expires must be later than the due time")
+
+
+def describe_changes(post: Post, changes: Mapping[str, Any]) -> str:
+    """`text 'old' -> 'new'; due_at ... -> ...`: what an edit changed, for the history."""
+    parts = []
+    for key in ("channel", "text", "due_at", "expires_at"):
+        if key in changes:
+            old, new = getattr(post, key), changes[key]
+            if key.endswith("_at"):
+                old, new = rfc3339(old) or "none", rfc3339(new) or "none"
+                parts.append(f"{key} {old} -> {new}")
+            else:
+                parts.append(f"{key} {old!r} -> {new!r}")
+    return "edited: " + "; ".join(parts)
+
+
+def release_times(posts: Sequence[Post], start: float,
+                  spacing: timedelta) -> dict[int, float]:
+    """Due times for posts released together: the first of each channel at `start`,
+    then one per `spacing` on that channel (channels do not wait for each other)."""
+    by_channel: dict[str, list[Post]] = {}
+    for post in sorted(posts, key=lambda p: (p.due_at, p.id)):
+        by_channel.setdefault(post.channel, []).append(post)
+    out: dict[int, float] = {}
+    for channel_posts in by_channel.values():
+        times = spaced_times(start, len(channel_posts), spacing)
+        out.update({p.id: t for p, t in zip(channel_posts, times, strict=True)})
+    return out

@@ -246,7 +246,8 @@ class StepRunner:
         for start in range(0, len(targets), RENDER_CHUNK):
             texts += self.render_each(incident, step, targets[start:start + RENDER_CHUNK])
             await asyncio.sleep(0)  # a declaration is not kept waiting by 10,000 renders
-        posts = await self.incidents.send_each(texts, f"runbook:{step.name}")
+        posts = await self.incidents.send_each(texts, f"runbook:{step.name}",
+                                              incident_id=incident.id)
         failed = [f"{p.channel}: {p.error or p.state}" for p in posts if p.state != "published"]
         if failed:
             raise StepFailed("; ".join(failed))

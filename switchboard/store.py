@@ -295,6 +295,8 @@ class NewPost:
     link: str | None = None
     expires_at: float | None = None
     state: str = "scheduled"
+    # The incident an operational post speaks for (holding statements, updates).
+    incident_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -645,9 +647,10 @@ class Store:
         ids = list(range(first, first + len(posts)))
         db.executemany(
             "INSERT INTO posts (id, channel, kind, text, link, state, due_at, expires_at, "
-            "created_by, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [(i, p.channel, p.kind, p.text, p.link, p.state, p.due_at, p.expires_at, actor,
-              now, now) for i, p in zip(ids, posts, strict=True)])
+            "incident_id, created_by, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(i, p.channel, p.kind, p.text, p.link, p.state, p.due_at, p.expires_at,
+              p.incident_id, actor, now, now) for i, p in zip(ids, posts, strict=True)])
         db.executemany(
             "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
             "VALUES (?, ?, NULL, ?, ?, 'created')",
@@ -712,9 +715,11 @@ class Store:
         return out
 
     def list_posts(self, states: Sequence[str] = (), channel: str | None = None,
-                   incident_id: int | None = None, limit: int = 1000) -> list[Post]:
+                   incident_id: int | None = None, limit: int = 1000,
+                   due_from: float | None = None, due_to: float | None = None) -> list[Post]:
         where: list[str] = []
         args: list[Any] = []
+        _due_window(where, args, due_from, due_to)
         if states:
             where.append(f"state IN ({','.join('?' * len(states))})")
             args += list(states)
@@ -744,34 +749,67 @@ class Store:
             yield self._reader
 
     def page_posts(self, states: Sequence[str] = (), channel: str | None = None,
-                   after: tuple[float, int] | None = None, limit: int = 100) -> list[Post]:
+                   after: tuple[float, int] | None = None, limit: int = 100,
+                   due_from: float | None = None, due_to: float | None = None,
+                   incident_id: int | None = None) -> list[Post]:
         """Up to `limit` posts in (due_at, id) order after the key `after`.
 
         Keyset paging: one index range per state, merged, so the page at the
         millionth post costs what the first one does (no sort, no offset).
+        A due-time window narrows each range; an incident's posts are few and
+        found through its own index.
         """
         where = "state = ?" + (" AND channel = ?" if channel else "")
         where += " AND (due_at, id) > (?, ?)" if after else ""
-        index = "posts_channel_listing" if channel else "posts_listing"
+        extra: list[str] = []
+        extra_args: list[Any] = []
+        _due_window(extra, extra_args, due_from, due_to)
+        if incident_id is not None:
+            extra.append("incident_id = ?")
+            extra_args.append(incident_id)
+        where += "".join(f" AND {term}" for term in extra)
+        index = ("posts_incident" if incident_id is not None else
+                 "posts_channel_listing" if channel else "posts_listing")
         sql = (f"SELECT {_POST_COLUMNS} FROM posts INDEXED BY {index} WHERE {where} "
                "ORDER BY due_at, id LIMIT ?")
         runs: list[list[Post]] = []
         with self._reading() as db:
             for state in dict.fromkeys(states or POST_STATES):
                 args: list[Any] = [state, *([channel] if channel else []),
-                                   *(after or ()), limit]
+                                   *(after or ()), *extra_args, limit]
                 runs.append([Post(*r) for r in db.execute(sql, args)])
         merged = heapq.merge(*runs, key=lambda p: (p.due_at, p.id))
         return [post for _, post in zip(range(limit), merged, strict=False)]
 
-    def count_posts(self, states: Sequence[str] = (), channel: str | None = None) -> int:
+    def count_posts(self, states: Sequence[str] = (), channel: str | None = None,
+                    due_from: float | None = None, due_to: float | None = None,
+                    incident_id: int | None = None) -> int:
         chosen = list(dict.fromkeys(states or POST_STATES))
-        if not channel:
+        narrowed = due_from is not None or due_to is not None or incident_id is not None
+        if not channel and not narrowed:
             return sum(self._counts.get(state, 0) for state in chosen)
+        if narrowed:
+            return self._count_narrowed(chosen, channel, due_from, due_to, incident_id)
         with self._reading() as db:
             row = db.execute(
                 "SELECT COUNT(*) FROM posts INDEXED BY posts_channel_listing WHERE channel = ? "
                 f"AND state IN ({','.join('?' * len(chosen))})", [channel, *chosen]).fetchone()
+        return int(row[0])
+
+    def _count_narrowed(self, states: list[str], channel: str | None, due_from: float | None,
+                        due_to: float | None, incident_id: int | None) -> int:
+        where = [f"state IN ({','.join('?' * len(states))})"]
+        args: list[Any] = list(states)
+        if channel:
+            where.append("channel = ?")
+            args.append(channel)
+        if incident_id is not None:
+            where.append("incident_id = ?")
+            args.append(incident_id)
+        _due_window(where, args, due_from, due_to)
+        with self._reading() as db:
+            row = db.execute(f"SELECT COUNT(*) FROM posts WHERE {' AND '.join(where)}",
+                             args).fetchone()
         return int(row[0])
 
     def page_incidents(self, include_resolved: bool = False, before: int | None = None,
@@ -797,6 +835,34 @@ class Store:
             "SELECT at, from_state, to_state, actor, reason FROM post_events WHERE post_id = ? "
             "ORDER BY id", (post_id,))
         return [dict(zip(("at", "from", "to", "actor", "reason"), r, strict=True)) for r in rows]
+
+    def update_post_fields(self, post_id: int, changes: dict[str, Any], expect: Sequence[str],
+                           now: float, actor: str, reason: str,
+                           to_state: str | None = None) -> bool:
+        """Change a pending post's columns (text, channel, due_at, expires_at) in one
+        transaction, if it is still in one of `expect`; a `queued` post goes back to
+        `scheduled` (or to `to_state`, if given) so that the dispatcher claims it
+        again with the new values."""
+        allowed = {"text", "channel", "due_at", "expires_at"}
+        if set(changes) - allowed:
+            raise ValueError(f"not editable: {sorted(set(changes) - allowed)}")
+        with self.transaction() as db:
+            row = db.execute(f"SELECT state FROM posts WHERE id = ? "
+                             f"AND state IN ({','.join('?' * len(expect))})",
+                             [post_id, *expect]).fetchone()
+            if row is None:
+                return False
+            old = str(row[0])
+            new = to_state or ("scheduled" if old == "queued" else old)
+            sets = "".join(f", {k} = ?" for k in changes)
+            db.execute(f"UPDATE posts SET state = ?, updated_at = ?{sets} WHERE id = ?",
+                       [new, now, *changes.values(), post_id])
+            db.execute("INSERT INTO post_events (post_id, at, from_state, to_state, actor, "
+                       "reason) VALUES (?, ?, ?, ?, ?, ?)", (post_id, now, old, new, actor,
+                                                             reason))
+            self._delta[old] -= 1
+            self._delta[new] += 1
+        return True
 
     def next_due(self) -> float | None:
         row = self._db.execute(
@@ -1137,7 +1203,6 @@ class Store:
             "SELECT step, occurrence, at, result FROM step_runs WHERE incident_id = ? "
             "ORDER BY at, step", (incident_id,))]
 
-
     # -- feed events -------------------------------------------------------
 
     def event_seen(self, feed: str, event_id: str) -> bool:
@@ -1291,6 +1356,17 @@ def fingerprint(body: Any) -> str:
 def row_key(channel: str, due_at: float, text: str) -> str:
     """An imported row's identity when the file gives no `key`: channel, time, text."""
     return "row:" + fingerprint([channel, round(due_at, 3), text])
+
+
+def _due_window(where: list[str], args: list[Any], due_from: float | None,
+                due_to: float | None) -> None:
+    """`due_from <= due_at < due_to`, either end open."""
+    if due_from is not None:
+        where.append("due_at >= ?")
+        args.append(due_from)
+    if due_to is not None:
+        where.append("due_at < ?")
+        args.append(due_to)
 
 
 def _incident(row: Sequence[Any]) -> Incident:

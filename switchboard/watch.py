@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 
 from switchboard import refusals
-from switchboard.clock import Clock, to_datetime
+from switchboard.clock import Clock, rfc3339, to_datetime
 from switchboard.config import FeedConfig
 from switchboard.feeds import parser_for
 from switchboard.feeds.auth import check_presented
@@ -46,6 +46,7 @@ class FeedWatch:
         self.pollers: list[Poller] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+        self.history = {f.id: FeedHistory(since=clock()) for f in feeds}
         # One line per feed and reason per interval: a scanner's thousand
         # refused deliveries are counted in full but logged once.
         self._refusals: dict[tuple[str, str], Throttled] = {}
@@ -110,17 +111,20 @@ class FeedWatch:
         return {"accepted": len(signals), "outcomes": outcomes}
 
     def _refused(self, feed_id: str, exc: FeedError) -> refusals.Refused:
-        self.count_error(feed_id, exc.reason)
+        self.count_error(feed_id, exc.reason, exc.message)
         throttled = self._refusals.setdefault(
             (feed_id, exc.reason), Throttled("feed_refused", logger=self.log))
         throttled(feed=feed_id, reason=exc.reason, error=exc.message)
         return refusals.Refused(exc.http_status, exc.reason, exc.message)
 
-    def count_error(self, feed_id: str, reason: str) -> None:
+    def count_error(self, feed_id: str, reason: str, message: str = "") -> None:
         # Unknown feed ids are not echoed into labels: a scanner must not be
         # able to grow the metric's cardinality.
         label = feed_id if feed_id in self.feeds else "unknown"
         self.metrics.feed_errors.labels(feed=label, reason=reason).inc()
+        history = self.history.get(feed_id)
+        if history is not None:
+            history.last_error = (self.clock(), reason, message or reason)
 
     # -- the poller's and the deliveries' common path --------------------------
 
@@ -133,6 +137,7 @@ class FeedWatch:
         statuses = Counter(s.status for s in signals)
         for status, count in statuses.items():
             self.metrics.feed_signals.labels(feed=feed_id, status=status).inc(count)
+        self.history[feed_id].signals.update(statuses)
         for signal in signals:
             outcome = self._apply(feed, signal)
             outcomes.append(outcome)
@@ -153,22 +158,63 @@ class FeedWatch:
         except refusals.Refused as exc:
             # A rule naming a runbook that a reload removed, say: counted, logged,
             # never an exception that drops the rest of the delivery.
-            self.count_error(feed.id, "rule_failed")
+            self.count_error(feed.id, "rule_failed", exc.message)
             self.log.error("feed_rule_failed", feed=feed.id, key=signal.key, error=exc.message)
             return "failed"
         except Exception:
             # A fault of ours (a store error, a bug) on one signal must not leave
             # the others of the delivery undeclared and the feed looking healthy.
-            self.count_error(feed.id, "signal_failed")
+            self.count_error(feed.id, "signal_failed", "a signal could not be applied; "
+                             "see the daemon log")
             self.log.exception("feed_signal_failed", feed=feed.id, key=signal.key)
             return "error"
 
     def on_success(self, feed_id: str, when: float) -> None:
         self.metrics.feed_last_success_timestamp_seconds.labels(feed=feed_id).set(when)
+        if feed_id in self.history:
+            self.history[feed_id].last_success = when
 
     def on_error(self, feed_id: str, reason: str, message: str) -> None:
-        self.count_error(feed_id, reason)
+        self.count_error(feed_id, reason, message)
         self.log.warning("feed_poll_failed", feed=feed_id, reason=reason, error=message)
+
+
+    # -- the feeds view (`switchboard feeds`) --------------------------------
+
+    def adopt_history(self, previous: FeedWatch) -> None:
+        """After a reload: feeds that stay keep what was seen of them."""
+        for feed_id, history in previous.history.items():
+            if feed_id in self.history:
+                self.history[feed_id] = history
+
+    def status(self, now: float) -> list[dict[str, Any]]:
+        out = []
+        for feed_id, feed in self.feeds.items():
+            history = self.history[feed_id]
+            error = history.last_error
+            out.append({
+                "id": feed_id,
+                "kind": feed.kind,
+                "mode": "push" if self.parsers[feed_id].push else "poll",
+                "last_success": rfc3339(history.last_success),
+                "last_error": None if error is None else {
+                    "at": rfc3339(error[0]), "reason": error[1], "message": error[2]},
+                # Since the last success, or since watching began if none yet.
+                "staleness_seconds": round(now - (history.last_success or history.since), 3),
+                "signals": sum(history.signals.values()),
+                "signals_by_status": dict(history.signals),
+            })
+        return out
+
+
+@dataclasses.dataclass
+class FeedHistory:
+    """What the daemon saw of one feed since it started watching it."""
+
+    since: float
+    last_success: float | None = None
+    last_error: tuple[float, str, str] | None = None  # at, reason, message
+    signals: Counter[str] = dataclasses.field(default_factory=Counter)
 
 
 def printable(signal: Signal) -> Signal:

@@ -25,16 +25,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-import aiohttp
-
-from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange
 from switchboard.channels.remote import (
-    ChannelThreads,
+    HttpChannel,
     RateLimited,
     Retrier,
     RetryPolicy,
-    gated_session,
     reporting,
 )
 from switchboard.config import ChannelConfig
@@ -53,7 +50,7 @@ _CLOCK_SKEW = 120.0  # seconds Facebook's clock may lag ours when dating a post
 _USAGE_HEADERS = ("x-app-usage", "x-page-usage", "x-ad-account-usage")
 
 
-class FacebookChannel(Channel):
+class FacebookChannel(HttpChannel):
     kind = "facebook"
 
     def __init__(self, config: ChannelConfig) -> None:
@@ -66,19 +63,10 @@ class FacebookChannel(Channel):
         self._api = f"{base}/{options.get('api_version') or DEFAULT_API_VERSION}"
         self._slow_down_at = float(options.get("slow_down_at", 75))
         self._token = config.secrets.get("page_token", "")
-        self._threads = ChannelThreads(config.id)  # its DNS lookups: never the shared pool
-        self._session: aiohttp.ClientSession | None = None
         self._not_before = 0.0  # Unix time before which no call goes out (usage headers)
 
-    async def start(self) -> None:
-        self._session = gated_session(self._threads, self.config.timeout,
-                                      {"Authorization": f"Bearer {self._token}"})
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self._threads.close()
+    def session_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
 
     async def publish(self, message: Message) -> Receipt:
         return await reporting(self, self._publish(message))

@@ -50,13 +50,13 @@ class OutboxChannel(Channel):
 
     async def publish(self, message: Message) -> Receipt:
         sent_at = message.begin()  # the gate, asked right before the line is written
-        self._write({"post_id": message.post_id, "channel": message.channel,
+        self._write({"post_id": _post_id(message.post_id), "channel": message.channel,
                      "kind": message.kind, "text": message.text, "link": message.link,
                      "sent_at": _rfc3339(sent_at)})
         return Receipt(remote_id=f"outbox:{message.post_id}")
 
     async def retract(self, post_id: str, remote_id: str | None, at: datetime) -> None:
-        self._write({"retract": post_id, "channel": self.id, "remote_id": remote_id,
+        self._write({"retract": _post_id(post_id), "channel": self.id, "remote_id": remote_id,
                      "retracted_at": _rfc3339(at)})
 
     def _write(self, record: dict[str, object]) -> None:
@@ -82,3 +82,8 @@ class OutboxChannel(Channel):
 
 def _rfc3339(at: datetime) -> str:
     return at.isoformat(timespec="microseconds")
+
+
+def _post_id(post_id: str) -> int | str:
+    """The post's id as the API gives it (an integer); any other id as it came."""
+    return int(post_id) if post_id.isdigit() else post_id

@@ -74,7 +74,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import httpcore
@@ -99,6 +99,9 @@ from switchboard.channels.base import (
     Message,
     with_link,
 )
+
+if TYPE_CHECKING:
+    from switchboard.config import ChannelConfig
 
 T = TypeVar("T")
 
@@ -281,6 +284,31 @@ def never_reached(exc: BaseException | None) -> bool:
         return isinstance(cause, MaxRetryError) and isinstance(
             cause.reason, NewConnectionError | TLSError)
     return False
+
+
+class HttpChannel(Channel):
+    """A channel that speaks to its platform over its own gated aiohttp session:
+    host names resolved in its own threads (never the shared pool), the gate
+    asked once each connection is ready."""
+
+    def __init__(self, config: ChannelConfig) -> None:
+        super().__init__(config)
+        self._threads = ChannelThreads(config.id)
+        self._session: aiohttp.ClientSession | None = None
+
+    def session_headers(self) -> dict[str, str]:
+        """Headers sent with every request of the session (credentials, say)."""
+        return {}
+
+    async def start(self) -> None:
+        self._session = gated_session(self._threads, self.config.timeout,
+                                      self.session_headers())
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._threads.close()
 
 
 def gated_session(threads: ChannelThreads, timeout: float,

@@ -23,17 +23,15 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 from yarl import URL
 
-from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
 from switchboard.channels.remote import (
-    ChannelThreads,
+    HttpChannel,
     RateLimited,
     Retrier,
     RetryPolicy,
-    gated_session,
     reporting,
 )
 from switchboard.config import ChannelConfig
@@ -41,24 +39,13 @@ from switchboard.config import ChannelConfig
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 
 
-class TeamsChannel(Channel):
+class TeamsChannel(HttpChannel):
     kind = "teams"
 
     def __init__(self, config: ChannelConfig) -> None:
         super().__init__(config)
         self._retrier = Retrier(RetryPolicy.from_options(config.options))
         self._url = config.secrets.get("url", "")
-        self._threads = ChannelThreads(config.id)  # its DNS lookups: never the shared pool
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = gated_session(self._threads, self.config.timeout)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self._threads.close()
 
     async def publish(self, message: Message) -> Receipt:
         await reporting(self, self._deliver(card(message.text, message.link),

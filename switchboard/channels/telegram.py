@@ -19,17 +19,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import aiohttp
-
-from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
 from switchboard.channels.remote import (
-    ChannelThreads,
+    HttpChannel,
     RateLimited,
     Retrier,
     RetryPolicy,
     compose,
-    gated_session,
     reporting,
 )
 from switchboard.config import ChannelConfig
@@ -39,7 +36,7 @@ _GONE = ("message to delete not found", "message_id_invalid")
 _TOO_OLD = "message can't be deleted"
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(HttpChannel):
     kind = "telegram"
 
     def __init__(self, config: ChannelConfig) -> None:
@@ -48,17 +45,6 @@ class TelegramChannel(Channel):
         self._chat_id = str(config.options.get("chat_id", ""))
         base = str(config.options.get("api_url") or DEFAULT_API_URL).rstrip("/")
         self._bot_url = f"{base}/bot{config.secrets.get('bot_token', '')}"
-        self._threads = ChannelThreads(config.id)  # its DNS lookups: never the shared pool
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = gated_session(self._threads, self.config.timeout)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self._threads.close()
 
     async def publish(self, message: Message) -> Receipt:
         return await reporting(self, self._publish(compose(message), message.may_start))

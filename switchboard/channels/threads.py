@@ -24,9 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import aiohttp
-
-from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.facebook import (
     EXPIRED_LOGIN_CODES,
     PERMISSION_CODES,
@@ -35,12 +33,11 @@ from switchboard.channels.facebook import (
 )
 from switchboard.channels.http import Answer, exchange
 from switchboard.channels.remote import (
-    ChannelThreads,
+    HttpChannel,
     RateLimited,
     Retrier,
     RetryPolicy,
     compose,
-    gated_session,
     reporting,
 )
 from switchboard.config import ChannelConfig
@@ -53,7 +50,7 @@ _RECENT = 25
 _QUOTA_RECHECK = 3600.0
 
 
-class ThreadsChannel(Channel):
+class ThreadsChannel(HttpChannel):
     kind = "threads"
 
     def __init__(self, config: ChannelConfig) -> None:
@@ -64,18 +61,9 @@ class ThreadsChannel(Channel):
         base = str(options.get("api_url") or DEFAULT_API_URL).rstrip("/")
         self._api = f"{base}/{options.get('api_version') or DEFAULT_API_VERSION}"
         self._token = config.secrets.get("access_token", "")
-        self._threads = ChannelThreads(config.id)  # its DNS lookups: never the shared pool
-        self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
-        self._session = gated_session(self._threads, self.config.timeout,
-                                      {"Authorization": f"Bearer {self._token}"})
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self._threads.close()
+    def session_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
 
     async def publish(self, message: Message) -> Receipt:
         return await reporting(self, self._publish(compose(message), message.may_start))

@@ -29,15 +29,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.remote import (
     Attempt,
-    ChannelThreads,
+    HttpChannel,
     RateLimited,
     Retrier,
     RetryPolicy,
     compose,
-    gated_session,
     reporting,
 )
 from switchboard.config import ChannelConfig
@@ -55,7 +54,7 @@ def honours_idempotency_keys(url: str, configured: bool | None) -> bool:
     return not any(host == h or host.endswith("." + h) for h in _IGNORES_KEYS)
 
 
-class WebhookChannel(Channel):
+class WebhookChannel(HttpChannel):
     kind = "webhook"
 
     def __init__(self, config: ChannelConfig) -> None:
@@ -64,18 +63,9 @@ class WebhookChannel(Channel):
         self.idempotent = honours_idempotency_keys(self._url, config.options.get("idempotent"))
         self._retrier = Retrier(RetryPolicy.from_options(config.options,
                                                          retry_maybe_sent=self.idempotent))
-        self._threads = ChannelThreads(config.id)
-        self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
-        headers = {str(k): str(v) for k, v in (self.config.options.get("headers") or {}).items()}
-        self._session = gated_session(self._threads, self.config.timeout, headers)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self._threads.close()
+    def session_headers(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (self.config.options.get("headers") or {}).items()}
 
     async def publish(self, message: Message) -> Receipt:
         body = {"text": compose(message), "event": "post", "post_id": message.post_id,

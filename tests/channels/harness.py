@@ -165,7 +165,8 @@ class Harness:
             return any(card_text(c).startswith(f"Withdrawn: the message for post {post_id} ")
                        for c in self.fake.cards)
         if self.kind == "outbox":
-            return any(r.get("retract") == post_id for r in self._outbox())
+            # The outbox writes post ids as integers, like the API.
+            return any(str(r.get("retract")) == post_id for r in self._outbox())
         return any(f"retracted post {post_id}" in line for line in self._console())
 
     def _outbox(self) -> list[dict[str, Any]]:

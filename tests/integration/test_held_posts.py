@@ -144,9 +144,9 @@ def test_review_holds_each_post_until_marketing_releases_or_drops_it(tmp_path: P
         time.sleep(0.5)
         sent = {line["post_id"]: parse(line["sent_at"]) for line in marketing_lines(daemon)}
         assert len(marketing_lines(daemon)) == 3, "each released post exactly once"
-        assert set(sent) == {str(p["id"]) for p in (now_, later, cli_released)}
-        assert (sent[str(now_["id"])] - released_at).total_seconds() < 0.5
-        lateness = (sent[str(later["id"])] - parse(deferred["due_at"])).total_seconds()
+        assert set(sent) == {p["id"] for p in (now_, later, cli_released)}
+        assert (sent[now_["id"]] - released_at).total_seconds() < 0.5
+        lateness = (sent[later["id"]] - parse(deferred["due_at"])).total_seconds()
         assert 0 <= lateness < 0.5, "released for +2s: sent then, not before"
         assert states(daemon, [dropped, cli_dropped]) == ["dropped", "dropped"]
         again = daemon.cli("post", "release", str(dropped["id"]), role="marketing")
@@ -258,7 +258,7 @@ def test_a_channel_returns_to_marketing_only_when_the_last_incident_lets_go(
         assert states(daemon, early + middle) == ["held", "held"]
         late = schedule(daemon, ["offer after both"])
         wait_states(daemon, late, "published")
-        assert [line["post_id"] for line in marketing_lines(daemon)] == [str(late[0]["id"])]
+        assert [line["post_id"] for line in marketing_lines(daemon)] == [late[0]["id"]]
     finally:
         daemon.kill()
 

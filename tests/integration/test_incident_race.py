@@ -42,7 +42,7 @@ def test_no_marketing_send_starts_after_the_declaration_is_acknowledged(tmp_path
         assert late == [], f"{len(late)} marketing sends started after the acknowledgement"
 
         declared_at = datetime.fromisoformat(incident["declared_at"])
-        by_id = {str(p["id"]): p for p in daemon.all_pages("/api/v1/posts?limit=1000")}
+        by_id = {p["id"]: p for p in daemon.all_pages("/api/v1/posts?limit=1000")}
         before = [p for p in by_id.values()
                   if p["kind"] == "marketing" and datetime.fromisoformat(p["due_at"]) <
                   declared_at - timedelta(milliseconds=200)]

@@ -29,7 +29,7 @@ def test_posts_due_in_seconds_go_out_once_and_on_time(daemon: DaemonProcess) -> 
             for i, channel in enumerate(rng.choice(["outbox", "ops-chat"]) for _ in range(40))]
     created = daemon.ok("POST", "/api/v1/posts", body, role="admin")
     assert len(created) == 40
-    due = {str(p["id"]): parse(p["due_at"]) for p in created}
+    due = {p["id"]: parse(p["due_at"]) for p in created}
     daemon.wait_for(lambda: len(daemon.outbox()) + len(daemon.outbox("ops-chat.jsonl")) >= 40,
                     timeout=10)
     time.sleep(0.5)
@@ -60,7 +60,7 @@ def test_posts_overdue_past_max_lateness_are_missed_after_downtime(tmp_path: Pat
         daemon.start()
         daemon.wait_for(lambda: daemon.outbox())
         time.sleep(0.5)
-        assert [line["post_id"] for line in daemon.outbox()] == [str(recent["id"])]
+        assert [line["post_id"] for line in daemon.outbox()] == [recent["id"]]
         assert daemon.ok("GET", f"/api/v1/posts/{old['id']}")["state"] == "missed"
         assert daemon.ok("GET", f"/api/v1/posts/{recent['id']}")["state"] == "published"
     finally:

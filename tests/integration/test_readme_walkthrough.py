@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from switchboard.timefmt import local_text, zone_named
 from tests.daemon import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,7 +142,8 @@ def slept(w: Walk, done: subprocess.CompletedProcess[str]) -> None:
 
 def listed_suppressed(w: Walk, done: subprocess.CompletedProcess[str]) -> None:
     rows = [line.split() for line in done.stdout.splitlines()[1:] if line.strip()]
-    assert [(int(r[0]), r[1], r[5]) for r in rows] == [(w.seen["sale"], "suppressed", "INC-1")]
+    # DUE prints as three words (`2026-12-01 17:30 GMT`): INCIDENT is the eighth.
+    assert [(int(r[0]), r[1], r[7]) for r in rows] == [(w.seen["sale"], "suppressed", "INC-1")]
     assert not [line for line in w.outbox() if "Flash sale" in line["text"]], "nothing leaked"
 
 
@@ -168,7 +170,9 @@ def listed_cooldown(w: Walk, done: subprocess.CompletedProcess[str]) -> None:
     until = w.api("/api/v1/incidents/INC-1")["cooldown_until"]
     assert datetime.fromisoformat(until) - datetime.now(UTC) > timedelta(hours=1.9)
     row = next(line for line in done.stdout.splitlines() if line.startswith("INC-1 "))
-    assert " cooldown " in row and until in row
+    zone = zone_named(requests.get(w.url + "/healthz", timeout=10)
+                      .headers.get("X-Switchboard-Timezone"))
+    assert " cooldown " in row and local_text(until, zone) in row
 
 
 def released_incident(w: Walk, done: subprocess.CompletedProcess[str]) -> None:
@@ -193,7 +197,7 @@ def voided(w: Walk, done: subprocess.CompletedProcess[str]) -> None:
     assert done.stdout.startswith("INC-2 voided")
     assert w.control() == "marketing"
     retracted = [line["retract"] for line in w.outbox() if "retract" in line]
-    assert retracted == [str(w.seen["INC-2"])], "INC-2's holding statement is withdrawn"
+    assert retracted == [w.seen["INC-2"]], "INC-2's holding statement is withdrawn"
     all_clears = [line for line in w.outbox() if "running normally again" in line.get("text", "")]
     assert len(all_clears) == 1, "only INC-1 got an all-clear"
 

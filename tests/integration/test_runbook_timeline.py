@@ -151,7 +151,7 @@ def test_steps_run_at_their_offsets_and_reminders_wait_for_silence(tmp_path: Pat
         outbox = daemon.outbox()
         assert near(offsets(outbox, r, "ALL CLEAR"), [0.0])
         marketing = [line for line in outbox if line["kind"] == "marketing"]
-        assert [line["post_id"] for line in marketing] == [str(after["id"])]
+        assert [line["post_id"] for line in marketing] == [after["id"]]
         assert parse(marketing[0]["sent_at"]) >= cooldown_end
         for post in (offer, during):
             state = daemon.ok("GET", f"/api/v1/posts/{post['id']}")

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
+from switchboard.timefmt import local_text
 from tests.daemon import DaemonProcess, base_config, free_port
 from tests.fakes.fake_mastodon import FakeMastodon
 from tests.fakes.server import Hang
@@ -132,7 +134,7 @@ def test_void_retracts_the_holding_statement_and_gives_the_channels_back_at_once
     assert [r.path for r in deletes] == [f"/api/v1/statuses/{status.id}"]
     assert rig.mastodon.live == []
     retractions = [line for line in rig.daemon.outbox() if "retract" in line]
-    assert [r["retract"] for r in retractions] == [str(statement["post_id"])]
+    assert [r["retract"] for r in retractions] == [statement["post_id"]]
     assert len(voided["retracted"]) == 2
     assert voided["rescheduled"] == [offer["id"]]
 
@@ -185,7 +187,8 @@ def test_incident_list_shows_incidents_in_cooldown_and_when_it_ends(rig: Rig) ->
         (incident["id"], True, resolved["cooldown_until"])]
     table = rig.daemon.cli("incident", "list", role="viewer").stdout
     row = next(line for line in table.splitlines() if line.startswith(incident["id"]))
-    assert " cooldown " in row and resolved["cooldown_until"] in row
+    shown = local_text(resolved["cooldown_until"], ZoneInfo(rig.daemon.config["timezone"]))
+    assert " cooldown " in row and shown in row
 
 
 def test_release_ends_the_cooldown_now_and_tells_ops_how_many_posts_to_review(

@@ -104,6 +104,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              MARKETING, team=True),
     Endpoint("POST /api/v1/posts/{id}/drop", "POST", "/api/v1/posts/{post}/drop", None,
              MARKETING, team=True),
+    Endpoint("PATCH /api/v1/posts/{id}", "PATCH", "/api/v1/posts/{post}",
+             {"text": "matrix edit"}, MARKETING, team=True),
+    Endpoint("POST /api/v1/posts/actions", "POST", "/api/v1/posts/actions",
+             {"action": "cancel", "ids": [999999]}, MARKETING),
     Endpoint("POST /api/v1/send (marketing)", "POST", "/api/v1/send",
              {"channel": "outbox", "kind": "marketing", "text": "matrix send"}, MARKETING,
              team=True),
@@ -136,6 +140,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET /api/v1/audit", "GET", "/api/v1/audit", None, ADMIN,
              persons=frozenset({"team-approver", "admin"})),
     Endpoint("POST /api/v1/session (dummy body `{}`)", "POST", "/api/v1/session", {}, None),
+    Endpoint("GET /api/v1/feeds", "GET", "/api/v1/feeds", None, EVERYONE),
 )
 
 # How a caller presents itself: no header, a wrong token, or the role's own token.
