@@ -948,11 +948,16 @@ class Store:
 
     def _active_holds(self, now: float) -> dict[str, list[tuple[int, set[str]]]]:
         holds: dict[str, list[tuple[int, set[str]]]] = {}
+        parsed: dict[str | None, set[str]] = {}
         for channel, incident_id, suppress in self._db.execute(
                 "SELECT c.channel, c.incident_id, i.suppress FROM channel_control c "
                 "LEFT JOIN incidents i ON i.id = c.incident_id "
                 "WHERE c.until IS NULL OR c.until > ? ORDER BY c.incident_id", (now,)):
-            kinds = set(json.loads(suppress)) if suppress else {"marketing"}
+            # Parsed once per incident, not once per channel (10,000 for one incident).
+            kinds = parsed.get(suppress)
+            if kinds is None:
+                kinds = parsed[suppress] = (set(json.loads(suppress)) if suppress
+                                            else {"marketing"})
             holds.setdefault(channel, []).append((int(incident_id), kinds))
         return holds
 
