@@ -59,6 +59,7 @@ class Pages:
         add("GET", "/incidents", page(self.incidents))
         add("POST", "/incidents", page(self.declare))
         add("GET", "/incidents/preview", page(self.preview))
+        add("POST", "/incidents/preview", page(self.preview))
         add("GET", "/incidents/{id}", page(self.incident))
         add("POST", "/incidents/{id}/{action}", page(self.incident_action))
         add("GET", "/compose", page(self.compose))
@@ -157,9 +158,16 @@ class Pages:
 
     # -- Incidents ------------------------------------------------------------
 
-    def incidents_context(self, request: web.Request) -> dict[str, Any]:
+    def incidents_context(self, request: web.Request,
+                          values: Any = None) -> dict[str, Any]:
+        """The page; `values` (a form or query) refills the declaration form."""
         listing, _ = self.d.store.page_incidents(True, limit=PAGE)
-        return {"title": "Incidents", "incidents": listing,
+        values = values or {}
+        filled = {k: form_str(values, k) for k in ("runbook", "title", "severity", "reason")}
+        filled_channels = [c for c in values.getall("channel", [])
+                           if isinstance(c, str)] if values else []
+        return {"title": "Incidents", "incidents": listing, "values": filled,
+                "ticked": filled_channels,
                 "runbooks": sorted(self.d.settings.runbooks.values(), key=lambda r: r.name),
                 "all_channels": [c for c in self.d.config.channels if c.audience == "public"],
                 "preview": [], **self.flash(request)}
@@ -167,24 +175,31 @@ class Pages:
     async def incidents(self, request: web.Request) -> web.StreamResponse:
         return self.w.render(request, "incidents.html", self.incidents_context(request))
 
-    def holding(self, runbook: str, title: str) -> list[dict[str, Any]]:
-        """What the runbook posts at its declaration (the holding statement), rendered."""
+    def holding(self, runbook: str, title: str,
+                scope: list[str] | None = None) -> list[dict[str, Any]]:
+        """What the runbook posts as it is declared (the holding statement), rendered;
+        on the channels ticked, else the runbook's."""
         book = self.d.settings.runbooks.get(runbook)
         if book is None:
             return []
-        timeline = simulate(book, channel_infos(self.d.config.channels), for_=timedelta(0),
-                            title=title or None, timezone=self.d.config.timezone)
-        return [{"channels": e.channels, "text": e.text} for e in timeline.events
-                if e.offset == timedelta(0) and e.text and e.action == "post"]
+        # Steps due at 0m are the ones run as it is declared.
+        timeline = simulate(book, channel_infos(self.d.config.channels),
+                            for_=timedelta(minutes=1), title=title or None, timezone=self.d.config.timezone)
+        return [{"channels": scope or e.channels, "text": e.text} for e in timeline.events
+                if e.event == "step" and e.offset == timedelta(0) and e.text
+                and e.action == "post"]
 
     async def preview(self, request: web.Request) -> web.StreamResponse:
-        """The holding statement: a fragment for htmx, the whole page without JS."""
-        preview = self.holding(request.query.get("runbook", ""),
-                               request.query.get("title", "")[:300])
+        """The holding statement: a fragment for htmx, the whole page (the form kept
+        as filled) without JS."""
+        values = await request.post() if request.method == "POST" else request.query
+        scope = [c for c in values.getall("channel", []) if isinstance(c, str)]
+        preview = self.holding(form_str(values, "runbook"), form_str(values, "title")[:300],
+                               scope)
         if request.headers.get("HX-Request"):
             return self.w.render(request, "preview.html", {"preview": preview})
         return self.w.render(request, "incidents.html",
-                             {**self.incidents_context(request), "preview": preview})
+                             {**self.incidents_context(request, values), "preview": preview})
 
     async def declare(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -203,8 +218,8 @@ class Pages:
                 severity=form_str(form, "severity") or None, channels=channels or None,
                 reason=reason)
         except Refused as exc:
-            ctx = self.incidents_context(request)
-            ctx["preview"] = self.holding(runbook, title)
+            ctx = self.incidents_context(request, form)
+            ctx["preview"] = self.holding(runbook, title, ctx["ticked"])
             return self.w.refused(request, "incidents.html", ctx, exc)
         raise done(f"/incidents/{incident.id}", f"INC-{incident.id} declared")
 
