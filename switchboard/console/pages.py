@@ -184,7 +184,8 @@ class Pages:
             return []
         # Steps due at 0m are the ones run as it is declared.
         timeline = simulate(book, channel_infos(self.d.config.channels),
-                            for_=timedelta(minutes=1), title=title or None, timezone=self.d.config.timezone)
+                            for_=timedelta(minutes=1), title=title or None,
+                            timezone=self.d.config.timezone)
         return [{"channels": scope or e.channels, "text": e.text} for e in timeline.events
                 if e.event == "step" and e.offset == timedelta(0) and e.text
                 and e.action == "post"]

@@ -31,7 +31,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     ]
     config = base_config(tmp, 0, channels=channels,
                          teams=[{"id": "comms", "channels": ["outbox", "web"]}])
-    proc = DaemonProcess(tmp, config=config)
+    # The test client is the "proxy" here: its X-Forwarded-Proto is believed.
+    proc = DaemonProcess(tmp, config=config,
+                         env={"SWITCHBOARD_CONSOLE_TRUSTED_PROXIES": "127.0.0.1"})
     proc.start()
     try:
         proc.ok("POST", "/api/v1/users", {"name": "mia", "role": "viewer",
