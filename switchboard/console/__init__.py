@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from switchboard.auth import sha256_hex
-from switchboard.console.guard import COOKIE, HERE, Web, with_headers
+from switchboard.console.guard import COOKIE, HERE, Web, same_origin, with_headers
 from switchboard.console.live import Pulse
 from switchboard.console.pages import Pages
 
@@ -48,6 +48,8 @@ class Console:
 
     async def signin(self, request: web.Request) -> web.StreamResponse:
         """A person's password, checked and throttled as `POST /api/v1/session` does."""
+        if not same_origin(request):  # another site signing a browser in as someone
+            return self.web.failure(request, 403, "Sign in from the console's own page.")
         form = await request.post()
         name = str(form.get("name", ""))[:64].strip()
         password = str(form.get("password", ""))

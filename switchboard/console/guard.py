@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -146,28 +146,45 @@ class Web:
                 raise web.HTTPSeeOther(f"/signin?next={quote(request.path_qs, safe='')}")
             request["caller"] = session.caller
             request["session"] = session
-            if request.method == "POST":
-                await self.check_csrf(request, session)
-            response = await view(request)
+            if request.method == "POST" and not await self.csrf_ok(request, session):
+                return self.failure(request, 403, "This form has expired or did not come "
+                                                  "from the console: reload the page and "
+                                                  "try again.")
+            try:
+                response = await view(request)
+            except web.HTTPException as exc:
+                if exc.status < 400:  # a redirect after a successful POST
+                    if request.method == "POST":
+                        self.audit(request, session.caller, exc.status)
+                    raise
+                return self.failure(request, exc.status, exc.text or exc.reason)
             if request.method == "POST" and response.status < 400:
                 self.audit(request, session.caller, response.status)
             return with_headers(response)
         return guarded
 
-    async def check_csrf(self, request: web.Request, session: Session) -> None:
+    async def csrf_ok(self, request: web.Request, session: Session) -> bool:
+        """The session's token, in the form or the X-CSRF-Token header (htmx); and no
+        other site's Origin, where the browser names one."""
+        if not same_origin(request):
+            return False
         sent = request.headers.get("X-CSRF-Token")
         if sent is None:
             form = await request.post()
             value = form.get("csrf")
             sent = value if isinstance(value, str) else None
-        if not sent or not hmac.compare_digest(sent, session.csrf):
-            raise with_headers(web.HTTPForbidden(
-                text="This form has expired or did not come from the console: reload the "
-                     "page and try again.", content_type="text/plain"))
+        return bool(sent) and hmac.compare_digest(str(sent), session.csrf)
+
+    def failure(self, request: web.Request, status: int, message: str) -> web.Response:
+        return self.render(request, "failure.html", {"title": f"{status}: refused"
+                                                     if status == 403 else str(status),
+                                                     "error": message}, status)
 
     def audit(self, request: web.Request, caller: Caller, status: int) -> None:
+        route = request.match_info.route
+        canonical = route.resource.canonical if route.resource else request.path
         try:
-            self.api._audit(request, caller, f"console {request.path}", status)
+            self.api._audit(request, caller, f"console {canonical}", status)
         except Exception:  # the action itself is done; the failure is in the log
             log.exception("audit_write_failed", path=request.path)
 
@@ -195,6 +212,14 @@ class Web:
     def refused(self, request: web.Request, template: str, context: dict[str, Any],
                 exc: Refused) -> web.Response:
         return self.render(request, template, {**context, "error": exc.message}, exc.status)
+
+
+def same_origin(request: web.Request) -> bool:
+    """No Origin (an old browser, a script), or this very host."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.host
 
 
 def powers(caller: Caller | None) -> dict[str, bool]:

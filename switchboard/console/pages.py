@@ -18,6 +18,7 @@ from aiohttp import web
 
 from switchboard import people, refusals
 from switchboard.auth import Caller
+from switchboard.channels.base import with_link
 from switchboard.incidents import parse_incident_id
 from switchboard.posts import check_import, spaced_times
 from switchboard.refusals import Refused
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     from switchboard.console.guard import Web
 
 PAGE = 50
-HELD_SPACING = timedelta(minutes=10)
+HELD_SPACING = timedelta(minutes=5)  # when the holding runbook is gone
+DAY_SHOWN = 20  # posts shown in one calendar day; the rest are on the Posts page
+CALENDAR_MAX = 2000  # posts read for one calendar view at most
 VISIBLE = ("pending_approval", "scheduled", "queued", "sending", "published", "held",
            "failed", "unknown", "missed")
 POST_ACTIONS = ("cancel", "release", "drop", "approve")
@@ -284,17 +287,21 @@ class Pages:
                         and people.may_act(caller, _probe(c.id), self.d.config))
                     or caller.can("ops")]
         return {"title": "Compose", "channels": channels, "values": values,
-                "count": self.counted(values.get("channel", ""), values.get("text", "")),
+                "count": self.counted(values.get("channel", ""), values.get("text", ""),
+                                      values.get("link", "")),
                 "approval": {c.id: self.d.config.needs_approval(c.id) for c in channels},
                 "oob": False, **self.flash(request)}
 
-    def counted(self, channel: str, text: str) -> dict[str, Any] | None:
+    def counted(self, channel: str, text: str, link: str = "") -> dict[str, Any] | None:
+        """The length of the text as published (the link appended), counted as the
+        channel's platform counts it: what the server will check."""
         limit = self.api._limits().get(channel)
         if limit is None:
             return None
+        text = with_link(text, link or None)
         length = limit.length(text)
         return {"channel": channel, "length": length, "max": limit.max_length,
-                "over": length > limit.max_length}
+                "over": length > limit.max_length, "text": text}
 
     async def compose(self, request: web.Request) -> web.StreamResponse:
         values = {"channel": request.query.get("channel", ""), "text": "", "at": "",
@@ -304,7 +311,8 @@ class Pages:
     async def count(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         return self.w.render(request, "count.html", {
-            "count": self.counted(form_str(form, "channel"), str(form.get("text", ""))),
+            "count": self.counted(form_str(form, "channel"), str(form.get("text", "")),
+                                  form_str(form, "link")),
             "oob": True})
 
     async def compose_post(self, request: web.Request) -> web.StreamResponse:
@@ -370,6 +378,7 @@ class Pages:
             "prev": (start - step).isoformat(), "next": (start + step + timedelta(
                 days=7 if view == "month" else 0)).isoformat(),
             "channels": self.d.config.channels, "teams": self.d.config.teams,
+            "day_shown": DAY_SHOWN, "capped": len(posts) >= CALENDAR_MAX,
             **self.flash(request)})
 
     def posts_between(self, begin: float, end: float, channel: str | None,
@@ -379,14 +388,16 @@ class Pages:
             found = next((t for t in self.d.config.teams if t.id == team), None)
             channels = list(found.channels) if found else []
         out: list[Post] = []
+        # Bounded whatever is stored: a week holding 100,000 posts shows its first
+        # CALENDAR_MAX, and each day says how many more the Posts page lists.
         for cid in channels:
             after: tuple[float, int] | None = (begin, 0)
-            while after is not None:
+            while after is not None and len(out) < CALENDAR_MAX:
                 page = self.d.store.page_posts(VISIBLE, cid, after=after, limit=500)
                 page = [p for p in page if p.due_at < end]
                 out += page
                 after = (page[-1].due_at, page[-1].id) if len(page) == 500 else None
-        return sorted(out, key=lambda p: (p.due_at, p.id))
+        return sorted(out, key=lambda p: (p.due_at, p.id))[:CALENDAR_MAX]
 
     def edit_context(self, request: web.Request, post: Post,
                      values: dict[str, str]) -> dict[str, Any]:
@@ -508,8 +519,7 @@ class Pages:
         caller = self.caller(request)
         mine = [p for p in posts if people.may_act(caller, p, self.d.config)]
         return self.w.render(request, "held.html", {
-            "title": "Held", "posts": mine, "spacing": int(HELD_SPACING.total_seconds() // 60),
-            **self.flash(request)})
+            "title": "Held", "posts": mine, **self.flash(request)})
 
     async def held_action(self, request: web.Request) -> web.StreamResponse:
         """Release spaced (the first now, then one every ten minutes) or drop."""
@@ -518,13 +528,30 @@ class Pages:
         ids = [int(i) for i in form.getall("id", []) if isinstance(i, str) and i.isdigit()]
         if action not in ("release", "drop") or not ids:
             raise done("/held", "choose held posts and release or drop")
-        times = None
-        if action == "release":
-            times = list(spaced_times(self.d.clock(), len(ids), HELD_SPACING))
+        times = self.spaced(ids) if action == "release" else None
         moved, refused = self.bulk(request, action, ids, times)
         verb = "released spaced" if action == "release" else "dropped"
         raise done("/held", f"{verb}: {moved} post(s)" + (f"; refused: {refused}"
                                                           if refused else ""))
+
+    def spaced(self, ids: list[int]) -> list[float]:
+        """New due times: per channel, the first now and the others spaced by the
+        holding runbook's min_spacing, so no channel gets a burst."""
+        now = self.d.clock()
+        by_channel: dict[str, list[int]] = {}
+        spacing: dict[str, timedelta] = {}
+        for post in self.d.store.posts(ids):
+            by_channel.setdefault(post.channel, []).append(post.id)
+            incident = (self.d.store.incident(post.incident_id)
+                        if post.incident_id is not None else None)
+            book = self.d.settings.runbooks.get(incident.runbook) if incident else None
+            spacing.setdefault(post.channel,
+                               book.resolve.min_spacing if book else HELD_SPACING)
+        due: dict[int, float] = {}
+        for channel, posts in by_channel.items():
+            due.update(zip(posts, spaced_times(now, len(posts), spacing[channel]),
+                           strict=True))
+        return [due.get(post_id, now) for post_id in ids]
 
     # -- Import ---------------------------------------------------------------
 

@@ -43,6 +43,7 @@ def test_marketing_schedules_from_compose_and_a_too_long_post_is_refused_by_coun
     counter = page.locator("#count")
     counter.filter(has_text="too long by 10").wait_for()
     assert "290 / 280" in counter.inner_text()
+    assert page.locator("#compose-preview").inner_text().endswith("x" * 290)
     schedule = page.get_by_role("button", name="Schedule")
     assert schedule.is_disabled()
     # Forced past the counter, the server refuses it all the same and keeps the text.
