@@ -184,5 +184,10 @@ def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_ha
     assert daemon.ok("GET", f"/api/v1/posts/{first['id']}")["state"] in (
         "scheduled", "queued", "sending", "published")
     assert violations == []
+    audit = daemon.ok("GET", "/api/v1/audit")
+    assert {(e["person"], e["action"], e["target"]) for e in audit} >= {
+        ("oscar", "POST console /incidents", None),
+        ("oscar", "POST console /incidents/{id}/{action}", "1"),
+        ("mia", "POST console /held", None)}
     ops.context.close()
     marketing.context.close()
