@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
+from bench.console import console_pages
 from bench.dispatch import dispatch_lateness, dispatch_startup
 from bench.harness import Result
 from bench.incident import declare_ack, leak_race
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "leak_race": leak_race,
     "alertmanager_ingest": alertmanager_ingest,
     "loop_stall": loop_stall,
+    "console_pages": console_pages,
 }
 
 
