@@ -22,7 +22,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from switchboard import people, refusals
 from switchboard.auth import Caller, digest_matches
 from switchboard.clock import rfc3339
-from switchboard.console import Console
 from switchboard.incidents import incident_json, parse_incident_id
 from switchboard.posts import (
     ChannelLimit,
@@ -111,8 +110,6 @@ class Api:
         self._add(r, "POST", "/api/v1/incidents/{id}/release", self.release_incident, "ops")
         self._add(r, "POST", "/feeds/{feed_id}", self.feed, None)
         self._people_routes(r)
-        Console(self).mount(app, lambda method, path, view: self._add(r, method, path, view,
-                                                                      None))
         return app
 
     async def _close_reads(self, app: web.Application) -> None:

@@ -8,7 +8,6 @@ and server-sent events (`GET /api/v1/events`) for the live parts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -31,8 +30,13 @@ class Console:
         self.pages = Pages(self.web)
         self.pulse = Pulse(self.web)
 
-    def mount(self, app: web.Application, add: Callable[[str, str, Handler], None]) -> None:
-        """The console's routes, none of them behind the API's bearer-token check."""
+    def mount(self, app: web.Application) -> None:
+        """The console's routes on the API's application. The API's bearer-token
+        check knows none of them (it passes routes without a role): each console
+        view checks its own session, and the event stream a session or a token."""
+        def add(method: str, path: str, view: Handler) -> None:
+            app.router.add_route(method, path, view)
+
         self.web.setup(app)
         app.on_shutdown.append(self.pulse.stop)
         add("GET", "/signin", self.signin_form)
