@@ -1,0 +1,102 @@
+"""The other pages in a real browser: keyboard alone, paging and bulk actions on
+Posts, approvals, Runbooks' simulation, and Users for admins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.console.conftest import PASSWORDS, sign_in
+from tests.daemon import DaemonProcess
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_person_signs_in_and_acts_with_the_keyboard_alone_and_sees_where_focus_is(
+        daemon: DaemonProcess, browser: Any) -> None:
+    context = browser.new_context(base_url=daemon.url)
+    page = context.new_page()
+    page.goto("/signin")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "name"
+    page.keyboard.type("mia")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORDS["mia"])
+    page.keyboard.press("Enter")
+    page.wait_for_url(daemon.url + "/")
+    # Through the navigation to Compose, by Tab and Enter only.
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Compose":
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/compose")
+    context.close()
+
+
+def test_posts_pages_through_every_post_and_cancels_the_picked_ones(
+        daemon: DaemonProcess, browser: Any) -> None:
+    made = daemon.ok("POST", "/api/v1/posts", [
+        {"channel": "web", "text": f"Paged post {i:02d}", "at": f"+{2 + i}h"}
+        for i in range(60)], role="marketing")
+    page = sign_in(browser, daemon, "mia")
+    page.goto("/posts?state=scheduled&channel=web")
+    assert "60 post(s)" in page.locator("main").inner_text()
+    seen: list[str] = []
+    while True:
+        seen += [t for t in page.locator("tbody td:last-child").all_inner_texts()
+                 if t.startswith("Paged post")]
+        following = page.get_by_role("link", name="Next page")
+        if following.count() == 0:
+            break
+        following.click()
+    assert sorted(seen) == [f"Paged post {i:02d}" for i in range(60)]
+    page.goto("/posts?state=scheduled&channel=web")
+    for post in made[:2]:
+        page.get_by_label(f"Pick post {post['id']}", exact=True).check()
+    page.get_by_role("button", name="Cancel picked").click()
+    page.get_by_text("cancel: 2 post(s)").wait_for()
+    states = {p["id"]: daemon.ok("GET", f"/api/v1/posts/{p['id']}")["state"] for p in made[:3]}
+    assert states == {made[0]["id"]: "cancelled", made[1]["id"]: "cancelled",
+                      made[2]["id"]: "scheduled"}
+    page.context.close()
+
+
+def test_runbooks_simulates_a_runbook_for_everyone(daemon: DaemonProcess,
+                                                  browser: Any) -> None:
+    page = sign_in(browser, daemon, "mia")
+    page.goto("/runbooks")
+    page.get_by_label("Runbook", exact=True).select_option("rail-disruption")
+    page.get_by_label("Resolved after (hours)").fill("2")
+    page.get_by_role("button", name="Simulate").click()
+    simulation = page.locator("pre").inner_text()
+    assert "INC-SIM declared" in simulation and "holding-statement" in simulation
+    page.context.close()
+
+
+def test_an_admin_adds_and_disables_people_and_nobody_else_sees_users(
+        daemon: DaemonProcess, browser: Any) -> None:
+    page = sign_in(browser, daemon, "admin")
+    page.goto("/users")
+    page.get_by_label("Name", exact=True).fill("nina")
+    page.get_by_label("Role", exact=True).select_option("marketing")
+    page.get_by_label("comms approver").check()
+    page.get_by_label("Password (12 characters or more)").fill("nina-approver-pass")
+    page.get_by_role("button", name="Add", exact=True).click()
+    page.get_by_text("nina added").wait_for()
+    person = next(p for p in daemon.ok("GET", "/api/v1/users") if p["name"] == "nina")
+    assert person["role"] == "marketing" and person["teams"] == {"comms": ["approver"]}
+    page.get_by_role("button", name="Disable nina").click()
+    page.get_by_text("nina disabled").wait_for()
+    assert next(p for p in daemon.ok("GET", "/api/v1/users")
+                if p["name"] == "nina")["disabled"] is True
+    mia = sign_in(browser, daemon, "mia")
+    assert mia.get_by_role("link", name="Users").count() == 0
+    assert mia.goto("/users").status == 403  # type: ignore[union-attr]
+    mia.context.close()
+    page.context.close()
