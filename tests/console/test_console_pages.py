@@ -97,6 +97,6 @@ def test_an_admin_adds_and_disables_people_and_nobody_else_sees_users(
                 if p["name"] == "nina")["disabled"] is True
     mia = sign_in(browser, daemon, "mia")
     assert mia.get_by_role("link", name="Users").count() == 0
-    assert mia.goto("/users").status == 403  # type: ignore[union-attr]
+    assert mia.goto("/users").status == 403
     mia.context.close()
     page.context.close()
