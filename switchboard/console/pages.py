@@ -43,9 +43,11 @@ def form_str(form: Any, key: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def done(location: str, message: str) -> web.HTTPSeeOther:
+def done(location: str, message: str, refused: str = "") -> web.HTTPSeeOther:
+    """Back to a page (post, redirect, get) saying what was done and what was refused."""
     sep = "&" if "?" in location else "?"
-    return web.HTTPSeeOther(f"{location}{sep}ok={quote(message)}")
+    tail = f"&refused={quote(refused)}" if refused else ""
+    return web.HTTPSeeOther(f"{location}{sep}ok={quote(message)}{tail}")
 
 
 class Pages:
@@ -87,7 +89,8 @@ class Pages:
         return caller
 
     def flash(self, request: web.Request) -> dict[str, Any]:
-        return {"ok": request.query.get("ok", "")[:300], "error": ""}
+        return {"ok": request.query.get("ok", "")[:300],
+                "error": request.query.get("refused", "")[:600]}
 
     # -- Now ------------------------------------------------------------------
 
@@ -478,8 +481,7 @@ class Pages:
         if action not in POST_ACTIONS or not ids:
             raise done(back, "choose posts and an action")
         moved, refused = self.bulk(request, action, ids, None)
-        raise done(back, f"{action}: {moved} post(s)" + (f"; refused: {refused}"
-                                                          if refused else ""))
+        raise done(back, f"{action}: {moved} post(s)", refused)
 
     def bulk(self, request: web.Request, action: str, ids: list[int],
              times: list[float] | None) -> tuple[int, str]:
@@ -531,8 +533,7 @@ class Pages:
         times = self.spaced(ids) if action == "release" else None
         moved, refused = self.bulk(request, action, ids, times)
         verb = "released spaced" if action == "release" else "dropped"
-        raise done("/held", f"{verb}: {moved} post(s)" + (f"; refused: {refused}"
-                                                          if refused else ""))
+        raise done("/held", f"{verb}: {moved} post(s)", refused)
 
     def spaced(self, ids: list[int]) -> list[float]:
         """New due times: per channel, the first now and the others spaced by the

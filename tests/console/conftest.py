@@ -17,7 +17,8 @@ from tests.operations.required_tools import missing, require_tool
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-PASSWORDS = {"mia": "mia-marketing-pass-1", "oscar": "oscar-ops-pass-12"}
+PASSWORDS = {"mia": "mia-marketing-pass-1", "oscar": "oscar-ops-pass-12",
+             "lena": "lena-library-pass-1", "ari": "ari-approver-pass-1"}
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +27,13 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     channels = [
         {"id": "outbox", "kind": "outbox", "path": str(tmp / "outbox.jsonl")},
         {"id": "web", "kind": "outbox", "path": str(tmp / "web.jsonl")},
+        {"id": "lib", "kind": "outbox", "path": str(tmp / "lib.jsonl")},
         {"id": "ops-chat", "kind": "outbox", "audience": "internal",
          "path": str(tmp / "ops-chat.jsonl")},
     ]
     config = base_config(tmp, 0, channels=channels,
-                         teams=[{"id": "comms", "channels": ["outbox", "web"]}])
+                         teams=[{"id": "comms", "channels": ["outbox", "web"]},
+                                {"id": "library", "channels": ["lib"], "approval": "required"}])
     # The test client is the "proxy" here: its X-Forwarded-Proto is believed.
     proc = DaemonProcess(tmp, config=config,
                          env={"SWITCHBOARD_CONSOLE_TRUSTED_PROXIES": "127.0.0.1"})
@@ -41,6 +44,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
                                            "password": PASSWORDS["mia"]})
         proc.ok("POST", "/api/v1/users", {"name": "oscar", "role": "ops",
                                            "password": PASSWORDS["oscar"]})
+        for name, role in (("lena", "marketing"), ("ari", "approver")):
+            proc.ok("POST", "/api/v1/users", {"name": name, "role": "viewer",
+                                               "teams": {"library": [role]},
+                                               "password": PASSWORDS[name]})
         PASSWORDS["admin"] = (tmp / "state" / "admin-password").read_text().strip()
         yield proc
     finally:

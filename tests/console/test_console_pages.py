@@ -100,3 +100,49 @@ def test_an_admin_adds_and_disables_people_and_nobody_else_sees_users(
     assert mia.goto("/users").status == 403
     mia.context.close()
     page.context.close()
+
+
+def test_a_post_on_a_channel_needing_approval_waits_until_another_approver_approves_it(
+        daemon: DaemonProcess, browser: Any) -> None:
+    author = sign_in(browser, daemon, "lena")
+    author.goto("/compose")
+    author.get_by_label("Channel").select_option("lib")
+    assert "needs approval" in author.get_by_label("Channel").inner_text()
+    author.get_by_label("Text", exact=True).fill("Story time on Saturday")
+    author.get_by_label("Send at").fill("2099-06-01T10:00")
+    author.get_by_role("button", name="Schedule").click()
+    author.get_by_text("waiting for approval").wait_for()
+    post = next(p for p in daemon.all_pages("/api/v1/posts?state=pending_approval")
+                if p["text"] == "Story time on Saturday")
+    approver = sign_in(browser, daemon, "ari")
+    approver.goto("/posts?state=pending_approval&channel=lib")
+    approver.get_by_label(f"Pick post {post['id']}", exact=True).check()
+    approver.get_by_role("button", name="Approve picked").click()
+    approver.get_by_text("approve: 1 post(s)").wait_for()
+    assert daemon.ok("GET", f"/api/v1/posts/{post['id']}")["state"] == "scheduled"
+    author.context.close()
+    approver.context.close()
+
+
+def test_neither_the_author_nor_someone_outside_the_team_can_approve(
+        daemon: DaemonProcess, browser: Any) -> None:
+    approver = sign_in(browser, daemon, "ari")
+    approver.goto("/compose")
+    approver.get_by_label("Channel").select_option("lib")
+    approver.get_by_label("Text", exact=True).fill("My own post")
+    approver.get_by_label("Send at").fill("2099-06-02T10:00")
+    approver.get_by_role("button", name="Schedule").click()
+    approver.get_by_text("waiting for approval").wait_for()
+    post = next(p for p in daemon.all_pages("/api/v1/posts?state=pending_approval")
+                if p["text"] == "My own post")
+    outsider = sign_in(browser, daemon, "mia")  # comms only
+    for page in (approver, outsider):
+        page.goto("/posts?state=pending_approval&channel=lib")
+        page.get_by_label(f"Pick post {post['id']}", exact=True).check()
+        page.get_by_role("button", name="Approve picked").click()
+        page.get_by_text("approve: 0 post(s)").wait_for()
+    assert "another approver must approve it" in approver.locator("p.error").inner_text()
+    assert "approver role of team library" in outsider.locator("p.error").inner_text()
+    assert daemon.ok("GET", f"/api/v1/posts/{post['id']}")["state"] == "pending_approval"
+    approver.context.close()
+    outsider.context.close()
