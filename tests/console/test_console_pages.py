@@ -146,3 +146,30 @@ def test_neither_the_author_nor_someone_outside_the_team_can_approve(
     assert daemon.ok("GET", f"/api/v1/posts/{post['id']}")["state"] == "pending_approval"
     approver.context.close()
     outsider.context.close()
+
+
+def test_send_now_from_the_now_page_publishes_on_a_free_channel(
+        daemon: DaemonProcess, browser: Any) -> None:
+    page = sign_in(browser, daemon, "mia")
+    page.get_by_label("Text to send now on web").fill("Doors open early today")
+    page.get_by_role("button", name="Send now on web").click()
+    page.get_by_text("on web: published").wait_for()
+    assert [line["text"] for line in daemon.outbox("web.jsonl")] == ["Doors open early today"]
+    page.context.close()
+
+
+def test_ops_voids_a_false_alarm_from_its_page_with_a_reason(daemon: DaemonProcess,
+                                                            browser: Any) -> None:
+    incident = daemon.ok("POST", "/api/v1/incidents", {
+        "runbook": "rail-disruption", "title": "False alarm", "channels": ["outbox"],
+        "reason": "sensor"}, role="ops")
+    number = incident["id"].removeprefix("INC-")
+    page = sign_in(browser, daemon, "oscar")
+    page.goto(f"/incidents/{number}")
+    page.get_by_role("button", name="Void").click()  # the reason is required first
+    assert daemon.ok("GET", f"/api/v1/incidents/{number}")["state"] == "active"
+    page.get_by_label("Why it was a false alarm").fill("the sensor was faulty")
+    page.get_by_role("button", name="Void").click()
+    page.get_by_text(f"INC-{number} voided").wait_for()
+    assert daemon.ok("GET", f"/api/v1/incidents/{number}")["state"] == "voided"
+    page.context.close()
