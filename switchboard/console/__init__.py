@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from switchboard.auth import sha256_hex
-from switchboard.console.guard import COOKIE, HERE, Web, same_origin, with_headers
+from switchboard.console.guard import COOKIE, HERE, Guard, same_origin, with_headers
 from switchboard.console.live import Pulse
 from switchboard.console.pages import Pages
 
@@ -26,9 +26,9 @@ __all__ = ["Console"]
 
 class Console:
     def __init__(self, api: Api) -> None:
-        self.web = Web(api)
-        self.pages = Pages(self.web)
-        self.pulse = Pulse(self.web)
+        self.guard = Guard(api)
+        self.pages = Pages(self.guard)
+        self.pulse = Pulse(self.guard)
 
     def mount(self, app: web.Application) -> None:
         """The console's routes on the API's application. The API's bearer-token
@@ -37,27 +37,27 @@ class Console:
         def add(method: str, path: str, view: Handler) -> None:
             app.router.add_route(method, path, view)
 
-        self.web.setup(app)
+        self.guard.setup(app)
         app.on_shutdown.append(self.pulse.stop)
         add("GET", "/signin", self.signin_form)
         add("POST", "/signin", self.signin)
-        add("POST", "/signout", self.web.page(self.signout))
+        add("POST", "/signout", self.guard.page(self.signout))
         add("GET", "/api/v1/events", self.pulse.events)
         self.pages.routes(add)
         app.router.add_static("/static/", HERE / "static", append_version=False)
 
     async def signin_form(self, request: web.Request) -> web.StreamResponse:
-        return self.web.render(request, "signin.html", {"title": "Sign in", "error": "",
+        return self.guard.render(request, "signin.html", {"title": "Sign in", "error": "",
                                                         "next": _next(request.query)})
 
     async def signin(self, request: web.Request) -> web.StreamResponse:
         """A person's password, checked and throttled as `POST /api/v1/session` does."""
         if not same_origin(request):  # another site signing a browser in as someone
-            return self.web.failure(request, 403, "Sign in from the console's own page.")
+            return self.guard.failure(request, 403, "Sign in from the console's own page.")
         form = await request.post()
         name = str(form.get("name", ""))[:64].strip()
         password = str(form.get("password", ""))
-        d = self.web.d
+        d = self.guard.d
         keys = (f"name:{name}", f"client:{request.remote}")
         error, status = "", 200
         wait = d.throttle.wait(*keys)
@@ -73,16 +73,16 @@ class Console:
                 d.throttle.succeeded(keys[0])
                 d.throttle.forgive(keys[1])
                 response = web.HTTPSeeOther(_next(form))
-                self.web.start_session(response, request, holder.name)
+                self.guard.start_session(response, request, holder.name)
                 raise with_headers(response)
             d.metrics.login_failures.labels(reason="bad_credentials").inc()
             error, status = "Wrong name or password.", 401
-        return self.web.render(request, "signin.html", {
+        return self.guard.render(request, "signin.html", {
             "title": "Sign in", "error": error, "next": _next(form)}, status)
 
     async def signout(self, request: web.Request) -> web.StreamResponse:
         token = request.cookies.get(COOKIE, "")
-        self.web.d.store.end_console_session(sha256_hex(token))
+        self.guard.d.store.end_console_session(sha256_hex(token))
         response = web.HTTPSeeOther("/signin")
         response.del_cookie(COOKIE, path="/")
         raise with_headers(response)

@@ -72,8 +72,8 @@ class Session:
     csrf: str
 
 
-class Web:
-    """Sessions and page rendering shared by every console view."""
+class Guard:
+    """What every console view shares: sessions, CSRF, security headers, rendering."""
 
     def __init__(self, api: Api) -> None:
         self.api = api

@@ -17,15 +17,15 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 if TYPE_CHECKING:
-    from switchboard.console.guard import Web
+    from switchboard.console.guard import Guard
 
 EVERY = 0.5  # seconds between looks at the state
 KEEPALIVE = 15.0  # seconds between comments that keep proxies from closing the stream
 
 
 class Pulse:
-    def __init__(self, web_: Web) -> None:
-        self.web = web_
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
         self.version = 0
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -33,7 +33,7 @@ class Pulse:
         self.closing = False
 
     def mark(self) -> Any:
-        d = self.web.d
+        d = self.guard.d
         now = d.clock()
         listing = [(i.id, i.state, i.held_done, i.cooldown_until)
                    for i in d.incidents.listing(False)]
@@ -77,8 +77,8 @@ class Pulse:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Viewer or better, by console session or bearer token."""
-        if self.web.session(request) is None:
-            caller = self.web.d.tokens.identify(request.headers.get("Authorization"))
+        if self.guard.session(request) is None:
+            caller = self.guard.d.tokens.identify(request.headers.get("Authorization"))
             if caller is None or not caller.can("viewer"):
                 raise web.HTTPUnauthorized(text="sign in, or send a bearer token")
         self.start()

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from switchboard import people, refusals
+from switchboard.api import _posting_role
 from switchboard.auth import Caller
 from switchboard.channels.base import with_link
 from switchboard.incidents import parse_incident_id
@@ -27,7 +28,7 @@ from switchboard.simulate import format_text, simulate
 from switchboard.store import Post
 
 if TYPE_CHECKING:
-    from switchboard.console.guard import Web
+    from switchboard.console.guard import Guard
 
 PAGE = 50
 HELD_SPACING = timedelta(minutes=5)  # when the holding runbook is gone
@@ -51,13 +52,13 @@ def done(location: str, message: str, refused: str = "") -> web.HTTPSeeOther:
 
 
 class Pages:
-    def __init__(self, web_: Web) -> None:
-        self.w = web_
-        self.d = web_.d
-        self.api = web_.api
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.d = guard.d
+        self.api = guard.api
 
     def routes(self, add: Any) -> None:
-        page = self.w.page
+        page = self.guard.page
         add("GET", "/", page(self.now))
         add("GET", "/banners", page(self.banners))
         add("POST", "/send", page(self.send))
@@ -120,12 +121,12 @@ class Pages:
         return out
 
     async def now(self, request: web.Request) -> web.StreamResponse:
-        return self.w.render(request, "now.html", {
+        return self.guard.render(request, "now.html", {
             **self.flash(request), "channels": self.channel_rows(self.caller(request)),
             "feeds": self.feed_rows(), "title": "Now"})
 
     async def banners(self, request: web.Request) -> web.StreamResponse:
-        return self.w.render(request, "banners.html", {})
+        return self.guard.render(request, "banners.html", {})
 
     async def send(self, request: web.Request) -> web.StreamResponse:
         """Send now from the Now page: the API's checks, the gate, then the send."""
@@ -135,7 +136,7 @@ class Pages:
             post = await self.send_one(request, {"channel": form_str(form, "channel"),
                                                  "text": form_str(form, "text")})
         except Refused as exc:
-            return self.w.refused(request, "now.html", {
+            return self.guard.refused(request, "now.html", {
                 "ok": "", "channels": self.channel_rows(caller), "feeds": self.feed_rows(),
                 "title": "Now"}, exc)
         raise done("/", f"post {post.id} on {post.channel}: {post.state}")
@@ -179,7 +180,7 @@ class Pages:
                 "preview": [], **self.flash(request)}
 
     async def incidents(self, request: web.Request) -> web.StreamResponse:
-        return self.w.render(request, "incidents.html", self.incidents_context(request))
+        return self.guard.render(request, "incidents.html", self.incidents_context(request))
 
     def holding(self, runbook: str, title: str,
                 scope: list[str] | None = None) -> list[dict[str, Any]]:
@@ -204,8 +205,8 @@ class Pages:
         preview = self.holding(form_str(values, "runbook"), form_str(values, "title")[:300],
                                scope)
         if request.headers.get("HX-Request"):
-            return self.w.render(request, "preview.html", {"preview": preview})
-        return self.w.render(request, "incidents.html",
+            return self.guard.render(request, "preview.html", {"preview": preview})
+        return self.guard.render(request, "incidents.html",
                              {**self.incidents_context(request, values), "preview": preview})
 
     async def declare(self, request: web.Request) -> web.StreamResponse:
@@ -227,7 +228,7 @@ class Pages:
         except Refused as exc:
             ctx = self.incidents_context(request, form)
             ctx["preview"] = self.holding(runbook, title, ctx["ticked"])
-            return self.w.refused(request, "incidents.html", ctx, exc)
+            return self.guard.refused(request, "incidents.html", ctx, exc)
         raise done(f"/incidents/{incident.id}", f"INC-{incident.id} declared")
 
     def incident_context(self, request: web.Request, incident_id: int) -> dict[str, Any]:
@@ -241,7 +242,7 @@ class Pages:
 
     async def incident(self, request: web.Request) -> web.StreamResponse:
         incident_id = parse_incident_id(request.match_info["id"])
-        return self.w.render(request, "incident.html", self.incident_context(request,
+        return self.guard.render(request, "incident.html", self.incident_context(request,
                                                                              incident_id))
 
     async def incident_action(self, request: web.Request) -> web.StreamResponse:
@@ -257,7 +258,7 @@ class Pages:
                 raise refusals.forbidden(f"{action} needs the ops role")
             message = await self.incident_do(incident_id, action, form, caller.name)
         except Refused as exc:
-            return self.w.refused(request, "incident.html",
+            return self.guard.refused(request, "incident.html",
                                   self.incident_context(request, incident_id), exc)
         raise done(f"/incidents/{incident_id}", message)
 
@@ -309,11 +310,11 @@ class Pages:
     async def compose(self, request: web.Request) -> web.StreamResponse:
         values = {"channel": request.query.get("channel", ""), "text": "", "at": "",
                   "link": ""}
-        return self.w.render(request, "compose.html", self.compose_context(request, values))
+        return self.guard.render(request, "compose.html", self.compose_context(request, values))
 
     async def count(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        return self.w.render(request, "count.html", {
+        return self.guard.render(request, "count.html", {
             "count": self.counted(form_str(form, "channel"), str(form.get("text", "")),
                                   form_str(form, "link")),
             "oob": True})
@@ -340,11 +341,11 @@ class Pages:
             ids = self.d.store.add_posts([new], caller.name, self.d.clock())
             self.d.dispatcher.poke(new.due_at)
         except Refused as exc:
-            return self.w.refused(request, "compose.html",
+            return self.guard.refused(request, "compose.html",
                                   self.compose_context(request, values), exc)
         state = "waiting for approval" if new.state == "pending_approval" else "scheduled"
         raise done("/compose", f"post {ids[0]} {state} on {new.channel} for "
-                               f"{self.w.when(new.due_at)}")
+                               f"{self.guard.when(new.due_at)}")
 
     # -- Calendar and edits -----------------------------------------------------
 
@@ -375,7 +376,7 @@ class Pages:
             grid.setdefault(day, []).append(post)
         day_list = [start + timedelta(days=i) for i in range(days)]
         step = timedelta(days=28 if view == "month" else 7)
-        return self.w.render(request, "calendar.html", {
+        return self.guard.render(request, "calendar.html", {
             "title": "Calendar", "view": view, "days": day_list, "grid": grid,
             "channel": channel or "", "team": team or "", "today": today,
             "prev": (start - step).isoformat(), "next": (start + step + timedelta(
@@ -422,7 +423,7 @@ class Pages:
     async def edit_form(self, request: web.Request) -> web.StreamResponse:
         post = self.post_or_404(request)
         values = {"text": post.text, "at": self.local_input(post.due_at)}
-        return self.w.render(request, "edit.html", self.edit_context(request, post, values))
+        return self.guard.render(request, "edit.html", self.edit_context(request, post, values))
 
     async def edit(self, request: web.Request) -> web.StreamResponse:
         """A new text or time for a post not yet on its way; an edited post on a channel
@@ -448,7 +449,7 @@ class Pages:
                                         "posts and posts pending approval can be edited")
             self.d.dispatcher.poke(checked.due_at)
         except Refused as exc:
-            return self.w.refused(request, "edit.html",
+            return self.guard.refused(request, "edit.html",
                                   self.edit_context(request, post, values), exc)
         raise done(f"/posts/{post.id}/edit", f"post {post.id} saved")
 
@@ -464,7 +465,7 @@ class Pages:
         page = await asyncio.to_thread(self.d.store.page_posts, states, channel, after,
                                        PAGE + 1)
         more = page[PAGE - 1] if len(page) > PAGE else None
-        return self.w.render(request, "posts.html", {
+        return self.guard.render(request, "posts.html", {
             "title": "Posts", "posts": page[:PAGE], "state": state, "channel": channel or "",
             "states": VISIBLE, "channels": self.d.config.channels,
             "next": f"{more.due_at!r}:{more.id}" if more else None,
@@ -509,7 +510,7 @@ class Pages:
         now = self.d.clock()
         due = now if post.kind == "operational" else post.due_at
         if due < now:
-            raise refusals.conflict(f"post {post_id} was due at {self.w.when(due)}, which has "
+            raise refusals.conflict(f"post {post_id} was due at {self.guard.when(due)}, which has "
                                     "passed: edit its time first")
         if not self.d.store.transition([post_id], "scheduled", ("pending_approval",), now,
                                        caller.name, f"approved by {caller.name}", due_at=due):
@@ -520,7 +521,7 @@ class Pages:
         posts = self.d.store.page_posts(["held"], None, limit=500)
         caller = self.caller(request)
         mine = [p for p in posts if people.may_act(caller, p, self.d.config)]
-        return self.w.render(request, "held.html", {
+        return self.guard.render(request, "held.html", {
             "title": "Held", "posts": mine, **self.flash(request)})
 
     async def held_action(self, request: web.Request) -> web.StreamResponse:
@@ -557,7 +558,7 @@ class Pages:
     # -- Import ---------------------------------------------------------------
 
     async def import_form(self, request: web.Request) -> web.StreamResponse:
-        return self.w.render(request, "import.html", {"title": "Import", "problems": [],
+        return self.guard.render(request, "import.html", {"title": "Import", "problems": [],
                                                       "result": "", **self.flash(request)})
 
     async def import_post(self, request: web.Request) -> web.StreamResponse:
@@ -575,8 +576,8 @@ class Pages:
             dry = form_str(form, "action") == "dry-run"
             ctx["result"] = await self.import_rows(request, caller, data, name, dry, ctx)
         except Refused as exc:
-            return self.w.refused(request, "import.html", ctx, exc)
-        return self.w.render(request, "import.html", ctx,
+            return self.guard.refused(request, "import.html", ctx, exc)
+        return self.guard.render(request, "import.html", ctx,
                              422 if ctx["problems"] else 200)
 
     async def import_rows(self, request: web.Request, caller: Caller, data: bytes,
@@ -588,7 +589,6 @@ class Pages:
             if post.kind == "marketing" and config.needs_approval(post.channel):
                 post.state = "pending_approval"
 
-        from switchboard.api import _posting_role
         now = self.d.clock()
         rows, problems = await asyncio.to_thread(
             check_import, data, name, role=_posting_role(caller), now=now, tz=config.timezone,
@@ -615,7 +615,7 @@ class Pages:
             span = timedelta(hours=float(hours)) if _number(hours) else timedelta(hours=3)
             text = format_text(simulate(book, channel_infos(self.d.config.channels),
                                         for_=span, timezone=self.d.config.timezone))
-        return self.w.render(request, "runbooks.html", {
+        return self.guard.render(request, "runbooks.html", {
             "title": "Runbooks", "runbooks": books, "chosen": chosen, "hours": hours,
             "simulation": text, **self.flash(request)})
 
@@ -627,7 +627,7 @@ class Pages:
             raise web.HTTPForbidden(text=exc.message) from exc
         entries = self.d.store.audit(teams=None if teams is None else list(teams),
                                      since=self.d.clock() - 30 * 86400, limit=1000)
-        return self.w.render(request, "audit.html", {"title": "Audit",
+        return self.guard.render(request, "audit.html", {"title": "Audit",
                                                      "entries": entries[::-1][:200]})
 
     def users_context(self, request: web.Request) -> dict[str, Any]:
@@ -637,7 +637,7 @@ class Pages:
     async def users(self, request: web.Request) -> web.StreamResponse:
         if self.caller(request).role != "admin":
             raise web.HTTPForbidden(text="Users is for admins")
-        return self.w.render(request, "users.html", self.users_context(request))
+        return self.guard.render(request, "users.html", self.users_context(request))
 
     async def users_post(self, request: web.Request) -> web.StreamResponse:
         """Add a person, or disable / enable one (their sessions stop at once)."""
@@ -655,7 +655,7 @@ class Pages:
             self.d.people.add({"name": name, "role": form_str(form, "role") or "viewer",
                                "teams": teams}, hashed)
         except Refused as exc:
-            return self.w.refused(request, "users.html", self.users_context(request), exc)
+            return self.guard.refused(request, "users.html", self.users_context(request), exc)
         raise done("/users", f"{name} added")
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from switchboard.auth import sha256_hex
-from switchboard.console.guard import COOKIE, IDLE_DEFAULT, Web
+from switchboard.console.guard import COOKIE, IDLE_DEFAULT, Guard
 from switchboard.store import Store
 
 
@@ -26,19 +26,19 @@ class Clock:
 
 
 @pytest.fixture
-def console(tmp_path: Path) -> Iterator[tuple[Web, Clock]]:
+def console(tmp_path: Path) -> Iterator[tuple[Guard, Clock]]:
     store = Store.open(tmp_path / "switchboard.db")
     clock = Clock()
     store.add_person("mia", "marketing", {}, clock())
     daemon = SimpleNamespace(store=store, clock=clock,
                              config=SimpleNamespace(timezone=ZoneInfo("Europe/London")))
     try:
-        yield Web(SimpleNamespace(d=daemon)), clock  # type: ignore[arg-type]
+        yield Guard(SimpleNamespace(d=daemon)), clock  # type: ignore[arg-type]
     finally:
         store.close()
 
 
-def signed_in(console: Web, headers: dict[str, str] | None = None) -> tuple[Any, str]:
+def signed_in(console: Guard, headers: dict[str, str] | None = None) -> tuple[Any, str]:
     response = web.Response()
     console.start_session(response, make_mocked_request("POST", "/signin",
                                                         headers=headers or {}), "mia")
@@ -48,34 +48,34 @@ def signed_in(console: Web, headers: dict[str, str] | None = None) -> tuple[Any,
 
 
 def test_a_session_ends_after_the_idle_timeout_and_not_before(
-        console: tuple[Web, Clock]) -> None:
-    web_, clock = console
-    request, _ = signed_in(web_)
+        console: tuple[Guard, Clock]) -> None:
+    guard, clock = console
+    request, _ = signed_in(guard)
     clock.now += IDLE_DEFAULT - 1
-    assert web_.session(request) is not None  # used: the idle time starts again
+    assert guard.session(request) is not None  # used: the idle time starts again
     clock.now += IDLE_DEFAULT - 1
-    assert web_.session(request) is not None
+    assert guard.session(request) is not None
     clock.now += IDLE_DEFAULT + 1
-    assert web_.session(request) is None
+    assert guard.session(request) is None
     clock.now += 1
-    assert web_.session(request) is None  # ended for good, not just refused once
+    assert guard.session(request) is None  # ended for good, not just refused once
 
 
 def test_only_the_tokens_digest_is_stored_and_a_disabled_person_is_signed_out(
-        console: tuple[Web, Clock]) -> None:
-    web_, clock = console
-    request, token = signed_in(web_)
-    store = web_.d.store
+        console: tuple[Guard, Clock]) -> None:
+    guard, clock = console
+    request, token = signed_in(guard)
+    store = guard.d.store
     assert store.console_session(token) is None
     assert store.console_session(sha256_hex(token)) is not None
-    session = web_.session(request)
+    session = guard.session(request)
     assert session is not None and session.caller.name == "mia" and session.caller.person
     store.update_person("mia", clock(), disabled=True)
-    assert web_.session(request) is None
+    assert guard.session(request) is None
 
 
-def test_each_session_has_its_own_csrf_token(console: tuple[Web, Clock]) -> None:
-    web_, _ = console
-    first, second = web_.session(signed_in(web_)[0]), web_.session(signed_in(web_)[0])
+def test_each_session_has_its_own_csrf_token(console: tuple[Guard, Clock]) -> None:
+    guard, _ = console
+    first, second = guard.session(signed_in(guard)[0]), guard.session(signed_in(guard)[0])
     assert first is not None and second is not None
     assert first.csrf != second.csrf and len(first.csrf) >= 32
