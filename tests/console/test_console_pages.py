@@ -173,3 +173,19 @@ def test_ops_voids_a_false_alarm_from_its_page_with_a_reason(daemon: DaemonProce
     page.get_by_text(f"INC-{number} voided").wait_for()
     assert daemon.ok("GET", f"/api/v1/incidents/{number}")["state"] == "voided"
     page.context.close()
+
+
+def test_the_calendar_shows_one_teams_channels_with_times_in_the_configured_zone(
+        daemon: DaemonProcess, browser: Any) -> None:
+    for channel, text in (("lib", "Library quiz night"), ("web", "Website sale")):
+        daemon.ok("POST", "/api/v1/posts", {"channel": channel, "text": text,
+                                            "at": "2099-07-01T18:30:00+00:00"}, role="admin")
+    page = sign_in(browser, daemon, "admin")
+    page.goto("/calendar?view=month&start=2099-07-01&team=library")
+    month = page.locator("main").inner_text()
+    assert "Library quiz night" in month and "Website sale" not in month
+    page.get_by_role("link", name="Library quiz night").click()
+    # 18:30 UTC is 19:30 in London's summer time, and says so.
+    assert "Wed 01 Jul 2099 19:30 BST" in page.locator("main").inner_text()
+    assert page.get_by_label("Send at").input_value() == "2099-07-01T19:30"
+    page.context.close()
