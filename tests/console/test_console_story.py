@@ -4,6 +4,7 @@ open Now page live, and the held posts reviewed afterwards."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.console.conftest import screenshot, sign_in
+from tests.console.conftest import screenshot, session, sign_in
 from tests.daemon import DaemonProcess
 
 pytestmark = pytest.mark.integration
@@ -149,6 +150,13 @@ def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_ha
     forced = daemon.api("POST", "/api/v1/send", {"channel": "outbox", "text": "Flash sale!"},
                         role="marketing")
     assert forced.status_code == 409, forced.text
+    client = session(daemon, "mia")
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get(daemon.url + "/").text)
+    assert token is not None
+    through_console = client.post(daemon.url + "/send", data={
+        "csrf": token.group(1), "channel": "outbox", "text": "Flash sale!"}, timeout=30)
+    assert through_console.status_code == 409 and "INC-1" in through_console.text
+    assert not [line for line in daemon.outbox() if line["text"] == "Flash sale!"]
 
     # Two marketing posts come due during the incident: both held.
     for text in ("Boxing day offer", "New year offer"):
