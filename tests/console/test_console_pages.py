@@ -189,3 +189,22 @@ def test_the_calendar_shows_one_teams_channels_with_times_in_the_configured_zone
     assert "Wed 01 Jul 2099 19:30 BST" in page.locator("main").inner_text()
     assert page.get_by_label("Send at").input_value() == "2099-07-01T19:30"
     page.context.close()
+
+
+def test_an_open_incident_page_shows_new_timeline_entries_without_a_reload(
+        daemon: DaemonProcess, browser: Any) -> None:
+    incident = daemon.ok("POST", "/api/v1/incidents", {
+        "runbook": "rail-disruption", "title": "Live timeline", "channels": ["outbox"],
+        "reason": "drill"}, role="ops")
+    number = incident["id"].removeprefix("INC-")
+    page = sign_in(browser, daemon, "mia")
+    page.goto(f"/incidents/{number}")
+    page.evaluate("window.notReloaded = true")
+    assert "update_posted" not in page.locator("#timeline").inner_text()
+    daemon.ok("POST", f"/api/v1/incidents/{incident['id']}/update",
+              {"text": "Buses replace trains"}, role="ops")
+    page.locator("#timeline", has_text="Buses replace trains").wait_for(timeout=2000)
+    assert page.evaluate("window.notReloaded") is True
+    daemon.ok("POST", f"/api/v1/incidents/{incident['id']}/void", {"reason": "drill over"},
+              role="ops")
+    page.context.close()
