@@ -207,7 +207,7 @@ class Pages:
         if request.headers.get("HX-Request"):
             return self.guard.render(request, "preview.html", {"preview": preview})
         return self.guard.render(request, "incidents.html",
-                             {**self.incidents_context(request, values), "preview": preview})
+                                 {**self.incidents_context(request, values), "preview": preview})
 
     async def declare(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -242,8 +242,8 @@ class Pages:
 
     async def incident(self, request: web.Request) -> web.StreamResponse:
         incident_id = parse_incident_id(request.match_info["id"])
-        return self.guard.render(request, "incident.html", self.incident_context(request,
-                                                                             incident_id))
+        context = self.incident_context(request, incident_id)
+        return self.guard.render(request, "incident.html", context)
 
     async def incident_action(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -259,7 +259,7 @@ class Pages:
             message = await self.incident_do(incident_id, action, form, caller.name)
         except Refused as exc:
             return self.guard.refused(request, "incident.html",
-                                  self.incident_context(request, incident_id), exc)
+                                      self.incident_context(request, incident_id), exc)
         raise done(f"/incidents/{incident_id}", message)
 
     async def incident_do(self, incident_id: int, action: str, form: Any, actor: str) -> str:
@@ -342,7 +342,7 @@ class Pages:
             self.d.dispatcher.poke(new.due_at)
         except Refused as exc:
             return self.guard.refused(request, "compose.html",
-                                  self.compose_context(request, values), exc)
+                                      self.compose_context(request, values), exc)
         state = "waiting for approval" if new.state == "pending_approval" else "scheduled"
         raise done("/compose", f"post {ids[0]} {state} on {new.channel} for "
                                f"{self.guard.when(new.due_at)}")
@@ -450,7 +450,7 @@ class Pages:
             self.d.dispatcher.poke(checked.due_at)
         except Refused as exc:
             return self.guard.refused(request, "edit.html",
-                                  self.edit_context(request, post, values), exc)
+                                      self.edit_context(request, post, values), exc)
         raise done(f"/posts/{post.id}/edit", f"post {post.id} saved")
 
     # -- Posts and Held -------------------------------------------------------
@@ -558,8 +558,8 @@ class Pages:
     # -- Import ---------------------------------------------------------------
 
     async def import_form(self, request: web.Request) -> web.StreamResponse:
-        return self.guard.render(request, "import.html", {"title": "Import", "problems": [],
-                                                      "result": "", **self.flash(request)})
+        return self.guard.render(request, "import.html", {
+            "title": "Import", "problems": [], "result": "", **self.flash(request)})
 
     async def import_post(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -578,7 +578,7 @@ class Pages:
         except Refused as exc:
             return self.guard.refused(request, "import.html", ctx, exc)
         return self.guard.render(request, "import.html", ctx,
-                             422 if ctx["problems"] else 200)
+                                 422 if ctx["problems"] else 200)
 
     async def import_rows(self, request: web.Request, caller: Caller, data: bytes,
                           name: str, dry: bool, ctx: dict[str, Any]) -> str:
@@ -627,8 +627,8 @@ class Pages:
             raise web.HTTPForbidden(text=exc.message) from exc
         entries = self.d.store.audit(teams=None if teams is None else list(teams),
                                      since=self.d.clock() - 30 * 86400, limit=1000)
-        return self.guard.render(request, "audit.html", {"title": "Audit",
-                                                     "entries": entries[::-1][:200]})
+        return self.guard.render(request, "audit.html", {
+            "title": "Audit", "entries": entries[::-1][:200]})
 
     def users_context(self, request: web.Request) -> dict[str, Any]:
         return {"title": "Users", "people": self.d.store.people(), "teams": self.d.config.teams,
