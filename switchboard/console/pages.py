@@ -17,7 +17,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from switchboard import people, refusals
-from switchboard.api import _posting_role
+from switchboard.api import LISTED_STATES, _posting_role
 from switchboard.auth import Caller
 from switchboard.channels.base import with_link
 from switchboard.incidents import parse_incident_id
@@ -457,7 +457,7 @@ class Pages:
 
     async def posts(self, request: web.Request) -> web.StreamResponse:
         state = request.query.get("state", "")
-        states = [state] if state in VISIBLE else list(VISIBLE)
+        states = [state] if state in LISTED_STATES else list(LISTED_STATES)
         if "scheduled" in states and "queued" not in states:
             states.append("queued")
         channel = request.query.get("channel") or None
@@ -467,7 +467,7 @@ class Pages:
         more = page[PAGE - 1] if len(page) > PAGE else None
         return self.guard.render(request, "posts.html", {
             "title": "Posts", "posts": page[:PAGE], "state": state, "channel": channel or "",
-            "states": VISIBLE, "channels": self.d.config.channels,
+            "states": LISTED_STATES, "channels": self.d.config.channels,
             "next": f"{more.due_at!r}:{more.id}" if more else None,
             "total": self.d.store.count_posts(states, channel), "actions": POST_ACTIONS,
             **self.flash(request)})
@@ -525,7 +525,8 @@ class Pages:
             "title": "Held", "posts": mine, **self.flash(request)})
 
     async def held_action(self, request: web.Request) -> web.StreamResponse:
-        """Release spaced (the first now, then one every ten minutes) or drop."""
+        """Release spaced (per channel: the first now, the others by the holding
+        runbook's min_spacing) or drop."""
         form = await request.post()
         action = form_str(form, "action")
         ids = [int(i) for i in form.getall("id", []) if isinstance(i, str) and i.isdigit()]
