@@ -32,6 +32,7 @@ from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
 from switchboard.clock import Clock, rfc3339, system_clock
 from switchboard.config import ChannelConfig, Config
+from switchboard.console import Console
 from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
@@ -178,7 +179,10 @@ class Daemon:
         await self.feeds.start()
         self.cleanup.append(lambda: self.feeds.stop())
 
-        runner = app_runner(Api(self).application(), self.limits)
+        api = Api(self)
+        app = api.application()
+        Console(api).mount(app)  # the web console and its event stream, on the same port
+        runner = app_runner(app, self.limits)
         await runner.setup()
         await GuardedSite(runner, listener, self.limits).start()
         self.cleanup.append(runner.cleanup)

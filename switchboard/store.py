@@ -201,6 +201,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_at ON audit(at);
     CREATE INDEX audit_person ON audit(person, at);
     """,
+    # 7: the web console's sign-in sessions (only the token's digest is kept)
+    """
+    CREATE TABLE console_sessions (
+        digest TEXT PRIMARY KEY,
+        person TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX console_sessions_person ON console_sessions(person);
+    """,
 )
 
 # How long a feed's event ids are remembered (design §7.1: PagerDuty retries
@@ -1342,6 +1353,41 @@ class Store:
             f"WHERE {' AND '.join(where)} ORDER BY id LIMIT ?", [*args, limit])
         return [AuditEntry(at, p, c, a, t, tuple(json.loads(ts)), s)
                 for at, p, c, a, t, ts, s in rows]
+
+
+    # -- console sessions ---------------------------------------------------
+
+    def add_console_session(self, digest: str, person: str, csrf: str, now: float) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO console_sessions (digest, person, csrf, created_at, "
+                       "seen_at) VALUES (?, ?, ?, ?, ?)", (digest, person, csrf, now, now))
+
+    def console_session(self, digest: str) -> tuple[str, str, float] | None:
+        """(person, CSRF token, last seen) of the session with this token digest."""
+        row = self._db.execute("SELECT person, csrf, seen_at FROM console_sessions "
+                               "WHERE digest = ?", (digest,)).fetchone()
+        return (str(row[0]), str(row[1]), float(row[2])) if row else None
+
+    def touch_console_session(self, digest: str, now: float) -> None:
+        with self.transaction(durable=False) as db:
+            db.execute("UPDATE console_sessions SET seen_at = ? WHERE digest = ?",
+                       (now, digest))
+
+    def end_console_session(self, digest: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM console_sessions WHERE digest = ?", (digest,))
+
+    def end_idle_console_sessions(self, seen_before: float) -> int:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM console_sessions WHERE seen_at < ?",
+                              (seen_before,)).rowcount
+
+    def change_marks(self) -> tuple[int, int]:
+        """The newest timeline entry and post event: the console's pages are stale
+        once either moves."""
+        row = self._db.execute("SELECT (SELECT MAX(id) FROM timeline), "
+                               "(SELECT MAX(id) FROM post_events)").fetchone()
+        return int(row[0] or 0), int(row[1] or 0)
 
 
 _PERSON_COLUMNS = "name, role, disabled, password_hash, created_at, updated_at"
