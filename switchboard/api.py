@@ -13,6 +13,7 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -47,7 +48,18 @@ from switchboard.text import first_bad_text
 from switchboard.yamldoc import parse_duration
 
 if TYPE_CHECKING:
-    from switchboard.app import Daemon
+    from switchboard.auth import Tokens
+    from switchboard.clock import Clock
+    from switchboard.config import Config
+    from switchboard.dispatcher import Dispatcher
+    from switchboard.gate import Gate
+    from switchboard.incidents import Incidents
+    from switchboard.listener import Limits
+    from switchboard.metrics import Metrics
+    from switchboard.people import People
+    from switchboard.store import Store
+    from switchboard.throttle import Throttle
+    from switchboard.watch import FeedWatch
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ROLE_KEY = web.AppKey("role_required", dict)
@@ -75,9 +87,53 @@ def ok(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
 
 
+@dataclass(frozen=True)
+class Services:
+    """What the API calls, handed over by the composition root: the API never
+    holds the daemon. The parts a reload replaces (config, tokens, feed watch)
+    and readiness are read through getters, so a request sees the current ones."""
+
+    store: Store
+    clock: Clock
+    gate: Gate
+    dispatcher: Dispatcher
+    incidents: Incidents
+    people: People
+    throttle: Throttle
+    metrics: Metrics
+    limits: Limits
+    current_config: Callable[[], Config]
+    current_tokens: Callable[[], Tokens]
+    current_feeds: Callable[[], FeedWatch]
+    is_ready: Callable[[], bool]
+    is_alive: Callable[[], bool]  # the loop still runs its timers
+    check_store: Callable[[], bool]
+    refresh_metrics: Callable[[], None]
+    status: Callable[[], dict[str, Any]]
+    channel_list: Callable[[], list[dict[str, Any]]]
+    # cancel / release / drop one post: (post id, action, actor, release time)
+    review: Callable[[int, str, str, float | None], Post]
+
+    @property
+    def config(self) -> Config:
+        return self.current_config()
+
+    @property
+    def tokens(self) -> Tokens:
+        return self.current_tokens()
+
+    @property
+    def feeds(self) -> FeedWatch:
+        return self.current_feeds()
+
+    @property
+    def ready(self) -> bool:
+        return self.is_ready()
+
+
 class Api:
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    def __init__(self, services: Services) -> None:
+        self.d = services
         self._feed_bodies = asyncio.Semaphore(FEED_BODIES_AT_ONCE)
         self._reads = ThreadPoolExecutor(2, thread_name_prefix="api-list")
 
@@ -192,7 +248,7 @@ class Api:
     # -- health ------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        alive = self.d.scheduler.running
+        alive = self.d.is_alive()
         return ok({"status": "ok" if alive else "scheduler stopped"}, 200 if alive else 503)
 
     async def readyz(self, request: web.Request) -> web.Response:

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from switchboard import __version__
 from switchboard import config as config_module
-from switchboard.api import Api
+from switchboard.api import Api, Services
 from switchboard.auth import Tokens
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
@@ -160,13 +160,25 @@ class Daemon:
         await self.feeds.start()
         self.cleanup.append(lambda: self.feeds.stop())
 
-        runner = app_runner(Api(self).application(), self.limits)
+        runner = app_runner(Api(self.api_services()).application(), self.limits)
         await runner.setup()
         await GuardedSite(runner, listener, self.limits).start()
         self.cleanup.append(runner.cleanup)
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
         self.zero_counters()
+
+    def api_services(self) -> Services:
+        """The services the API calls; reloads are seen through the getters."""
+        return Services(
+            store=self.store, clock=self.clock, gate=self.gate, dispatcher=self.dispatcher,
+            incidents=self.incidents, people=self.people, throttle=self.throttle,
+            metrics=self.metrics, limits=self.limits,
+            current_config=lambda: self.config, current_tokens=lambda: self.tokens,
+            current_feeds=lambda: self.feeds, is_ready=lambda: self.ready,
+            is_alive=lambda: self.scheduler.running, check_store=self.check_store,
+            refresh_metrics=self.refresh_metrics, status=self.status,
+            channel_list=self.channel_list, review=self.review)
 
     def _bootstrap_people(self) -> None:
         written = self.people.bootstrap(self.config.state_dir, self.config.admin_password_file)

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from switchboard import yamldoc
+from switchboard.feeds.jsonfeed import field_map
+from switchboard.feeds.settings import FeedConfig, Matcher, Rule
 from switchboard.feeds.severity import SEVERITIES
 from switchboard.yamldoc import Document, InvalidFile, Path_, Section
 
@@ -67,9 +69,6 @@ _FEED_KEYS = {"id", "kind", "rules", "url", "every", "timeout", "token_env", "to
               "token_sha256", "secret_env", "secret_file", "fields", "signature_header",
               "generate", "language"}
 _RULE_KEYS = {"match", "runbook", "channels", "title", "severity", "per", "lead", "maintenance"}
-# Signal fields a rule must name in its match to see a signal at all: CAP
-# alerts scoped Restricted or Private are not for the public channels.
-_OPT_IN_SCOPE = "cap_scope"
 
 
 @dataclass(frozen=True)
@@ -112,67 +111,6 @@ class ChannelConfig:
             return self.max_length
         table = INTERNAL_MAX_LENGTH if self.audience == "internal" else PUBLIC_MAX_LENGTH
         return table[self.kind]
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """Matches one signal field: an exact value, any of a list, or a regex."""
-
-    values: tuple[str, ...] = ()
-    pattern: re.Pattern[str] | None = None
-
-    def matches(self, value: str | None) -> bool:
-        if value is None:
-            return False
-        if self.pattern is not None:
-            return self.pattern.fullmatch(value) is not None
-        return value in self.values
-
-
-@dataclass(frozen=True)
-class Rule:
-    match: dict[str, Matcher]
-    runbook: str
-    channels: tuple[str, ...] | None = None
-    title: str | None = None
-    severity: str | None = None
-    # One incident per Alertmanager group ("group") or per alert ("alert").
-    per: str = "group"
-    # How long before a CAP alert's onset the rule may act.
-    lead: timedelta = timedelta(0)
-    # Scheduled maintenance on a status page declares only where this is set.
-    maintenance: bool = False
-
-    def matches(self, fields: dict[str, str]) -> bool:
-        if fields.get("maintenance") == "true" and not self.maintenance:
-            return False
-        if fields.get(_OPT_IN_SCOPE, "Public") != "Public" and _OPT_IN_SCOPE not in self.match:
-            return False
-        return all(self._field_matches(name, m, fields) for name, m in self.match.items())
-
-    @staticmethod
-    def _field_matches(name: str, matcher: Matcher, fields: dict[str, str]) -> bool:
-        # `severity` is the normalised word; the feed's own word matches too,
-        # so `severity: [Severe, Extreme]` on a CAP feed keeps working.
-        if name == "severity" and matcher.matches(fields.get("native_severity")):
-            return True
-        return matcher.matches(fields.get(name))
-
-
-@dataclass(frozen=True)
-class FeedConfig:
-    id: str
-    kind: str
-    rules: tuple[Rule, ...] = ()
-    url: str | None = None
-    every: timedelta = timedelta(seconds=60)
-    timeout: float = 10.0
-    token_sha256: str | None = None
-    secret: str | None = field(default=None, repr=False)
-    fields: dict[str, Any] = field(default_factory=dict)
-    signature_header: str | None = None
-    # Which translation CAP, SIRI-SX and GTFS-rt texts are read in.
-    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -676,7 +614,6 @@ class _Reader:
 
     def _check_field_map(self, sec: Section, fields: dict[str, Any]) -> None:
         # The json feed's mapping is the feed module's to define; it says what is wrong.
-        from switchboard.feeds.jsonfeed import field_map
         try:
             field_map(fields)
         except ValueError as exc:
