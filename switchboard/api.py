@@ -32,6 +32,7 @@ from switchboard.posts import (
     parse_when,
     post_json,
 )
+from switchboard.poststates import PostState
 from switchboard.refusals import Refused
 from switchboard.store import (
     INTERRUPTED_SEND,
@@ -275,8 +276,8 @@ class Api:
     async def list_posts(self, request: web.Request) -> web.Response:
         states = [s for s in request.query.get("state", "").split(",") if s]
         _check_states(states)
-        if "scheduled" in states:
-            states.append("queued")
+        if PostState.SCHEDULED in states:
+            states.append(PostState.QUEUED)
         channel = request.query.get("channel") or None
         limit, after = _page_limit(request), _cursor(request, 2)
         store = self.d.store
@@ -338,7 +339,7 @@ class Api:
         def admit(post: NewPost) -> None:
             people.check_post(caller, post.channel, post.kind, config)
             if post.kind == "marketing" and config.needs_approval(post.channel):
-                post.state = "pending_approval"
+                post.state = PostState.PENDING_APPROVAL
 
         rows, problems = await asyncio.to_thread(
             check_import, data, filename, role=_posting_role(caller), now=now,
@@ -380,7 +381,7 @@ class Api:
         people.check_post(caller, post.channel, post.kind, self.d.config)
         self._note_team(request, post.channel)
         if post.kind == "marketing" and self.d.config.needs_approval(post.channel):
-            post.state = "pending_approval"
+            post.state = PostState.PENDING_APPROVAL
         return post
 
     def _note_team(self, request: web.Request, channel: str) -> None:
@@ -417,7 +418,7 @@ class Api:
         new = self._new_post(request, {k: v for k, v in body.items()
                                        if k in ("channel", "kind", "text", "link")},
                              self.d.clock(), self._limits(), default_kind)
-        if new.state == "pending_approval":
+        if new.state == PostState.PENDING_APPROVAL:
             raise refusals.conflict(f"marketing posts on {new.channel} need approval: "
                                     "schedule it and have an approver approve it")
         decision = self.d.gate.decide(new.channel, new.kind, self.d.clock())
@@ -434,8 +435,9 @@ class Api:
         send before it started; then (and only then) it goes now."""
         post = self.d.store.post(post_id)
         assert post is not None
-        if post.state == "failed" and post.error == INTERRUPTED_SEND and self.d.store.transition(
-                [post_id], "queued", ("failed",), self.d.clock(), actor,
+        interrupted = post.state == PostState.FAILED and post.error == INTERRUPTED_SEND
+        if interrupted and self.d.store.transition(
+                [post_id], PostState.QUEUED, (PostState.FAILED,), self.d.clock(), actor,
                 f"asked again with the same {IDEMPOTENCY_KEY}", error=None):
             waiter: asyncio.Future[Post] = asyncio.get_running_loop().create_future()
             queued = self.d.store.post(post_id)
@@ -562,9 +564,9 @@ class Api:
         elif due < now:  # its slot has gone: only a person can pick the next one
             raise refusals.conflict(f"post {post_id} was due at {rfc3339(due)}, which has "
                                     "passed: approve it with a new time (at)")
-        if not self.d.store.transition([post_id], "scheduled", ("pending_approval",), now,
-                                       caller.name, f"approved by {caller.name}",
-                                       due_at=max(due, now)):
+        if not self.d.store.transition([post_id], PostState.SCHEDULED,
+                                       (PostState.PENDING_APPROVAL,), now, caller.name,
+                                       f"approved by {caller.name}", due_at=max(due, now)):
             raise refusals.conflict(f"post {post_id} is no longer pending approval")
         self.d.dispatcher.poke(max(due, now))
         return ok(post_json(self._reload(post_id)))
@@ -574,7 +576,7 @@ class Api:
         post_id = _int(request.match_info["id"], "post id")
         reason = _str(await _object(request), "reason")
         self._pending(request, post_id)
-        if not self.d.store.transition([post_id], "rejected", ("pending_approval",),
+        if not self.d.store.transition([post_id], PostState.REJECTED, (PostState.PENDING_APPROVAL,),
                                        self.d.clock(), caller.name,
                                        f"rejected by {caller.name}: {reason}"):
             raise refusals.conflict(f"post {post_id} is no longer pending approval")
@@ -586,7 +588,7 @@ class Api:
             raise refusals.not_found(f"no post {post_id}")
         people.check_approver(request["caller"], post, self.d.config)
         self._note_team(request, post.channel)
-        if post.state != "pending_approval":
+        if post.state != PostState.PENDING_APPROVAL:
             raise refusals.conflict(f"post {post_id} is {post.state}, not pending approval")
         return post
 
@@ -718,13 +720,13 @@ async def read_body(request: web.Request) -> bytes:
 
 
 def _send_answer(post: Post) -> web.Response:
-    if post.state == "suppressed":
+    if post.state == PostState.SUPPRESSED:
         raise refusals.conflict(f"an incident took channel {post.channel} before the send "
                                 f"started (INC-{post.incident_id}); post {post.id} is held")
-    if post.state == "failed":
+    if post.state == PostState.FAILED:
         return error(502, "publish_failed", f"post {post.id} failed: {post.error}")
     # 202: still on its way (a rate limit, a slow platform); do not send it again.
-    return ok(post_json(post), 201 if post.state == "published" else 202)
+    return ok(post_json(post), 201 if post.state == PostState.PUBLISHED else 202)
 
 
 def _request_key(request: web.Request, caller: Caller, body: Any) -> RequestKey | None:
@@ -776,7 +778,7 @@ async def _json(request: web.Request, optional: bool = False) -> Any:
 
 
 # What `?state=` may ask for: the states users see (`queued` shows as scheduled).
-LISTED_STATES = tuple(s for s in POST_STATES if s != "queued")
+LISTED_STATES = tuple(s for s in POST_STATES if s != PostState.QUEUED)
 
 
 def _check_states(states: list[str]) -> None:

@@ -38,6 +38,7 @@ from switchboard.incidents import Context, Incidents
 from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
 from switchboard.people import People
+from switchboard.poststates import PostState
 from switchboard.refusals import conflict, not_found
 from switchboard.runbooks import Runbook, channel_infos, read_runbooks
 from switchboard.steps import StepRunner
@@ -285,14 +286,16 @@ class Daemon:
     def refresh_metrics(self) -> None:
         self.check_store()
         counts = self.store.count_by_state()
-        self.metrics.posts_scheduled.set(counts.get("scheduled", 0) + counts.get("queued", 0))
-        self.metrics.posts_unknown.set(counts.get("unknown", 0))
-        self.metrics.posts_held.set(counts.get("held", 0))
+        self.metrics.posts_scheduled.set(counts.get(PostState.SCHEDULED, 0)
+                                         + counts.get(PostState.QUEUED, 0))
+        self.metrics.posts_unknown.set(counts.get(PostState.UNKNOWN, 0))
+        self.metrics.posts_held.set(counts.get(PostState.HELD, 0))
         self.incidents.refresh_metrics()
 
     def status(self) -> dict[str, Any]:
         counts = self.store.count_by_state()
-        counts["scheduled"] = counts.get("scheduled", 0) + counts.pop("queued", 0)
+        counts[PostState.SCHEDULED] = (counts.get(PostState.SCHEDULED, 0)
+                                       + counts.pop(PostState.QUEUED, 0))
         now = self.clock()
         return {
             "version": __version__,
@@ -326,9 +329,10 @@ class Daemon:
             raise not_found(f"no post {post_id}")
         now = self.clock()
         # `queued` is shown as scheduled: it can be cancelled until its send starts.
-        moves = {"cancel": ("cancelled", ("scheduled", "queued")),
-                 "release": ("scheduled", ("held", "unknown", "failed", "missed")),
-                 "drop": ("dropped", ("held", "unknown", "failed", "missed", "suppressed"))}
+        s = PostState
+        moves = {"cancel": (s.CANCELLED, (s.SCHEDULED, s.QUEUED)),
+                 "release": (s.SCHEDULED, (s.HELD, s.UNKNOWN, s.FAILED, s.MISSED)),
+                 "drop": (s.DROPPED, (s.HELD, s.UNKNOWN, s.FAILED, s.MISSED, s.SUPPRESSED))}
         to_state, allowed = moves[action]
         fields: dict[str, Any] = {}
         if action == "release":

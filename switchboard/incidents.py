@@ -31,6 +31,7 @@ from switchboard.feeds.signal import Signal
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
 from switchboard.posts import spaced_times
+from switchboard.poststates import PostOrigin, PostState
 from switchboard.runbooks import Runbook
 from switchboard.store import Incident, NewPost, Post, RequestKey, Store
 
@@ -206,7 +207,8 @@ class Incidents:
         policy = book.resolve.held_posts if book else "review"
         spacing = book.resolve.min_spacing if book else timedelta(minutes=5)
         now = self.clock()
-        held = self.store.list_posts(("suppressed",), incident_id=incident_id, limit=1_000_000)
+        held = self.store.list_posts((PostState.SUPPRESSED,), incident_id=incident_id,
+                                     limit=1_000_000)
         outcome = self._apply_policy(held, policy, spacing, now)
         self.store.release_holds(incident_id)
         self.gate.release(incident_id)
@@ -226,11 +228,11 @@ class Incidents:
         ids = [p.id for p in held]
         reason = f"held-post policy {policy}"
         if policy == "drop":
-            return {"dropped": len(self.store.transition(ids, "dropped", ("suppressed",), now,
-                                                         "runbook", reason))}
+            return {"dropped": len(self.store.transition(
+                ids, PostState.DROPPED, (PostState.SUPPRESSED,), now, "runbook", reason))}
         if policy == "review":
-            return {"held": len(self.store.transition(ids, "held", ("suppressed",), now,
-                                                      "runbook", reason))}
+            return {"held": len(self.store.transition(
+                ids, PostState.HELD, (PostState.SUPPRESSED,), now, "runbook", reason))}
         expired = [p.id for p in held if p.expires_at is not None and p.expires_at <= now]
         by_channel: dict[str, list[Post]] = {}
         for post in held:
@@ -301,7 +303,7 @@ class Incidents:
         late = self.dispatcher.max_lateness
         by_channel: dict[str, list[Post]] = {}
         review: list[int] = []
-        for post in self.store.list_posts(("suppressed",), incident_id=incident_id,
+        for post in self.store.list_posts((PostState.SUPPRESSED,), incident_id=incident_id,
                                           limit=1_000_000):
             if now - post.due_at > late:
                 review.append(post.id)
@@ -348,7 +350,7 @@ class Incidents:
         retracted: list[int] = []
         failed: list[str] = []
         for post in self.store.posts(sorted(ids)):
-            if post.state != "published" or post.kind != "operational":
+            if post.state != PostState.PUBLISHED or post.kind != "operational":
                 continue
             worker = self.dispatcher.workers.get(post.channel)
             if worker is None:
@@ -360,8 +362,8 @@ class Incidents:
             except ChannelError as exc:
                 failed.append(f"post {post.id} on {post.channel}: {exc.message}")
                 continue
-            self.store.transition([post.id], "retracted", ("published",), self.clock(),
-                                  "daemon", f"INC-{incident.id} voided")
+            self.store.transition([post.id], PostState.RETRACTED, (PostState.PUBLISHED,),
+                                  self.clock(), "daemon", f"INC-{incident.id} voided")
             retracted.append(post.id)
         self.store.log(incident.id, self.clock(), "updates_retracted", "daemon",
                        {"posts": retracted, "failed": failed})
@@ -423,7 +425,8 @@ class Incidents:
             # A second ops person sends it with `post approve` (see people.check_approver).
             now = self.clock()
             ids = self.store.add_posts([NewPost(c, "operational", text, now,
-                                                state="pending_approval") for c in public],
+                                                state=PostState.PENDING_APPROVAL,
+                                                origin=PostOrigin.SEND_NOW) for c in public],
                                        actor, now)
             self.store.log(incident_id, now, "update_pending", actor,
                            {"posts": ids, "text": text})
@@ -441,7 +444,8 @@ class Incidents:
         caller's send, never sent behind its back after a restart)."""
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind=kind, text=text, due_at=now,
-                                            link=link, state="queued") for c in channels],
+                                            link=link, state=PostState.QUEUED,
+                                            origin=PostOrigin.SEND_NOW) for c in channels],
                                    actor, now, request=request, immediate=immediate)
         loop = asyncio.get_running_loop()
         waiters = []
@@ -595,7 +599,8 @@ class Incidents:
             return
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind="operational", text=text,
-                                            due_at=now, state="queued") for c in live],
+                                            due_at=now, state=PostState.QUEUED,
+                                            origin=PostOrigin.SEND_NOW) for c in live],
                                    f"runbook:{why}", now)
         for post in self.store.posts(ids):
             self.dispatcher.route(post)

@@ -30,6 +30,7 @@ from switchboard.clock import Clock, to_datetime
 from switchboard.feeds.signal import Signal
 from switchboard.incidents import Incidents
 from switchboard.metrics import Metrics
+from switchboard.poststates import PostState
 from switchboard.runbooks import Runbook, Step
 from switchboard.store import Incident, Store
 from switchboard.templates import (
@@ -243,7 +244,7 @@ class StepRunner:
             text = self.render(incident, step, channel)
             posts = await self.incidents.send_now([channel], text, f"runbook:{step.name}")
             failed += [f"{p.channel}: {p.error or p.state}" for p in posts
-                       if p.state != "published"]
+                       if p.state != PostState.PUBLISHED]
         if failed:
             raise StepFailed("; ".join(failed))
         return Outcome("ok", f"posted to {', '.join(targets)}")
@@ -298,8 +299,9 @@ class StepRunner:
             except ChannelError as exc:
                 errors.append(f"post {post.id} on {post.channel}: {exc.message}")
                 continue
-            self.store.transition([post.id], "retracted", ("published",), self.clock(),
-                                  f"runbook:{step.name}", f"retracted for INC-{incident.id}")
+            self.store.transition([post.id], PostState.RETRACTED, (PostState.PUBLISHED,),
+                                  self.clock(), f"runbook:{step.name}",
+                                  f"retracted for INC-{incident.id}")
         if errors:
             raise StepFailed("; ".join(errors))
         return Outcome("ok", f"retracted {len(posts)} post(s)")

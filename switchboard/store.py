@@ -27,13 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-POST_STATES = ("scheduled", "queued", "sending", "published", "failed", "suppressed", "held",
-               "dropped", "cancelled", "expired", "missed", "unknown", "retracted",
-               "pending_approval", "rejected")
-# `queued` is internal: claimed by the dispatcher but not yet sending; at
-# start-up it goes back to `scheduled` (nothing was sent). The API shows it
-# as `scheduled`. `pending_approval` waits for a team's approver: the
-# dispatcher only ever claims `scheduled`, so a pending post cannot go out.
+from switchboard.poststates import (
+    ALL_STATES,
+    PostOrigin,
+    PostState,
+    check_initial,
+    check_move,
+    check_outcome,
+)
+
+# The states and their legal moves are poststates.py's; every change of
+# state below goes through `check_move` (or its creation and outcome kin).
+POST_STATES = ALL_STATES
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -201,6 +206,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_at ON audit(at);
     CREATE INDEX audit_person ON audit(person, at);
     """,
+    # 7: how each post came in (a due time of its own, or sent at once); before,
+    # a post due when it was created counted as sent at once
+    """
+    ALTER TABLE posts ADD COLUMN origin TEXT NOT NULL DEFAULT 'schedule';
+    UPDATE posts SET origin = 'send_now' WHERE created_at >= due_at;
+    """,
 )
 
 # How long a feed's event ids are remembered (design §7.1: PagerDuty retries
@@ -274,7 +285,7 @@ class Post:
     kind: str
     text: str
     link: str | None
-    state: str
+    state: PostState
     due_at: float
     expires_at: float | None
     incident_id: int | None
@@ -284,6 +295,12 @@ class Post:
     created_at: float
     published_at: float | None
     updated_at: float
+    origin: PostOrigin = PostOrigin.SCHEDULE
+
+    def __post_init__(self) -> None:
+        # Rows come from SQL as plain text: typed here, once, for every reader.
+        self.state = PostState(self.state)
+        self.origin = PostOrigin(self.origin)
 
 
 @dataclass
@@ -294,13 +311,14 @@ class NewPost:
     due_at: float
     link: str | None = None
     expires_at: float | None = None
-    state: str = "scheduled"
+    state: PostState = PostState.SCHEDULED
+    origin: PostOrigin = PostOrigin.SCHEDULE
 
 
 @dataclass(frozen=True)
 class SendOutcome:
     post_id: int
-    state: str  # published | failed | unknown
+    state: PostState  # published | failed | unknown (poststates.OUTCOMES)
     remote_id: str | None = None
     published_at: float | None = None
     error: str | None = None
@@ -402,7 +420,7 @@ class Hold:
 
 
 _POST_COLUMNS = ("id, channel, kind, text, link, state, due_at, expires_at, incident_id, "
-                 "remote_id, error, created_by, created_at, published_at, updated_at")
+                 "remote_id, error, created_by, created_at, published_at, updated_at, origin")
 # The due-time queries name the partial index: without statistics SQLite's
 # planner prefers the equality on `state` in posts_state_channel, then walks
 # every scheduled post (0.7-0.9 s per query at a million, on every tick).
@@ -609,17 +627,18 @@ class Store:
             immediate = [r[0] for r in self._db.execute(
                 "SELECT p.id FROM posts p JOIN immediate_sends s ON s.post_id = p.id "
                 "WHERE p.state = 'queued'")]
-            not_sent = self._transition(immediate, "failed", ("queued",), now, "daemon",
-                                        "restart before the immediate send started",
+            not_sent = self._transition(immediate, PostState.FAILED, (PostState.QUEUED,), now,
+                                        "daemon", "restart before the immediate send started",
                                         error=INTERRUPTED_SEND)
-            requeued = self._move("queued", "scheduled", now, "daemon", "restart before send")
-            unknown = self._move("sending", "unknown", now, "daemon",
+            requeued = self._move(PostState.QUEUED, PostState.SCHEDULED, now, "daemon",
+                                  "restart before send")
+            unknown = self._move(PostState.SENDING, PostState.UNKNOWN, now, "daemon",
                                  "interrupted mid-send by a crash; check the platform")
             self._db.execute("DELETE FROM request_keys WHERE created_at < ?",
                              (now - REQUEST_KEY_DAYS * 86400,))
         return {"requeued": requeued, "unknown": unknown, "not_sent": len(not_sent)}
 
-    def _move(self, old: str, new: str, now: float, actor: str, reason: str) -> int:
+    def _move(self, old: PostState, new: PostState, now: float, actor: str, reason: str) -> int:
         ids = [r[0] for r in self._db.execute("SELECT id FROM posts WHERE state = ?", (old,))]
         self._transition(ids, new, (old,), now, actor, reason)
         return len(ids)
@@ -641,13 +660,15 @@ class Store:
 
     def _insert_posts(self, posts: Sequence[NewPost], actor: str, now: float) -> list[int]:
         db = self._db
+        for post in posts:
+            check_initial(post.state)
         first = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM posts").fetchone()[0]) + 1
         ids = list(range(first, first + len(posts)))
         db.executemany(
             "INSERT INTO posts (id, channel, kind, text, link, state, due_at, expires_at, "
-            "created_by, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "created_by, created_at, updated_at, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [(i, p.channel, p.kind, p.text, p.link, p.state, p.due_at, p.expires_at, actor,
-              now, now) for i, p in zip(ids, posts, strict=True)])
+              now, now, p.origin) for i, p in zip(ids, posts, strict=True)])
         db.executemany(
             "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
             "VALUES (?, ?, NULL, ?, ?, 'created')",
@@ -813,7 +834,7 @@ class Store:
             (before,))]
         if ids:
             with self.transaction():
-                self._transition(ids, "missed", ("scheduled",), now, "dispatcher",
+                self._transition(ids, PostState.MISSED, (PostState.SCHEDULED,), now, "dispatcher",
                                  "due longer ago than max_lateness")
         return ids
 
@@ -834,12 +855,13 @@ class Store:
         # of every `queued` post anyway; the `sending` that follows is synced.
         with self.transaction(durable=False):
             free, held = self._suppress_held([(p.id, p.channel, p.kind) for p in rows],
-                                          ("scheduled",), now)
-            self._transition(free, "queued", ("scheduled",), now, "dispatcher", "due")
+                                          (PostState.SCHEDULED,), now)
+            self._transition(free, PostState.QUEUED, (PostState.SCHEDULED,), now, "dispatcher",
+                             "due")
         claimed = set(free)
         out = [p for p in rows if p.id in claimed]
         for p in out:
-            p.state = "queued"
+            p.state = PostState.QUEUED
         return out, held
 
     def claim_sending(self, ids: Sequence[int], now: float) -> Claim:
@@ -851,12 +873,12 @@ class Store:
             rows = self._db.execute(
                 f"SELECT id, channel, kind FROM posts WHERE id IN ({','.join('?' * len(ids))}) "
                 "AND +state = 'queued'", list(ids)).fetchall()
-            free, held = self._suppress_held(rows, ("queued",), now)
-            sending = self._transition(free, "sending", ("queued",), now, "dispatcher",
-                                       "gate open")
+            free, held = self._suppress_held(rows, (PostState.QUEUED,), now)
+            sending = self._transition(free, PostState.SENDING, (PostState.QUEUED,), now,
+                                       "dispatcher", "gate open")
         return Claim(sending, held)
 
-    def _suppress_held(self, posts: Sequence[tuple[int, str, str]], expect: Sequence[str],
+    def _suppress_held(self, posts: Sequence[tuple[int, str, str]], expect: Sequence[PostState],
                        now: float) -> tuple[list[int], list[tuple[int, str]]]:
         """Inside a transaction: suppress the posts whose channel and kind a hold
         covers (the earliest incident names it, as the gate does); the rest are free."""
@@ -872,7 +894,7 @@ class Store:
         held: list[tuple[int, str]] = []
         for incident_id, items in by_incident.items():
             channel_of = dict(items)
-            moved = self._transition(list(channel_of), "suppressed", expect, now, "gate",
+            moved = self._transition(list(channel_of), PostState.SUPPRESSED, expect, now, "gate",
                                      f"INC-{incident_id} holds the channel",
                                      incident_id=incident_id)
             if moved:
@@ -890,14 +912,20 @@ class Store:
             holds.setdefault(channel, []).append((int(incident_id), kinds))
         return holds
 
-    def transition(self, ids: Sequence[int], to_state: str, expect: Sequence[str], now: float,
-                   actor: str, reason: str | None = None, **fields: Any) -> list[int]:
-        """Move posts that are in one of `expect` to `to_state`; returns the ids moved."""
+    def transition(self, ids: Sequence[int], to_state: PostState, expect: Sequence[PostState],
+                   now: float, actor: str, reason: str | None = None,
+                   **fields: Any) -> list[int]:
+        """Move posts that are in one of `expect` to `to_state`; returns the ids moved.
+        A move the state machine does not allow raises IllegalMove (nothing changes)."""
         with self.transaction():
             return self._transition(ids, to_state, expect, now, actor, reason, **fields)
 
-    def _transition(self, ids: Sequence[int], to_state: str, expect: Sequence[str], now: float,
-                    actor: str, reason: str | None = None, **fields: Any) -> list[int]:
+    def _transition(self, ids: Sequence[int], to_state: PostState, expect: Sequence[PostState],
+                    now: float, actor: str, reason: str | None = None,
+                    **fields: Any) -> list[int]:
+        # Checked before anything is read: an illegal request fails even when no
+        # post is in an `expect` state at the moment.
+        to_state = check_move(expect, to_state)
         if not ids:
             return []
         sets = "".join(f", {k} = ?" for k in fields)
@@ -932,7 +960,7 @@ class Store:
         suppressed post of `moves` back to `scheduled` at its own time, those of
         `expired` expired. Returns (rescheduled, expired) ids."""
         with self.transaction():
-            gone = self._transition(expired, "expired", ("suppressed",), now, actor,
+            gone = self._transition(expired, PostState.EXPIRED, (PostState.SUPPRESSED,), now, actor,
                                     expired_reason)
             due = dict(moves)
             moved: list[int] = []
@@ -949,21 +977,23 @@ class Store:
                 "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
                 "VALUES (?, ?, 'suppressed', 'scheduled', ?, ?)",
                 [(post_id, now, actor, reason) for post_id in moved])
-            self._delta["suppressed"] -= len(moved)
-            self._delta["scheduled"] += len(moved)
+            self._delta[PostState.SUPPRESSED] -= len(moved)
+            self._delta[PostState.SCHEDULED] += len(moved)
         return moved, gone
 
     def record_sends(self, outcomes: Sequence[SendOutcome], now: float) -> None:
         """The platform's answers for a run of sends, in one transaction."""
         if not outcomes:
             return
+        for outcome in outcomes:
+            check_outcome(outcome.state)
         with self.transaction(durable=False) as db:
             db.executemany(
                 "UPDATE posts SET state = ?, remote_id = ?, published_at = ?, error = ?, "
                 "updated_at = ? WHERE id = ? AND state = 'sending'",
                 [(o.state, o.remote_id, o.published_at, o.error, now, o.post_id)
                  for o in outcomes])
-            self._delta["sending"] -= len(outcomes)
+            self._delta[PostState.SENDING] -= len(outcomes)
             self._delta.update(o.state for o in outcomes)
             db.executemany(
                 "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
@@ -1035,9 +1065,9 @@ class Store:
             db.execute("DELETE FROM channel_control WHERE incident_id = ?", (incident_id,))
             why = f"INC-{incident_id} voided: {reason}"
             for post_id, due in requeue:
-                self._transition([post_id], "scheduled", ("suppressed",), now, actor, why,
-                                 due_at=due)
-            self._transition(review, "held", ("suppressed",), now, actor, why)
+                self._transition([post_id], PostState.SCHEDULED, (PostState.SUPPRESSED,), now,
+                                 actor, why, due_at=due)
+            self._transition(review, PostState.HELD, (PostState.SUPPRESSED,), now, actor, why)
             self._log(incident_id, now, "voided", actor,
                       {"reason": reason, "rescheduled": [i for i, _ in requeue],
                        "held": list(review)})
@@ -1093,10 +1123,10 @@ class Store:
                                     "WHERE incident_id = ? ORDER BY id", (incident_id,))]
 
     def suppress_posts(self, ids: Sequence[int], incident_id: int, now: float,
-                       expect: Sequence[str] = ("queued",)) -> list[int]:
+                       expect: Sequence[PostState] = (PostState.QUEUED,)) -> list[int]:
         """Suppress posts for an incident and note it on the incident's timeline."""
         with self.transaction():
-            moved = self._transition(ids, "suppressed", expect, now, "gate",
+            moved = self._transition(ids, PostState.SUPPRESSED, expect, now, "gate",
                                      f"INC-{incident_id} holds the channel",
                                      incident_id=incident_id)
             if moved:

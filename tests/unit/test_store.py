@@ -221,9 +221,9 @@ def test_an_import_is_all_rows_or_none_and_a_repeat_creates_nothing(tmp_path: Pa
     s = store(tmp_path)
     rows = [(row_key("outbox", 10.0 + i, f"p{i}"), NewPost("outbox", "marketing", f"p{i}",
                                                            10.0 + i)) for i in range(3)]
-    bad = [*rows, ("k", NewPost("outbox", "marketing", "x", 1.0, state="no such state"))]
-    s._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON posts WHEN NEW.state = "
-                  "'no such state' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    bad = [*rows, ("k", NewPost("outbox", "marketing", "refuse me", 1.0))]
+    s._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON posts WHEN NEW.text = "
+                  "'refuse me' BEGIN SELECT RAISE(ABORT, 'refused'); END")
     with pytest.raises(sqlite3.IntegrityError):
         s.import_posts(bad, "m", 1.0)
     assert s.list_posts() == []
