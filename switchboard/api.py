@@ -24,6 +24,7 @@ from switchboard import people, refusals
 from switchboard.auth import Caller, digest_matches
 from switchboard.clock import rfc3339
 from switchboard.incidents import incident_json, parse_incident_id
+from switchboard.model import AuditEntry, NewPost, Post
 from switchboard.posts import (
     ChannelLimit,
     check_import,
@@ -37,10 +38,7 @@ from switchboard.refusals import Refused
 from switchboard.store import (
     INTERRUPTED_SEND,
     POST_STATES,
-    AuditEntry,
     KeyedRequest,
-    NewPost,
-    Post,
     RequestKey,
     StoreUnavailable,
 )

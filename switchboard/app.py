@@ -37,12 +37,13 @@ from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
 from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
+from switchboard.model import Post
 from switchboard.people import People
 from switchboard.poststates import PostState
 from switchboard.refusals import conflict, not_found
 from switchboard.runbooks import Runbook, channel_infos, read_runbooks
 from switchboard.steps import StepRunner
-from switchboard.store import Post, StateLock, Store, StoreUnavailable
+from switchboard.store import StateLock, Store, StoreUnavailable
 from switchboard.systemd import Notifier
 from switchboard.throttle import Throttle
 from switchboard.watch import FeedWatch

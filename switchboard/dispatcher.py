@@ -36,8 +36,9 @@ from switchboard.channels.base import (
 from switchboard.clock import Clock, to_datetime
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
+from switchboard.model import Post, SendOutcome
 from switchboard.poststates import PostOrigin, PostState
-from switchboard.store import Post, SendOutcome, Store, StoreUnavailable
+from switchboard.store import Store, StoreUnavailable
 
 JOB_ID = "dispatch"
 RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again

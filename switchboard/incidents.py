@@ -30,10 +30,11 @@ from switchboard.dispatcher import Dispatcher
 from switchboard.feeds.signal import Signal
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
+from switchboard.model import Incident, NewPost, Post
 from switchboard.posts import spaced_times
 from switchboard.poststates import PostOrigin, PostState
 from switchboard.runbooks import Runbook
-from switchboard.store import Incident, NewPost, Post, RequestKey, Store
+from switchboard.store import RequestKey, Store
 
 
 @dataclass(frozen=True)

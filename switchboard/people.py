@@ -30,8 +30,9 @@ from switchboard import refusals
 from switchboard.auth import TEAM_POSTERS, Caller, sha256_hex
 from switchboard.clock import Clock, rfc3339
 from switchboard.config import ROLES, Config, Team
+from switchboard.model import Person, Post
 from switchboard.poststates import PostState
-from switchboard.store import Person, Post, Store
+from switchboard.store import Store
 
 TEAM_ROLES = ("marketing", "approver", "viewer")
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")

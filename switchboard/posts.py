@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 
 from switchboard import refusals
 from switchboard.clock import rfc3339, to_datetime
+from switchboard.model import NewPost, Post
 from switchboard.poststates import PostOrigin, PostState
 from switchboard.refusals import Refused
-from switchboard.store import NewPost, Post, row_key
+from switchboard.store import row_key
 from switchboard.text import lone_surrogate, surrogate_message
 from switchboard.yamldoc import parse_duration
 

@@ -30,9 +30,10 @@ from switchboard.clock import Clock, to_datetime
 from switchboard.feeds.signal import Signal
 from switchboard.incidents import Incidents
 from switchboard.metrics import Metrics
+from switchboard.model import Incident
 from switchboard.poststates import PostState
 from switchboard.runbooks import Runbook, Step
-from switchboard.store import Incident, Store
+from switchboard.store import Store
 from switchboard.templates import (
     Context,
     IncidentView,

@@ -23,18 +23,21 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from switchboard.poststates import (
-    ALL_STATES,
-    PostOrigin,
-    PostState,
-    check_initial,
-    check_move,
-    check_outcome,
+from switchboard.model import (
+    AuditEntry,
+    Hold,
+    Incident,
+    NewPost,
+    Person,
+    Post,
+    SendOutcome,
+    TimelineEntry,
 )
+from switchboard.poststates import ALL_STATES, PostState, check_initial, check_move, check_outcome
 
 # The states and their legal moves are poststates.py's; every change of
 # state below goes through `check_move` (or its creation and outcome kin).
@@ -278,111 +281,6 @@ class StateLock:
             self._fd = -1
 
 
-@dataclass
-class Post:
-    id: int
-    channel: str
-    kind: str
-    text: str
-    link: str | None
-    state: PostState
-    due_at: float
-    expires_at: float | None
-    incident_id: int | None
-    remote_id: str | None
-    error: str | None
-    created_by: str
-    created_at: float
-    published_at: float | None
-    updated_at: float
-    origin: PostOrigin = PostOrigin.SCHEDULE
-
-    def __post_init__(self) -> None:
-        # Rows come from SQL as plain text: typed here, once, for every reader.
-        self.state = PostState(self.state)
-        self.origin = PostOrigin(self.origin)
-
-
-@dataclass
-class NewPost:
-    channel: str
-    kind: str
-    text: str
-    due_at: float
-    link: str | None = None
-    expires_at: float | None = None
-    state: PostState = PostState.SCHEDULED
-    origin: PostOrigin = PostOrigin.SCHEDULE
-
-
-@dataclass(frozen=True)
-class SendOutcome:
-    post_id: int
-    state: PostState  # published | failed | unknown (poststates.OUTCOMES)
-    remote_id: str | None = None
-    published_at: float | None = None
-    error: str | None = None
-    reason: str | None = None
-
-
-@dataclass
-class Incident:
-    id: int
-    title: str
-    runbook: str
-    severity: str
-    state: str
-    channels: list[str]
-    suppress: list[str]
-    reason: str | None
-    source: str
-    signal_key: str | None
-    signal: dict[str, Any] | None
-    declared_at: float
-    declared_by: str
-    resolved_at: float | None
-    resolved_by: str | None
-    resolve_note: str | None
-    cooldown_until: float | None
-    held_done: bool
-    last_operational_at: float | None
-    auto_resolve_at: float | None
-
-
-@dataclass
-class TimelineEntry:
-    at: float
-    event: str
-    actor: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Person:
-    """A stored account; `role` is organisation-wide, `teams` maps team id to roles."""
-
-    name: str
-    role: str
-    disabled: bool
-    password_hash: str | None = field(repr=False)
-    created_at: float
-    updated_at: float
-    teams: dict[str, tuple[str, ...]]
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One write: who (person, or None for a machine token), with which credential."""
-
-    at: float
-    person: str | None
-    credential: str
-    action: str
-    target: str | None
-    teams: tuple[str, ...]
-    status: int
-
-
 @dataclass(frozen=True)
 class RequestKey:
     """An `Idempotency-Key` as one caller sent it to one route, with its body's digest."""
@@ -408,15 +306,6 @@ class Claim:
 
     sending: list[int]
     suppressed: list[tuple[int, str]]  # (post id, channel)
-
-
-@dataclass(frozen=True)
-class Hold:
-    """One incident's claim on one channel; `until` is None while it is active."""
-
-    channel: str
-    incident_id: int
-    until: float | None
 
 
 _POST_COLUMNS = ("id, channel, kind, text, link, state, due_at, expires_at, incident_id, "

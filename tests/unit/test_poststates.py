@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.model import NewPost, SendOutcome
 from switchboard.poststates import (
     INITIAL,
     OUTCOMES,
@@ -16,7 +17,7 @@ from switchboard.poststates import (
     PostState,
     check_move,
 )
-from switchboard.store import MIGRATIONS, NewPost, SendOutcome, Store
+from switchboard.store import MIGRATIONS, Store
 
 S = PostState
 FINAL = (S.DROPPED, S.CANCELLED, S.EXPIRED, S.RETRACTED, S.REJECTED)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.model import NewPost
 from switchboard.store import (
     INTERRUPTED_SEND,
     MIGRATIONS,
     KeyedRequest,
-    NewPost,
     RequestKey,
     StateLock,
     Store,
@@ -93,7 +93,7 @@ def test_a_declaration_is_on_disk_when_declare_returns(tmp_path: Path) -> None:
 
 
 def test_the_state_counts_follow_every_committed_change(tmp_path: Path) -> None:
-    from switchboard.store import SendOutcome
+    from switchboard.model import SendOutcome
     s = store(tmp_path)
     ids = s.add_posts([NewPost("outbox", "marketing", f"p{i}", 10.0) for i in range(5)], "m", 1)
     s.transition(ids[:3], "queued", ("scheduled",), 2.0, "dispatcher")
