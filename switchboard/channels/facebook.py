@@ -29,14 +29,8 @@ import aiohttp
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange
-from switchboard.channels.remote import (
-    ChannelThreads,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    gated_session,
-    reporting,
-)
+from switchboard.channels.remote import ChannelThreads, gated_session, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://graph.facebook.com"

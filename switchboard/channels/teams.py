@@ -28,14 +28,8 @@ from yarl import URL
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
-from switchboard.channels.remote import (
-    ChannelThreads,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    gated_session,
-    reporting,
-)
+from switchboard.channels.remote import ChannelThreads, gated_session, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"

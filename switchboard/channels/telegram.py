@@ -23,15 +23,8 @@ import aiohttp
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
-from switchboard.channels.remote import (
-    ChannelThreads,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    compose,
-    gated_session,
-    reporting,
-)
+from switchboard.channels.remote import ChannelThreads, compose, gated_session, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://api.telegram.org"

@@ -34,15 +34,8 @@ from switchboard.channels.facebook import (
     TRANSIENT_CODES,
 )
 from switchboard.channels.http import Answer, exchange
-from switchboard.channels.remote import (
-    ChannelThreads,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    compose,
-    gated_session,
-    reporting,
-)
+from switchboard.channels.remote import ChannelThreads, compose, gated_session, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://graph.threads.net"

@@ -30,16 +30,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
-from switchboard.channels.remote import (
-    Attempt,
-    ChannelThreads,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    compose,
-    gated_session,
-    reporting,
-)
+from switchboard.channels.remote import Attempt, ChannelThreads, compose, gated_session, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 _MAX_ERROR_BODY = 300
