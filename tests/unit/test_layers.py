@@ -148,3 +148,19 @@ def type_checking_imports(node: ast.If) -> set[str]:
             if isinstance(inner, ast.ImportFrom) and inner.module
             and inner.module.startswith("switchboard")
             and inner.module in all_modules()}
+
+
+# Modules still over the limit, each to be split along its nouns; the list may
+# only shrink (a module under the limit must leave it).
+MAX_LINES = 400
+STILL_OVER = {"switchboard/api.py", "switchboard/app.py", "switchboard/cli.py",
+              "switchboard/incidents.py"}
+
+
+def test_no_module_is_over_400_lines_but_the_listed_ones() -> None:
+    sizes = {str(path.relative_to(PACKAGE.parent)): len(path.read_text("utf-8").splitlines())
+             for path in PACKAGE.rglob("*.py")}
+    over = {name for name, lines in sizes.items() if lines > MAX_LINES}
+    assert over <= STILL_OVER, f"modules over {MAX_LINES} lines: {sorted(over - STILL_OVER)}"
+    assert over >= STILL_OVER, f"under {MAX_LINES} lines now, drop from STILL_OVER: " \
+                               f"{sorted(STILL_OVER - over)}"
