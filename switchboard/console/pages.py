@@ -21,11 +21,12 @@ from switchboard.api import LISTED_STATES, _posting_role
 from switchboard.auth import Caller
 from switchboard.channels.base import with_link
 from switchboard.incidents import parse_incident_id
+from switchboard.model import Post
 from switchboard.posts import check_import, spaced_times
+from switchboard.poststates import PostState
 from switchboard.refusals import Refused
 from switchboard.runbooks import channel_infos
 from switchboard.simulate import format_text, simulate
-from switchboard.store import Post
 
 if TYPE_CHECKING:
     from switchboard.console.guard import Guard
@@ -175,7 +176,7 @@ class Pages:
                            if isinstance(c, str)] if values else []
         return {"title": "Incidents", "incidents": listing, "values": filled,
                 "ticked": filled_channels,
-                "runbooks": sorted(self.d.settings.runbooks.values(), key=lambda r: r.name),
+                "runbooks": sorted(self.d.runbooks.values(), key=lambda r: r.name),
                 "all_channels": [c for c in self.d.config.channels if c.audience == "public"],
                 "preview": [], **self.flash(request)}
 
@@ -186,7 +187,7 @@ class Pages:
                 scope: list[str] | None = None) -> list[dict[str, Any]]:
         """What the runbook posts as it is declared (the holding statement), rendered;
         on the channels ticked, else the runbook's."""
-        book = self.d.settings.runbooks.get(runbook)
+        book = self.d.runbooks.get(runbook)
         if book is None:
             return []
         # Steps due at 0m are the ones run as it is declared.
@@ -442,7 +443,8 @@ class Pages:
                 self.d.clock(), self.api._limits())
             to_state = people.state_after_edit(post, self.d.config)
             now = self.d.clock()
-            if not self.d.store.transition([post.id], to_state, ("scheduled", "pending_approval"),
+            if not self.d.store.transition([post.id], PostState(to_state),
+                                           (PostState.SCHEDULED, PostState.PENDING_APPROVAL),
                                            now, caller.name, f"edited by {caller.name}",
                                            text=checked.text, due_at=checked.due_at):
                 raise refusals.conflict(f"post {post.id} is {post.state}: only scheduled "
@@ -457,9 +459,9 @@ class Pages:
 
     async def posts(self, request: web.Request) -> web.StreamResponse:
         state = request.query.get("state", "")
-        states = [state] if state in LISTED_STATES else list(LISTED_STATES)
+        states: list[str] = [state] if state in LISTED_STATES else list(LISTED_STATES)
         if "scheduled" in states and "queued" not in states:
-            states.append("queued")
+            states.append(PostState.QUEUED)
         channel = request.query.get("channel") or None
         after = _after(request.query.get("after", ""))
         page = await asyncio.to_thread(self.d.store.page_posts, states, channel, after,
@@ -512,7 +514,8 @@ class Pages:
         if due < now:
             raise refusals.conflict(f"post {post_id} was due at {self.guard.when(due)}, which has "
                                     "passed: edit its time first")
-        if not self.d.store.transition([post_id], "scheduled", ("pending_approval",), now,
+        if not self.d.store.transition([post_id], PostState.SCHEDULED,
+                                       (PostState.PENDING_APPROVAL,), now,
                                        caller.name, f"approved by {caller.name}", due_at=due):
             raise refusals.conflict(f"post {post_id} is no longer pending approval")
         self.d.dispatcher.poke(due)
@@ -547,7 +550,7 @@ class Pages:
             by_channel.setdefault(post.channel, []).append(post.id)
             incident = (self.d.store.incident(post.incident_id)
                         if post.incident_id is not None else None)
-            book = self.d.settings.runbooks.get(incident.runbook) if incident else None
+            book = self.d.runbooks.get(incident.runbook) if incident else None
             spacing.setdefault(post.channel,
                                book.resolve.min_spacing if book else HELD_SPACING)
         due: dict[int, float] = {}
@@ -607,11 +610,11 @@ class Pages:
     # -- Runbooks, Audit, Users -----------------------------------------------
 
     async def runbooks(self, request: web.Request) -> web.StreamResponse:
-        books = sorted(self.d.settings.runbooks.values(), key=lambda r: r.name)
+        books = sorted(self.d.runbooks.values(), key=lambda r: r.name)
         chosen = request.query.get("runbook", "")
         hours = request.query.get("hours", "3")
         text = ""
-        book = self.d.settings.runbooks.get(chosen)
+        book = self.d.runbooks.get(chosen)
         if book is not None:
             span = timedelta(hours=float(hours)) if _number(hours) else timedelta(hours=3)
             text = format_text(simulate(book, channel_infos(self.d.config.channels),
@@ -662,7 +665,7 @@ class Pages:
 
 def _probe(channel: str) -> Post:
     """A stand-in post on `channel`, to ask whether a person's teams reach it."""
-    return Post(0, channel, "marketing", "", None, "scheduled", 0.0, None, None, None, None,
+    return Post(0, channel, "marketing", "", None, PostState.SCHEDULED, 0.0, None, None, None, None,
                 "", 0.0, None, 0.0)
 
 
