@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ROLE_KEY = web.AppKey("role_required", dict)
-DAEMON = web.AppKey("daemon", object)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 BODY_LIMIT = web.AppKey("body_limit", int)
 # Signed feed bodies read at once (each up to max_body_bytes): memory stays
