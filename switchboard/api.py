@@ -66,7 +66,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # A bulk action by filter touches at most this many posts at once.
 ACTION_LIMIT = 10_000
 ROLE_KEY = web.AppKey("role_required", dict)
-DAEMON = web.AppKey("daemon", object)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 BODY_LIMIT = web.AppKey("body_limit", int)
 # Signed feed bodies read at once (each up to max_body_bytes): memory stays

@@ -48,7 +48,9 @@ S = PostState
 INITIAL: frozenset[PostState] = frozenset({S.SCHEDULED, S.QUEUED, S.PENDING_APPROVAL})
 # Every legal move; a state missing from a set may never follow it.
 TRANSITIONS: dict[PostState, frozenset[PostState]] = {
-    S.SCHEDULED: frozenset({S.QUEUED, S.SUPPRESSED, S.MISSED, S.CANCELLED}),
+    # an edited marketing post waits for approval again (people.state_after_edit)
+    S.SCHEDULED: frozenset({S.QUEUED, S.SUPPRESSED, S.MISSED, S.CANCELLED,
+                            S.PENDING_APPROVAL}),
     # claimed: sent, handed back (drain, restart), or stopped before it starts
     S.QUEUED: frozenset({S.SENDING, S.SCHEDULED, S.SUPPRESSED, S.FAILED, S.EXPIRED,
                          S.MISSED, S.CANCELLED}),

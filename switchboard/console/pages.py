@@ -97,16 +97,12 @@ class Pages:
     # -- Now ------------------------------------------------------------------
 
     def channel_rows(self, caller: Caller) -> list[dict[str, Any]]:
-        now = self.d.clock()
         rows = []
         for item in self.d.channel_list():
             cid = item["id"]
-            held = self.d.gate.decide(cid, "marketing", now)
             nxt = self.d.store.page_posts(["scheduled", "queued"], cid, limit=1)
-            incidents = [self.d.store.incident(int(i[4:])) for i in item["under_incident"]]
             rows.append({**item, "next": nxt[0] if nxt else None,
-                         "held_by": [i for i in incidents if i is not None]
-                         if not held.allowed else [],
+                         "held_by": self.held_by(cid, "marketing"),
                          "may_send": item["audience"] == "public"
                          and people.may_act(caller, _probe(cid), self.d.config)
                          and caller.can("marketing")})
@@ -292,21 +288,33 @@ class Pages:
                         and people.may_act(caller, _probe(c.id), self.d.config))
                     or caller.can("ops")]
         return {"title": "Compose", "channels": channels, "values": values,
-                "count": self.counted(values.get("channel", ""), values.get("text", ""),
-                                      values.get("link", "")),
+                "count": self.counted(values.get("channel") or
+                                      (channels[0].id if channels else ""),
+                                      values.get("text", ""), values.get("link", ""),
+                                      values.get("kind", "")),
                 "approval": {c.id: self.d.config.needs_approval(c.id) for c in channels},
                 "oob": False, **self.flash(request)}
 
-    def counted(self, channel: str, text: str, link: str = "") -> dict[str, Any] | None:
+    def counted(self, channel: str, text: str, link: str = "",
+                kind: str = "marketing") -> dict[str, Any] | None:
         """The length of the text as published (the link appended), counted as the
-        channel's platform counts it: what the server will check."""
+        channel's platform counts it: what the server will check; and the incidents
+        holding the channel for this kind of post, if any."""
         limit = self.api._limits().get(channel)
         if limit is None:
             return None
         text = with_link(text, link or None)
         length = limit.length(text)
         return {"channel": channel, "length": length, "max": limit.max_length,
-                "over": length > limit.max_length, "text": text}
+                "over": length > limit.max_length, "text": text,
+                "held": self.held_by(channel, kind or "marketing")}
+
+    def held_by(self, channel: str, kind: str) -> list[Any]:
+        now = self.d.clock()
+        if self.d.gate.decide(channel, kind, now).allowed:
+            return []
+        found = (self.d.store.incident(i) for i in self.d.gate.controlling(channel, now))
+        return [i for i in found if i is not None]
 
     async def compose(self, request: web.Request) -> web.StreamResponse:
         values = {"channel": request.query.get("channel", ""), "text": "", "at": "",
@@ -317,7 +325,7 @@ class Pages:
         form = await request.post()
         return self.guard.render(request, "count.html", {
             "count": self.counted(form_str(form, "channel"), str(form.get("text", "")),
-                                  form_str(form, "link")),
+                                  form_str(form, "link"), form_str(form, "kind")),
             "oob": True})
 
     async def compose_post(self, request: web.Request) -> web.StreamResponse:

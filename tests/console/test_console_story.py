@@ -124,6 +124,10 @@ def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_ha
                  if "Content Security Policy" in m.text else None)
     assert marketing.locator("button[data-channel=outbox]").is_enabled()
     marketing.evaluate("window.notReloaded = true")
+    composing = marketing.context.new_page()
+    composing.goto("/compose?channel=outbox")
+    composing.get_by_label("Text", exact=True).fill("Half-price tickets")
+    assert composing.get_by_role("button", name="Send now").is_enabled()
     ops = sign_in(browser, daemon, "oscar")
     ops.goto("/incidents")
     ops.get_by_label("Runbook", exact=True).select_option("rail-disruption")
@@ -146,6 +150,11 @@ def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_ha
     assert "INC-1" in held.inner_text() and "Signal failure at Clapham" in held.inner_text()
     assert marketing.locator("button[data-channel=web]").is_enabled()
     assert marketing.evaluate("window.notReloaded") is True
+    compose_send = composing.locator("button[data-send=outbox][disabled]")
+    compose_send.wait_for(timeout=2000)
+    assert "INC-1" in compose_send.inner_text()
+    assert composing.get_by_label("Text", exact=True).input_value() == "Half-price tickets"
+    composing.close()
     screenshot(marketing, "now-incident.png")
     forced = daemon.api("POST", "/api/v1/send", {"channel": "outbox", "text": "Flash sale!"},
                         role="marketing")
