@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
+from bench.console import console_pages
 from bench.dispatch import dispatch_lateness, dispatch_startup
 from bench.fanout import fanout
 from bench.harness import Result
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "alertmanager_ingest": alertmanager_ingest,
     "loop_stall": loop_stall,
     "fanout": fanout,
+    "console_pages": console_pages,
 }
 
 

@@ -13,6 +13,7 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -23,6 +24,7 @@ from switchboard import people, refusals
 from switchboard.auth import Caller, digest_matches
 from switchboard.clock import rfc3339
 from switchboard.incidents import incident_json, parse_incident_id
+from switchboard.model import AuditEntry, NewPost, Post
 from switchboard.posts import (
     ChannelLimit,
     check_import,
@@ -32,14 +34,12 @@ from switchboard.posts import (
     parse_when,
     post_json,
 )
+from switchboard.poststates import PostState
 from switchboard.refusals import Refused
 from switchboard.store import (
     INTERRUPTED_SEND,
     POST_STATES,
-    AuditEntry,
     KeyedRequest,
-    NewPost,
-    Post,
     RequestKey,
     StoreUnavailable,
 )
@@ -48,13 +48,24 @@ from switchboard.text import first_bad_text
 from switchboard.yamldoc import parse_duration
 
 if TYPE_CHECKING:
-    from switchboard.app import Daemon
+    from switchboard.auth import Tokens
+    from switchboard.clock import Clock
+    from switchboard.config import Config
+    from switchboard.dispatcher import Dispatcher
+    from switchboard.gate import Gate
+    from switchboard.incidents import Incidents
+    from switchboard.listener import Limits
+    from switchboard.metrics import Metrics
+    from switchboard.people import People
+    from switchboard.runbooks import Runbook
+    from switchboard.store import Store
+    from switchboard.throttle import Throttle
+    from switchboard.watch import FeedWatch
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # A bulk action by filter touches at most this many posts at once.
 ACTION_LIMIT = 10_000
 ROLE_KEY = web.AppKey("role_required", dict)
-DAEMON = web.AppKey("daemon", object)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 BODY_LIMIT = web.AppKey("body_limit", int)
 # Signed feed bodies read at once (each up to max_body_bytes): memory stays
@@ -78,9 +89,62 @@ def ok(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
 
 
+@dataclass(frozen=True)
+class Services:
+    """What the API calls, handed over by the composition root: the API never
+    holds the daemon. The parts a reload replaces (config, tokens, feed watch)
+    and readiness are read through getters, so a request sees the current ones."""
+
+    store: Store
+    clock: Clock
+    gate: Gate
+    dispatcher: Dispatcher
+    incidents: Incidents
+    people: People
+    throttle: Throttle
+    metrics: Metrics
+    limits: Limits
+    current_config: Callable[[], Config]
+    current_tokens: Callable[[], Tokens]
+    current_feeds: Callable[[], FeedWatch]
+    is_ready: Callable[[], bool]
+    is_alive: Callable[[], bool]  # the loop still runs its timers
+    check_store: Callable[[], bool]
+    refresh_metrics: Callable[[], None]
+    status: Callable[[], dict[str, Any]]
+    channel_list: Callable[[], list[dict[str, Any]]]
+    # cancel / release / drop one post: (post id, action, actor, release time)
+    review: Callable[[int, str, str, float | None], Post]
+    # `post edit`: (post id, changes, role, actor, channel limits)
+    edit_post: Callable[[int, dict[str, Any], str, str, dict[str, ChannelLimit]], Post]
+    # bulk cancel / release / drop: (ids, action, actor, at, spacing, may_act)
+    review_many: Callable[..., dict[str, Any]]
+    current_runbooks: Callable[[], dict[str, Runbook]]
+
+    @property
+    def runbooks(self) -> dict[str, Runbook]:
+        return self.current_runbooks()
+
+    @property
+    def config(self) -> Config:
+        return self.current_config()
+
+    @property
+    def tokens(self) -> Tokens:
+        return self.current_tokens()
+
+    @property
+    def feeds(self) -> FeedWatch:
+        return self.current_feeds()
+
+    @property
+    def ready(self) -> bool:
+        return self.is_ready()
+
+
 class Api:
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    def __init__(self, services: Services) -> None:
+        self.d = services
         self._feed_bodies = asyncio.Semaphore(FEED_BODIES_AT_ONCE)
         self._reads = ThreadPoolExecutor(2, thread_name_prefix="api-list")
 
@@ -203,7 +267,7 @@ class Api:
     # -- health ------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        alive = self.d.scheduler.running
+        alive = self.d.is_alive()
         return ok({"status": "ok" if alive else "scheduler stopped"}, 200 if alive else 503)
 
     async def readyz(self, request: web.Request) -> web.Response:
@@ -230,8 +294,8 @@ class Api:
     async def list_posts(self, request: web.Request) -> web.Response:
         states = [s for s in request.query.get("state", "").split(",") if s]
         _check_states(states)
-        if "scheduled" in states:
-            states.append("queued")
+        if PostState.SCHEDULED in states:
+            states.append(PostState.QUEUED)
         channel = request.query.get("channel") or None
         limit, after = _page_limit(request), _cursor(request, 2)
         window = self._due_window(request.query)
@@ -295,7 +359,7 @@ class Api:
         def admit(post: NewPost) -> None:
             people.check_post(caller, post.channel, post.kind, config)
             if post.kind == "marketing" and config.needs_approval(post.channel):
-                post.state = "pending_approval"
+                post.state = PostState.PENDING_APPROVAL
 
         rows, problems = await asyncio.to_thread(
             check_import, data, filename, role=_posting_role(caller), now=now,
@@ -337,7 +401,7 @@ class Api:
         people.check_post(caller, post.channel, post.kind, self.d.config)
         self._note_team(request, post.channel)
         if post.kind == "marketing" and self.d.config.needs_approval(post.channel):
-            post.state = "pending_approval"
+            post.state = PostState.PENDING_APPROVAL
         return post
 
     def _note_team(self, request: web.Request, channel: str) -> None:
@@ -374,7 +438,7 @@ class Api:
         new = self._new_post(request, {k: v for k, v in body.items()
                                        if k in ("channel", "kind", "text", "link")},
                              self.d.clock(), self._limits(), default_kind)
-        if new.state == "pending_approval":
+        if new.state == PostState.PENDING_APPROVAL:
             raise refusals.conflict(f"marketing posts on {new.channel} need approval: "
                                     "schedule it and have an approver approve it")
         decision = self.d.gate.decide(new.channel, new.kind, self.d.clock())
@@ -391,8 +455,9 @@ class Api:
         send before it started; then (and only then) it goes now."""
         post = self.d.store.post(post_id)
         assert post is not None
-        if post.state == "failed" and post.error == INTERRUPTED_SEND and self.d.store.transition(
-                [post_id], "queued", ("failed",), self.d.clock(), actor,
+        interrupted = post.state == PostState.FAILED and post.error == INTERRUPTED_SEND
+        if interrupted and self.d.store.transition(
+                [post_id], PostState.QUEUED, (PostState.FAILED,), self.d.clock(), actor,
                 f"asked again with the same {IDEMPOTENCY_KEY}", error=None):
             waiter: asyncio.Future[Post] = asyncio.get_running_loop().create_future()
             queued = self.d.store.post(post_id)
@@ -606,9 +671,9 @@ class Api:
         elif due < now:  # its slot has gone: only a person can pick the next one
             raise refusals.conflict(f"post {post_id} was due at {rfc3339(due)}, which has "
                                     "passed: approve it with a new time (at)")
-        if not self.d.store.transition([post_id], "scheduled", ("pending_approval",), now,
-                                       caller.name, f"approved by {caller.name}",
-                                       due_at=max(due, now)):
+        if not self.d.store.transition([post_id], PostState.SCHEDULED,
+                                       (PostState.PENDING_APPROVAL,), now, caller.name,
+                                       f"approved by {caller.name}", due_at=max(due, now)):
             raise refusals.conflict(f"post {post_id} is no longer pending approval")
         self.d.dispatcher.poke(max(due, now))
         return ok(post_json(self._reload(post_id)))
@@ -618,7 +683,7 @@ class Api:
         post_id = _int(request.match_info["id"], "post id")
         reason = _str(await _object(request), "reason")
         self._pending(request, post_id)
-        if not self.d.store.transition([post_id], "rejected", ("pending_approval",),
+        if not self.d.store.transition([post_id], PostState.REJECTED, (PostState.PENDING_APPROVAL,),
                                        self.d.clock(), caller.name,
                                        f"rejected by {caller.name}: {reason}"):
             raise refusals.conflict(f"post {post_id} is no longer pending approval")
@@ -630,7 +695,7 @@ class Api:
             raise refusals.not_found(f"no post {post_id}")
         people.check_approver(request["caller"], post, self.d.config)
         self._note_team(request, post.channel)
-        if post.state != "pending_approval":
+        if post.state != PostState.PENDING_APPROVAL:
             raise refusals.conflict(f"post {post_id} is {post.state}, not pending approval")
         return post
 
@@ -762,13 +827,13 @@ async def read_body(request: web.Request) -> bytes:
 
 
 def _send_answer(post: Post) -> web.Response:
-    if post.state == "suppressed":
+    if post.state == PostState.SUPPRESSED:
         raise refusals.conflict(f"an incident took channel {post.channel} before the send "
                                 f"started (INC-{post.incident_id}); post {post.id} is held")
-    if post.state == "failed":
+    if post.state == PostState.FAILED:
         return error(502, "publish_failed", f"post {post.id} failed: {post.error}")
     # 202: still on its way (a rate limit, a slow platform); do not send it again.
-    return ok(post_json(post), 201 if post.state == "published" else 202)
+    return ok(post_json(post), 201 if post.state == PostState.PUBLISHED else 202)
 
 
 def _request_key(request: web.Request, caller: Caller, body: Any) -> RequestKey | None:
@@ -820,7 +885,7 @@ async def _json(request: web.Request, optional: bool = False) -> Any:
 
 
 # What `?state=` may ask for: the states users see (`queued` shows as scheduled).
-LISTED_STATES = tuple(s for s in POST_STATES if s != "queued")
+LISTED_STATES = tuple(s for s in POST_STATES if s != PostState.QUEUED)
 
 
 def _check_states(states: list[str]) -> None:

@@ -26,17 +26,19 @@ from prometheus_client import CollectorRegistry
 
 from switchboard import __version__
 from switchboard import config as config_module
-from switchboard.api import Api
+from switchboard.api import Api, Services
 from switchboard.auth import Tokens
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
 from switchboard.clock import Clock, rfc3339, system_clock
 from switchboard.config import ChannelConfig, Config
+from switchboard.console import Console
 from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
 from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
+from switchboard.model import Post
 from switchboard.people import People
 from switchboard.posts import (
     EDITABLE_STATES,
@@ -45,10 +47,11 @@ from switchboard.posts import (
     post_edit,
     release_times,
 )
+from switchboard.poststates import PostState
 from switchboard.refusals import Refused, conflict, not_found
 from switchboard.runbooks import Runbook, channel_infos, read_runbooks
 from switchboard.steps import StepRunner
-from switchboard.store import Post, StateLock, Store, StoreUnavailable
+from switchboard.store import StateLock, Store, StoreUnavailable
 from switchboard.systemd import Notifier
 from switchboard.throttle import Throttle
 from switchboard.watch import FeedWatch
@@ -178,13 +181,29 @@ class Daemon:
         await self.feeds.start()
         self.cleanup.append(lambda: self.feeds.stop())
 
-        runner = app_runner(Api(self).application(), self.limits)
+        api = Api(self.api_services())
+        app = api.application()
+        Console(api).mount(app)  # the web console and its event stream, on the same port
+        runner = app_runner(app, self.limits)
         await runner.setup()
         await GuardedSite(runner, listener, self.limits).start()
         self.cleanup.append(runner.cleanup)
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
         self.zero_counters()
+
+    def api_services(self) -> Services:
+        """The services the API calls; reloads are seen through the getters."""
+        return Services(
+            store=self.store, clock=self.clock, gate=self.gate, dispatcher=self.dispatcher,
+            incidents=self.incidents, people=self.people, throttle=self.throttle,
+            metrics=self.metrics, limits=self.limits,
+            current_config=lambda: self.config, current_tokens=lambda: self.tokens,
+            current_feeds=lambda: self.feeds, is_ready=lambda: self.ready,
+            is_alive=lambda: self.scheduler.running, check_store=self.check_store,
+            refresh_metrics=self.refresh_metrics, status=self.status,
+            channel_list=self.channel_list, review=self.review, edit_post=self.edit_post,
+            review_many=self.review_many, current_runbooks=lambda: self.settings.runbooks)
 
     def _bootstrap_people(self) -> None:
         written = self.people.bootstrap(self.config.state_dir, self.config.admin_password_file)
@@ -314,14 +333,16 @@ class Daemon:
     def refresh_metrics(self) -> None:
         self.check_store()
         counts = self.store.count_by_state()
-        self.metrics.posts_scheduled.set(counts.get("scheduled", 0) + counts.get("queued", 0))
-        self.metrics.posts_unknown.set(counts.get("unknown", 0))
-        self.metrics.posts_held.set(counts.get("held", 0))
+        self.metrics.posts_scheduled.set(counts.get(PostState.SCHEDULED, 0)
+                                         + counts.get(PostState.QUEUED, 0))
+        self.metrics.posts_unknown.set(counts.get(PostState.UNKNOWN, 0))
+        self.metrics.posts_held.set(counts.get(PostState.HELD, 0))
         self.incidents.refresh_metrics()
 
     def status(self) -> dict[str, Any]:
         counts = self.store.count_by_state()
-        counts["scheduled"] = counts.get("scheduled", 0) + counts.pop("queued", 0)
+        counts[PostState.SCHEDULED] = (counts.get(PostState.SCHEDULED, 0)
+                                       + counts.pop(PostState.QUEUED, 0))
         now = self.clock()
         return {
             "version": __version__,
@@ -364,7 +385,8 @@ class Daemon:
         if action == "release":
             fields["due_at"] = now if at is None else at
             fields["error"] = None
-        if not self.store.transition([post_id], to_state, allowed, now, actor,
+        if not self.store.transition([post_id], PostState(to_state),
+                                     tuple(PostState(a) for a in allowed), now, actor,
                                      f"{action} by {actor}", **fields):
             raise conflict(f"post {post_id} is {post.state}; {action} needs it "
                            f"{' or '.join(allowed)}")
@@ -398,7 +420,8 @@ class Daemon:
                                                  self.clock(), actor, reason,
                                                  "pending_approval" if again else None):
                 # Out of its queue but not edited: back to the schedule, never stranded.
-                self.store.transition([post_id], "scheduled", ("queued",), self.clock(),
+                self.store.transition([post_id], PostState.SCHEDULED, (PostState.QUEUED,),
+                                      self.clock(),
                                       actor, "edit failed; returned to the schedule")
                 self.dispatcher.arm()
                 raise conflict(f"post {post_id} changed state meanwhile; see post show")

@@ -37,7 +37,9 @@ from switchboard.channels.base import (
 from switchboard.clock import Clock, to_datetime
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
-from switchboard.store import Claim, Post, SendOutcome, Store, StoreUnavailable
+from switchboard.model import Post, SendOutcome
+from switchboard.poststates import PostOrigin, PostState
+from switchboard.store import Claim, Store, StoreUnavailable
 
 JOB_ID = "dispatch"
 RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again
@@ -128,8 +130,8 @@ class Dispatcher:
         self.store.record_sends([o for _, o in outcomes], self.clock())
         published = []
         for post, outcome in outcomes:
-            if outcome.state == "published":
-                post.state, post.published_at = "published", outcome.published_at
+            if outcome.state == PostState.PUBLISHED:
+                post.state, post.published_at = PostState.PUBLISHED, outcome.published_at
                 published.append(post)
         if published and self.on_published is not None:
             try:
@@ -165,9 +167,10 @@ class Dispatcher:
         try:
             if self.orphans:
                 ids = sorted(self.orphans)
-                self.store.transition(ids, "scheduled", ("queued",), now, "dispatcher",
-                                      "returned after an internal error")
-                self.store.transition(ids, "unknown", ("sending",), now, "dispatcher",
+                self.store.transition(ids, PostState.SCHEDULED, (PostState.QUEUED,), now,
+                                      "dispatcher", "returned after an internal error")
+                self.store.transition(ids, PostState.UNKNOWN, (PostState.SENDING,), now,
+                                      "dispatcher",
                                       "internal error around the send; check the platform")
                 self.orphans.clear()
             missed = self.store.mark_missed(now - self.max_lateness, now)
@@ -200,8 +203,8 @@ class Dispatcher:
         worker = self.workers.get(post.channel)
         if worker is None:
             # The channel left the config (reload): the post cannot go anywhere.
-            self.store.transition([post.id], "failed", ("queued",), self.clock(), "dispatcher",
-                                  "channel no longer configured",
+            self.store.transition([post.id], PostState.FAILED, (PostState.QUEUED,), self.clock(),
+                                  "dispatcher", "channel no longer configured",
                                   error=f"channel {post.channel} is not configured")
             if waiter is not None and not waiter.done():
                 failed = self.store.post(post.id)
@@ -300,10 +303,12 @@ class ChannelWorker:
                 waiter.set_exception(RuntimeError("send failed; see the daemon log"))
         ids = [p.id for p, _ in batch]
         try:
-            back = self.d.store.transition(ids, "scheduled", ("queued",), self.d.clock(),
-                                           "dispatcher", "returned after an internal error")
+            back = self.d.store.transition(ids, PostState.SCHEDULED, (PostState.QUEUED,),
+                                           self.d.clock(), "dispatcher",
+                                           "returned after an internal error")
             # A send may have happened before the error: its outcome is not known.
-            self.d.store.transition(ids, "unknown", ("sending",), self.d.clock(), "dispatcher",
+            self.d.store.transition(ids, PostState.UNKNOWN, (PostState.SENDING,), self.d.clock(),
+                                    "dispatcher",
                                     "internal error around the send; check the platform")
         except Exception:
             self.d.log.exception("channel_worker_give_back_failed", channel=self.channel.id)
@@ -333,12 +338,12 @@ class ChannelWorker:
             # account a post can wait here past its expiry or its lateness.
             now = d.clock()
             posts = queue[i:i + size]
-            chunk = self._gate(self._still_timely(posts, now), now, ("queued",))
+            chunk = self._gate(self._still_timely(posts, now), now, (PostState.QUEUED,))
             claimed = await self._claim(chunk)
             outcomes = []
             for post in chunk:
                 # Re-ask: earlier sends yielded the loop, a declaration may have come in.
-                if post.id in claimed and self._gate([post], d.clock(), ("sending",)):
+                if post.id in claimed and self._gate([post], d.clock(), (PostState.SENDING,)):
                     outcome = await self._send(post)
                     if outcome is not None:
                         outcomes.append(outcome)
@@ -365,16 +370,17 @@ class ChannelWorker:
         timely = []
         for post in posts:
             if post.expires_at is not None and now >= post.expires_at:
-                d.store.transition([post.id], "expired", ("queued",), now, "dispatcher",
-                                   "past expires_at")
-            elif post.created_at < post.due_at and now - post.due_at > d.max_lateness:
-                d.store.transition([post.id], "missed", ("queued",), now, "dispatcher",
-                                   "waited longer than max_lateness to be sent")
+                d.store.transition([post.id], PostState.EXPIRED, (PostState.QUEUED,), now,
+                                   "dispatcher", "past expires_at")
+            elif post.origin == PostOrigin.SCHEDULE and now - post.due_at > d.max_lateness:
+                d.store.transition([post.id], PostState.MISSED, (PostState.QUEUED,), now,
+                                   "dispatcher", "waited longer than max_lateness to be sent")
             else:
                 timely.append(post)
         return timely
 
-    def _gate(self, posts: list[Post], now: float, expect: tuple[str, ...]) -> list[Post]:
+    def _gate(self, posts: list[Post], now: float,
+              expect: tuple[PostState, ...]) -> list[Post]:
         allowed = []
         for post in posts:
             decision = self.d.gate.decide(post.channel, post.kind, now)
@@ -395,7 +401,7 @@ class ChannelWorker:
         try:
             receipt = await self.channel.publish(message)
         except GateClosed:
-            self._gate([post], d.clock(), ("sending",))
+            self._gate([post], d.clock(), (PostState.SENDING,))
             return None
         except ChannelError as exc:
             return post, self._failed(post, exc)
@@ -406,10 +412,10 @@ class ChannelWorker:
         self.channel.last_error = None
         sent_at = handed_at if start.at is None else start.at  # the true start
         d.metrics.posts_published.labels(channel=post.channel, kind=post.kind).inc()
-        if post.created_at < post.due_at:  # lateness only means something for scheduled posts
+        if post.origin == PostOrigin.SCHEDULE:  # a send-now post has no due time to be late for
             d.metrics.publish_lateness_seconds.observe(max(0.0, sent_at - post.due_at))
         return post, SendOutcome(
-            post.id, "published", remote_id=receipt.remote_id, published_at=sent_at,
+            post.id, PostState.PUBLISHED, remote_id=receipt.remote_id, published_at=sent_at,
             reason="already existed on the platform" if receipt.already_existed else None)
 
     async def _record(self, outcomes: list[tuple[Post, SendOutcome]]) -> None:
@@ -425,11 +431,11 @@ class ChannelWorker:
                       reason=exc.reason, permanent=exc.permanent, error=exc.message,
                       maybe_sent=exc.maybe_sent)
         if exc.maybe_sent:
-            return SendOutcome(post.id, "unknown", error=exc.message,
+            return SendOutcome(post.id, PostState.UNKNOWN, error=exc.message,
                                reason="an attempt may have reached the platform; check it "
                                       "before releasing")
         d.metrics.posts_failed.labels(channel=post.channel, reason=exc.reason).inc()
-        return SendOutcome(post.id, "failed", error=exc.message,
+        return SendOutcome(post.id, PostState.FAILED, error=exc.message,
                            reason=f"{'permanent' if exc.permanent else 'transient'}: "
                                   f"{exc.reason}")
 

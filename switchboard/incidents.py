@@ -31,9 +31,11 @@ from switchboard.dispatcher import Dispatcher
 from switchboard.feeds.signal import Signal
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
+from switchboard.model import Incident, NewPost, Post
 from switchboard.posts import spaced_times
+from switchboard.poststates import PostOrigin, PostState
 from switchboard.runbooks import Runbook
-from switchboard.store import Incident, NewPost, Post, RequestKey, Store
+from switchboard.store import RequestKey, Store
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ class Incidents:
         policy = book.resolve.held_posts if book else "review"
         spacing = book.resolve.min_spacing if book else timedelta(minutes=5)
         now = self.clock()
-        held = self.store.list_posts(("suppressed",), incident_id=incident_id, limit=1_000_000)
+        held = self.store.list_posts((PostState.SUPPRESSED,), incident_id=incident_id,
+                                     limit=1_000_000)
         outcome = self._apply_policy(held, policy, spacing, now)
         self.store.release_holds(incident_id)
         self.gate.release(incident_id)
@@ -231,11 +234,11 @@ class Incidents:
         ids = [p.id for p in held]
         reason = f"held-post policy {policy}"
         if policy == "drop":
-            return {"dropped": len(self.store.transition(ids, "dropped", ("suppressed",), now,
-                                                         "runbook", reason))}
+            return {"dropped": len(self.store.transition(
+                ids, PostState.DROPPED, (PostState.SUPPRESSED,), now, "runbook", reason))}
         if policy == "review":
-            return {"held": len(self.store.transition(ids, "held", ("suppressed",), now,
-                                                      "runbook", reason))}
+            return {"held": len(self.store.transition(
+                ids, PostState.HELD, (PostState.SUPPRESSED,), now, "runbook", reason))}
         expired = [p.id for p in held if p.expires_at is not None and p.expires_at <= now]
         by_channel: dict[str, list[Post]] = {}
         for post in held:
@@ -306,7 +309,7 @@ class Incidents:
         late = self.dispatcher.max_lateness
         by_channel: dict[str, list[Post]] = {}
         review: list[int] = []
-        for post in self.store.list_posts(("suppressed",), incident_id=incident_id,
+        for post in self.store.list_posts((PostState.SUPPRESSED,), incident_id=incident_id,
                                           limit=1_000_000):
             if now - post.due_at > late:
                 review.append(post.id)
@@ -353,7 +356,7 @@ class Incidents:
         retracted: list[int] = []
         failed: list[str] = []
         for post in self.store.posts(sorted(ids)):
-            if post.state != "published" or post.kind != "operational":
+            if post.state != PostState.PUBLISHED or post.kind != "operational":
                 continue
             worker = self.dispatcher.workers.get(post.channel)
             if worker is None:
@@ -365,8 +368,8 @@ class Incidents:
             except ChannelError as exc:
                 failed.append(f"post {post.id} on {post.channel}: {exc.message}")
                 continue
-            self.store.transition([post.id], "retracted", ("published",), self.clock(),
-                                  "daemon", f"INC-{incident.id} voided")
+            self.store.transition([post.id], PostState.RETRACTED, (PostState.PUBLISHED,),
+                                  self.clock(), "daemon", f"INC-{incident.id} voided")
             retracted.append(post.id)
         self.store.log(incident.id, self.clock(), "updates_retracted", "daemon",
                        {"posts": retracted, "failed": failed})
@@ -428,8 +431,9 @@ class Incidents:
             # A second ops person sends it with `post approve` (see people.check_approver).
             now = self.clock()
             ids = self.store.add_posts([NewPost(c, "operational", text, now,
-                                                state="pending_approval",
-                                                incident_id=incident_id) for c in public],
+                                                state=PostState.PENDING_APPROVAL,
+                                                incident_id=incident_id,
+                                                origin=PostOrigin.SEND_NOW) for c in public],
                                        actor, now)
             self.store.log(incident_id, now, "update_pending", actor,
                            {"posts": ids, "text": text})
@@ -457,7 +461,9 @@ class Incidents:
         in one transaction and sent by each channel's worker side by side."""
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind=kind, text=text, due_at=now,
-                                            link=link, state="queued", incident_id=incident_id)
+                                            link=link, state=PostState.QUEUED,
+                                            incident_id=incident_id,
+                                            origin=PostOrigin.SEND_NOW)
                                     for c, text in texts],
                                    actor, now, request=request, immediate=immediate)
         loop = asyncio.get_running_loop()
@@ -619,8 +625,9 @@ class Incidents:
             return
         now = self.clock()
         ids = self.store.add_posts([NewPost(channel=c, kind="operational", text=text,
-                                            due_at=now, state="queued",
-                                            incident_id=incident_id) for c in live],
+                                            due_at=now, state=PostState.QUEUED,
+                                            incident_id=incident_id,
+                                            origin=PostOrigin.SEND_NOW) for c in live],
                                    f"runbook:{why}", now)
         for post in self.store.posts(ids):
             self.dispatcher.route(post)

@@ -30,7 +30,9 @@ from switchboard import refusals
 from switchboard.auth import TEAM_POSTERS, Caller, sha256_hex
 from switchboard.clock import Clock, rfc3339
 from switchboard.config import ROLES, Config, Team
-from switchboard.store import Person, Post, Store
+from switchboard.model import Person, Post
+from switchboard.poststates import PostState
+from switchboard.store import Store
 
 TEAM_ROLES = ("marketing", "approver", "viewer")
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -268,12 +270,12 @@ def may_act(caller: Caller, post: Post, config: Config) -> bool:
     return True
 
 
-def state_after_edit(post: Post, config: Config) -> str:
+def state_after_edit(post: Post, config: Config) -> PostState:
     """An approval covers the exact version approved: an edited marketing post on a
     channel that needs approval (its new one, if moved) waits for approval again."""
     if post.kind == "marketing" and config.needs_approval(post.channel):
-        return "pending_approval"
-    return "scheduled"
+        return PostState.PENDING_APPROVAL
+    return PostState.SCHEDULED
 
 
 def may_see_audit(caller: Caller) -> tuple[str, ...] | None:

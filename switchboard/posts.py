@@ -18,8 +18,10 @@ from zoneinfo import ZoneInfo
 
 from switchboard import refusals
 from switchboard.clock import rfc3339, to_datetime
+from switchboard.model import NewPost, Post
+from switchboard.poststates import PostOrigin, PostState
 from switchboard.refusals import Refused
-from switchboard.store import NewPost, Post, row_key
+from switchboard.store import row_key
 from switchboard.text import lone_surrogate, surrogate_message
 from switchboard.yamldoc import MAX_DURATION, parse_duration
 
@@ -142,8 +144,10 @@ def new_post(body: Mapping[str, Any], *, role: str, now: float, tz: ZoneInfo,
     expires_at = None if expires is None else parse_when(_as_str(expires, "expires"), now, tz)
     if expires_at is not None and expires_at <= due_at:
         raise refusals.unprocessable("expires must be later than the due time")
+    # No time given: the caller means now, and the post is not "late" while it waits.
+    origin = PostOrigin.SEND_NOW if when is None else PostOrigin.SCHEDULE
     return NewPost(channel=channel, kind=kind, text=text, due_at=due_at,
-                   link=link, expires_at=expires_at)
+                   link=link, expires_at=expires_at, origin=origin)
 
 
 def _check_length(limit: ChannelLimit, text: str, link: str | None) -> None:
@@ -308,7 +312,7 @@ def post_json(post: Post) -> dict[str, Any]:
         "text": post.text,
         "link": post.link,
         # `queued` is the dispatcher's internal hand-off; users see scheduled.
-        "state": "scheduled" if post.state == "queued" else post.state,
+        "state": PostState.SCHEDULED if post.state == PostState.QUEUED else post.state,
         "due_at": rfc3339(post.due_at),
         "expires_at": rfc3339(post.expires_at),
         "incident_id": None if post.incident_id is None else f"INC-{post.incident_id}",

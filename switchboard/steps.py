@@ -31,8 +31,10 @@ from switchboard.clock import Clock, to_datetime
 from switchboard.feeds.signal import Signal
 from switchboard.incidents import Incidents
 from switchboard.metrics import Metrics
+from switchboard.model import Incident
+from switchboard.poststates import PostState
 from switchboard.runbooks import Runbook, Step
-from switchboard.store import Incident, Store
+from switchboard.store import Store
 from switchboard.templates import (
     Context,
     IncidentView,
@@ -303,8 +305,9 @@ class StepRunner:
             except ChannelError as exc:
                 errors.append(f"post {post.id} on {post.channel}: {exc.message}")
                 continue
-            self.store.transition([post.id], "retracted", ("published",), self.clock(),
-                                  f"runbook:{step.name}", f"retracted for INC-{incident.id}")
+            self.store.transition([post.id], PostState.RETRACTED, (PostState.PUBLISHED,),
+                                  self.clock(), f"runbook:{step.name}",
+                                  f"retracted for INC-{incident.id}")
         if errors:
             raise StepFailed("; ".join(errors))
         return Outcome("ok", f"retracted {len(posts)} post(s)")

@@ -40,17 +40,9 @@ from atproto_client.utils import facet_detection
 from atproto_core.exceptions import AtProtocolError
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
-from switchboard.channels.remote import (
-    Attempt,
-    ChannelThreads,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    compose,
-    gated_transports,
-    httpx_trace,
-    reporting,
-)
+from switchboard.channels.httpx_gate import gated_transports, httpx_trace
+from switchboard.channels.remote import Attempt, ChannelThreads, compose, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 T = TypeVar("T")

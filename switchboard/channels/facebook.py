@@ -27,13 +27,8 @@ from typing import Any
 
 from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange
-from switchboard.channels.remote import (
-    HttpChannel,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    reporting,
-)
+from switchboard.channels.remote import HttpChannel, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://graph.facebook.com"

@@ -1,4 +1,4 @@
-"""What the network channels share: the gate at the true start, retries, rate-limit waits.
+"""What the network channels share: the gate at the true start (retries: retry.py).
 
 The gate at the true start (design 7.1). A send may not start after a
 declaration was acknowledged, so the gate is asked at the moment the bytes of
@@ -46,17 +46,7 @@ bluesky.py; `http.exchange` does it for the Graph and Bot API channels):
 Local outlets (a file, stdout) call `message.begin()` right before writing.
 Keys sent to platforms are `message.platform_key` (install id + post id).
 
-One `Retrier` per channel, that is per account: after a 429 every later call
-of the same operation waits for the platform's reset instead of asking again,
-and a reset further away than `rate_limit_max_wait` fails fast as a transient
-error so the dispatcher is never parked for hours on one account.
-
-Options read from `ChannelConfig.options` (all optional):
-  max_retries          retries after the first attempt (default 3)
-  retry_base           first backoff delay in seconds, doubled per retry (default 1.0)
-  retry_max            cap on one backoff delay in seconds (default 30)
-  rate_limit_wait      wait after a 429 that names no reset time (default 60)
-  rate_limit_max_wait  longest wait for a reset before failing (default 900)
+Retries and rate-limit waits: `retry.py`; httpx clients: `httpx_gate.py`.
 """
 
 from __future__ import annotations
@@ -65,20 +55,14 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import ipaddress
-import random
 import socket
 import threading
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-import httpcore
-import httpx
 import requests
 import requests.adapters
 import urllib3
@@ -87,7 +71,6 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
-from httpx._utils import get_environment_proxies
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import SSLError as TLSError
 
@@ -353,218 +336,6 @@ class _ChannelResolver(AbstractResolver):
 
     async def close(self) -> None:
         pass
-
-
-def httpx_trace(attempt: Attempt) -> Callable[[str, Mapping[str, Any]],
-                                                Coroutine[Any, Any, None]]:
-    """The `trace` extension of an httpx request that asks the gate at its true start:
-    httpcore calls it once the connection is ready (new or reused, TLS done), right
-    before it writes the request headers. A proxy's CONNECT is a wait, not the start."""
-
-    async def trace(event: str, info: Mapping[str, Any]) -> None:
-        if not event.endswith(".send_request_headers.started"):
-            return
-        request = info.get("request")
-        if getattr(request, "method", None) == b"CONNECT":
-            return
-        attempt.begin()
-
-    return trace
-
-
-def gated_transports(threads: ChannelThreads, **kwargs: Any) -> dict[str, Any]:
-    """The `transport` and `mounts` arguments of an httpx client whose connections,
-    direct or through the proxies the environment names, resolve host names in the
-    channel's own threads. (Given a transport, httpx would ignore HTTPS_PROXY and
-    NO_PROXY: they are mounted here as httpx would mount them.)"""
-    mounts = {pattern: None if proxy is None else gated_transport(threads, proxy=proxy, **kwargs)
-              for pattern, proxy in get_environment_proxies().items()}
-    return {"transport": gated_transport(threads, **kwargs), "mounts": mounts}
-
-
-def gated_transport(threads: ChannelThreads, **kwargs: Any) -> httpx.AsyncHTTPTransport:
-    """An httpx transport resolving host names in the channel's own threads (httpx
-    would use the loop's shared pool, where a hung account's lookups queue others)."""
-    transport = httpx.AsyncHTTPTransport(**kwargs)
-    # httpcore takes its network backend only when the pool is built; httpx builds
-    # the pool itself, so the backend is swapped in before any connection exists.
-    transport._pool._network_backend = _ChannelNetwork(threads.pool)
-    return transport
-
-
-class _ChannelNetwork(httpcore.AsyncNetworkBackend):
-    """httpcore's own backend, given addresses looked up in the channel's pool."""
-
-    def __init__(self, pool: concurrent.futures.Executor) -> None:
-        self._pool = pool
-        self._backend = httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None,
-                          ) -> httpcore.AsyncNetworkStream:
-        failure: Exception = httpcore.ConnectError(f"no address for {host}")
-        for address in await self._addresses(host, port, timeout):
-            try:
-                return await self._backend.connect_tcp(address, port, timeout, local_address,
-                                                       socket_options)
-            except httpcore.ConnectError as exc:  # the next address may answer
-                failure = exc
-        raise failure
-
-    async def _addresses(self, host: str, port: int, timeout: float | None) -> list[str]:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            return [host]  # a literal needs no lookup
-        lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-        try:
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(self._pool, lookup), timeout)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"looking up {host} took too long") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot look up {host}: {exc}") from exc
-        found = [str(address[0]) for af, _, _, _, address in infos
-                 if af in (socket.AF_INET, socket.AF_INET6)]
-        return list(dict.fromkeys(found))
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None,
-                                  ) -> httpcore.AsyncNetworkStream:
-        return await self._backend.connect_unix_socket(path, timeout, socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-OPTION_NAMES = ("max_retries", "retry_base", "retry_max", "rate_limit_wait",
-                "rate_limit_max_wait")
-
-
-class RateLimited(ChannelError):
-    """A 429: transient, and no call of this kind may go out before `reset_at`."""
-
-    def __init__(self, message: str, reset_at: float | None) -> None:
-        super().__init__(message, permanent=False, reason="rate_limited")
-        self.reset_at = reset_at  # Unix time; None when the platform named none
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_retries: int = 3
-    retry_base: float = 1.0
-    retry_max: float = 30.0
-    rate_limit_wait: float = 60.0
-    rate_limit_max_wait: float = 900.0
-    # False for a receiver that ignores idempotency keys: after an attempt that
-    # may have reached it, a retry could publish twice, so there is none.
-    retry_maybe_sent: bool = True
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any],
-                     retry_maybe_sent: bool = True) -> RetryPolicy:
-        d = cls()
-        return cls(
-            max_retries=max(0, int(options.get("max_retries", d.max_retries))),
-            retry_base=float(options.get("retry_base", d.retry_base)),
-            retry_max=float(options.get("retry_max", d.retry_max)),
-            rate_limit_wait=float(options.get("rate_limit_wait", d.rate_limit_wait)),
-            rate_limit_max_wait=float(options.get("rate_limit_max_wait", d.rate_limit_max_wait)),
-            retry_maybe_sent=retry_maybe_sent,
-        )
-
-    def backoff(self, failures: int, rand: float) -> float:
-        """Exponential with jitter in [50%, 100%] so retries of many posts do not align."""
-        ceiling = min(self.retry_max, self.retry_base * 2.0 ** (failures - 1))
-        return ceiling * (0.5 + rand / 2)
-
-
-class Retrier:
-    """Runs one operation with bounded retries, honouring the account's rate limits."""
-
-    def __init__(self, policy: RetryPolicy, *, now: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 rand: Callable[[], float] = random.random) -> None:
-        self.policy = policy
-        self._now, self._sleep, self._rand = now, sleep, rand
-        self._blocked_until: dict[str, float] = {}
-
-    def blocked_until(self, operation: str) -> float | None:
-        until = self._blocked_until.get(operation)
-        return until if until is not None and until > self._now() else None
-
-    async def run(self, operation: str, attempt: Callable[[], Awaitable[T]],
-                  may_start: Callable[[], bool] | None = None) -> T:
-        failures = 0
-        maybe_sent = False  # an attempt failed in a way that may have reached the platform
-        while True:
-            waited = await self._wait_for_reset(operation)
-            # Every attempt after a wait asks the gate again: an incident declared
-            # meanwhile stops the send. If an earlier attempt may have reached the
-            # platform, the post is left for review rather than sent again.
-            if (failures or waited) and may_start is not None and not may_start():
-                if maybe_sent:
-                    raise _closed_after_maybe_sent()
-                raise GateClosed()
-            try:
-                return await attempt()
-            except RateLimited as exc:
-                reset = exc.reset_at or self._now() + self.policy.rate_limit_wait
-                self._blocked_until[operation] = max(reset, self._now())
-                error: ChannelError = exc
-                delay = 0.0  # the wait for the reset happens at the top of the loop
-            except GateClosed as exc:
-                if maybe_sent:
-                    raise _closed_after_maybe_sent() from exc
-                raise
-            except ChannelError as exc:
-                if exc.permanent:
-                    exc.maybe_sent = exc.maybe_sent or maybe_sent
-                    raise
-                if not exc.not_sent:
-                    maybe_sent = True
-                    if not self.policy.retry_maybe_sent:
-                        raise ChannelError(
-                            f"{exc.message}; not retried: the receiver ignores idempotency "
-                            "keys and may have the post", reason=exc.reason,
-                            maybe_sent=True) from exc
-                error = exc
-                delay = self.policy.backoff(failures + 1, self._rand())
-            failures += 1
-            if failures > self.policy.max_retries:
-                raise ChannelError(f"{error.message} (gave up after {failures} attempts)",
-                                   permanent=False, reason=error.reason,
-                                   maybe_sent=maybe_sent) from error
-            if delay > 0:
-                await self._sleep(delay)
-
-    async def _wait_for_reset(self, operation: str) -> bool:
-        """Sleep out the account's rate limit; True if there was one to wait for."""
-        until = self._blocked_until.get(operation)
-        if until is None:
-            return False
-        remaining = until - self._now()
-        if remaining > self.policy.rate_limit_max_wait:
-            at = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
-            raise ChannelError(f"rate limited until {at}; not waiting more than "
-                               f"{self.policy.rate_limit_max_wait:g}s",
-                               permanent=False, reason="rate_limited")
-        # Re-checked after each sleep: the loop clock and the wall clock the
-        # reset is given in may disagree by a few milliseconds.
-        while remaining > 0:
-            await self._sleep(remaining)
-            remaining = until - self._now()
-        if self._blocked_until.get(operation) == until:
-            del self._blocked_until[operation]
-        return True
-
-
-def _closed_after_maybe_sent() -> ChannelError:
-    return ChannelError("an incident took the channel before a retry; an earlier attempt "
-                        "may have reached the platform", reason="gate_closed", maybe_sent=True)
 
 
 async def reporting(channel: Channel, work: Awaitable[T]) -> T:

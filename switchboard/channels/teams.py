@@ -27,13 +27,8 @@ from yarl import URL
 
 from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
-from switchboard.channels.remote import (
-    HttpChannel,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    reporting,
-)
+from switchboard.channels.remote import HttpChannel, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"

@@ -21,14 +21,8 @@ from typing import Any
 
 from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
-from switchboard.channels.remote import (
-    HttpChannel,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    compose,
-    reporting,
-)
+from switchboard.channels.remote import HttpChannel, compose, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://api.telegram.org"

@@ -32,14 +32,8 @@ from switchboard.channels.facebook import (
     TRANSIENT_CODES,
 )
 from switchboard.channels.http import Answer, exchange
-from switchboard.channels.remote import (
-    HttpChannel,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    compose,
-    reporting,
-)
+from switchboard.channels.remote import HttpChannel, compose, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://graph.threads.net"

@@ -30,15 +30,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from switchboard.channels.base import ChannelError, Message, Receipt
-from switchboard.channels.remote import (
-    Attempt,
-    HttpChannel,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
-    compose,
-    reporting,
-)
+from switchboard.channels.remote import Attempt, HttpChannel, compose, reporting
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 _MAX_ERROR_BODY = 300

@@ -20,14 +20,12 @@ from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.remote import (
     Attempt,
     ChannelThreads,
-    RateLimited,
-    Retrier,
-    RetryPolicy,
     compose,
     gate_requests,
     never_reached,
     reporting,
 )
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://api.twitter.com"

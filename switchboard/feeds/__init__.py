@@ -57,7 +57,7 @@ from switchboard.feeds.siri_sx import SiriSxParser
 from switchboard.feeds.statuspage import StatuspageParser
 
 if TYPE_CHECKING:
-    from switchboard.config import FeedConfig
+    from switchboard.feeds.settings import FeedConfig
 
 PARSERS: dict[str, type[FeedParser]] = {
     parser.kind: parser

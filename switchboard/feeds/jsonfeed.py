@@ -42,7 +42,7 @@ from switchboard.feeds.severity import with_severity
 from switchboard.feeds.signal import Signal
 
 if TYPE_CHECKING:
-    from switchboard.config import FeedConfig
+    from switchboard.feeds.settings import FeedConfig
 
 KIND = "json"
 DEFAULT_SIGNATURE_HEADER = "X-Signature"

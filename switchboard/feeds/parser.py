@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 from switchboard.feeds.signal import FeedError, Signal
 
 if TYPE_CHECKING:
-    from switchboard.config import FeedConfig
+    from switchboard.feeds.settings import FeedConfig
 
 
 class FeedParser(ABC):

@@ -34,7 +34,7 @@ from switchboard.feeds.signal import FeedError, Signal
 from switchboard.feeds.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from switchboard.config import FeedConfig
+    from switchboard.feeds.settings import FeedConfig
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BACKOFF_SECONDS = 15 * 60

@@ -22,7 +22,8 @@ from switchboard.channels.base import Channel
 from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
-from switchboard.store import NewPost, Post, Store
+from switchboard.model import NewPost, Post
+from switchboard.store import Store
 
 # Where a post is until the dispatcher is done with it.
 UNSETTLED = ("scheduled", "queued", "sending")

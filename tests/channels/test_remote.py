@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from switchboard.channels.base import ChannelError, Message
-from switchboard.channels.remote import RateLimited, Retrier, RetryPolicy, compose
+from switchboard.channels.remote import compose
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 
 
 class FakeTime:

@@ -21,8 +21,9 @@ from switchboard.feeds import Signal, parser_for
 from switchboard.gate import Gate
 from switchboard.incidents import Context, Incidents
 from switchboard.metrics import Metrics
+from switchboard.model import Incident
 from switchboard.runbooks import ChannelInfo, load_runbooks
-from switchboard.store import Incident, Store
+from switchboard.store import Store
 from switchboard.watch import FeedWatch
 
 RUNBOOK = """\

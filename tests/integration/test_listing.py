@@ -9,7 +9,8 @@ from pathlib import Path
 
 import requests
 
-from switchboard.store import NewPost, Store
+from switchboard.model import NewPost
+from switchboard.store import Store
 from tests.daemon import TOKENS, DaemonProcess
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from switchboard.store import NewPost, Store
+from switchboard.model import NewPost
+from switchboard.store import Store
 from tests.daemon import DaemonProcess, base_config, free_port
 from tests.fakes.fake_webhook import FakeWebhook
 from tests.fakes.server import Hang

@@ -9,9 +9,10 @@ import pytest
 
 from switchboard import config
 from switchboard.auth import Caller
+from switchboard.model import NewPost
 from switchboard.people import check_approver, check_post, may_act, state_after_edit
 from switchboard.refusals import Refused
-from switchboard.store import NewPost, Store
+from switchboard.store import Store
 from switchboard.throttle import Throttle
 from switchboard.yamldoc import InvalidFile
 

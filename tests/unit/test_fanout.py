@@ -18,7 +18,8 @@ from switchboard.config import ChannelConfig
 from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
-from switchboard.store import NewPost, Store
+from switchboard.model import NewPost
+from switchboard.store import Store
 
 
 class Counted:

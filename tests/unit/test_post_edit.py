@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from switchboard.model import Post
 from switchboard.posts import (
     ChannelLimit,
     describe_changes,
@@ -16,7 +17,6 @@ from switchboard.posts import (
     release_times,
 )
 from switchboard.refusals import Refused
-from switchboard.store import Post
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC).timestamp()

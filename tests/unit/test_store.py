@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.model import NewPost
 from switchboard.store import (
     INTERRUPTED_SEND,
     MIGRATIONS,
     KeyedRequest,
-    NewPost,
     RequestKey,
     StateLock,
     Store,
@@ -93,7 +93,7 @@ def test_a_declaration_is_on_disk_when_declare_returns(tmp_path: Path) -> None:
 
 
 def test_the_state_counts_follow_every_committed_change(tmp_path: Path) -> None:
-    from switchboard.store import SendOutcome
+    from switchboard.model import SendOutcome
     s = store(tmp_path)
     ids = s.add_posts([NewPost("outbox", "marketing", f"p{i}", 10.0) for i in range(5)], "m", 1)
     s.transition(ids[:3], "queued", ("scheduled",), 2.0, "dispatcher")
@@ -221,9 +221,9 @@ def test_an_import_is_all_rows_or_none_and_a_repeat_creates_nothing(tmp_path: Pa
     s = store(tmp_path)
     rows = [(row_key("outbox", 10.0 + i, f"p{i}"), NewPost("outbox", "marketing", f"p{i}",
                                                            10.0 + i)) for i in range(3)]
-    bad = [*rows, ("k", NewPost("outbox", "marketing", "x", 1.0, state="no such state"))]
-    s._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON posts WHEN NEW.state = "
-                  "'no such state' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    bad = [*rows, ("k", NewPost("outbox", "marketing", "refuse me", 1.0))]
+    s._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON posts WHEN NEW.text = "
+                  "'refuse me' BEGIN SELECT RAISE(ABORT, 'refused'); END")
     with pytest.raises(sqlite3.IntegrityError):
         s.import_posts(bad, "m", 1.0)
     assert s.list_posts() == []

@@ -1,0 +1,95 @@
+"""`GET /api/v1/events`: server-sent events telling open pages that state moved.
+
+One watcher per daemon compares a cheap mark of the state (incidents and
+their cooldowns, the channels under control, the newest timeline entry and
+post event) every half second and wakes every open stream when it changes;
+each page then fetches the part it shows. A declaration reaches an open page
+within a second, whichever process or route made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+if TYPE_CHECKING:
+    from switchboard.console.guard import Guard
+
+EVERY = 0.5  # seconds between looks at the state
+KEEPALIVE = 15.0  # seconds between comments that keep proxies from closing the stream
+
+
+class Pulse:
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.version = 0
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._mark: Any = None
+        self.closing = False
+
+    def mark(self) -> Any:
+        d = self.guard.d
+        now = d.clock()
+        listing = [(i.id, i.state, i.held_done, i.cooldown_until)
+                   for i in d.incidents.listing(False)]
+        return (listing, sorted(d.gate.channels_under_control(now)), d.store.change_marks())
+
+    async def watch(self) -> None:
+        while True:
+            try:
+                mark = self.mark()
+            except Exception:  # a store that cannot be read now: try again next round
+                mark = self._mark
+            if mark != self._mark:
+                self._mark = mark
+                self.version += 1
+                async with self._changed:
+                    self._changed.notify_all()
+            await asyncio.sleep(EVERY)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._mark = self.mark()
+            self._task = asyncio.get_running_loop().create_task(self.watch())
+
+    async def stop(self, app: web.Application) -> None:
+        """On shutdown: every open stream ends now, not at its next keepalive."""
+        self.closing = True
+        async with self._changed:
+            self._changed.notify_all()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait(self, seen: int) -> int:
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait_for(
+                    lambda: self.version != seen or self.closing),
+                                       KEEPALIVE)
+        return self.version
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Viewer or better, by console session or bearer token."""
+        if self.guard.session(request) is None:
+            caller = self.guard.d.tokens.identify(request.headers.get("Authorization"))
+            if caller is None or not caller.can("viewer"):
+                raise web.HTTPUnauthorized(text="sign in, or send a bearer token")
+        self.start()
+        seen = self.version
+        async with sse_response(request, headers={"Cache-Control": "no-store"}) as stream:
+            await stream.send(str(seen), event="hello")
+            while stream.is_connected() and not self.closing:
+                now = await self.wait(seen)
+                if now != seen:
+                    seen = now
+                    await stream.send(str(seen), event="change")
+                else:
+                    await stream.send("", event="keepalive")
+        return stream

@@ -1,0 +1,190 @@
+"""Incidents in the store: declaration, holds, the timeline, steps and feed events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from switchboard.model import Hold, Incident, TimelineEntry
+from switchboard.poststates import PostState
+from switchboard.store.core import _INCIDENT_COLUMNS, FEED_EVENT_RETENTION, RequestKey, _incident
+from switchboard.store.listings import Listings
+
+
+class IncidentRecords(Listings):
+    """Incidents, their holds and timeline, runbook steps and feed events."""
+
+    # -- incidents ---------------------------------------------------------
+
+    def declare(self, *, title: str, runbook: str, severity: str, channels: Sequence[str],
+                suppress: Sequence[str], reason: str | None, source: str,
+                signal_key: str | None, signal: dict[str, Any] | None, actor: str,
+                now: float, request: RequestKey | None = None) -> int:
+        """Insert the incident and its channel holds in one durable transaction
+        (with `request`, its Idempotency-Key too)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO incidents (title, runbook, severity, state, channels, suppress, "
+                "reason, source, signal_key, signal, declared_at, declared_by) "
+                "VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (title, runbook, severity, json.dumps(list(channels)), json.dumps(list(suppress)),
+                 reason, source, signal_key, None if signal is None else json.dumps(signal),
+                 now, actor))
+            incident_id = int(cur.lastrowid or 0)
+            # One statement for every channel (10,000 in a few milliseconds), in key order.
+            db.execute("INSERT INTO channel_control (channel, incident_id, until) "
+                       "SELECT value, ?, NULL FROM json_each(?) ORDER BY value",
+                       (incident_id, json.dumps(list(channels))))
+            self._log(incident_id, now, "declared", actor,
+                      {"title": title, "runbook": runbook, "channels": list(channels),
+                       "reason": reason, "source": source, "signal_key": signal_key})
+            if request is not None:
+                self._keep(request, "incident", [incident_id], 201, now)
+        return incident_id
+
+    def resolve(self, incident_id: int, *, actor: str, note: str | None, now: float,
+                cooldown_until: float) -> bool:
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ?, "
+                "resolve_note = ?, cooldown_until = ? WHERE id = ? AND state = 'active'",
+                (now, actor, note, cooldown_until, incident_id))
+            if cur.rowcount == 0:
+                return False
+            db.execute("UPDATE channel_control SET until = ? WHERE incident_id = ?",
+                       (cooldown_until, incident_id))
+            self._log(incident_id, now, "resolved", actor,
+                      {"note": note, "cooldown_until": cooldown_until})
+        return True
+
+    def void(self, incident_id: int, *, actor: str, reason: str, now: float,
+             requeue: Sequence[tuple[int, float]], review: Sequence[int]) -> bool:
+        """A false alarm, in one durable transaction: the incident ends without a
+        cooldown, its holds go, and the posts it suppressed are re-queued (at the
+        given times) or put up for review. False if it was not active. `held_done`
+        stays 0 until its updates are retracted, so a restart finishes that."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE incidents SET state = 'voided', resolved_at = ?, resolved_by = ?, "
+                "resolve_note = ?, cooldown_until = ?, held_done = 0, auto_resolve_at = NULL "
+                "WHERE id = ? AND state = 'active'", (now, actor, reason, now, incident_id))
+            if cur.rowcount == 0:
+                return False
+            db.execute("DELETE FROM channel_control WHERE incident_id = ?", (incident_id,))
+            why = f"INC-{incident_id} voided: {reason}"
+            for post_id, due in requeue:
+                self._transition([post_id], PostState.SCHEDULED, (PostState.SUPPRESSED,), now,
+                                 actor, why, due_at=due)
+            self._transition(review, PostState.HELD, (PostState.SUPPRESSED,), now, actor, why)
+            self._log(incident_id, now, "voided", actor,
+                      {"reason": reason, "rescheduled": [i for i, _ in requeue],
+                       "held": list(review)})
+        return True
+
+    def release_holds(self, incident_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM channel_control WHERE incident_id = ?", (incident_id,))
+
+    def holds(self) -> list[Hold]:
+        return [Hold(c, i, u) for c, i, u in self._db.execute(
+            "SELECT channel, incident_id, until FROM channel_control")]
+
+    def incident(self, incident_id: int) -> Incident | None:
+        row = self._db.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?",
+                               (incident_id,)).fetchone()
+        return _incident(row) if row else None
+
+    def incidents(self, include_resolved: bool = False,
+                  limit: int | None = 500) -> list[Incident]:
+        sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
+        if not include_resolved:
+            sql += " WHERE state = 'active'"
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [_incident(r) for r in self._db.execute(sql, (-1 if limit is None else limit,))]
+
+    def incidents_awaiting_release(self) -> list[Incident]:
+        """Resolved incidents whose held posts have not been dealt with yet."""
+        return [_incident(r) for r in self._db.execute(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE state = 'resolved' "
+            "AND held_done = 0")]
+
+    def set_incident_fields(self, incident_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE incidents SET {sets} WHERE id = ?",
+                       [*fields.values(), incident_id])
+
+    def log(self, incident_id: int, now: float, event: str, actor: str,
+            detail: dict[str, Any] | None = None) -> None:
+        with self.transaction():
+            self._log(incident_id, now, event, actor, detail or {})
+
+    def note_updates(self, incident_id: int, last_operational_at: float | None, now: float,
+                     sent: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Operational posts out for an incident: its last update time and one
+        `post_sent` entry per post ((actor, detail) pairs), in one transaction."""
+        with self.transaction() as db:
+            db.execute("UPDATE incidents SET last_operational_at = ? WHERE id = ?",
+                       (last_operational_at, incident_id))
+            db.executemany("INSERT INTO timeline (incident_id, at, event, actor, detail) "
+                           "VALUES (?, ?, 'post_sent', ?, ?)",
+                           [(incident_id, now, actor, json.dumps(detail, default=str))
+                            for actor, detail in sent])
+
+    def timeline(self, incident_id: int) -> list[TimelineEntry]:
+        return [TimelineEntry(at, event, actor, json.loads(detail)) for at, event, actor, detail
+                in self._db.execute("SELECT at, event, actor, detail FROM timeline "
+                                    "WHERE incident_id = ? ORDER BY id", (incident_id,))]
+
+    def suppress_posts(self, ids: Sequence[int], incident_id: int, now: float,
+                       expect: Sequence[PostState] = (PostState.QUEUED,)) -> list[int]:
+        """Suppress posts for an incident and note it on the incident's timeline."""
+        with self.transaction():
+            moved = self._transition(ids, PostState.SUPPRESSED, expect, now, "gate",
+                                     f"INC-{incident_id} holds the channel",
+                                     incident_id=incident_id)
+            if moved:
+                self._log(incident_id, now, "posts_suppressed", "gate", {"posts": moved})
+        return moved
+
+    # -- runbook steps -----------------------------------------------------
+
+    def claim_step(self, incident_id: int, step: str, occurrence: int, now: float) -> bool:
+        """Record that a step occurrence runs; False if it already did (restart safety)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO step_runs (incident_id, step, occurrence, at, result) "
+                "VALUES (?, ?, ?, ?, 'started')", (incident_id, step, occurrence, now))
+            return cur.rowcount == 1
+
+    def finish_step(self, incident_id: int, step: str, occurrence: int, result: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE step_runs SET result = ? WHERE incident_id = ? AND step = ? "
+                       "AND occurrence = ?", (result, incident_id, step, occurrence))
+
+    def step_runs(self, incident_id: int) -> list[tuple[str, int, float, str]]:
+        return [(s, int(o), float(a), r) for s, o, a, r in self._db.execute(
+            "SELECT step, occurrence, at, result FROM step_runs WHERE incident_id = ? "
+            "ORDER BY at, step", (incident_id,))]
+
+
+    # -- feed events -------------------------------------------------------
+
+    def event_seen(self, feed: str, event_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM feed_events WHERE feed = ? AND event_id = ?",
+                                (feed, event_id)).fetchone() is not None
+
+    def remember_event(self, feed: str, event_id: str, now: float) -> None:
+        """Keep the id for FEED_EVENT_RETENTION; older ones are forgotten here too."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO feed_events (feed, event_id, seen_at) "
+                       "VALUES (?, ?, ?)", (feed, event_id, now))
+            db.execute("DELETE FROM feed_events WHERE seen_at < ?",
+                       (now - FEED_EVENT_RETENTION,))
+
+    def last_resolved_at(self, signal_key: str) -> float | None:
+        """When the latest incident declared by this signal key was resolved."""
+        row = self._db.execute("SELECT MAX(resolved_at) FROM incidents WHERE signal_key = ?",
+                               (signal_key,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])

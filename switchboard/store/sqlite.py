@@ -1,0 +1,12 @@
+"""The SQLite store, assembled from its parts (one per noun it keeps)."""
+
+from __future__ import annotations
+
+from switchboard.store.people import PeopleRecords
+
+
+class Store(PeopleRecords):
+    """All durable state of one daemon in one SQLite file (WAL, synchronous=FULL).
+
+    Each part adds the queries of one noun over the connection of `StoreCore`:
+    posts (`PostRecords`), listings, incidents, people."""
