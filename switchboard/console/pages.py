@@ -17,7 +17,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from switchboard import people, refusals
-from switchboard.api import LISTED_STATES, _posting_role
+from switchboard.api import LISTED_STATES, _posting_role, _role_for
 from switchboard.auth import Caller
 from switchboard.channels.base import with_link
 from switchboard.incidents import parse_incident_id
@@ -445,19 +445,10 @@ class Pages:
             people.check_post(caller, post.channel, post.kind, self.d.config)
             if post.kind == "operational" and not caller.can("ops"):
                 raise refusals.forbidden("operational posts are edited by ops")
-            checked = self.api._new_post(
-                request, {"channel": post.channel, "kind": post.kind, "text": values["text"],
-                          "at": values["at"], **({"link": post.link} if post.link else {})},
-                self.d.clock(), self.api._limits())
-            to_state = people.state_after_edit(post, self.d.config)
-            now = self.d.clock()
-            if not self.d.store.transition([post.id], PostState(to_state),
-                                           (PostState.SCHEDULED, PostState.PENDING_APPROVAL),
-                                           now, caller.name, f"edited by {caller.name}",
-                                           text=checked.text, due_at=checked.due_at):
-                raise refusals.conflict(f"post {post.id} is {post.state}: only scheduled "
-                                        "posts and posts pending approval can be edited")
-            self.d.dispatcher.poke(checked.due_at)
+            # The same edit as `PATCH /api/v1/posts/{id}`: checked like a new post,
+            # taken back from its queue if need be, and sent back for approval.
+            self.d.edit_post(post.id, {"text": values["text"], "at": values["at"]},
+                             _role_for(caller, post.kind), caller.name, self.api._limits())
         except Refused as exc:
             return self.guard.refused(request, "edit.html",
                                       self.edit_context(request, post, values), exc)
