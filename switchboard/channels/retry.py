@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from switchboard.channels.base import ChannelError, GateClosed
@@ -153,3 +154,20 @@ class Retrier:
 def _closed_after_maybe_sent() -> ChannelError:
     return ChannelError("an incident took the channel before a retry; an earlier attempt "
                         "may have reached the platform", reason="gate_closed", maybe_sent=True)
+
+
+def retry_after(value: str | None) -> float | None:
+    """A `Retry-After` header as Unix time: it is either seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return time.time() + max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

@@ -17,10 +17,8 @@ posts a short "withdrawn" card: a flow cannot delete what it posted.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from yarl import URL
@@ -28,7 +26,7 @@ from yarl import URL
 from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
 from switchboard.channels.remote import HttpChannel, reporting
-from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy, retry_after
 from switchboard.config import ChannelConfig
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -101,23 +99,10 @@ def _check(answer: Answer) -> None:
         detail = answer.excerpt()
     said = f"the Teams workflow answered {answer.status}" + (f": {detail}" if detail else "")
     if answer.status == 429:
-        raise RateLimited(said, reset_at=_retry_after(answer.headers.get("Retry-After")))
+        raise RateLimited(said, reset_at=retry_after(answer.headers.get("Retry-After")))
     if answer.status >= 500 or answer.status == 408:
         raise ChannelError(said, reason="server_error" if answer.status >= 500 else "timeout",
                            maybe_sent=True)
     raise ChannelError(said, permanent=True,
                        reason="auth" if answer.status in (401, 403) else "rejected")
 
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After is seconds or an HTTP date; both become Unix time."""
-    if not value:
-        return None
-    try:
-        return time.time() + max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None

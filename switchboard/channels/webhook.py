@@ -20,10 +20,8 @@ whose scope includes the chat.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +29,7 @@ import aiohttp
 
 from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.remote import Attempt, HttpChannel, compose, reporting
-from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
+from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy, retry_after
 from switchboard.config import ChannelConfig
 
 _MAX_ERROR_BODY = 300
@@ -125,24 +123,8 @@ def _check(status: int, headers: Any, text: str) -> None:
     detail = text.strip()[:_MAX_ERROR_BODY]
     said = f"webhook answered {status}: {detail}" if detail else f"webhook answered {status}"
     if status == 429:
-        raise RateLimited(said, reset_at=_retry_after(headers.get("Retry-After")))
+        raise RateLimited(said, reset_at=retry_after(headers.get("Retry-After")))
     if status >= 500 or status == 408:
         raise ChannelError(said, reason="server_error" if status >= 500 else "timeout")
     raise ChannelError(said, permanent=True, reason="auth" if status in (401, 403) else "rejected")
 
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After is either seconds or an HTTP date; both become Unix time."""
-    if not value:
-        return None
-    try:
-        return time.time() + max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
