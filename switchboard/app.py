@@ -71,10 +71,11 @@ class Settings:
     runbooks: dict[str, Runbook]
 
 
-def load_settings(path: Path) -> Settings:
+def load_settings(path: Path, create_tokens: bool = True) -> Settings:
     """Config and runbooks, validated together in one pass; InvalidFile lists every
-    problem of the config, its runbooks and their templates, by file and line."""
-    config, doc = config_module.read(path)
+    problem of the config, its runbooks and their templates, by file and line.
+    `create_tokens=False` (check, simulate) writes no file."""
+    config, doc = config_module.read(path, create_tokens=create_tokens)
     runbooks: dict[str, Runbook] = {}
     found: list[Problem] = []
     if config is not None:

@@ -68,12 +68,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return FAILED
 
 
-def _settings(path: str, problems_to: TextIO) -> Settings:
-    """Config and runbooks, or every problem printed (FILE:LINE:COL: ...) and exit 1."""
+def _settings(path: str, problems_to: TextIO, create_tokens: bool = True) -> Settings:
+    """Config and runbooks, or every problem printed (FILE:LINE:COL: ...) and exit 1;
+    only the daemon (`create_tokens`) writes the token files the config generates."""
     from switchboard.app import load_settings
     from switchboard.yamldoc import InvalidFile
     try:
-        return load_settings(Path(path))
+        return load_settings(Path(path), create_tokens)
     except InvalidFile as exc:
         for problem in exc.problems:
             print(problem, file=problems_to)
@@ -82,7 +83,7 @@ def _settings(path: str, problems_to: TextIO) -> Settings:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    settings = _settings(args.config, sys.stdout)
+    settings = _settings(args.config, sys.stdout, create_tokens=False)
     cfg = settings.config
     print(f"{args.config}: ok ({len(cfg.channels)} channels, {len(cfg.feeds)} feeds, "
           f"{len(settings.runbooks)} runbooks: {', '.join(sorted(settings.runbooks))})")
@@ -93,7 +94,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from switchboard import simulate
     from switchboard.runbooks import channel_infos
     from switchboard.yamldoc import parse_duration
-    settings = _settings(args.config, sys.stderr)
+    settings = _settings(args.config, sys.stderr, create_tokens=False)
     runbook = settings.runbooks.get(args.runbook)
     if runbook is None:
         raise Exit(FAILED, f"no runbook named {args.runbook!r} "

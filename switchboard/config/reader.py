@@ -25,10 +25,11 @@ from switchboard.yamldoc import Document, Path_, Section
 
 
 def load(path: Path, env: dict[str, str] | None = None,
-         runbook_names: set[str] | None = None) -> Config:
-    """Load and validate; `runbook_names` (when known) checks rule references."""
+         runbook_names: set[str] | None = None, create_tokens: bool = True) -> Config:
+    """Load and validate; `runbook_names` (when known) checks rule references;
+    `create_tokens` writes the `generate: true` token files that are missing."""
     doc = yamldoc.load(path)
-    config = _Reader(doc, path, os.environ if env is None else env).read()
+    config = _Reader(doc, path, os.environ if env is None else env, create_tokens).read()
     if runbook_names is not None:
         check_runbook_references(doc, config, runbook_names)
     doc.raise_if_problems()
@@ -36,13 +37,14 @@ def load(path: Path, env: dict[str, str] | None = None,
     return config
 
 
-def read(path: Path, env: dict[str, str] | None = None) -> tuple[Config | None, Document]:
+def read(path: Path, env: dict[str, str] | None = None,
+         create_tokens: bool = True) -> tuple[Config | None, Document]:
     """Read without raising, for checks that go on to the runbooks: the config as far
     as it could be read (None when the top level is unusable) and the document, whose
     `problems` list what is wrong. Raises InvalidFile only when the YAML cannot be
     parsed at all."""
     doc = yamldoc.load(path)
-    return _Reader(doc, path, os.environ if env is None else env).read(), doc
+    return _Reader(doc, path, os.environ if env is None else env, create_tokens).read(), doc
 
 
 def check_runbook_references(doc: Document, config: Config | None, names: set[str]) -> None:

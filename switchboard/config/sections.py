@@ -37,8 +37,10 @@ def _is_web_url(url: str) -> bool:
 
 
 class _Sections:
-    def __init__(self, doc: Document, path: Path, env: Any) -> None:
+    def __init__(self, doc: Document, path: Path, env: Any, create_tokens: bool = True) -> None:
         self.doc, self.path, self.env = doc, path, env
+        # False for `check` and `simulate`: reading a config never writes a file.
+        self.create_tokens = create_tokens
         self.base = path.resolve().parent.parent if path.parent.name == "config" \
             else path.resolve().parent
 
@@ -88,9 +90,22 @@ class _Sections:
                 return None
             return str(digest).lower()
         if sec.get("generate", bool, False):
-            self._generate_token(sec)
+            if not self.create_tokens:
+                pending = self._token_to_generate(sec)
+                if pending is not None:
+                    return pending
+            else:
+                self._generate_token(sec)
         token = self._secret(sec, "token")
         return hashlib.sha256(token.encode()).hexdigest() if token else None
+
+    def _token_to_generate(self, sec: Section) -> str | None:
+        """For a check: a stand-in digest of a token file the daemon will create at its
+        first start (unique per file, so two of them are not taken for one token)."""
+        ref = sec.get("token_file", str)
+        if ref is None or "\0" in ref or self._path(ref).exists():
+            return None  # the usual reading reports what is wrong, or reads the file
+        return hashlib.sha256(f"to be generated: {self._path(ref)}".encode()).hexdigest()
 
     def _generate_token(self, sec: Section) -> None:
         """`generate: true` creates a missing token file (0600): the local default's tokens."""

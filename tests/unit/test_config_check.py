@@ -300,3 +300,21 @@ def test_a_config_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path) -> N
 def test_the_cli_offers_exactly_the_severities_the_daemon_takes() -> None:
     from switchboard import cli
     assert cli.SEVERITIES == config.SEVERITIES
+
+
+def test_check_and_simulate_write_no_token_file_the_daemon_would_generate(
+        tmp_path: Path) -> None:
+    """`check` is offline and read-only: the embedded default's `generate: true`
+    tokens are created by the daemon's first start, never by checking it."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(ROOT / "runbooks", tmp_path / "runbooks")
+    path = tmp_path / "config" / "switchboard.yaml"
+    for command in (["check", "-c", str(path)],
+                    ["simulate", "rail-disruption", "-c", str(path), "--for", "1h"]):
+        result = subprocess.run([sys.executable, "-m", "switchboard", *command],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "var").exists()
+    # Loading it for the daemon does create them.
+    config.load(path, env={})
+    assert sorted(p.name for p in (tmp_path / "var" / "tokens").iterdir())
