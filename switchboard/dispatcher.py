@@ -213,6 +213,20 @@ class Dispatcher:
             return
         worker.enqueue(post, waiter)
 
+    async def retract(self, post: Post, actor: str, reason: str) -> str | None:
+        """Delete a published post from its platform and record it `retracted`;
+        None when done, else why not (the platform refused, the channel is gone)."""
+        worker = self.workers.get(post.channel)
+        if worker is None:
+            return f"post {post.id}: channel {post.channel} is not configured"
+        try:
+            await worker.channel.retract(str(post.id), post.remote_id, to_datetime(self.clock()))
+        except ChannelError as exc:
+            return f"post {post.id} on {post.channel}: {exc.message}"
+        self.store.transition([post.id], PostState.RETRACTED, (PostState.PUBLISHED,),
+                              self.clock(), actor, reason)
+        return None
+
     def workers_channels(self) -> dict[str, Channel]:
         return {cid: w.channel for cid, w in self.workers.items()}
 

@@ -24,7 +24,6 @@ from apscheduler.triggers.date import DateTrigger
 from prometheus_client import Gauge
 
 from switchboard import refusals
-from switchboard.channels.base import ChannelError
 from switchboard.clock import Clock, rfc3339, to_datetime
 from switchboard.config import SEVERITIES, ChannelConfig, FeedConfig
 from switchboard.dispatcher import Dispatcher
@@ -358,19 +357,11 @@ class Incidents:
         for post in self.store.posts(sorted(ids)):
             if post.state != PostState.PUBLISHED or post.kind != "operational":
                 continue
-            worker = self.dispatcher.workers.get(post.channel)
-            if worker is None:
-                failed.append(f"post {post.id}: channel {post.channel} is not configured")
-                continue
-            try:
-                await worker.channel.retract(str(post.id), post.remote_id,
-                                             to_datetime(self.clock()))
-            except ChannelError as exc:
-                failed.append(f"post {post.id} on {post.channel}: {exc.message}")
-                continue
-            self.store.transition([post.id], PostState.RETRACTED, (PostState.PUBLISHED,),
-                                  self.clock(), "daemon", f"INC-{incident.id} voided")
-            retracted.append(post.id)
+            why_not = await self.dispatcher.retract(post, "daemon", f"INC-{incident.id} voided")
+            if why_not is None:
+                retracted.append(post.id)
+            else:
+                failed.append(why_not)
         self.store.log(incident.id, self.clock(), "updates_retracted", "daemon",
                        {"posts": retracted, "failed": failed})
         return retracted, failed

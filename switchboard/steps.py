@@ -32,7 +32,6 @@ from switchboard.feeds.signal import Signal
 from switchboard.incidents import Incidents
 from switchboard.metrics import Metrics
 from switchboard.model import Incident
-from switchboard.poststates import PostState
 from switchboard.runbooks import Runbook, Step
 from switchboard.store import Store
 from switchboard.templates import (
@@ -293,21 +292,15 @@ class StepRunner:
         posts = self.store.published_since(list(step.targets(incident.channels)),
                                            incident.declared_at - within, incident.suppress)
         posts = [p for p in posts if (p.published_at or 0) <= incident.declared_at]
-        workers = self.incidents.dispatcher.workers
+        dispatcher = self.incidents.dispatcher
         errors = []
         for post in posts:
-            worker = workers.get(post.channel)
-            if worker is None:
-                continue
-            try:
-                await worker.channel.retract(str(post.id), post.remote_id,
-                                             to_datetime(self.clock()))
-            except ChannelError as exc:
-                errors.append(f"post {post.id} on {post.channel}: {exc.message}")
-                continue
-            self.store.transition([post.id], PostState.RETRACTED, (PostState.PUBLISHED,),
-                                  self.clock(), f"runbook:{step.name}",
-                                  f"retracted for INC-{incident.id}")
+            if post.channel not in dispatcher.workers:
+                continue  # a channel gone from the config has nothing left to delete
+            why_not = await dispatcher.retract(post, f"runbook:{step.name}",
+                                               f"retracted for INC-{incident.id}")
+            if why_not is not None:
+                errors.append(why_not)
         if errors:
             raise StepFailed("; ".join(errors))
         return Outcome("ok", f"retracted {len(posts)} post(s)")
