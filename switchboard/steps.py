@@ -19,20 +19,20 @@ and reported to the hand-over channels; it never stops the incident.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
 
 from switchboard.channels.base import ChannelError
-from switchboard.clock import Clock, to_datetime
+from switchboard.clock import to_datetime
 from switchboard.feeds.signal import Signal
-from switchboard.incidents import Incidents
 from switchboard.metrics import Metrics
 from switchboard.model import Incident
+from switchboard.publisher import Publisher
 from switchboard.runbooks import Runbook, Step
+from switchboard.runbooks.context import RunContext
 from switchboard.store import Store
 from switchboard.templates import (
     Context,
@@ -41,6 +41,7 @@ from switchboard.templates import (
     TemplateFailure,
     format_duration,
 )
+from switchboard.timer import Timer
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,10 @@ def handover_step(runbook: Runbook) -> Step:
 
 
 class StepRunner:
-    def __init__(self, store: Store, incidents: Incidents, scheduler: AsyncIOScheduler,
-                 metrics: Metrics, clock: Clock) -> None:
-        self.store, self.incidents, self.scheduler = store, incidents, scheduler
-        self.metrics, self.clock = metrics, clock
+    def __init__(self, store: Store, publisher: Publisher, timer: Timer, metrics: Metrics,
+                 context: Callable[[], RunContext]) -> None:
+        self.store, self.publisher, self.timer = store, publisher, timer
+        self.metrics, self.clock, self.context = metrics, timer.now, context
         self.log = structlog.get_logger("steps")
 
     # -- the incident's life ------------------------------------------------
@@ -80,19 +81,17 @@ class StepRunner:
             self._schedule(incident, step, 0, self._due(incident, step, 0))
 
     def on_resolved(self, incident: Incident, runbook: Runbook) -> None:
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith(f"step-{incident.id}-"):
-                job.remove()
+        self.timer.cancel_prefix(f"step-{incident.id}-")
         self.metrics.operational_update_overdue.labels(incident=f"INC-{incident.id}").set(0)
         for i, step in enumerate(runbook.resolve.steps):
             self._schedule(incident, step, 0, self.clock() + i * 1e-3, resolve=True)
 
-    def resume(self, incident: Incident, runbook: Runbook) -> None:
+    async def resume(self, incident: Incident, runbook: Runbook) -> None:
         """After a restart: due steps run (once), future ones are armed again."""
-        runs = self.store.step_runs(incident.id)
+        runs = await self.store.step_runs(incident.id)
         for name, cut_short, _, result in runs:
             if result == "started":
-                self._interrupted(incident, runbook, name, cut_short)
+                await self._interrupted(incident, runbook, name, cut_short)
         done = {(s, o) for s, o, _, _ in runs}
         if incident.state != "active":
             for step in runbook.resolve.steps:
@@ -104,7 +103,7 @@ class StepRunner:
         now = self.clock()
         for step in runbook.steps:
             if step.action == "remind":
-                self._restore_overdue(incident, runbook, step, runs)
+                await self._restore_overdue(incident, runbook, step, runs)
             occurrence = self._latest_due(incident, step, now)
             if occurrence is None:
                 self._schedule(incident, step, 0, self._due(incident, step, 0))
@@ -115,23 +114,23 @@ class StepRunner:
             else:
                 self._schedule(incident, step, occurrence, now)
 
-    def _restore_overdue(self, incident: Incident, runbook: Runbook, step: Step,
+    async def _restore_overdue(self, incident: Incident, runbook: Runbook, step: Step,
                          runs: list[tuple[str, int, float, str]]) -> None:
         """The gauge lives in memory: a reminder that fired before the restart, with no
         update since, is still overdue after it."""
         mine = {o: r for s, o, _, r in runs if s == step.name}
         if not mine or mine[max(mine)] != "ok":
             return
-        last = self._last_update(incident, runbook)
+        last = await self._last_update(incident, runbook)
         if last is None or last <= self._due(incident, step, max(mine)):
             self.metrics.operational_update_overdue.labels(
                 incident=f"INC-{incident.id}").set(1)
 
-    def _interrupted(self, incident: Incident, runbook: Runbook, name: str,
+    async def _interrupted(self, incident: Incident, runbook: Runbook, name: str,
                      occurrence: int) -> None:
         step = (runbook.step(name) or (handover_step(runbook) if name == HANDOVER else None)
                 or Step(name=name, action="unknown"))
-        self._record(incident, runbook, step, occurrence, Outcome(
+        await self._record(incident, runbook, step, occurrence, Outcome(
             "failed", "interrupted by a restart: it may or may not have completed and is not "
                       "run again; check its posts (state unknown) and the channels"))
 
@@ -149,18 +148,16 @@ class StepRunner:
 
     def _schedule(self, incident: Incident, step: Step, occurrence: int, at: float,
                   resolve: bool = False) -> None:
-        self.scheduler.add_job(
-            self.run, DateTrigger(run_date=to_datetime(at)),
-            args=[incident.id, step.name, occurrence, resolve],
-            id=f"step-{incident.id}-{step.name}-{occurrence}{'-resolve' if resolve else ''}",
-            replace_existing=True, misfire_grace_time=None)
+        self.timer.call_at(
+            f"step-{incident.id}-{step.name}-{occurrence}{'-resolve' if resolve else ''}",
+            at, self.run, incident.id, step.name, occurrence, resolve)
 
     # -- one run -----------------------------------------------------------
 
     async def run(self, incident_id: int, step_name: str, occurrence: int,
                   resolve: bool = False) -> None:
-        incident = self.store.incident(incident_id)
-        runbook = self.incidents.context().runbooks.get(incident.runbook) if incident else None
+        incident = await self.store.incident(incident_id)
+        runbook = self.context().runbooks.get(incident.runbook) if incident else None
         if incident is None or runbook is None:
             return
         step = runbook.step(step_name) or (
@@ -168,7 +165,7 @@ class StepRunner:
         if step is None or (incident.state != "active" and not resolve):
             return
         try:
-            if not self.store.claim_step(incident_id, step_name, occurrence, self.clock()):
+            if not await self.store.claim_step(incident_id, step_name, occurrence, self.clock()):
                 return
         except Exception:
             # Not claimed (a full disk, say): nothing ran; the step is tried again.
@@ -193,20 +190,18 @@ class StepRunner:
         """Record the outcome on the timeline; if the store cannot take it now (a full
         disk), try again later rather than let the error escape the job."""
         try:
-            self._record(incident, runbook, step, occurrence, outcome)
+            await self._record(incident, runbook, step, occurrence, outcome)
         except Exception:
             self.log.exception("step_record_failed", incident=f"INC-{incident.id}",
                                step=step.name, result=outcome.result, detail=outcome.detail)
-            self.scheduler.add_job(
-                self._record_once, DateTrigger(run_date=to_datetime(self.clock() + STEP_RETRY)),
-                args=[incident, runbook, step, occurrence, outcome],
-                id=f"record-{incident.id}-{step.name}-{occurrence}", replace_existing=True,
-                misfire_grace_time=None)
+            self.timer.call_at(f"record-{incident.id}-{step.name}-{occurrence}",
+                               self.clock() + STEP_RETRY, self._record_once, incident, runbook,
+                               step, occurrence, outcome)
 
-    def _record(self, incident: Incident, runbook: Runbook, step: Step, occurrence: int,
+    async def _record(self, incident: Incident, runbook: Runbook, step: Step, occurrence: int,
                 outcome: Outcome) -> None:
-        self.store.finish_step(incident.id, step.name, occurrence, outcome.result)
-        self.store.log(incident.id, self.clock(), "step", f"runbook:{runbook.name}",
+        await self.store.finish_step(incident.id, step.name, occurrence, outcome.result)
+        await self.store.log(incident.id, self.clock(), "step", f"runbook:{runbook.name}",
                        {"step": step.name, "action": step.action, "occurrence": occurrence,
                         "result": outcome.result, "detail": outcome.detail})
         self.metrics.runbook_steps.labels(runbook=runbook.name, action=step.action,
@@ -214,7 +209,7 @@ class StepRunner:
         if outcome.result == "failed":
             self.log.error("step_failed", incident=f"INC-{incident.id}", step=step.name,
                            error=outcome.detail)
-            self.incidents.notify(incident.id, list(runbook.handover.notify),
+            await self.publisher.notify(incident.id, list(runbook.handover.notify),
                                   f"INC-{incident.id}: runbook step {step.name} failed: "
                                   f"{outcome.detail}", "step-failed")
 
@@ -229,16 +224,16 @@ class StepRunner:
                     f"INC-{incident.id} ({incident.title}): {runbook.handover.role} has control "
                     f"of {', '.join(incident.channels)}; {', '.join(incident.suppress)} posts "
                     f"are held. Runbook: {runbook.name}.")
-            self.incidents.notify(incident.id, targets, text, step.name)
+            await self.publisher.notify(incident.id, targets, text, step.name)
             return Outcome("ok", text)
         if step.action == "remind":
-            return self._remind(incident, runbook, step, occurrence)
+            return await self._remind(incident, runbook, step, occurrence)
         if step.action == "retract":
             return await self._retract(incident, step)
         raise StepFailed(f"unknown action {step.action}")
 
     async def _post(self, incident: Incident, step: Step) -> Outcome:
-        ctx = self.incidents.context()
+        ctx = self.context()
         targets = [c for c in step.targets(incident.channels)
                    if c in ctx.channels and ctx.channels[c].audience == "public"]
         # Rendered per channel, stored in one transaction, sent on every channel side
@@ -247,18 +242,18 @@ class StepRunner:
         for start in range(0, len(targets), RENDER_CHUNK):
             texts += self.render_each(incident, step, targets[start:start + RENDER_CHUNK])
             await asyncio.sleep(0)  # a declaration is not kept waiting by 10,000 renders
-        posts = await self.incidents.send_each(texts, f"runbook:{step.name}",
-                                              incident_id=incident.id)
+        posts = await self.publisher.submit(texts, f"runbook:{step.name}",
+                                            incident_id=incident.id)
         failed = [f"{p.channel}: {p.error or p.state}" for p in posts if p.state != "published"]
         if failed:
             raise StepFailed("; ".join(failed))
         return Outcome("ok", f"posted to {', '.join(targets)}")
 
-    def _remind(self, incident: Incident, runbook: Runbook, step: Step,
+    async def _remind(self, incident: Incident, runbook: Runbook, step: Step,
                 occurrence: int) -> Outcome:
         window = step.every or step.first
         since = self._due(incident, step, occurrence) - window.total_seconds()
-        last = self._last_update(incident, runbook)
+        last = await self._last_update(incident, runbook)
         if last is not None and last > since:
             return Outcome("skipped", "an operational update went out within the interval")
         self.metrics.operational_update_overdue.labels(incident=f"INC-{incident.id}").set(1)
@@ -266,15 +261,15 @@ class StepRunner:
                 f"INC-{incident.id} ({incident.title}): an operational update is due; none in "
                 f"the last {format_duration(window)}. Post one with: "
                 f"switchboard incident update INC-{incident.id} --text ...")
-        self.incidents.notify(incident.id, list(step.targets(incident.channels)), text,
-                              step.name)
+        await self.publisher.notify(incident.id, list(step.targets(incident.channels)), text,
+                                    step.name)
         return Outcome("ok", "reminded")
 
-    def _last_update(self, incident: Incident, runbook: Runbook) -> float | None:
+    async def _last_update(self, incident: Incident, runbook: Runbook) -> float | None:
         """When the latest operational update went out on the incident's channels; a
         runbook post counts at the time its step was scheduled for."""
         last: float | None = None
-        for entry in self.store.timeline(incident.id):
+        for entry in await self.store.timeline(incident.id):
             if entry.event != "post_sent":
                 continue
             at = entry.at
@@ -289,16 +284,16 @@ class StepRunner:
 
     async def _retract(self, incident: Incident, step: Step) -> Outcome:
         within = (step.published_within.total_seconds() if step.published_within else 0.0)
-        posts = self.store.published_since(list(step.targets(incident.channels)),
-                                           incident.declared_at - within, incident.suppress)
+        posts = await self.store.published_since(list(step.targets(incident.channels)),
+                                                 incident.declared_at - within,
+                                                 incident.suppress)
         posts = [p for p in posts if (p.published_at or 0) <= incident.declared_at]
-        dispatcher = self.incidents.dispatcher
         errors = []
         for post in posts:
-            if post.channel not in dispatcher.workers:
+            if post.channel not in self.publisher.workers:
                 continue  # a channel gone from the config has nothing left to delete
-            why_not = await dispatcher.retract(post, f"runbook:{step.name}",
-                                               f"retracted for INC-{incident.id}")
+            why_not = await self.publisher.retract(post, f"runbook:{step.name}",
+                                                   f"retracted for INC-{incident.id}")
             if why_not is not None:
                 errors.append(why_not)
         if errors:

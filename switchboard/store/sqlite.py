@@ -5,7 +5,7 @@ from __future__ import annotations
 from switchboard.store.people import PeopleRecords
 
 
-class Store(PeopleRecords):
+class SqliteStore(PeopleRecords):
     """All durable state of one daemon in one SQLite file (WAL, synchronous=FULL).
 
     Each part adds the queries of one noun over the connection of `StoreCore`:

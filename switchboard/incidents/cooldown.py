@@ -1,0 +1,111 @@
+"""The end of a cooldown: the held posts follow the runbook's policy (drop,
+review, reschedule spaced per channel) and the channels go back to marketing.
+
+Each policy is one store transaction over all the incident's held posts,
+never one per post: releasing 10,000 held posts is one commit, on the
+store's writer thread.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from switchboard import refusals
+from switchboard.incidents.core import IncidentsBase
+from switchboard.incidents.views import review_notice
+from switchboard.model import Incident, Post
+from switchboard.posts import spaced_times
+from switchboard.poststates import PostState
+
+RELEASE_RETRY = 30.0  # seconds before a release the store could not take is tried again
+
+
+class Cooldowns(IncidentsBase):
+    """Ending cooldowns, at their time or early by command."""
+
+    def schedule_release(self, incident: Incident) -> None:
+        at = incident.cooldown_until or self.clock()
+        self.timer.call_at(f"release-{incident.id}", at, self._release, incident.id)
+
+    async def _release(self, incident_id: int) -> None:
+        """Cooldown over: apply the held-post policy, then let go of the channels."""
+        try:
+            await self._release_now(incident_id)
+        except Exception:
+            # A one-shot job: on a store error try again, or the channels would
+            # stay held until a restart.
+            self.log.exception("release_failed", incident=f"INC-{incident_id}")
+            self.timer.call_at(f"release-{incident_id}", self.clock() + RELEASE_RETRY,
+                               self._release, incident_id)
+
+    async def _release_now(self, incident_id: int) -> None:
+        incident = await self._get(incident_id)
+        book = self.context().runbooks.get(incident.runbook)
+        policy = book.resolve.held_posts if book else "review"
+        spacing = book.resolve.min_spacing if book else timedelta(minutes=5)
+        now = self.clock()
+        held = await self.store.list_posts((PostState.SUPPRESSED,), incident_id=incident_id,
+                                     limit=1_000_000)
+        outcome = await self._apply_policy(held, policy, spacing, now)
+        await self.store.release_holds(incident_id)
+        self.gate.release(incident_id)
+        await self.store.set_incident_fields(incident_id, held_done=1)
+        await self.store.log(incident_id, now, "channels_released", "daemon",
+                       {"held_posts": policy, **outcome})
+        self.log.info("channels_released", incident=f"INC-{incident_id}", policy=policy,
+                      **outcome)
+        if outcome.get("held") and book is not None:
+            await self.publisher.notify(incident_id, list(book.handover.notify),
+                                        review_notice(incident, outcome["held"]), "review")
+        await self.publisher.arm()
+        await self.refresh_metrics()
+
+    async def _apply_policy(self, held: list[Post], policy: str, spacing: timedelta,
+                      now: float) -> dict[str, int]:
+        ids = [p.id for p in held]
+        reason = f"held-post policy {policy}"
+        if policy == "drop":
+            return {"dropped": len(await self.store.transition(
+                ids, PostState.DROPPED, (PostState.SUPPRESSED,), now, "runbook", reason))}
+        if policy == "review":
+            return {"held": len(await self.store.transition(
+                ids, PostState.HELD, (PostState.SUPPRESSED,), now, "runbook", reason))}
+        expired = [p.id for p in held if p.expires_at is not None and p.expires_at <= now]
+        by_channel: dict[str, list[Post]] = {}
+        for post in held:
+            if post.id not in expired:
+                by_channel.setdefault(post.channel, []).append(post)
+        moves: list[tuple[int, float]] = []
+        for posts in by_channel.values():
+            for post, due in zip(posts, spaced_times(now, len(posts), spacing), strict=True):
+                if post.expires_at is not None and due >= post.expires_at:
+                    expired.append(post.id)  # it would expire before its new slot
+                else:
+                    moves.append((post.id, due))
+        requeued, gone = await self.store.reschedule_held(
+            moves, expired, now, "runbook", reason,
+            expired_reason=f"{reason}: past expires_at, or would be before its new slot")
+        return {"rescheduled": len(requeued), "expired": len(gone)}
+
+    # -- void and early release ---------------------------------------------
+
+    async def release(self, incident_id: int, *, actor: str, reason: str) -> Incident:
+        """End a cooldown now: the held-post policy runs and the channels return."""
+        incident = await self._get(incident_id)
+        if incident.state == "active":
+            raise refusals.conflict(f"INC-{incident_id} is active: resolve it first (or void "
+                                    "it if it was a false alarm)")
+        if incident.state != "resolved" or incident.held_done:
+            raise refusals.conflict(f"INC-{incident_id} has no cooldown to end: its channels "
+                                    "are back with marketing")
+        if not reason.strip():
+            raise refusals.bad_request("reason must not be empty: say why the cooldown ends "
+                                       "early")
+        now = self.clock()
+        await self.store.set_incident_fields(incident_id, cooldown_until=now)
+        await self.store.log(incident_id, now, "cooldown_ended", actor,
+                       {"reason": reason, "was_until": incident.cooldown_until})
+        self.gate.set_until(incident_id, now)
+        await self._release_now(incident_id)
+        self.timer.cancel(f"release-{incident_id}")
+        return await self._get(incident_id)

@@ -1,0 +1,6 @@
+"""Publishing: the Publisher (timer, routing, sends now) and its channel workers."""
+
+from switchboard.publisher.core import CLAIM_BATCH, JOB_ID, Publisher
+from switchboard.publisher.worker import SEND_BATCH, ChannelWorker
+
+__all__ = ["CLAIM_BATCH", "JOB_ID", "SEND_BATCH", "ChannelWorker", "Publisher"]

@@ -1,0 +1,285 @@
+"""The Publisher: the one way posts go out (claim -> gate -> send -> record).
+
+Posts stay in the store; one timer is armed for the earliest due post and
+re-armed when an earlier one arrives (one job per post does not scale). The
+tick moves due posts `scheduled -> queued` (late ones become `missed`, old
+offers `expired`) and hands them to their channel's worker. `sending` is
+committed before the platform call, so a crash leaves `sending`, which
+start-up turns into `unknown` (never re-sent).
+
+Operational posts that go out count as updates of the incidents that hold
+their channel: the publisher records that with the outcome, in the same
+shared transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import structlog
+
+from switchboard.channels.base import Channel, ChannelError
+from switchboard.clock import to_datetime
+from switchboard.gate import Gate
+from switchboard.metrics import Metrics
+from switchboard.model import NewPost, Post, SendOutcome
+from switchboard.poststates import PostOrigin, PostState
+from switchboard.publisher.shared import Shared
+from switchboard.publisher.worker import INTERNAL_ERROR, ChannelWorker, Waiter
+from switchboard.store import Claim, RequestKey, Store, StoreUnavailable
+from switchboard.timer import Timer
+
+JOB_ID = "dispatch"
+RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again
+CLAIM_BATCH = 1000
+
+
+class Publisher:
+    def __init__(self, store: Store, gate: Gate, channels: dict[str, Channel], timer: Timer,
+                 metrics: Metrics, max_lateness: timedelta) -> None:
+        self.store, self.gate, self.metrics, self.timer = store, gate, metrics, timer
+        self.max_lateness = max_lateness.total_seconds()
+        self.log = structlog.get_logger("dispatcher")
+        self.claims: Shared[int, Claim] = Shared(self._claim_all)
+        self.records: Shared[tuple[Post, SendOutcome], None] = Shared(self._record_all)
+        self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
+        self._armed_at: float | None = None
+        self._accepting = True
+        self._pokes = 0  # counts pokes, so an arm() that awaited the store sees them
+        # Posts left `queued` by a worker that could not hand them back (the
+        # store failing): the next tick returns them to `scheduled`.
+        self.orphans: set[int] = set()
+
+    async def start(self) -> None:
+        await self.arm()
+
+    def channels(self) -> dict[str, Channel]:
+        return {cid: w.channel for cid, w in self.workers.items()}
+
+    # -- the timer ---------------------------------------------------------
+
+    async def arm(self, due: float | None = None) -> None:
+        """Arm the timer for the earliest pending post (or `due`, if earlier)."""
+        if not self._accepting:
+            return
+        next_due = due
+        if due is None:
+            pokes = self._pokes
+            next_due = await self.store.next_due()
+            if pokes != self._pokes and self._armed_at is not None:
+                # A post added while the store was asked: its time may be earlier.
+                next_due = min(self._armed_at, next_due or self._armed_at)
+        if next_due is None:
+            self.timer.cancel(JOB_ID)
+            self._armed_at = None
+            return
+        self._armed_at = next_due
+        self.timer.call_at(JOB_ID, next_due, self.tick)
+
+    def poke(self, due_at: float) -> None:
+        """A post was added: re-arm if it is due before the armed time."""
+        self._pokes += 1
+        if self._accepting and (self._armed_at is None or due_at < self._armed_at):
+            self._armed_at = due_at
+            self.timer.call_at(JOB_ID, due_at, self.tick)
+
+    async def tick(self) -> None:
+        now = self.timer.now()
+        self._armed_at = None
+        try:
+            await self._return_orphans(now)
+            missed = await self.store.mark_missed(now - self.max_lateness, now)
+            if missed:
+                self.log.warning("posts_missed", count=len(missed),
+                                 max_lateness=self.max_lateness)
+            batch, held = (await self.store.claim_due_held(now, CLAIM_BATCH) if self._accepting
+                           else ([], []))
+        except StoreUnavailable as exc:
+            # Busy, full or lost: nothing is claimed (fail closed); said once a tick,
+            # without a traceback that would say nothing more.
+            self.log.warning("dispatch_paused", reason=exc.reason, error=exc.message)
+            await self.arm(now + RETRY_AFTER_ERROR)
+            return
+        except Exception:
+            # The timer is a one-shot job: without this the dispatcher would stop
+            # for good on one store error. Try again shortly (not in a tight loop).
+            self.log.exception("dispatch_tick_failed")
+            await self.arm(now + RETRY_AFTER_ERROR)
+            return
+        for _, channel in held:
+            self.metrics.posts_suppressed.labels(channel=channel).inc()
+        await self.route(batch)
+        # A full batch means more are due: come back at once, after the loop
+        # has served whatever else is waiting (a declaration, say).
+        await self.arm(now if len(batch) == CLAIM_BATCH else None)
+
+    async def _return_orphans(self, now: float) -> None:
+        if not self.orphans:
+            return
+        ids = sorted(self.orphans)
+        await self.store.transition(ids, PostState.SCHEDULED, (PostState.QUEUED,), now,
+                                    "dispatcher", "returned after an internal error")
+        await self.store.transition(ids, PostState.UNKNOWN, (PostState.SENDING,), now,
+                                    "dispatcher", INTERNAL_ERROR)
+        self.orphans.difference_update(ids)
+
+    # -- handing posts to the workers ----------------------------------------
+
+    async def route(self, posts: list[Post], waiters: dict[int, Waiter] | None = None) -> None:
+        """Each `queued` post to its channel's worker; a post whose channel left the
+        config (a reload) fails, visibly, and its caller learns it."""
+        waiters = waiters or {}
+        orphaned = []
+        for post in posts:
+            worker = self.workers.get(post.channel)
+            if worker is None:
+                orphaned.append(post)
+            else:
+                worker.enqueue(post, waiters.get(post.id))
+        for post in orphaned:
+            await self.store.transition([post.id], PostState.FAILED, (PostState.QUEUED,),
+                                        self.timer.now(), "dispatcher",
+                                        "channel no longer configured",
+                                        error=f"channel {post.channel} is not configured")
+        waiting = [p.id for p in orphaned if p.id in waiters]
+        for failed in await self.store.posts(waiting) if waiting else []:
+            if not waiters[failed.id].done():
+                waiters[failed.id].set_result(failed)
+
+    async def submit(self, texts: list[tuple[str, str]], actor: str, kind: str = "operational",
+                     timeout: float = 120.0, request: RequestKey | None = None,
+                     incident_id: int | None = None, immediate: bool = False,
+                     link: str | None = None) -> list[Post]:
+        """Send now: (channel, text) pairs, stored in one transaction, sent through
+        the gate by each channel's worker side by side; the posts as they stand
+        once each has an outcome (`immediate`: a caller's send, never sent behind
+        its back after a restart)."""
+        now = self.timer.now()
+        ids = await self.store.add_posts(
+            [NewPost(channel=c, kind=kind, text=text, due_at=now, link=link,
+                     state=PostState.QUEUED, incident_id=incident_id,
+                     origin=PostOrigin.SEND_NOW) for c, text in texts],
+            actor, now, request=request, immediate=immediate)
+        loop = asyncio.get_running_loop()
+        posts = await self.store.posts(ids)
+        waiters: dict[int, Waiter] = {p.id: loop.create_future() for p in posts}
+        await self.route(posts, waiters)
+        # A send stuck behind a rate limit is not abandoned: the caller gets the
+        # posts as they stand (still `queued`), never an error inviting a retry.
+        await asyncio.wait(list(waiters.values()), timeout=timeout)
+        return await self.store.posts(ids)
+
+    async def notify(self, incident_id: int, channels: list[str], text: str, why: str) -> None:
+        """Internal notice (ops chat) sent as an operational post, recorded like any
+        post; not awaited to its outcome (a slow chat never holds up a runbook)."""
+        live = [c for c in channels if c in self.workers]
+        if not live:
+            return
+        now = self.timer.now()
+        ids = await self.store.add_posts(
+            [NewPost(channel=c, kind="operational", text=text, due_at=now,
+                     state=PostState.QUEUED, incident_id=incident_id,
+                     origin=PostOrigin.SEND_NOW) for c in live], f"runbook:{why}", now)
+        await self.route(await self.store.posts(ids))
+        await self.store.log(incident_id, now, "notified", "runbook",
+                             {"channels": live, "why": why, "posts": ids})
+
+    async def retract(self, post: Post, actor: str, reason: str) -> str | None:
+        """Delete a published post from its platform and record it `retracted`;
+        None when done, else why not (the platform refused, the channel is gone)."""
+        worker = self.workers.get(post.channel)
+        if worker is None:
+            return f"post {post.id}: channel {post.channel} is not configured"
+        try:
+            await worker.channel.retract(str(post.id), post.remote_id,
+                                         to_datetime(self.timer.now()))
+        except ChannelError as exc:
+            return f"post {post.id} on {post.channel}: {exc.message}"
+        await self.store.transition([post.id], PostState.RETRACTED, (PostState.PUBLISHED,),
+                                    self.timer.now(), actor, reason)
+        return None
+
+    def take_back(self, post: Post) -> bool:
+        """Take a `queued` post out of its channel's queue (before an edit): only
+        a post still waiting there is safe to change."""
+        worker = self.workers.get(post.channel)
+        entry = None if worker is None else worker.take_back(post.id)
+        if entry is None:
+            return False
+        if entry[1] is not None and not entry[1].done():
+            entry[1].set_result(post)
+        return True
+
+    # -- shared transactions -------------------------------------------------
+
+    async def _claim_all(self, requests: list[list[int]]) -> list[Claim]:
+        """One `queued -> sending` transaction for the chunks of many channels."""
+        claim = await self.store.claim_sending([i for ids in requests for i in ids],
+                                               self.timer.now())
+        sending, held = set(claim.sending), dict(claim.suppressed)
+        return [Claim([i for i in ids if i in sending],
+                      [(i, held[i]) for i in ids if i in held]) for ids in requests]
+
+    async def _record_all(self, requests: list[list[tuple[Post, SendOutcome]]]) -> list[None]:
+        """The platforms' answers of many channels' sends in one transaction; the
+        operational ones then count as updates of the incidents they serve."""
+        outcomes = [o for items in requests for o in items]
+        now = self.timer.now()
+        await self.store.record_sends([o for _, o in outcomes], now)
+        published = []
+        for post, outcome in outcomes:
+            if outcome.state == PostState.PUBLISHED:
+                post.state, post.published_at = PostState.PUBLISHED, outcome.published_at
+                published.append(post)
+        try:
+            await self._note_updates(published, now)
+        except Exception:  # recorded already: a failing note must not undo that
+            self.log.exception("note_updates_failed", posts=len(published))
+        return [None] * len(requests)
+
+    async def _note_updates(self, posts: list[Post], now: float) -> None:
+        """One timeline write per incident for a whole run of sends (a fan-out)."""
+        served: dict[int, list[Post]] = {}
+        for post in posts:
+            if post.kind == "operational":
+                for incident_id in self.gate.controlling(post.channel, now):
+                    served.setdefault(incident_id, []).append(post)
+        for incident_id, updates in served.items():
+            incident = await self.store.incident(incident_id)
+            if incident is None or incident.state != "active":
+                continue
+            await self.store.note_updates(incident_id, updates[-1].published_at, now, [
+                (p.created_by, {"post": p.id, "channel": p.channel}) for p in updates])
+            self.metrics.operational_update_overdue.labels(incident=f"INC-{incident_id}").set(0)
+
+    # -- reload and stop -----------------------------------------------------
+
+    async def replace_channels(self, channels: dict[str, Channel]) -> None:
+        """Reload: a channel kept as it was keeps its worker (one sender per account,
+        its rate-limit state intact); a changed or new one gets a new worker; the
+        replaced ones finish their send and hand their queues over (posts of a
+        removed channel fail, visibly)."""
+        old = self.workers
+        self.workers = {}
+        for cid, channel in channels.items():
+            kept = old.get(cid)
+            self.workers[cid] = (kept if kept is not None and kept.channel is channel
+                                 else ChannelWorker(self, channel))
+        for cid, worker in old.items():
+            if self.workers.get(cid) is worker:
+                continue
+            await worker.stop()
+            handed = list(worker.queue)
+            worker.queue.clear()
+            await self.route([post for post, _ in handed],
+                             {post.id: w for post, w in handed if w is not None})
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Stop taking work; let each worker finish the send it is in."""
+        self._accepting = False
+        self.timer.cancel(JOB_ID)
+        left = sum(len(w.queue) for w in self.workers.values())
+        await asyncio.wait_for(asyncio.gather(*(w.stop() for w in self.workers.values())),
+                               timeout)
+        self.log.info("dispatcher_drained", queued_left_for_restart=left)
