@@ -51,12 +51,13 @@ if TYPE_CHECKING:
     from switchboard.auth import Tokens
     from switchboard.clock import Clock
     from switchboard.config import Config
-    from switchboard.dispatcher import Dispatcher
     from switchboard.gate import Gate
-    from switchboard.incidents import Incidents
+    from switchboard.incidents import FeedSignals, Incidents
     from switchboard.listener import Limits
     from switchboard.metrics import Metrics
     from switchboard.people import People
+    from switchboard.publisher import Publisher
+    from switchboard.review import Review
     from switchboard.runbooks import Runbook
     from switchboard.store import Store
     from switchboard.throttle import Throttle
@@ -98,8 +99,9 @@ class Services:
     store: Store
     clock: Clock
     gate: Gate
-    dispatcher: Dispatcher
+    publisher: Publisher
     incidents: Incidents
+    signals: FeedSignals
     people: People
     throttle: Throttle
     metrics: Metrics
@@ -109,16 +111,11 @@ class Services:
     current_feeds: Callable[[], FeedWatch]
     is_ready: Callable[[], bool]
     is_alive: Callable[[], bool]  # the loop still runs its timers
-    check_store: Callable[[], bool]
-    refresh_metrics: Callable[[], None]
-    status: Callable[[], dict[str, Any]]
+    check_store: Callable[[], Awaitable[bool]]
+    refresh_metrics: Callable[[], Awaitable[None]]
+    status: Callable[[], Awaitable[dict[str, Any]]]
     channel_list: Callable[[], list[dict[str, Any]]]
-    # cancel / release / drop one post: (post id, action, actor, release time)
-    review: Callable[[int, str, str, float | None], Post]
-    # `post edit`: (post id, changes, role, actor, channel limits)
-    edit_post: Callable[[int, dict[str, Any], str, str, dict[str, ChannelLimit]], Post]
-    # bulk cancel / release / drop: (ids, action, actor, at, spacing, may_act)
-    review_many: Callable[..., dict[str, Any]]
+    review: Review  # cancel / release / drop / edit posts
     current_runbooks: Callable[[], dict[str, Runbook]]
 
     @property
@@ -240,7 +237,7 @@ class Api:
                 return error(401, "unauthorized", "a valid bearer token is needed for /metrics")
         if role is None:
             return await handler(request)
-        caller = self.d.tokens.identify(request.headers.get("Authorization"))
+        caller = await self.d.tokens.identify(request.headers.get("Authorization"))
         if caller is None:
             return error(401, "unauthorized", "a valid bearer token is needed")
         if not caller.can(role):
@@ -250,16 +247,17 @@ class Api:
         response = await handler(request)
         if request.method != "GET" and response.status < 400:
             try:
-                self._audit(request, caller, canonical, response.status)
+                await self._audit(request, caller, canonical, response.status)
             except Exception:
                 # The write itself is committed: answering 500 would invite a repeat.
                 log.exception("audit_write_failed", path=canonical)
         return response
 
-    def _audit(self, request: web.Request, caller: Caller, canonical: str, status: int) -> None:
+    async def _audit(self, request: web.Request, caller: Caller, canonical: str,
+                     status: int) -> None:
         """Every write that succeeded, with its person and credential (never the token)."""
         target = request.match_info.get("id") or request.match_info.get("name")
-        self.d.store.record_audit(AuditEntry(
+        await self.d.store.record_audit(AuditEntry(
             at=self.d.clock(), person=caller.name if caller.person else None,
             credential=caller.audit_credential, action=f"{request.method} {canonical}",
             target=target, teams=tuple(sorted(request.get("teams", ()))), status=status))
@@ -271,7 +269,7 @@ class Api:
         return ok({"status": "ok" if alive else "scheduler stopped"}, 200 if alive else 503)
 
     async def readyz(self, request: web.Request) -> web.Response:
-        store_ok = self.d.check_store()
+        store_ok = await self.d.check_store()
         ready = self.d.ready and store_ok
         body: dict[str, Any] = {"ready": ready}
         if not store_ok and self.d.store.failure is not None:
@@ -279,12 +277,12 @@ class Api:
         return ok(body, 200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        self.d.refresh_metrics()
+        await self.d.refresh_metrics()
         body = generate_latest(self.d.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def status(self, request: web.Request) -> web.Response:
-        return ok(self.d.status())
+        return ok(await self.d.status())
 
     async def channels(self, request: web.Request) -> web.Response:
         return ok(self.d.channel_list())
@@ -300,32 +298,29 @@ class Api:
         limit, after = _page_limit(request), _cursor(request, 2)
         window = self._due_window(request.query)
         store = self.d.store
-
-        def page() -> tuple[bytes, list[Any] | None, int]:
-            posts = store.page_posts(states, channel, after=_key(after), limit=limit + 1,
-                                     **window)
-            last = posts[limit - 1] if len(posts) > limit else None
-            body = _encode([post_json(p) for p in posts[:limit]])
-            cursor = None if last is None else [last.due_at, last.id]
-            return body, cursor, store.count_posts(states, channel, **window)
-
-        return await self._paged(request, page)
+        posts = await store.page_posts(states, channel, after=_key(after), limit=limit + 1,
+                                       **window)
+        total = await store.count_posts(states, channel, **window)
+        last = posts[limit - 1] if len(posts) > limit else None
+        cursor = None if last is None else [last.due_at, last.id]
+        return await self._paged(request, lambda: [post_json(p) for p in posts[:limit]],
+                                 cursor, total)
 
     async def get_post(self, request: web.Request) -> web.Response:
-        post = self.d.store.post(_int(request.match_info["id"], "post id"))
+        post = await self.d.store.post(_int(request.match_info["id"], "post id"))
         if post is None:
             raise refusals.not_found(f"no post {request.match_info['id']}")
         out = post_json(post)
-        out["history"] = [_times(h) for h in self.d.store.post_history(post.id)]
+        out["history"] = [_times(h) for h in await self.d.store.post_history(post.id)]
         return ok(out)
 
     async def schedule_posts(self, request: web.Request) -> web.Response:
         caller = _poster(request)
         body = await _json(request)
         key = _request_key(request, caller, body)
-        earlier = self._earlier(key)
+        earlier = await self._earlier(key)
         if earlier is not None:
-            first = [post_json(p) for p in self.d.store.posts(earlier.refs)]
+            first = [post_json(p) for p in await self.d.store.posts(earlier.refs)]
             return _replayed(ok(first if isinstance(body, list) else first[0], earlier.status))
         items = body if isinstance(body, list) else [body]
         if not items:
@@ -339,9 +334,9 @@ class Api:
             except Refused as exc:
                 prefix = f"posts[{i}]: " if isinstance(body, list) else ""
                 raise Refused(exc.status, exc.code, prefix + exc.message) from exc
-        ids = self.d.store.add_posts(new, caller.name, now, request=key)
-        self.d.dispatcher.poke(min(p.due_at for p in new))
-        posts = self.d.store.posts(ids)
+        ids = await self.d.store.add_posts(new, caller.name, now, request=key)
+        self.d.publisher.poke(min(p.due_at for p in new))
+        posts = await self.d.store.posts(ids)
         return ok([post_json(p) for p in posts] if isinstance(body, list)
                   else post_json(posts[0]), 201)
 
@@ -373,18 +368,18 @@ class Api:
                 status=422)
         if dry_run:
             return ok({"dry_run": True, "rows": len(rows)})
-        created, existing = self.d.store.import_posts(rows, caller.name, now)
+        created, existing = await self.d.store.import_posts(rows, caller.name, now)
         if created:
-            self.d.dispatcher.poke(min(post.due_at for _, post in rows))
+            self.d.publisher.poke(min(post.due_at for _, post in rows))
         return ok({"created": len(created), "existing": len(existing), "ids": created},
                   201 if created else 200)
 
-    def _earlier(self, key: RequestKey | None) -> KeyedRequest | None:
+    async def _earlier(self, key: RequestKey | None) -> KeyedRequest | None:
         """The request this key was first sent with, if any; the same key with another
         body is refused (it would silently answer for a request never made)."""
         if key is None:
             return None
-        earlier = self.d.store.keyed(key.scope, key.key)
+        earlier = await self.d.store.keyed(key.scope, key.key)
         if earlier is not None and earlier.fingerprint != key.fingerprint:
             raise refusals.unprocessable(f"{IDEMPOTENCY_KEY} {key.key!r} was already used for "
                                          "a different request; use a new key")
@@ -413,25 +408,25 @@ class Api:
     def _limits(self) -> dict[str, ChannelLimit]:
         return {cid: ChannelLimit(cid, w.channel.max_length, w.channel.audience,
                                   w.channel.length)
-                for cid, w in self.d.dispatcher.workers.items()}
+                for cid, w in self.d.publisher.workers.items()}
 
     async def post_action(self, request: web.Request) -> web.Response:
         caller: Caller = request["caller"]
         post_id = _int(request.match_info["id"], "post id")
         action = request.path.rsplit("/", 1)[1]
         body = await _object(request, optional=True)
-        self._check_post_access(request, post_id)
+        await self._check_post_access(request, post_id)
         at = None
         if action == "release" and body.get("at"):
             at = parse_future(str(body["at"]), self.d.clock(), self.d.config.timezone)
-        post = self.d.review(post_id, action, caller.name, at)
+        post = await self.d.review.review(post_id, action, caller.name, at)
         return ok(post_json(post))
 
     async def send(self, request: web.Request) -> web.Response:
         caller = _poster(request)
         body = await _object(request)
         key = _request_key(request, caller, body)
-        earlier = self._earlier(key)
+        earlier = await self._earlier(key)
         if earlier is not None:
             return _replayed(await self._send_again(earlier.refs[0], caller.name))
         default_kind = "operational" if caller.role == "ops" else "marketing"
@@ -445,26 +440,26 @@ class Api:
         if not decision.allowed:
             raise refusals.conflict(f"{decision.reason}: {new.kind} posts are held until "
                                     "it is resolved")
-        post = (await self.d.incidents.send_now([new.channel], new.text, caller.name,
-                                                kind=new.kind, link=new.link, request=key,
-                                                immediate=True))[0]
+        post = (await self.d.publisher.submit([(new.channel, new.text)], caller.name,
+                                              kind=new.kind, link=new.link, request=key,
+                                              immediate=True))[0]
         return _send_answer(post)
 
     async def _send_again(self, post_id: int, actor: str) -> web.Response:
         """A repeat of an immediate send: the first answer, unless a restart caught the
         send before it started; then (and only then) it goes now."""
-        post = self.d.store.post(post_id)
+        post = await self.d.store.post(post_id)
         assert post is not None
         interrupted = post.state == PostState.FAILED and post.error == INTERRUPTED_SEND
-        if interrupted and self.d.store.transition(
+        if interrupted and await self.d.store.transition(
                 [post_id], PostState.QUEUED, (PostState.FAILED,), self.d.clock(), actor,
                 f"asked again with the same {IDEMPOTENCY_KEY}", error=None):
             waiter: asyncio.Future[Post] = asyncio.get_running_loop().create_future()
-            queued = self.d.store.post(post_id)
+            queued = await self.d.store.post(post_id)
             assert queued is not None
-            self.d.dispatcher.route(queued, waiter)
+            await self.d.publisher.route([queued], {queued.id: waiter})
             await asyncio.wait([waiter], timeout=SEND_WAIT)
-            post = self.d.store.post(post_id)
+            post = await self.d.store.post(post_id)
             assert post is not None
         return _send_answer(post)
 
@@ -483,7 +478,7 @@ class Api:
         caller = _poster(request)
         post_id = _int(request.match_info["id"], "post id")
         body = await _object(request)
-        post = self.d.store.post(post_id)
+        post = await self.d.store.post(post_id)
         if post is None:
             raise refusals.not_found(f"no post {post_id}")
         # The caller's team rights must reach the post's channel, and the new one.
@@ -491,7 +486,8 @@ class Api:
             if isinstance(channel, str) and self.d.config.channel(channel) is not None:
                 people.check_post(caller, channel, post.kind, self.d.config)
                 self._note_team(request, channel)
-        post = self.d.edit_post(post_id, body, _role_for(caller, post.kind), caller.name,
+        post = await self.d.review.edit_post(post_id, body, _role_for(caller, post.kind),
+                                             caller.name,
                                 self._limits())
         return ok(post_json(post))
 
@@ -501,7 +497,7 @@ class Api:
         action = body.get("action")
         if action not in ("cancel", "release", "drop"):
             raise refusals.bad_request("action must be one of cancel, release, drop")
-        ids = self._action_ids(body, caller)
+        ids = await self._action_ids(body, caller)
         now, tz = self.d.clock(), self.d.config.timezone
         at = parse_future(_as_text(body, "at"), now, tz) if body.get("at") else None
         spacing = None
@@ -517,9 +513,9 @@ class Api:
         def may_act(post: Post) -> None:
             people.check_marketing(caller, post.channel, self.d.config)
             self._note_team(request, post.channel)
-        return ok(self.d.review_many(ids, action, caller.name, at, spacing, may_act))
+        return ok(await self.d.review.review_many(ids, action, caller.name, at, spacing, may_act))
 
-    def _action_ids(self, body: dict[str, Any], caller: Caller) -> list[int]:
+    async def _action_ids(self, body: dict[str, Any], caller: Caller) -> list[int]:
         ids, where = body.get("ids"), body.get("filter")
         if (ids is None) == (where is None):
             raise refusals.bad_request("give either ids (a list of post ids) or filter")
@@ -540,7 +536,7 @@ class Api:
         _check_states(states)
         if "scheduled" in states:
             states.append("queued")
-        posts = self.d.store.list_posts(states, query.get("channel"), limit=ACTION_LIMIT + 1,
+        posts = await self.d.store.list_posts(states, query.get("channel"), limit=ACTION_LIMIT + 1,
                                         **self._due_window(query))
         if len(posts) > ACTION_LIMIT:
             raise refusals.unprocessable(f"the filter matches more than {ACTION_LIMIT} posts; "
@@ -556,23 +552,19 @@ class Api:
     async def list_incidents(self, request: web.Request) -> web.Response:
         everything = request.query.get("all", "").lower() in ("1", "true", "yes")
         limit, before = _page_limit(request), _cursor(request, 1)
-        store = self.d.store
+        incidents, total = await self.d.store.page_incidents(
+            everything, before=None if before is None else int(before[0]), limit=limit + 1)
+        last = [incidents[limit - 1].id] if len(incidents) > limit else None
+        return await self._paged(request, lambda: [incident_json(i) for i in incidents[:limit]],
+                                 last, total)
 
-        def page() -> tuple[bytes, list[Any] | None, int]:
-            incidents, total = store.page_incidents(
-                everything, before=None if before is None else int(before[0]), limit=limit + 1)
-            last = [incidents[limit - 1].id] if len(incidents) > limit else None
-            return _encode([incident_json(i) for i in incidents[:limit]]), last, total
-
-        return await self._paged(request, page)
-
-    async def _paged(self, request: web.Request,
-                     page: Callable[[], tuple[bytes, list[Any] | None, int]]) -> web.Response:
-        """A list endpoint's answer: the page is read and encoded in a worker thread
-        (a viewer's listing never holds the loop a declaration needs), and paging
-        travels in the headers while the body stays a JSON array."""
-        body, last, total = await asyncio.get_running_loop().run_in_executor(
-            self._reads, page)
+    async def _paged(self, request: web.Request, rows: Callable[[], list[Any]],
+                     last: list[Any] | None, total: int) -> web.Response:
+        """A list endpoint's answer: the page is read on the store's reader thread
+        and encoded in a worker thread (a viewer's listing never holds the loop a
+        declaration needs); paging travels in the headers, the body is a JSON array."""
+        body = await asyncio.get_running_loop().run_in_executor(
+            self._reads, lambda: _encode(rows()))
         headers = {"X-Total-Count": str(total)}
         if last is not None:
             query = {**request.query, "cursor": _cursor_text(last)}
@@ -582,14 +574,14 @@ class Api:
 
     async def get_incident(self, request: web.Request) -> web.Response:
         incident_id = parse_incident_id(request.match_info["id"])
-        incident = self.d.store.incident(incident_id)
+        incident = await self.d.store.incident(incident_id)
         if incident is None:
             raise refusals.not_found(f"no incident INC-{incident_id}")
         out = incident_json(incident)
         out["timeline"] = [_times({"at": e.at, "event": e.event, "actor": e.actor, **e.detail})
-                           for e in self.d.store.timeline(incident_id)]
+                           for e in await self.d.store.timeline(incident_id)]
         # The marketing posts this incident held, by what became of them.
-        tied = self.d.store.list_posts(incident_id=incident_id, limit=100_000)
+        tied = await self.d.store.list_posts(incident_id=incident_id, limit=100_000)
         out["held_posts"] = {}
         # Its own statements and updates carry its id too; they were never held.
         out["posts"] = [p.id for p in tied if p.kind not in incident.suppress]
@@ -602,16 +594,16 @@ class Api:
         caller: Caller = request["caller"]
         body = await _object(request)
         key = _request_key(request, caller, body)
-        earlier = self._earlier(key)
+        earlier = await self._earlier(key)
         if earlier is not None:
-            first = self.d.store.incident(earlier.refs[0])
+            first = await self.d.store.incident(earlier.refs[0])
             assert first is not None
             return _replayed(ok(incident_json(first), earlier.status))
         channels = body.get("channels")
         if channels is not None and not (isinstance(channels, list)
                                          and all(isinstance(c, str) for c in channels)):
             raise refusals.bad_request("channels must be a list of channel ids")
-        incident = self.d.incidents.declare(
+        incident = await self.d.incidents.declare(
             runbook=_str(body, "runbook"), title=_str(body, "title"), actor=caller.name,
             severity=_opt_str(body, "severity"), channels=channels,
             reason=_opt_str(body, "reason"), request=key)
@@ -627,7 +619,7 @@ class Api:
     async def resolve_incident(self, request: web.Request) -> web.Response:
         caller: Caller = request["caller"]
         body = await _object(request, optional=True)
-        incident = self.d.incidents.resolve(parse_incident_id(request.match_info["id"]),
+        incident = await self.d.incidents.resolve(parse_incident_id(request.match_info["id"]),
                                             actor=caller.name, note=_opt_str(body, "note"))
         return ok(incident_json(incident))
 
@@ -643,15 +635,15 @@ class Api:
     async def release_incident(self, request: web.Request) -> web.Response:
         caller: Caller = request["caller"]
         body = await _object(request)
-        incident = self.d.incidents.release(parse_incident_id(request.match_info["id"]),
+        incident = await self.d.incidents.release(parse_incident_id(request.match_info["id"]),
                                             actor=caller.name, reason=_str(body, "reason"))
         return ok(incident_json(incident))
 
     # -- people, approvals and audit --------------------------------------
 
-    def _check_post_access(self, request: web.Request, post_id: int) -> None:
+    async def _check_post_access(self, request: web.Request, post_id: int) -> None:
         """A person acts on a post only on their teams' channels (403 naming the team)."""
-        post = self.d.store.post(post_id)
+        post = await self.d.store.post(post_id)
         if post is None:
             raise refusals.not_found(f"no post {post_id}")
         people.check_marketing(request["caller"], post.channel, self.d.config)
@@ -661,8 +653,8 @@ class Api:
         caller: Caller = request["caller"]
         post_id = _int(request.match_info["id"], "post id")
         body = await _object(request, optional=True)
-        post = self._pending(request, post_id)
-        _not_an_editor(caller, post_id, self.d.store.post_history(post_id))
+        post = await self._pending(request, post_id)
+        _not_an_editor(caller, post_id, await self.d.store.post_history(post_id))
         now = self.d.clock()
         # An ops update is for now, whenever its second person approves it.
         due = now if post.kind == "operational" else post.due_at
@@ -671,26 +663,27 @@ class Api:
         elif due < now:  # its slot has gone: only a person can pick the next one
             raise refusals.conflict(f"post {post_id} was due at {rfc3339(due)}, which has "
                                     "passed: approve it with a new time (at)")
-        if not self.d.store.transition([post_id], PostState.SCHEDULED,
+        if not await self.d.store.transition([post_id], PostState.SCHEDULED,
                                        (PostState.PENDING_APPROVAL,), now, caller.name,
                                        f"approved by {caller.name}", due_at=max(due, now)):
             raise refusals.conflict(f"post {post_id} is no longer pending approval")
-        self.d.dispatcher.poke(max(due, now))
-        return ok(post_json(self._reload(post_id)))
+        self.d.publisher.poke(max(due, now))
+        return ok(post_json(await self._reload(post_id)))
 
     async def reject_post(self, request: web.Request) -> web.Response:
         caller: Caller = request["caller"]
         post_id = _int(request.match_info["id"], "post id")
         reason = _str(await _object(request), "reason")
-        self._pending(request, post_id)
-        if not self.d.store.transition([post_id], PostState.REJECTED, (PostState.PENDING_APPROVAL,),
+        await self._pending(request, post_id)
+        if not await self.d.store.transition([post_id], PostState.REJECTED,
+                                             (PostState.PENDING_APPROVAL,),
                                        self.d.clock(), caller.name,
                                        f"rejected by {caller.name}: {reason}"):
             raise refusals.conflict(f"post {post_id} is no longer pending approval")
-        return ok(post_json(self._reload(post_id)))
+        return ok(post_json(await self._reload(post_id)))
 
-    def _pending(self, request: web.Request, post_id: int) -> Any:
-        post = self.d.store.post(post_id)
+    async def _pending(self, request: web.Request, post_id: int) -> Any:
+        post = await self.d.store.post(post_id)
         if post is None:
             raise refusals.not_found(f"no post {post_id}")
         people.check_approver(request["caller"], post, self.d.config)
@@ -699,24 +692,24 @@ class Api:
             raise refusals.conflict(f"post {post_id} is {post.state}, not pending approval")
         return post
 
-    def _reload(self, post_id: int) -> Any:
-        post = self.d.store.post(post_id)
+    async def _reload(self, post_id: int) -> Any:
+        post = await self.d.store.post(post_id)
         assert post is not None
         return post
 
     async def list_users(self, request: web.Request) -> web.Response:
-        return ok([people.person_json(p) for p in self.d.people.store.people()])
+        return ok([people.person_json(p) for p in await self.d.people.store.people()])
 
     async def add_user(self, request: web.Request) -> web.Response:
         body = await _object(request)
-        person = self.d.people.add(body, await self._password_hash(body))
+        person = await self.d.people.add(body, await self._password_hash(body))
         return ok(people.person_json(person), 201)
 
     async def update_user(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         body = await _object(request)
-        person = self.d.people.update(name, body, await self._password_hash(body))
-        return ok(people.person_json(person, self.d.store.person_tokens(name)))
+        person = await self.d.people.update(name, body, await self._password_hash(body))
+        return ok(people.person_json(person, await self.d.store.person_tokens(name)))
 
     async def _password_hash(self, body: dict[str, Any]) -> str | None:
         """A given password's argon2 hash, computed off the event loop."""
@@ -727,7 +720,7 @@ class Api:
 
     async def new_user_token(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        token = self.d.people.new_token(name)
+        token = await self.d.people.new_token(name)
         return ok({"name": name, "token": token}, 201)
 
     async def audit(self, request: web.Request) -> web.Response:
@@ -743,7 +736,7 @@ class Api:
         limit = _int(request.query.get("limit", "1000"), "limit")
         if limit > 1000:
             raise refusals.bad_request("limit is at most 1000")
-        entries = self.d.store.audit(person=request.query.get("person"), teams=teams,
+        entries = await self.d.store.audit(person=request.query.get("person"), teams=teams,
                                      since=since, limit=limit)
         return ok([{"at": rfc3339(e.at), "person": e.person, "credential": e.credential,
                     "action": e.action, "target": e.target, "teams": list(e.teams),
@@ -776,7 +769,7 @@ class Api:
         # Counted as a failure before the (slow) check, so that guesses sent in
         # parallel cannot all slip past the throttle; a success takes it back.
         self.d.throttle.failed(*keys)
-        holder, stored = self.d.people.password_holder(name)
+        holder, stored = await self.d.people.password_holder(name)
         matches = await asyncio.get_running_loop().run_in_executor(
             None, self.d.people.password_matches, stored, password)
         if holder is None or not matches:

@@ -16,12 +16,10 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from switchboard import __version__
@@ -30,37 +28,30 @@ from switchboard.api import Api, Services
 from switchboard.auth import Tokens
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
-from switchboard.clock import Clock, rfc3339, system_clock
+from switchboard.clock import rfc3339, system_clock
 from switchboard.config import ChannelConfig, Config
 from switchboard.console import Console
-from switchboard.dispatcher import Dispatcher
 from switchboard.gate import Gate
-from switchboard.incidents import Context, Incidents
+from switchboard.incidents import FeedSignals, Incidents
 from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
-from switchboard.model import Post
 from switchboard.people import People
-from switchboard.posts import (
-    EDITABLE_STATES,
-    ChannelLimit,
-    describe_changes,
-    post_edit,
-    release_times,
-)
 from switchboard.poststates import PostState
-from switchboard.refusals import Refused, conflict, not_found
+from switchboard.publisher import Publisher
+from switchboard.review import Review
 from switchboard.runbooks import Runbook, channel_infos, read_runbooks
+from switchboard.runbooks.context import RunContext
 from switchboard.steps import StepRunner
 from switchboard.store import StateLock, Store, StoreUnavailable
 from switchboard.systemd import Notifier
 from switchboard.throttle import Throttle
+from switchboard.timer import SchedulerTimer, Timer
 from switchboard.watch import FeedWatch
 from switchboard.yamldoc import InvalidFile, Problem
 
 log = structlog.get_logger("switchboard")
 STORE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still ours
 RELOAD_PROBLEMS_SHOWN = 5
-RELEASABLE = ("held", "unknown", "failed", "missed")
 
 
 @dataclass(frozen=True)
@@ -94,28 +85,33 @@ def load_settings(path: Path, create_tokens: bool = True) -> Settings:
 class Daemon:
     """Every live part of a running switchboard, wired once in `build`."""
 
-    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(self, settings: Settings, timer: Timer | None = None) -> None:
         self.settings = settings
-        self.clock = clock
+        # The one clock of the whole daemon: a test passes a FakeTimer and moves it.
+        self._own_timer = SchedulerTimer(system_clock) if timer is None else None
+        self.timer: Timer = self._own_timer or timer  # type: ignore[assignment]
+        self.clock = self.timer.now
         self.metrics = Metrics(CollectorRegistry())
         self.tokens = Tokens(settings.config.access)
-        self.throttle = Throttle(clock)
+        self.throttle = Throttle(self.clock)
         self.ready = False
-        self.started_at = clock()
+        self.started_at = self.clock()
         self.stop_event = asyncio.Event()
         self.cleanup: list[Callable[[], Awaitable[Any]]] = []
         # set in build()
         self.store: Store
         self.gate: Gate
-        self.scheduler: AsyncIOScheduler
-        self.dispatcher: Dispatcher
+        self.publisher: Publisher
+        self.steps: StepRunner
         self.incidents: Incidents
+        self.signals: FeedSignals
+        self.review: Review
         self.feeds: FeedWatch
         self.people: People
         self.notifier = Notifier()
         self.limits = Limits.from_env(os.environ)
         self._reloading = asyncio.Lock()
-        self._context: tuple[Settings, Context] | None = None
+        self._context: tuple[Settings, RunContext] | None = None
         self._zeroing: asyncio.Task[None] | None = None
         # The outcome of the last SIGHUP, for `status` (None: no reload yet).
         self.last_reload: dict[str, Any] | None = None
@@ -124,12 +120,12 @@ class Daemon:
     def config(self) -> Config:
         return self.settings.config
 
-    def context(self) -> Context:
+    def context(self) -> RunContext:
         # Built once per settings (a reload swaps them): with thousands of channels
         # a fresh map on every call costs a millisecond each time.
         if self._context is None or self._context[0] is not self.settings:
             cfg = self.settings.config
-            self._context = (self.settings, Context(
+            self._context = (self.settings, RunContext(
                 self.settings.runbooks, {c.id: c for c in cfg.channels}, cfg.timezone))
         return self._context[1]
 
@@ -143,42 +139,43 @@ class Daemon:
         self.cleanup.append(_sync(lock.release))
         listener = bind_listener(cfg.listen_host, cfg.listen_port)
         self.cleanup.append(_sync(listener.close))
-        self.store = Store.open(cfg.database)
-        self.cleanup.append(_sync(self.store.close))
-        self.store.start_checkpoints()
-        recovered = self.store.recover(self.clock())
+        self.store = await Store.open(cfg.database)
+        self.cleanup.append(self.store.close)
+        await self.store.start_checkpoints()
+        recovered = await self.store.recover(self.clock())
         if recovered["unknown"]:
             log.warning("posts_unknown_after_crash", count=recovered["unknown"])
         if recovered["not_sent"]:
             log.warning("immediate_sends_not_sent_after_restart", count=recovered["not_sent"])
         self.people = People(self.store, self.clock, lambda: self.config)
         self.tokens = Tokens(cfg.access, self.people.caller_for_digest)
-        self._bootstrap_people()
+        await self._bootstrap_people()
 
         self.gate = Gate()
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.scheduler.start()
-        self.cleanup.append(_sync(lambda: self.scheduler.shutdown(wait=False)))
-        self.scheduler.add_job(self._watch_store, "interval", seconds=STORE_CHECK_EVERY,
-                               id="store-check", coalesce=True, max_instances=1)
+        if self._own_timer is not None:
+            self._own_timer.start()
+            self.cleanup.append(_sync(self._own_timer.stop))
+        self.timer.call_at("store-check", self.clock() + STORE_CHECK_EVERY, self._watch_store)
 
         channels = await start_channels(cfg.channels)
         # Closes whichever channels are live at the end (reloads replace some).
         self.cleanup.append(lambda: close_channels(
-            self.dispatcher.workers_channels() if hasattr(self, "dispatcher") else channels))
+            self.publisher.channels() if hasattr(self, "publisher") else channels))
 
-        self.dispatcher = Dispatcher(self.store, self.gate, channels, self.scheduler,
-                                     self.metrics, self.clock, cfg.max_lateness)
-        self.incidents = Incidents(self.store, self.gate, self.dispatcher, self.scheduler,
-                                   self.metrics, self.clock, self.context)
-        self.dispatcher.on_published = self.incidents.posts_published
-        self.incidents.engine = StepRunner(self.store, self.incidents, self.scheduler,
-                                           self.metrics, self.clock)
-        self.incidents.load()
-        self.dispatcher.start()
-        self.cleanup.append(self.dispatcher.drain)
+        # One direction: store -> gate -> publisher -> steps -> incidents -> API.
+        self.publisher = Publisher(self.store, self.gate, channels, self.timer, self.metrics,
+                                   cfg.max_lateness)
+        self.steps = StepRunner(self.store, self.publisher, self.timer, self.metrics,
+                                self.context)
+        self.incidents = Incidents(self.store, self.gate, self.publisher, self.steps,
+                                   self.timer, self.metrics, self.context)
+        self.signals = FeedSignals(self.incidents)
+        self.review = Review(self.store, self.publisher, self.timer, lambda: self.config)
+        await self.incidents.load()
+        await self.publisher.start()
+        self.cleanup.append(self.publisher.drain)
 
-        self.feeds = FeedWatch(cfg.feeds, self.incidents, self.metrics, self.clock)
+        self.feeds = FeedWatch(cfg.feeds, self.signals, self.metrics, self.clock)
         await self.feeds.start()
         self.cleanup.append(lambda: self.feeds.stop())
 
@@ -196,18 +193,20 @@ class Daemon:
     def api_services(self) -> Services:
         """The services the API calls; reloads are seen through the getters."""
         return Services(
-            store=self.store, clock=self.clock, gate=self.gate, dispatcher=self.dispatcher,
-            incidents=self.incidents, people=self.people, throttle=self.throttle,
+            store=self.store, clock=self.clock, gate=self.gate, publisher=self.publisher,
+            incidents=self.incidents, signals=self.signals, people=self.people,
+            throttle=self.throttle,
             metrics=self.metrics, limits=self.limits,
             current_config=lambda: self.config, current_tokens=lambda: self.tokens,
             current_feeds=lambda: self.feeds, is_ready=lambda: self.ready,
-            is_alive=lambda: self.scheduler.running, check_store=self.check_store,
+            is_alive=lambda: self.timer.running, check_store=self.check_store,
             refresh_metrics=self.refresh_metrics, status=self.status,
-            channel_list=self.channel_list, review=self.review, edit_post=self.edit_post,
-            review_many=self.review_many, current_runbooks=lambda: self.settings.runbooks)
+            channel_list=self.channel_list, review=self.review,
+            current_runbooks=lambda: self.settings.runbooks)
 
-    def _bootstrap_people(self) -> None:
-        written = self.people.bootstrap(self.config.state_dir, self.config.admin_password_file)
+    async def _bootstrap_people(self) -> None:
+        written = await self.people.bootstrap(self.config.state_dir,
+                                              self.config.admin_password_file)
         if written is not None:
             # The password itself goes only into the 0600 file, never to the log.
             print(f"switchboard: created the person 'admin'; its first password is in "
@@ -263,25 +262,25 @@ class Daemon:
             await self._swap_channels(new.config)
         self.settings = new
         self.tokens = Tokens(new.config.access, self.people.caller_for_digest)
-        self.dispatcher.max_lateness = new.config.max_lateness.total_seconds()
+        self.publisher.max_lateness = new.config.max_lateness.total_seconds()
         if new.config.feeds != old.feeds:
             await self.feeds.stop()
             previous = self.feeds
-            self.feeds = FeedWatch(new.config.feeds, self.incidents, self.metrics, self.clock)
+            self.feeds = FeedWatch(new.config.feeds, self.signals, self.metrics, self.clock)
             self.feeds.adopt_history(previous)
             await self.feeds.start()
-        self.incidents.refresh_metrics()
+        await self.incidents.refresh_metrics()
         self.zero_counters()
 
     async def _swap_channels(self, cfg: Config) -> None:
         # Channels whose config did not change are kept as they are (last error,
         # rate-limit waits); the new and changed ones are started first, so that
         # if one cannot start, nothing changes.
-        live = {cid: w.channel for cid, w in self.dispatcher.workers.items()}
+        live = self.publisher.channels()
         kept = {c.id: live[c.id] for c in cfg.channels
                 if c.id in live and live[c.id].config == c}
         started = await start_channels([c for c in cfg.channels if c.id not in kept])
-        await self.dispatcher.replace_channels(
+        await self.publisher.replace_channels(
             {c.id: kept.get(c.id) or started[c.id] for c in cfg.channels})
         await close_channels({cid: ch for cid, ch in live.items() if cid not in kept})
 
@@ -311,13 +310,13 @@ class Daemon:
                 self.metrics.posts_published.labels(channel=channel, kind=kind)
             self.metrics.posts_suppressed.labels(channel=channel)
 
-    def check_store(self) -> bool:
+    async def check_store(self) -> bool:
         """Is the database file still the one this daemon writes? If not, every write
         already fails (503) and no post is claimed; this makes it seen (metric,
         /readyz, log) even when nothing writes."""
         was_failed = self.store.failure is not None
         try:
-            self.store.check_file()
+            await self.store.check_file()
         except StoreUnavailable as exc:
             if not was_failed:
                 log.error("store_failed", reason=exc.reason, error=exc.message)
@@ -328,20 +327,24 @@ class Daemon:
                 1 if failure is not None and failure.reason == reason else 0)
         return failure is None
 
-    async def _watch_store(self) -> None:  # a coroutine: APScheduler runs it on the loop
-        self.check_store()
+    async def _watch_store(self) -> None:
+        try:
+            await self.check_store()
+        finally:
+            self.timer.call_at("store-check", self.clock() + STORE_CHECK_EVERY,
+                               self._watch_store)
 
-    def refresh_metrics(self) -> None:
-        self.check_store()
-        counts = self.store.count_by_state()
+    async def refresh_metrics(self) -> None:
+        await self.check_store()
+        counts = await self.store.count_by_state()
         self.metrics.posts_scheduled.set(counts.get(PostState.SCHEDULED, 0)
                                          + counts.get(PostState.QUEUED, 0))
         self.metrics.posts_unknown.set(counts.get(PostState.UNKNOWN, 0))
         self.metrics.posts_held.set(counts.get(PostState.HELD, 0))
-        self.incidents.refresh_metrics()
+        await self.incidents.refresh_metrics()
 
-    def status(self) -> dict[str, Any]:
-        counts = self.store.count_by_state()
+    async def status(self) -> dict[str, Any]:
+        counts = await self.store.count_by_state()
         counts[PostState.SCHEDULED] = (counts.get(PostState.SCHEDULED, 0)
                                        + counts.pop(PostState.QUEUED, 0))
         now = self.clock()
@@ -350,10 +353,10 @@ class Daemon:
             "ready": self.ready,
             "started_at": rfc3339(self.started_at),
             "config": str(self.config.path),
-            "incidents_active": [f"INC-{i.id}" for i in self.store.incidents()],
+            "incidents_active": [f"INC-{i.id}" for i in await self.store.incidents()],
             "channels_under_incident": sorted(self.gate.channels_under_control(now)),
             "posts": counts,
-            "next_due": rfc3339(self.store.next_due()),
+            "next_due": rfc3339(await self.store.next_due()),
             "runbooks": sorted(self.settings.runbooks),
             "feeds": [f.id for f in self.config.feeds],
             "last_reload": self.last_reload,
@@ -362,7 +365,7 @@ class Daemon:
     def channel_list(self) -> list[dict[str, Any]]:
         now = self.clock()
         out = []
-        for cid, worker in self.dispatcher.workers.items():
+        for cid, worker in self.publisher.workers.items():
             item = worker.channel.describe()
             incidents = self.gate.controlling(cid, now)
             item["under_incident"] = [f"INC-{i}" for i in incidents]
@@ -370,124 +373,6 @@ class Daemon:
             item["queued"] = len(worker.queue)
             out.append(item)
         return out
-
-    def review(self, post_id: int, action: str, actor: str, at: float | None) -> Post:
-        """cancel / release / drop one post (marketing's review of held posts)."""
-        post = self.store.post(post_id)
-        if post is None:
-            raise not_found(f"no post {post_id}")
-        now = self.clock()
-        # `queued` is shown as scheduled: it can be cancelled until its send starts.
-        moves = {"cancel": ("cancelled", ("scheduled", "queued")),
-                 "release": ("scheduled", RELEASABLE),
-                 "drop": ("dropped", ("held", "unknown", "failed", "missed", "suppressed"))}
-        to_state, allowed = moves[action]
-        fields: dict[str, Any] = {}
-        if action == "release":
-            fields["due_at"] = now if at is None else at
-            fields["error"] = None
-        if not self.store.transition([post_id], PostState(to_state),
-                                     tuple(PostState(a) for a in allowed), now, actor,
-                                     f"{action} by {actor}", **fields):
-            raise conflict(f"post {post_id} is {post.state}; {action} needs it "
-                           f"{' or '.join(allowed)}")
-        if action == "release":
-            self.dispatcher.poke(fields["due_at"])
-        updated = self.store.post(post_id)
-        assert updated is not None
-        return updated
-
-    def edit_post(self, post_id: int, body: dict[str, Any], role: str, actor: str,
-                  channels: dict[str, ChannelLimit]) -> Post:
-        """`post edit`: new text, time, channel or expiry for a post not yet sending.
-
-        A marketing post on a channel that needs approval waits for an approver
-        again after any edit: what was approved is not what would go out.
-        """
-        post = self.store.post(post_id)
-        if post is None:
-            raise not_found(f"no post {post_id}")
-        changes = post_edit(post, body, role=role, now=self.clock(),
-                            tz=self.config.timezone, channels=channels)
-        if changes:
-            if post.state == "queued" and not self._take_back(post):
-                raise conflict(f"post {post_id} is being sent; it can no longer be edited")
-            reason = describe_changes(post, changes)
-            again = post.kind == "marketing" and self.config.needs_approval(
-                changes.get("channel", post.channel))
-            if again and post.state != "pending_approval":
-                reason += "; needs approval again"
-            if not self.store.update_post_fields(post_id, changes, EDITABLE_STATES,
-                                                 self.clock(), actor, reason,
-                                                 "pending_approval" if again else None):
-                # Out of its queue but not edited: back to the schedule, never stranded.
-                self.store.transition([post_id], PostState.SCHEDULED, (PostState.QUEUED,),
-                                      self.clock(),
-                                      actor, "edit failed; returned to the schedule")
-                self.dispatcher.arm()
-                raise conflict(f"post {post_id} changed state meanwhile; see post show")
-            # Earlier or later: the timer must follow the new time.
-            self.dispatcher.arm()
-        updated = self.store.post(post_id)
-        assert updated is not None
-        return updated
-
-    def _take_back(self, post: Post) -> bool:
-        """Take a `queued` post out of its channel's queue before it is edited.
-
-        Only a post still waiting in the queue is safe to change: once a worker
-        took it into a batch, its copy could be sent with the old text.
-        """
-        worker = self.dispatcher.workers.get(post.channel)
-        if worker is None:
-            return False
-        for entry in list(worker.queue):
-            if entry[0].id == post.id:
-                worker.queue.remove(entry)
-                waiter = entry[1]
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(post)
-                return True
-        return False
-
-    def review_many(self, ids: list[int], action: str, actor: str, at: float | None,
-                    spacing: timedelta | None,
-                    may_act: Callable[[Post], None] = lambda post: None) -> dict[str, Any]:
-        """Bulk cancel / release / drop; each post on its own, so one refusal stops nothing.
-
-        `may_act` raises Refused for a post the caller's rights do not reach. A
-        spaced release gives each channel's posts one slot per `spacing`, the
-        first at `at` (or now).
-        """
-        posts = {p.id: p for p in self.store.posts(ids)}
-        refused: list[dict[str, Any]] = []
-        for post in list(posts.values()):
-            try:
-                may_act(post)
-            except Refused as exc:
-                refused.append({"id": post.id, "reason": exc.message})
-                del posts[post.id]
-        turned_away = {r["id"] for r in refused}
-        start = self.clock() if at is None else at
-        times: dict[int, float] = {}
-        if action == "release":
-            ready = [p for p in posts.values() if p.state in RELEASABLE]
-            times = release_times(ready, start, spacing or timedelta())
-        done: list[int] = []
-        for post_id in ids:
-            if post_id in turned_away:
-                continue
-            if post_id not in posts:
-                refused.append({"id": post_id, "reason": f"no post {post_id}"})
-                continue
-            try:
-                self.review(post_id, action, actor, times.get(post_id, at))
-            except Refused as exc:
-                refused.append({"id": post_id, "reason": exc.message})
-                continue
-            done.append(post_id)
-        return {"action": action, "done": done, "refused": refused,
-                "due_at": {str(i): rfc3339(times[i]) for i in done if i in times}}
 
 
 STORE_FAILURES = ("deleted", "replaced", "unwritable")
@@ -559,6 +444,6 @@ async def _watchdog(daemon: Daemon) -> None:
         return
     while True:
         # Only a loop that still runs its scheduler pets the watchdog.
-        if daemon.scheduler.running:
+        if daemon.timer.running:
             daemon.notifier.watchdog()
         await asyncio.sleep(interval)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from switchboard.config import AccessToken
@@ -55,7 +55,7 @@ class Caller:
 
 
 # Looks up a personal token (by its SHA-256 digest) and returns its caller.
-PersonLookup = Callable[[str], "Caller | None"]
+PersonLookup = Callable[[str], Awaitable["Caller | None"]]
 
 
 class Tokens:
@@ -63,13 +63,13 @@ class Tokens:
         self._access = tuple(access)
         self._people = people
 
-    def identify(self, header: str | None) -> Caller | None:
+    async def identify(self, header: str | None) -> Caller | None:
         """The caller for an `Authorization: Bearer ...` header, or None."""
         if not header or not header.startswith("Bearer "):
             return None
-        return self.caller_for(header[7:].strip())
+        return await self.caller_for(header[7:].strip())
 
-    def caller_for(self, token: str) -> Caller | None:
+    async def caller_for(self, token: str) -> Caller | None:
         if not token:
             return None
         digest = sha256_hex(token)
@@ -79,7 +79,7 @@ class Tokens:
             if hmac.compare_digest(digest, entry.sha256):
                 found = Caller(entry.name, entry.role, credential=entry.name)
         if found is None and self._people is not None:
-            found = self._people(digest)
+            found = await self._people(digest)
         return found
 
 

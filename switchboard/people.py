@@ -63,7 +63,7 @@ class People:
 
     # -- the directory -------------------------------------------------------
 
-    def add(self, body: Mapping[str, Any], password_hash: str | None = None) -> Person:
+    async def add(self, body: Mapping[str, Any], password_hash: str | None = None) -> Person:
         """A new person from an API body; a password in it comes hashed (`hash_password`,
         off the event loop) as `password_hash`."""
         name = _name(body.get("name"))
@@ -72,34 +72,34 @@ class People:
         unknown = set(body) - {"name", "role", "teams", "password"}
         if unknown:
             raise refusals.bad_request(f"unknown field(s): {', '.join(sorted(unknown))}")
-        if not self.store.add_person(name, role, teams, self.clock()):
+        if not await self.store.add_person(name, role, teams, self.clock()):
             raise refusals.conflict(f"a person named {name!r} exists already")
         if password_hash is not None:
-            self.store.update_person(name, self.clock(), password_hash=password_hash)
-        return self.get(name)
+            await self.store.update_person(name, self.clock(), password_hash=password_hash)
+        return await self.get(name)
 
-    def get(self, name: str) -> Person:
-        person = self.store.person(name)
+    async def get(self, name: str) -> Person:
+        person = await self.store.person(name)
         if person is None:
             raise refusals.not_found(f"no person named {name[:64]!r}")
         return person
 
-    def update(self, name: str, body: Mapping[str, Any],
+    async def update(self, name: str, body: Mapping[str, Any],
                password_hash: str | None = None) -> Person:
         unknown = set(body) - {"role", "teams", "disabled", "password", "revoke_tokens"}
         if unknown:
             raise refusals.bad_request(f"unknown field(s): {', '.join(sorted(unknown))}")
-        self.get(name)
+        await self.get(name)
         disabled = body.get("disabled")
         if disabled is not None and not isinstance(disabled, bool):
             raise refusals.bad_request("disabled must be true or false")
         role = None if body.get("role") is None else _role(body["role"])
         teams = None if body.get("teams") is None else self.teams_of(body["teams"])
-        self.store.update_person(name, self.clock(), role=role, disabled=disabled, teams=teams,
-                                 password_hash=password_hash)
+        await self.store.update_person(name, self.clock(), role=role, disabled=disabled,
+                                       teams=teams, password_hash=password_hash)
         if body.get("revoke_tokens") is True:
-            self.store.revoke_person_tokens(name, self.clock())
-        return self.get(name)
+            await self.store.revoke_person_tokens(name, self.clock())
+        return await self.get(name)
 
     def teams_of(self, value: Any) -> dict[str, tuple[str, ...]]:
         """`{team: [roles]}` or `["team:role", ...]`, checked against the config's teams."""
@@ -126,13 +126,13 @@ class People:
 
     # -- credentials ---------------------------------------------------------
 
-    def new_token(self, name: str) -> str:
+    async def new_token(self, name: str) -> str:
         """A new personal token; only its digest is kept, so this is its one showing."""
-        person = self.get(name)
+        person = await self.get(name)
         if person.disabled:
             raise refusals.conflict(f"{name} is disabled: enable them before issuing a token")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self.store.add_person_token(name, sha256_hex(token), self.clock())
+        await self.store.add_person_token(name, sha256_hex(token), self.clock())
         return token
 
     def hash_password(self, password: Any) -> str:
@@ -141,25 +141,25 @@ class People:
             raise refusals.bad_request(f"a password needs at least {MIN_PASSWORD} characters")
         return self.hasher.hash(password)
 
-    def caller_for_digest(self, digest: str) -> Caller | None:
+    async def caller_for_digest(self, digest: str) -> Caller | None:
         """The caller holding this personal token, if live and its person enabled.
 
         The lookup is by digest: timing can only tell about digests, and the
         SHA-256 of a token gives nothing towards the token."""
-        found = self.store.person_token(digest)
+        found = await self.store.person_token(digest)
         if found is None:
             return None
         token_id, name, _ = found
-        person = self.store.person(name)
+        person = await self.store.person(name)
         if person is None or person.disabled:
             return None
         return caller(person, f"{name}/token-{token_id}")
 
-    def password_holder(self, name: str) -> tuple[Person | None, str]:
+    async def password_holder(self, name: str) -> tuple[Person | None, str]:
         """The person who may sign in with a password under `name` (None: nobody, or
         disabled, or without a password) and the hash to check against, a dummy one
         then, so that unknown names cost the same time."""
-        person = self.store.person(name) if NAME.fullmatch(name) else None
+        person = await self.store.person(name) if NAME.fullmatch(name) else None
         if person is None or person.password_hash is None or person.disabled:
             return None, self._dummy
         return person, person.password_hash
@@ -173,11 +173,11 @@ class People:
 
     # -- first start ---------------------------------------------------------
 
-    def bootstrap(self, state_dir: Path, password_file: Path | None) -> Path | None:
+    async def bootstrap(self, state_dir: Path, password_file: Path | None) -> Path | None:
         """With nobody stored, create the `admin` person. Its first password is read
         from the configured file, or generated into a 0600 file under the state
         directory whose path is returned (never into the log)."""
-        if self.store.people_count():
+        if await self.store.people_count():
             return None
         if password_file is not None:
             password = password_file.read_text(encoding="utf-8").strip()
@@ -189,7 +189,7 @@ class People:
             fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.write(password + "\n")
-        self.add({"name": BOOTSTRAP_NAME, "role": "admin"}, self.hash_password(password))
+        await self.add({"name": BOOTSTRAP_NAME, "role": "admin"}, self.hash_password(password))
         return written
 
 

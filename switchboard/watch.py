@@ -2,7 +2,7 @@
 
 Each feed's parser turns a payload into signals; this module authenticates
 push deliveries, counts what came in and what was refused, and hands every
-signal to `Incidents.on_signal`. A refused delivery changes nothing; within
+signal to `FeedSignals.on_signal`. A refused delivery changes nothing; within
 an accepted one, each signal is applied on its own, so one that fails (counted,
 logged, answered 503 for a retry) never stops the others from declaring.
 """
@@ -28,7 +28,7 @@ from switchboard.feeds.pagerduty import SIGNATURE_HEADER as PAGERDUTY_SIGNATURE
 from switchboard.feeds.parser import FeedParser
 from switchboard.feeds.poller import Poller
 from switchboard.feeds.signal import FeedError, Signal
-from switchboard.incidents import Incidents
+from switchboard.incidents import FeedSignals
 from switchboard.listener import Throttled
 from switchboard.metrics import Metrics
 from switchboard.text import sanitised
@@ -37,7 +37,7 @@ _QUIET_OUTCOMES = frozenset({"unmatched", "ignored", "repeated"})
 
 
 class FeedWatch:
-    def __init__(self, feeds: tuple[FeedConfig, ...], incidents: Incidents, metrics: Metrics,
+    def __init__(self, feeds: tuple[FeedConfig, ...], incidents: FeedSignals, metrics: Metrics,
                  clock: Clock) -> None:
         self.incidents, self.metrics, self.clock = incidents, metrics, clock
         self.log = structlog.get_logger("feeds")
@@ -139,7 +139,7 @@ class FeedWatch:
             self.metrics.feed_signals.labels(feed=feed_id, status=status).inc(count)
         self.history[feed_id].signals.update(statuses)
         for signal in signals:
-            outcome = self._apply(feed, signal)
+            outcome = await self._apply(feed, signal)
             outcomes.append(outcome)
             # Repeats and unmatched alerts are counted, not logged: Alertmanager
             # resends every alert of a group, and a line each would be the
@@ -150,11 +150,11 @@ class FeedWatch:
         self.on_success(feed_id, self.clock())
         return outcomes
 
-    def _apply(self, feed: FeedConfig, signal: Signal) -> str:
+    async def _apply(self, feed: FeedConfig, signal: Signal) -> str:
         """One signal, isolated: whatever it does wrong, the next one of the delivery runs."""
         try:
             signal = printable(signal)
-            return self.incidents.on_signal(feed, signal)
+            return await self.incidents.on_signal(feed, signal)
         except refusals.Refused as exc:
             # A rule naming a runbook that a reload removed, say: counted, logged,
             # never an exception that drops the rest of the delivery.

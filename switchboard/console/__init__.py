@@ -47,13 +47,13 @@ class Console:
         app.router.add_static("/static/", HERE / "static", append_version=False)
 
     async def signin_form(self, request: web.Request) -> web.StreamResponse:
-        return self.guard.render(request, "signin.html", {"title": "Sign in", "error": "",
+        return await self.guard.render(request, "signin.html", {"title": "Sign in", "error": "",
                                                         "next": _next(request.query)})
 
     async def signin(self, request: web.Request) -> web.StreamResponse:
         """A person's password, checked and throttled as `POST /api/v1/session` does."""
         if not same_origin(request):  # another site signing a browser in as someone
-            return self.guard.failure(request, 403, "Sign in from the console's own page.")
+            return await self.guard.failure(request, 403, "Sign in from the console's own page.")
         form = await request.post()
         name = str(form.get("name", ""))[:64].strip()
         password = str(form.get("password", ""))
@@ -66,23 +66,23 @@ class Console:
             error, status = (f"Too many failed sign-ins: try again in {int(wait) + 1} s.", 429)
         else:
             d.throttle.failed(*keys)  # before the slow check: parallel guesses count too
-            holder, stored = d.people.password_holder(name)
+            holder, stored = await d.people.password_holder(name)
             matches = await asyncio.get_running_loop().run_in_executor(
                 None, d.people.password_matches, stored, password)
             if holder is not None and matches:
                 d.throttle.succeeded(keys[0])
                 d.throttle.forgive(keys[1])
                 response = web.HTTPSeeOther(_next(form))
-                self.guard.start_session(response, request, holder.name)
+                await self.guard.start_session(response, request, holder.name)
                 raise with_headers(response)
             d.metrics.login_failures.labels(reason="bad_credentials").inc()
             error, status = "Wrong name or password.", 401
-        return self.guard.render(request, "signin.html", {
+        return await self.guard.render(request, "signin.html", {
             "title": "Sign in", "error": error, "next": _next(form)}, status)
 
     async def signout(self, request: web.Request) -> web.StreamResponse:
         token = request.cookies.get(COOKIE, "")
-        self.guard.d.store.end_console_session(sha256_hex(token))
+        await self.guard.d.store.end_console_session(sha256_hex(token))
         response = web.HTTPSeeOther("/signin")
         response.del_cookie(COOKIE, path="/")
         raise with_headers(response)

@@ -99,30 +99,30 @@ class Guard:
 
     # -- sessions -----------------------------------------------------------
 
-    def session(self, request: web.Request) -> Session | None:
+    async def session(self, request: web.Request) -> Session | None:
         token = request.cookies.get(COOKIE)
         if not token:
             return None
         digest = sha256_hex(token)
-        found = self.d.store.console_session(digest)
+        found = await self.d.store.console_session(digest)
         if found is None:
             return None
         name, csrf, seen = found
         now = self.d.clock()
-        person = self.d.store.person(name)
+        person = await self.d.store.person(name)
         if person is None or person.disabled or now - seen > self.settings.idle:
-            self.d.store.end_console_session(digest)
+            await self.d.store.end_console_session(digest)
             return None
         if now - seen > TOUCH_EVERY:
-            self.d.store.touch_console_session(digest, now)
+            await self.d.store.touch_console_session(digest, now)
         return Session(digest, people.caller(person, f"{name}/console"), csrf)
 
-    def start_session(self, response: web.StreamResponse, request: web.Request,
+    async def start_session(self, response: web.StreamResponse, request: web.Request,
                       name: str) -> None:
         token = secrets.token_urlsafe(32)
         now = self.d.clock()
-        self.d.store.end_idle_console_sessions(now - self.settings.idle)
-        self.d.store.add_console_session(sha256_hex(token), name, secrets.token_urlsafe(32),
+        await self.d.store.end_idle_console_sessions(now - self.settings.idle)
+        await self.d.store.add_console_session(sha256_hex(token), name, secrets.token_urlsafe(32),
                                          now)
         response.set_cookie(COOKIE, token, httponly=True, samesite="Lax", path="/",
                             secure=self.secure(request))
@@ -139,7 +139,7 @@ class Guard:
     def page(self, view: View) -> View:
         """Signed in (else to /signin), CSRF checked on POST, headers on the answer."""
         async def guarded(request: web.Request) -> web.StreamResponse:
-            session = self.session(request)
+            session = await self.session(request)
             if session is None:
                 if request.headers.get("HX-Request"):
                     return web.Response(status=401, headers={"HX-Redirect": "/signin"})
@@ -147,7 +147,7 @@ class Guard:
             request["caller"] = session.caller
             request["session"] = session
             if request.method == "POST" and not await self.csrf_ok(request, session):
-                return self.failure(request, 403, "This form has expired or did not come "
+                return await self.failure(request, 403, "This form has expired or did not come "
                                                   "from the console: reload the page and "
                                                   "try again.")
             try:
@@ -155,11 +155,11 @@ class Guard:
             except web.HTTPException as exc:
                 if exc.status < 400:  # a redirect after a successful POST
                     if request.method == "POST":
-                        self.audit(request, session.caller, exc.status)
+                        await self.audit(request, session.caller, exc.status)
                     raise
-                return self.failure(request, exc.status, exc.text or exc.reason)
+                return await self.failure(request, exc.status, exc.text or exc.reason)
             if request.method == "POST" and response.status < 400:
-                self.audit(request, session.caller, response.status)
+                await self.audit(request, session.caller, response.status)
             return with_headers(response)
         return guarded
 
@@ -175,43 +175,43 @@ class Guard:
             sent = value if isinstance(value, str) else None
         return bool(sent) and hmac.compare_digest(str(sent), session.csrf)
 
-    def failure(self, request: web.Request, status: int, message: str) -> web.Response:
-        return self.render(request, "failure.html", {"title": f"{status}: refused"
+    async def failure(self, request: web.Request, status: int, message: str) -> web.Response:
+        return await self.render(request, "failure.html", {"title": f"{status}: refused"
                                                      if status == 403 else str(status),
                                                      "error": message}, status)
 
-    def audit(self, request: web.Request, caller: Caller, status: int) -> None:
+    async def audit(self, request: web.Request, caller: Caller, status: int) -> None:
         route = request.match_info.route
         canonical = route.resource.canonical if route.resource else request.path
         try:
-            self.api._audit(request, caller, f"console {canonical}", status)
+            await self.api._audit(request, caller, f"console {canonical}", status)
         except Exception:  # the action itself is done; the failure is in the log
             log.exception("audit_write_failed", path=request.path)
 
-    def render(self, request: web.Request, template: str, context: dict[str, Any],
+    async def render(self, request: web.Request, template: str, context: dict[str, Any],
                status: int = 200) -> web.Response:
         caller: Caller | None = request.get("caller")
         session: Session | None = request.get("session")
         base = {"me": caller, "csrf": session.csrf if session else "",
                 "can": powers(caller), "path": request.path, "zone": self.zone_name(),
-                "banners": self.banners() if caller else [], "ok": "", "error": "",
+                "banners": await self.banners() if caller else [], "ok": "", "error": "",
                 "title": "switchboard"}
         response = aiohttp_jinja2.render_template(template, request, {**base, **context},
                                                   status=status)
         return with_headers(response)
 
-    def banners(self) -> list[dict[str, Any]]:
+    async def banners(self) -> list[dict[str, Any]]:
         """Every active incident and every cooldown, for the red banner."""
         out = []
-        for incident in self.d.incidents.listing(False):
+        for incident in await self.d.incidents.listing(False):
             cooling = incident.state != "active"
             out.append({"id": incident.id, "title": incident.title, "cooldown": cooling,
                         "until": incident.cooldown_until, "channels": incident.channels})
         return out
 
-    def refused(self, request: web.Request, template: str, context: dict[str, Any],
+    async def refused(self, request: web.Request, template: str, context: dict[str, Any],
                 exc: Refused) -> web.Response:
-        return self.render(request, template, {**context, "error": exc.message}, exc.status)
+        return await self.render(request, template, {**context, "error": exc.message}, exc.status)
 
 
 def same_origin(request: web.Request) -> bool:

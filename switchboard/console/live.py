@@ -32,17 +32,17 @@ class Pulse:
         self._mark: Any = None
         self.closing = False
 
-    def mark(self) -> Any:
+    async def mark(self) -> Any:
         d = self.guard.d
         now = d.clock()
         listing = [(i.id, i.state, i.held_done, i.cooldown_until)
-                   for i in d.incidents.listing(False)]
-        return (listing, sorted(d.gate.channels_under_control(now)), d.store.change_marks())
+                   for i in await d.incidents.listing(False)]
+        return (listing, sorted(d.gate.channels_under_control(now)), await d.store.change_marks())
 
     async def watch(self) -> None:
         while True:
             try:
-                mark = self.mark()
+                mark = await self.mark()
             except Exception:  # a store that cannot be read now: try again next round
                 mark = self._mark
             if mark != self._mark:
@@ -52,9 +52,9 @@ class Pulse:
                     self._changed.notify_all()
             await asyncio.sleep(EVERY)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if self._task is None:
-            self._mark = self.mark()
+            self._mark = await self.mark()
             self._task = asyncio.get_running_loop().create_task(self.watch())
 
     async def stop(self, app: web.Application) -> None:
@@ -77,11 +77,11 @@ class Pulse:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Viewer or better, by console session or bearer token."""
-        if self.guard.session(request) is None:
-            caller = self.guard.d.tokens.identify(request.headers.get("Authorization"))
+        if await self.guard.session(request) is None:
+            caller = await self.guard.d.tokens.identify(request.headers.get("Authorization"))
             if caller is None or not caller.can("viewer"):
                 raise web.HTTPUnauthorized(text="sign in, or send a bearer token")
-        self.start()
+        await self.start()
         seen = self.version
         async with sse_response(request, headers={"Cache-Control": "no-store"}) as stream:
             await stream.send(str(seen), event="hello")

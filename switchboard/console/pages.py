@@ -96,13 +96,13 @@ class Pages:
 
     # -- Now ------------------------------------------------------------------
 
-    def channel_rows(self, caller: Caller) -> list[dict[str, Any]]:
+    async def channel_rows(self, caller: Caller) -> list[dict[str, Any]]:
         rows = []
         for item in self.d.channel_list():
             cid = item["id"]
-            nxt = self.d.store.page_posts(["scheduled", "queued"], cid, limit=1)
+            nxt = await self.d.store.page_posts(["scheduled", "queued"], cid, limit=1)
             rows.append({**item, "next": nxt[0] if nxt else None,
-                         "held_by": self.held_by(cid, "marketing"),
+                         "held_by": await self.held_by(cid, "marketing"),
                          "may_send": item["audience"] == "public"
                          and people.may_act(caller, _probe(cid), self.d.config)
                          and caller.can("marketing")})
@@ -118,12 +118,12 @@ class Pages:
         return out
 
     async def now(self, request: web.Request) -> web.StreamResponse:
-        return self.guard.render(request, "now.html", {
-            **self.flash(request), "channels": self.channel_rows(self.caller(request)),
+        return await self.guard.render(request, "now.html", {
+            **self.flash(request), "channels": await self.channel_rows(self.caller(request)),
             "feeds": self.feed_rows(), "title": "Now"})
 
     async def banners(self, request: web.Request) -> web.StreamResponse:
-        return self.guard.render(request, "banners.html", {})
+        return await self.guard.render(request, "banners.html", {})
 
     async def send(self, request: web.Request) -> web.StreamResponse:
         """Send now from the Now page: the API's checks, the gate, then the send."""
@@ -133,8 +133,8 @@ class Pages:
             post = await self.send_one(request, {"channel": form_str(form, "channel"),
                                                  "text": form_str(form, "text")})
         except Refused as exc:
-            return self.guard.refused(request, "now.html", {
-                "ok": "", "channels": self.channel_rows(caller), "feeds": self.feed_rows(),
+            return await self.guard.refused(request, "now.html", {
+                "ok": "", "channels": await self.channel_rows(caller), "feeds": self.feed_rows(),
                 "title": "Now"}, exc)
         raise done("/", f"post {post.id} on {post.channel}: {post.state}")
 
@@ -152,8 +152,8 @@ class Pages:
         decision = self.d.gate.decide(new.channel, new.kind, self.d.clock())
         if not decision.allowed:
             raise refusals.conflict(f"{decision.reason}: {new.kind} posts are held")
-        post = (await self.d.incidents.send_now([new.channel], new.text, caller.name,
-                                                kind=new.kind, link=new.link,
+        post = (await self.d.publisher.submit([(new.channel, new.text)], caller.name,
+                                              kind=new.kind, link=new.link,
                                                 immediate=True))[0]
         if post.state == "suppressed":
             raise refusals.conflict(f"an incident took {post.channel} before the send "
@@ -162,10 +162,10 @@ class Pages:
 
     # -- Incidents ------------------------------------------------------------
 
-    def incidents_context(self, request: web.Request,
+    async def incidents_context(self, request: web.Request,
                           values: Any = None) -> dict[str, Any]:
         """The page; `values` (a form or query) refills the declaration form."""
-        listing, _ = self.d.store.page_incidents(True, limit=PAGE)
+        listing, _ = await self.d.store.page_incidents(True, limit=PAGE)
         values = values or {}
         filled = {k: form_str(values, k) for k in ("runbook", "title", "severity", "reason")}
         filled_channels = [c for c in values.getall("channel", [])
@@ -177,7 +177,8 @@ class Pages:
                 "preview": [], **self.flash(request)}
 
     async def incidents(self, request: web.Request) -> web.StreamResponse:
-        return self.guard.render(request, "incidents.html", self.incidents_context(request))
+        context = await self.incidents_context(request)
+        return await self.guard.render(request, "incidents.html", context)
 
     def holding(self, runbook: str, title: str,
                 scope: list[str] | None = None) -> list[dict[str, Any]]:
@@ -202,9 +203,10 @@ class Pages:
         preview = self.holding(form_str(values, "runbook"), form_str(values, "title")[:300],
                                scope)
         if request.headers.get("HX-Request"):
-            return self.guard.render(request, "preview.html", {"preview": preview})
-        return self.guard.render(request, "incidents.html",
-                                 {**self.incidents_context(request, values), "preview": preview})
+            return await self.guard.render(request, "preview.html", {"preview": preview})
+        return await self.guard.render(request, "incidents.html",
+                                 {**await self.incidents_context(request, values),
+                                  "preview": preview})
 
     async def declare(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -218,29 +220,29 @@ class Pages:
             if not reason:
                 raise refusals.bad_request("a reason is required: say why you declare")
             channels = [c for c in form.getall("channel", []) if isinstance(c, str)]
-            incident = self.d.incidents.declare(
+            incident = await self.d.incidents.declare(
                 runbook=runbook, title=title, actor=caller.name,
                 severity=form_str(form, "severity") or None, channels=channels or None,
                 reason=reason)
         except Refused as exc:
-            ctx = self.incidents_context(request, form)
+            ctx = await self.incidents_context(request, form)
             ctx["preview"] = self.holding(runbook, title, ctx["ticked"])
-            return self.guard.refused(request, "incidents.html", ctx, exc)
+            return await self.guard.refused(request, "incidents.html", ctx, exc)
         raise done(f"/incidents/{incident.id}", f"INC-{incident.id} declared")
 
-    def incident_context(self, request: web.Request, incident_id: int) -> dict[str, Any]:
-        incident = self.d.store.incident(incident_id)
+    async def incident_context(self, request: web.Request, incident_id: int) -> dict[str, Any]:
+        incident = await self.d.store.incident(incident_id)
         if incident is None:
             raise web.HTTPNotFound(text=f"no incident INC-{incident_id}")
         return {"title": f"INC-{incident.id}", "incident": incident,
-                "timeline": self.d.store.timeline(incident_id),
+                "timeline": await self.d.store.timeline(incident_id),
                 "in_cooldown": incident.state == "resolved" and not incident.held_done,
                 **self.flash(request)}
 
     async def incident(self, request: web.Request) -> web.StreamResponse:
         incident_id = parse_incident_id(request.match_info["id"])
-        context = self.incident_context(request, incident_id)
-        return self.guard.render(request, "incident.html", context)
+        context = await self.incident_context(request, incident_id)
+        return await self.guard.render(request, "incident.html", context)
 
     async def incident_action(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -255,8 +257,8 @@ class Pages:
                 raise refusals.forbidden(f"{action} needs the ops role")
             message = await self.incident_do(incident_id, action, form, caller.name)
         except Refused as exc:
-            return self.guard.refused(request, "incident.html",
-                                      self.incident_context(request, incident_id), exc)
+            return await self.guard.refused(request, "incident.html",
+                                      await self.incident_context(request, incident_id), exc)
         raise done(f"/incidents/{incident_id}", message)
 
     async def incident_do(self, incident_id: int, action: str, form: Any, actor: str) -> str:
@@ -267,7 +269,7 @@ class Pages:
             posts = await self.d.incidents.update(incident_id, text, actor)
             return f"update posted to {len(posts)} channel(s)"
         if action == "resolve":
-            self.d.incidents.resolve(incident_id, actor=actor, note=text or None)
+            await self.d.incidents.resolve(incident_id, actor=actor, note=text or None)
             return f"INC-{incident_id} resolved"
         if action in ("void", "release"):
             if not text:
@@ -275,27 +277,27 @@ class Pages:
             if action == "void":
                 await self.d.incidents.void(incident_id, actor=actor, reason=text)
                 return f"INC-{incident_id} voided"
-            self.d.incidents.release(incident_id, actor=actor, reason=text)
+            await self.d.incidents.release(incident_id, actor=actor, reason=text)
             return f"the cooldown of INC-{incident_id} ended"
         raise web.HTTPNotFound(text=f"no action {action[:40]}")
 
     # -- Compose --------------------------------------------------------------
 
-    def compose_context(self, request: web.Request, values: dict[str, str]) -> dict[str, Any]:
+    async def compose_context(self, request: web.Request, values: dict[str, str]) -> dict[str, Any]:
         caller = self.caller(request)
         channels = [c for c in self.d.config.channels
                     if (c.audience == "public" and caller.can("marketing")
                         and people.may_act(caller, _probe(c.id), self.d.config))
                     or caller.can("ops")]
         return {"title": "Compose", "channels": channels, "values": values,
-                "count": self.counted(values.get("channel") or
+                "count": await self.counted(values.get("channel") or
                                       (channels[0].id if channels else ""),
                                       values.get("text", ""), values.get("link", ""),
                                       values.get("kind", "")),
                 "approval": {c.id: self.d.config.needs_approval(c.id) for c in channels},
                 "oob": False, **self.flash(request)}
 
-    def counted(self, channel: str, text: str, link: str = "",
+    async def counted(self, channel: str, text: str, link: str = "",
                 kind: str = "marketing") -> dict[str, Any] | None:
         """The length of the text as published (the link appended), counted as the
         channel's platform counts it: what the server will check; and the incidents
@@ -307,24 +309,25 @@ class Pages:
         length = limit.length(text)
         return {"channel": channel, "length": length, "max": limit.max_length,
                 "over": length > limit.max_length, "text": text,
-                "held": self.held_by(channel, kind or "marketing")}
+                "held": await self.held_by(channel, kind or "marketing")}
 
-    def held_by(self, channel: str, kind: str) -> list[Any]:
+    async def held_by(self, channel: str, kind: str) -> list[Any]:
         now = self.d.clock()
         if self.d.gate.decide(channel, kind, now).allowed:
             return []
-        found = (self.d.store.incident(i) for i in self.d.gate.controlling(channel, now))
+        found = [await self.d.store.incident(i) for i in self.d.gate.controlling(channel, now)]
         return [i for i in found if i is not None]
 
     async def compose(self, request: web.Request) -> web.StreamResponse:
         values = {"channel": request.query.get("channel", ""), "text": "", "at": "",
                   "link": ""}
-        return self.guard.render(request, "compose.html", self.compose_context(request, values))
+        context = await self.compose_context(request, values)
+        return await self.guard.render(request, "compose.html", context)
 
     async def count(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        return self.guard.render(request, "count.html", {
-            "count": self.counted(form_str(form, "channel"), str(form.get("text", "")),
+        return await self.guard.render(request, "count.html", {
+            "count": await self.counted(form_str(form, "channel"), str(form.get("text", "")),
                                   form_str(form, "link"), form_str(form, "kind")),
             "oob": True})
 
@@ -347,11 +350,11 @@ class Pages:
             if not (caller.can("marketing") or caller.can("ops")):
                 raise refusals.forbidden(f"{caller.name} cannot post")
             new = self.api._new_post(request, item, self.d.clock(), self.api._limits())
-            ids = self.d.store.add_posts([new], caller.name, self.d.clock())
-            self.d.dispatcher.poke(new.due_at)
+            ids = await self.d.store.add_posts([new], caller.name, self.d.clock())
+            self.d.publisher.poke(new.due_at)
         except Refused as exc:
-            return self.guard.refused(request, "compose.html",
-                                      self.compose_context(request, values), exc)
+            return await self.guard.refused(request, "compose.html",
+                                      await self.compose_context(request, values), exc)
         state = "waiting for approval" if new.state == "pending_approval" else "scheduled"
         raise done("/compose", f"post {ids[0]} {state} on {new.channel} for "
                                f"{self.guard.when(new.due_at)}")
@@ -378,14 +381,14 @@ class Pages:
         begin = datetime(start.year, start.month, start.day, tzinfo=tz).timestamp()
         end = (datetime(start.year, start.month, start.day, tzinfo=tz)
                + timedelta(days=days)).timestamp()
-        posts = self.posts_between(begin, end, channel, team)
+        posts = await self.posts_between(begin, end, channel, team)
         grid: dict[str, list[Post]] = {}
         for post in posts:
             day = datetime.fromtimestamp(post.due_at, UTC).astimezone(tz).date().isoformat()
             grid.setdefault(day, []).append(post)
         day_list = [start + timedelta(days=i) for i in range(days)]
         step = timedelta(days=28 if view == "month" else 7)
-        return self.guard.render(request, "calendar.html", {
+        return await self.guard.render(request, "calendar.html", {
             "title": "Calendar", "view": view, "days": day_list, "grid": grid,
             "channel": channel or "", "team": team or "", "today": today,
             "prev": (start - step).isoformat(), "next": (start + step + timedelta(
@@ -394,7 +397,7 @@ class Pages:
             "day_shown": DAY_SHOWN, "capped": len(posts) >= CALENDAR_MAX,
             **self.flash(request)})
 
-    def posts_between(self, begin: float, end: float, channel: str | None,
+    async def posts_between(self, begin: float, end: float, channel: str | None,
                       team: str | None) -> list[Post]:
         channels: list[str | None] = [channel]
         if channel is None and team is not None:
@@ -406,7 +409,7 @@ class Pages:
         for cid in channels:
             after: tuple[float, int] | None = (begin, 0)
             while after is not None and len(out) < CALENDAR_MAX:
-                page = self.d.store.page_posts(VISIBLE, cid, after=after, limit=500)
+                page = await self.d.store.page_posts(VISIBLE, cid, after=after, limit=500)
                 page = [p for p in page if p.due_at < end]
                 out += page
                 after = (page[-1].due_at, page[-1].id) if len(page) == 500 else None
@@ -422,22 +425,23 @@ class Pages:
         local = datetime.fromtimestamp(at, UTC).astimezone(self.d.config.timezone)
         return local.strftime("%Y-%m-%dT%H:%M")
 
-    def post_or_404(self, request: web.Request) -> Post:
+    async def post_or_404(self, request: web.Request) -> Post:
         raw = request.match_info["id"]
-        post = self.d.store.post(int(raw)) if raw.isascii() and raw.isdigit() else None
+        post = await self.d.store.post(int(raw)) if raw.isascii() and raw.isdigit() else None
         if post is None:
             raise web.HTTPNotFound(text=f"no post {raw[:40]}")
         return post
 
     async def edit_form(self, request: web.Request) -> web.StreamResponse:
-        post = self.post_or_404(request)
+        post = await self.post_or_404(request)
         values = {"text": post.text, "at": self.local_input(post.due_at)}
-        return self.guard.render(request, "edit.html", self.edit_context(request, post, values))
+        return await self.guard.render(request, "edit.html",
+                                       self.edit_context(request, post, values))
 
     async def edit(self, request: web.Request) -> web.StreamResponse:
         """A new text or time for a post not yet on its way; an edited post on a channel
         that needs approval waits for approval again."""
-        post = self.post_or_404(request)
+        post = await self.post_or_404(request)
         form = await request.post()
         values = {"text": form_str(form, "text"), "at": form_str(form, "at")}
         caller = self.caller(request)
@@ -447,10 +451,11 @@ class Pages:
                 raise refusals.forbidden("operational posts are edited by ops")
             # The same edit as `PATCH /api/v1/posts/{id}`: checked like a new post,
             # taken back from its queue if need be, and sent back for approval.
-            self.d.edit_post(post.id, {"text": values["text"], "at": values["at"]},
-                             _role_for(caller, post.kind), caller.name, self.api._limits())
+            await self.d.review.edit_post(post.id, {"text": values["text"], "at": values["at"]},
+                                          _role_for(caller, post.kind), caller.name,
+                                          self.api._limits())
         except Refused as exc:
-            return self.guard.refused(request, "edit.html",
+            return await self.guard.refused(request, "edit.html",
                                       self.edit_context(request, post, values), exc)
         raise done(f"/posts/{post.id}/edit", f"post {post.id} saved")
 
@@ -463,14 +468,13 @@ class Pages:
             states.append(PostState.QUEUED)
         channel = request.query.get("channel") or None
         after = _after(request.query.get("after", ""))
-        page = await asyncio.to_thread(self.d.store.page_posts, states, channel, after,
-                                       PAGE + 1)
+        page = await self.d.store.page_posts(states, channel, after, PAGE + 1)
         more = page[PAGE - 1] if len(page) > PAGE else None
-        return self.guard.render(request, "posts.html", {
+        return await self.guard.render(request, "posts.html", {
             "title": "Posts", "posts": page[:PAGE], "state": state, "channel": channel or "",
             "states": LISTED_STATES, "channels": self.d.config.channels,
             "next": f"{more.due_at!r}:{more.id}" if more else None,
-            "total": self.d.store.count_posts(states, channel), "actions": POST_ACTIONS,
+            "total": await self.d.store.count_posts(states, channel), "actions": POST_ACTIONS,
             **self.flash(request)})
 
     async def posts_action(self, request: web.Request) -> web.StreamResponse:
@@ -482,10 +486,10 @@ class Pages:
             back = "/posts"
         if action not in POST_ACTIONS or not ids:
             raise done(back, "choose posts and an action")
-        moved, refused = self.bulk(request, action, ids, None)
+        moved, refused = await self.bulk(request, action, ids, None)
         raise done(back, f"{action}: {moved} post(s)", refused)
 
-    def bulk(self, request: web.Request, action: str, ids: list[int],
+    async def bulk(self, request: web.Request, action: str, ids: list[int],
              times: list[float] | None) -> tuple[int, str]:
         """Each post checked as the API checks it; one refusal stops only its post."""
         caller = self.caller(request)
@@ -493,37 +497,37 @@ class Pages:
         for n, post_id in enumerate(ids):
             try:
                 if action == "approve":
-                    self.approve(request, post_id)
+                    await self.approve(request, post_id)
                 else:
                     if not caller.can("marketing"):
                         raise refusals.forbidden(f"{action} needs the marketing role")
-                    self.api._check_post_access(request, post_id)
-                    self.d.review(post_id, action, caller.name,
-                                  None if times is None else times[n])
+                    await self.api._check_post_access(request, post_id)
+                    await self.d.review.review(post_id, action, caller.name,
+                                               None if times is None else times[n])
                 moved += 1
             except Refused as exc:
                 problems.append(f"{post_id}: {exc.message}")
         return moved, "; ".join(problems)[:600]
 
-    def approve(self, request: web.Request, post_id: int) -> None:
+    async def approve(self, request: web.Request, post_id: int) -> None:
         caller = self.caller(request)
-        post = self.api._pending(request, post_id)
+        post = await self.api._pending(request, post_id)
         now = self.d.clock()
         due = now if post.kind == "operational" else post.due_at
         if due < now:
             raise refusals.conflict(f"post {post_id} was due at {self.guard.when(due)}, which has "
                                     "passed: edit its time first")
-        if not self.d.store.transition([post_id], PostState.SCHEDULED,
+        if not await self.d.store.transition([post_id], PostState.SCHEDULED,
                                        (PostState.PENDING_APPROVAL,), now,
                                        caller.name, f"approved by {caller.name}", due_at=due):
             raise refusals.conflict(f"post {post_id} is no longer pending approval")
-        self.d.dispatcher.poke(due)
+        self.d.publisher.poke(due)
 
     async def held(self, request: web.Request) -> web.StreamResponse:
-        posts = self.d.store.page_posts(["held"], None, limit=500)
+        posts = await self.d.store.page_posts(["held"], None, limit=500)
         caller = self.caller(request)
         mine = [p for p in posts if people.may_act(caller, p, self.d.config)]
-        return self.guard.render(request, "held.html", {
+        return await self.guard.render(request, "held.html", {
             "title": "Held", "posts": mine, **self.flash(request)})
 
     async def held_action(self, request: web.Request) -> web.StreamResponse:
@@ -534,20 +538,20 @@ class Pages:
         ids = [int(i) for i in form.getall("id", []) if isinstance(i, str) and i.isdigit()]
         if action not in ("release", "drop") or not ids:
             raise done("/held", "choose held posts and release or drop")
-        times = self.spaced(ids) if action == "release" else None
-        moved, refused = self.bulk(request, action, ids, times)
+        times = await self.spaced(ids) if action == "release" else None
+        moved, refused = await self.bulk(request, action, ids, times)
         verb = "released spaced" if action == "release" else "dropped"
         raise done("/held", f"{verb}: {moved} post(s)", refused)
 
-    def spaced(self, ids: list[int]) -> list[float]:
+    async def spaced(self, ids: list[int]) -> list[float]:
         """New due times: per channel, the first now and the others spaced by the
         holding runbook's min_spacing, so no channel gets a burst."""
         now = self.d.clock()
         by_channel: dict[str, list[int]] = {}
         spacing: dict[str, timedelta] = {}
-        for post in self.d.store.posts(ids):
+        for post in await self.d.store.posts(ids):
             by_channel.setdefault(post.channel, []).append(post.id)
-            incident = (self.d.store.incident(post.incident_id)
+            incident = (await self.d.store.incident(post.incident_id)
                         if post.incident_id is not None else None)
             book = self.d.runbooks.get(incident.runbook) if incident else None
             spacing.setdefault(post.channel,
@@ -561,7 +565,7 @@ class Pages:
     # -- Import ---------------------------------------------------------------
 
     async def import_form(self, request: web.Request) -> web.StreamResponse:
-        return self.guard.render(request, "import.html", {
+        return await self.guard.render(request, "import.html", {
             "title": "Import", "problems": [], "result": "", **self.flash(request)})
 
     async def import_post(self, request: web.Request) -> web.StreamResponse:
@@ -579,8 +583,8 @@ class Pages:
             dry = form_str(form, "action") == "dry-run"
             ctx["result"] = await self.import_rows(request, caller, data, name, dry, ctx)
         except Refused as exc:
-            return self.guard.refused(request, "import.html", ctx, exc)
-        return self.guard.render(request, "import.html", ctx,
+            return await self.guard.refused(request, "import.html", ctx, exc)
+        return await self.guard.render(request, "import.html", ctx,
                                  422 if ctx["problems"] else 200)
 
     async def import_rows(self, request: web.Request, caller: Caller, data: bytes,
@@ -601,9 +605,9 @@ class Pages:
             return f"{len(problems)} problem(s) in {name}; nothing was imported"
         if dry:
             return f"dry run: all {len(rows)} row(s) of {name} are good; nothing imported yet"
-        created, existing = self.d.store.import_posts(rows, caller.name, now)
+        created, existing = await self.d.store.import_posts(rows, caller.name, now)
         if created:
-            self.d.dispatcher.poke(min(post.due_at for _, post in rows))
+            self.d.publisher.poke(min(post.due_at for _, post in rows))
         return f"imported {len(created)} post(s) from {name} ({len(existing)} already there)"
 
     # -- Runbooks, Audit, Users -----------------------------------------------
@@ -618,7 +622,7 @@ class Pages:
             span = timedelta(hours=float(hours)) if _number(hours) else timedelta(hours=3)
             text = format_text(simulate(book, channel_infos(self.d.config.channels),
                                         for_=span, timezone=self.d.config.timezone))
-        return self.guard.render(request, "runbooks.html", {
+        return await self.guard.render(request, "runbooks.html", {
             "title": "Runbooks", "runbooks": books, "chosen": chosen, "hours": hours,
             "simulation": text, **self.flash(request)})
 
@@ -628,19 +632,20 @@ class Pages:
             teams = people.may_see_audit(caller)
         except Refused as exc:
             raise web.HTTPForbidden(text=exc.message) from exc
-        entries = self.d.store.audit(teams=None if teams is None else list(teams),
+        entries = await self.d.store.audit(teams=None if teams is None else list(teams),
                                      since=self.d.clock() - 30 * 86400, limit=1000)
-        return self.guard.render(request, "audit.html", {
+        return await self.guard.render(request, "audit.html", {
             "title": "Audit", "entries": entries[::-1][:200]})
 
-    def users_context(self, request: web.Request) -> dict[str, Any]:
-        return {"title": "Users", "people": self.d.store.people(), "teams": self.d.config.teams,
+    async def users_context(self, request: web.Request) -> dict[str, Any]:
+        return {"title": "Users", "people": await self.d.store.people(),
+                "teams": self.d.config.teams,
                 **self.flash(request)}
 
     async def users(self, request: web.Request) -> web.StreamResponse:
         if self.caller(request).role != "admin":
             raise web.HTTPForbidden(text="Users is for admins")
-        return self.guard.render(request, "users.html", self.users_context(request))
+        return await self.guard.render(request, "users.html", await self.users_context(request))
 
     async def users_post(self, request: web.Request) -> web.StreamResponse:
         """Add a person, or disable / enable one (their sessions stop at once)."""
@@ -650,15 +655,17 @@ class Pages:
         try:
             name = form_str(form, "name")
             if form_str(form, "action") in ("disable", "enable"):
-                self.d.people.update(name, {"disabled": form_str(form, "action") == "disable"})
+                await self.d.people.update(
+                    name, {"disabled": form_str(form, "action") == "disable"})
                 raise done("/users", f"{name} {form_str(form, 'action')}d")
             password = str(form.get("password", ""))
             hashed = await asyncio.to_thread(self.d.people.hash_password, password)
             teams = [t for t in form.getall("team", []) if isinstance(t, str) and t]
-            self.d.people.add({"name": name, "role": form_str(form, "role") or "viewer",
+            await self.d.people.add({"name": name, "role": form_str(form, "role") or "viewer",
                                "teams": teams}, hashed)
         except Refused as exc:
-            return self.guard.refused(request, "users.html", self.users_context(request), exc)
+            context = await self.users_context(request)
+            return await self.guard.refused(request, "users.html", context, exc)
         raise done("/users", f"{name} added")
 
 

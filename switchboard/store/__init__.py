@@ -31,5 +31,6 @@ from switchboard.store.sqlite import SqliteStore
 
 __all__ = ["BUSY_TIMEOUT_MS", "FEED_EVENT_RETENTION", "INTERRUPTED_SEND", "LOCK_NAME",
            "MIGRATIONS", "POST_STATES", "REQUEST_KEY_DAYS", "Claim", "KeyedRequest",
-           "RequestKey", "SqliteStore", "StateLock", "Store", "StoreError", "StoreUnavailable", "fingerprint",
+           "RequestKey", "SqliteStore", "StateLock", "Store", "StoreError", "StoreUnavailable",
+           "fingerprint",
            "row_key"]

@@ -109,7 +109,7 @@ class IncidentRecords(Listings):
             f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE state = 'resolved' "
             "AND held_done = 0")]
 
-    def set_incident_fields(self, incident_id: int, **fields: Any) -> None:
+    def set_incident_fields(self, /, incident_id: int, **fields: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.transaction() as db:
             db.execute(f"UPDATE incidents SET {sets} WHERE id = ?",

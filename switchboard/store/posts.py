@@ -293,7 +293,7 @@ class PostRecords(StoreCore):
             holds.setdefault(channel, []).append((int(incident_id), kinds))
         return holds
 
-    def transition(self, ids: Sequence[int], to_state: PostState, expect: Sequence[PostState],
+    def transition(self, /, ids: Sequence[int], to_state: PostState, expect: Sequence[PostState],
                    now: float, actor: str, reason: str | None = None,
                    **fields: Any) -> list[int]:
         """Move posts that are in one of `expect` to `to_state`; returns the ids moved.
