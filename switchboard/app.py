@@ -162,7 +162,7 @@ class Daemon:
         self.scheduler.add_job(self._watch_store, "interval", seconds=STORE_CHECK_EVERY,
                                id="store-check", coalesce=True, max_instances=1)
 
-        channels = await start_channels(cfg.channels)
+        channels = await start_channels(cfg.channels, self.clock)
         # Closes whichever channels are live at the end (reloads replace some).
         self.cleanup.append(lambda: close_channels(
             self.dispatcher.workers_channels() if hasattr(self, "dispatcher") else channels))
@@ -280,7 +280,7 @@ class Daemon:
         live = {cid: w.channel for cid, w in self.dispatcher.workers.items()}
         kept = {c.id: live[c.id] for c in cfg.channels
                 if c.id in live and live[c.id].config == c}
-        started = await start_channels([c for c in cfg.channels if c.id not in kept])
+        started = await start_channels([c for c in cfg.channels if c.id not in kept], self.clock)
         await self.dispatcher.replace_channels(
             {c.id: kept.get(c.id) or started[c.id] for c in cfg.channels})
         await close_channels({cid: ch for cid, ch in live.items() if cid not in kept})
@@ -494,11 +494,11 @@ STORE_FAILURES = ("deleted", "replaced", "unwritable")
 ZERO_NOW = 1000  # channels whose counters are made before ready (see zero_counters)
 
 
-async def start_channels(configs: Iterable[ChannelConfig]) -> dict[str, Channel]:
+async def start_channels(configs: Iterable[ChannelConfig], clock: Clock) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     try:
         for channel_config in configs:
-            channel = build_channel(channel_config)
+            channel = build_channel(channel_config, clock)
             await channel.start()
             channels[channel.id] = channel
     except BaseException:
