@@ -28,7 +28,7 @@ from switchboard.api import Api, Services
 from switchboard.auth import Tokens
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
-from switchboard.clock import rfc3339, system_clock
+from switchboard.clock import Clock, rfc3339, system_clock
 from switchboard.config import ChannelConfig, Config
 from switchboard.console import Console
 from switchboard.gate import Gate
@@ -157,7 +157,7 @@ class Daemon:
             self.cleanup.append(_sync(self._own_timer.stop))
         self.timer.call_at("store-check", self.clock() + STORE_CHECK_EVERY, self._watch_store)
 
-        channels = await start_channels(cfg.channels)
+        channels = await start_channels(cfg.channels, self.clock)
         # Closes whichever channels are live at the end (reloads replace some).
         self.cleanup.append(lambda: close_channels(
             self.publisher.channels() if hasattr(self, "publisher") else channels))
@@ -279,7 +279,7 @@ class Daemon:
         live = self.publisher.channels()
         kept = {c.id: live[c.id] for c in cfg.channels
                 if c.id in live and live[c.id].config == c}
-        started = await start_channels([c for c in cfg.channels if c.id not in kept])
+        started = await start_channels([c for c in cfg.channels if c.id not in kept], self.clock)
         await self.publisher.replace_channels(
             {c.id: kept.get(c.id) or started[c.id] for c in cfg.channels})
         await close_channels({cid: ch for cid, ch in live.items() if cid not in kept})
@@ -379,11 +379,11 @@ STORE_FAILURES = ("deleted", "replaced", "unwritable")
 ZERO_NOW = 1000  # channels whose counters are made before ready (see zero_counters)
 
 
-async def start_channels(configs: Iterable[ChannelConfig]) -> dict[str, Channel]:
+async def start_channels(configs: Iterable[ChannelConfig], clock: Clock) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     try:
         for channel_config in configs:
-            channel = build_channel(channel_config)
+            channel = build_channel(channel_config, clock)
             await channel.start()
             channels[channel.id] = channel
     except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 # kind -> "module:Class"; imported lazily so a daemon without X channels never
@@ -29,8 +30,9 @@ def channel_class(kind: str) -> type[Channel]:
     return cls
 
 
-def build_channel(config: ChannelConfig) -> Channel:
-    return channel_class(config.kind)(config)
+def build_channel(config: ChannelConfig, clock: Clock = system_clock) -> Channel:
+    """The channel for `config`, reading the time only from `clock`."""
+    return channel_class(config.kind)(config, clock=clock)
 
 
 __all__ = ["Channel", "ChannelError", "Message", "Receipt", "build_channel", "channel_class"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
+from switchboard.clock import Clock, system_clock, to_datetime
 from switchboard.textlength import length_rule
 
 if TYPE_CHECKING:
@@ -94,10 +95,11 @@ class Message:
         """The idempotency key sent to platforms: unique across stores."""
         return f"{self.install_id}-{self.post_id}" if self.install_id else self.post_id
 
-    def begin(self) -> datetime:
+    def begin(self, clock: Clock) -> datetime:
         """For outlets that start at once (a file, stdout): ask the gate now.
 
-        Returns the moment of the send; raises `GateClosed` when the gate said no.
+        Returns the moment of the send: when the gate said yes, or `clock()` for a
+        gate that does not say; raises `GateClosed` when the gate said no.
         """
         check = self.may_start
         if check is None:
@@ -105,7 +107,7 @@ class Message:
         if not check():
             raise GateClosed()
         at = check.at if isinstance(check, Start) else None
-        return datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+        return to_datetime(clock() if at is None else at)
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,11 @@ class Channel(ABC):
     # channels claim one at a time; local outlets that cannot hang claim a few.
     claim_size: ClassVar[int] = 1
 
-    def __init__(self, config: ChannelConfig) -> None:
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
         self.config = config
+        # The only time a channel reads (rate-limit resets, pacing, error times),
+        # so the daemon's clock drives it and a test can move it.
+        self.clock = clock
         self.id = config.id
         self.audience = config.audience
         self.max_length = config.text_limit

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -43,6 +42,7 @@ from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.channels.httpx_gate import gated_transports, httpx_trace
 from switchboard.channels.remote import Attempt, ChannelThreads, compose, reporting
 from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 T = TypeVar("T")
@@ -61,13 +61,13 @@ _may_start: ContextVar[Callable[[], bool] | None] = ContextVar("bluesky_may_star
 class BlueskyChannel(Channel):
     kind = "bluesky"
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
-        self._retrier = Retrier(RetryPolicy.from_options(config.options))
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
+        self._retrier = Retrier(RetryPolicy.from_options(config.options), self.clock)
         self._identifier = str(config.options.get("identifier", ""))
         self._password = config.secrets.get("app_password", "")
         self._threads = ChannelThreads(config.id)
-        self._transport = _Transport(timeout=httpx.Timeout(config.timeout),
+        self._transport = _Transport(self.clock, timeout=httpx.Timeout(config.timeout),
                                      **gated_transports(self._threads))
         self._client = AsyncClient(str(config.options.get("service") or DEFAULT_SERVICE),
                                    request=self._transport)
@@ -170,7 +170,7 @@ class BlueskyChannel(Channel):
 
     def _channel_error(self, exc: AtProtocolError) -> ChannelError:
         if isinstance(exc, RateLimitExceededError):
-            return RateLimited(f"Bluesky rate limit: {exc}", reset_at=_reset_at(exc))
+            return RateLimited(f"Bluesky rate limit: {exc}", reset_at=_reset_at(exc, self.clock()))
         if isinstance(exc, InvokeTimeoutError):
             return ChannelError(f"Bluesky did not answer within {self.config.timeout:g}s",
                                 reason="timeout")
@@ -194,14 +194,15 @@ class _Transport(AsyncRequest):  # type: ignore[misc]  # the SDK ships no type m
     `not_sent`. It remembers the account's `RateLimit-*` answers, per method
     (logins have a window of their own)."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, clock: Clock, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._clock = clock
         self._exhausted_until: dict[str, float] = {}  # XRPC method -> its window's reset
 
     async def _send_request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         nsid = url.rsplit("/", 1)[-1].split("?", 1)[0]
         until = self._exhausted_until.get(nsid)
-        if until is not None and until > time.time():
+        if until is not None and until > self._clock():
             # The last answer said the window is used up: a request now would only
             # meet a 429, so wait for the reset like after one.
             raise RateLimited("Bluesky rate limit: no requests left until the reset",
@@ -277,9 +278,10 @@ def _status(exc: AtProtocolError) -> int | None:
     return None if response is None else int(response.status_code)
 
 
-def _reset_at(exc: RateLimitExceededError) -> float | None:
+def _reset_at(exc: RateLimitExceededError, now: float) -> float | None:
+    """The reset a 429 names: its `RateLimit-Reset`, or its `Retry-After` from `now`."""
     if exc.reset_at is not None:
         return float(exc.reset_at.timestamp())
     if exc.retry_after is not None:
-        return time.time() + float(exc.retry_after)
+        return now + float(exc.retry_after)
     return None

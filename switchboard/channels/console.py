@@ -13,7 +13,7 @@ class ConsoleChannel(Channel):
     claim_size = 25
 
     async def publish(self, message: Message) -> Receipt:
-        stamp = message.begin().isoformat(timespec="seconds")
+        stamp = message.begin(self.clock).isoformat(timespec="seconds")
         print(f"[{self.id}] {stamp} {message.kind}: {message.text}", file=sys.stdout, flush=True)
         return Receipt(remote_id=None)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -29,6 +28,7 @@ from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange
 from switchboard.channels.remote import HttpChannel, reporting
 from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://graph.facebook.com"
@@ -48,10 +48,10 @@ _USAGE_HEADERS = ("x-app-usage", "x-page-usage", "x-ad-account-usage")
 class FacebookChannel(HttpChannel):
     kind = "facebook"
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
         options = config.options
-        self._retrier = Retrier(RetryPolicy.from_options(options))
+        self._retrier = Retrier(RetryPolicy.from_options(options), self.clock)
         self._policy = self._retrier.policy
         self._page_id = str(options.get("page_id", ""))
         base = str(options.get("api_url") or DEFAULT_API_URL).rstrip("/")
@@ -131,7 +131,7 @@ class FacebookChannel(HttpChannel):
         session = self._session
         if session is None:
             raise RuntimeError(f"facebook channel {self.id} used before start()")
-        wait = self._not_before - time.time()
+        wait = self._not_before - self.clock()
         if wait > self._policy.rate_limit_max_wait:
             raise RateLimited("Facebook usage is at its limit", reset_at=self._not_before)
         if wait > 0:
@@ -144,7 +144,7 @@ class FacebookChannel(HttpChannel):
     def _pace(self, headers: Mapping[str, str]) -> None:
         """Space the next call by how close the Page is to its allowance."""
         usage, regain = _usage(headers)
-        now = time.time()
+        now = self.clock()
         if regain > 0:
             self._not_before = max(self._not_before, now + regain)
         elif usage >= self._slow_down_at:
@@ -166,7 +166,7 @@ class FacebookChannel(HttpChannel):
         if code in THROTTLING_CODES:
             _, regain = _usage(answer.headers)
             return RateLimited(f"Facebook throttled the Page: {said}",
-                               reset_at=time.time() + regain if regain else None)
+                               reset_at=self.clock() + regain if regain else None)
         if code in EXPIRED_LOGIN_CODES:
             return ChannelError(f"the Facebook Page token is expired or revoked: {said}; make "
                                 "a new Page access token", permanent=True, reason="auth")

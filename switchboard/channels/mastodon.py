@@ -36,15 +36,16 @@ from switchboard.channels.remote import (
     reporting,
 )
 from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 
 class MastodonChannel(Channel):
     kind = "mastodon"
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
-        self._retrier = Retrier(RetryPolicy.from_options(config.options))
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
+        self._retrier = Retrier(RetryPolicy.from_options(config.options), self.clock)
         self._threads = ChannelThreads(config.id)
         # version_check_mode="none" and no mastodon_version: the constructor
         # makes no request, so building channels never touches the network.

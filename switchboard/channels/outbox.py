@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 
@@ -25,8 +26,8 @@ class OutboxChannel(Channel):
     kind = "outbox"
     claim_size = 25
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
         self.path = Path(self.config.options["path"])
         self._fd: int | None = None
 
@@ -49,7 +50,7 @@ class OutboxChannel(Channel):
             self._fd = None
 
     async def publish(self, message: Message) -> Receipt:
-        sent_at = message.begin()  # the gate, asked right before the line is written
+        sent_at = message.begin(self.clock)  # the gate, asked right before the line is written
         self._write({"post_id": _post_id(message.post_id), "channel": message.channel,
                      "kind": message.kind, "text": message.text, "link": message.link,
                      "sent_at": _rfc3339(sent_at)})

@@ -59,7 +59,6 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
@@ -82,6 +81,7 @@ from switchboard.channels.base import (
     Message,
     with_link,
 )
+from switchboard.clock import Clock, system_clock, to_datetime
 
 if TYPE_CHECKING:
     from switchboard.config import ChannelConfig
@@ -274,8 +274,8 @@ class HttpChannel(Channel):
     host names resolved in its own threads (never the shared pool), the gate
     asked once each connection is ready."""
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
         self._threads = ChannelThreads(config.id)
         self._session: aiohttp.ClientSession | None = None
 
@@ -343,7 +343,7 @@ async def reporting(channel: Channel, work: Awaitable[T]) -> T:
     try:
         result = await work
     except ChannelError as exc:
-        channel.last_error = LastError(at=datetime.now(UTC), message=exc.message,
+        channel.last_error = LastError(at=to_datetime(channel.clock()), message=exc.message,
                                        permanent=exc.permanent)
         raise
     channel.last_error = None

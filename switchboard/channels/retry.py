@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from switchboard.channels.base import ChannelError, GateClosed
+from switchboard.clock import Clock
 
 T = TypeVar("T")
 
@@ -72,13 +72,16 @@ class RetryPolicy:
 
 
 class Retrier:
-    """Runs one operation with bounded retries, honouring the account's rate limits."""
+    """Runs one operation with bounded retries, honouring the account's rate limits.
 
-    def __init__(self, policy: RetryPolicy, *, now: Callable[[], float] = time.time,
+    `clock` (the channel's) decides how long a reset is away; `sleep` only waits.
+    """
+
+    def __init__(self, policy: RetryPolicy, clock: Clock, *,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  rand: Callable[[], float] = random.random) -> None:
         self.policy = policy
-        self._now, self._sleep, self._rand = now, sleep, rand
+        self._now, self._sleep, self._rand = clock, sleep, rand
         self._blocked_until: dict[str, float] = {}
 
     def blocked_until(self, operation: str) -> float | None:
@@ -141,7 +144,7 @@ class Retrier:
             raise ChannelError(f"rate limited until {at}; not waiting more than "
                                f"{self.policy.rate_limit_max_wait:g}s",
                                permanent=False, reason="rate_limited")
-        # Re-checked after each sleep: the loop clock and the wall clock the
+        # Re-checked after each sleep: the sleep's own timer and the clock the
         # reset is given in may disagree by a few milliseconds.
         while remaining > 0:
             await self._sleep(remaining)
@@ -156,12 +159,13 @@ def _closed_after_maybe_sent() -> ChannelError:
                         "may have reached the platform", reason="gate_closed", maybe_sent=True)
 
 
-def retry_after(value: str | None) -> float | None:
-    """A `Retry-After` header as Unix time: it is either seconds or an HTTP date."""
+def retry_after(value: str | None, now: float) -> float | None:
+    """A `Retry-After` header as Unix time: it is either seconds (from `now`) or an
+    HTTP date."""
     if not value:
         return None
     try:
-        return time.time() + max(0.0, float(value))
+        return now + max(0.0, float(value))
     except ValueError:
         pass
     try:

@@ -27,6 +27,7 @@ from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
 from switchboard.channels.remote import HttpChannel, reporting
 from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy, retry_after
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -35,9 +36,9 @@ CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 class TeamsChannel(HttpChannel):
     kind = "teams"
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
-        self._retrier = Retrier(RetryPolicy.from_options(config.options))
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
+        self._retrier = Retrier(RetryPolicy.from_options(config.options), self.clock)
         self._url = config.secrets.get("url", "")
 
     async def publish(self, message: Message) -> Receipt:
@@ -54,7 +55,7 @@ class TeamsChannel(HttpChannel):
                        once: bool) -> None:
         async def attempt() -> None:
             try:
-                _check(await self._request(body, may_start))
+                _check(await self._request(body, may_start), self.clock())
             except ChannelError as exc:
                 if once:
                     not_retried(exc, "the Teams workflow")
@@ -88,7 +89,7 @@ def card(text: str, link: str | None) -> dict[str, Any]:
          "content": content}]}
 
 
-def _check(answer: Answer) -> None:
+def _check(answer: Answer, now: float) -> None:
     if 200 <= answer.status < 300:
         return
     body = answer.json()
@@ -99,7 +100,7 @@ def _check(answer: Answer) -> None:
         detail = answer.excerpt()
     said = f"the Teams workflow answered {answer.status}" + (f": {detail}" if detail else "")
     if answer.status == 429:
-        raise RateLimited(said, reset_at=retry_after(answer.headers.get("Retry-After")))
+        raise RateLimited(said, reset_at=retry_after(answer.headers.get("Retry-After"), now))
     if answer.status >= 500 or answer.status == 408:
         raise ChannelError(said, reason="server_error" if answer.status >= 500 else "timeout",
                            maybe_sent=True)

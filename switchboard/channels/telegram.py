@@ -14,7 +14,6 @@ channel message only within 48 hours of posting; a refused deletion says so.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -23,6 +22,7 @@ from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.http import Answer, exchange, not_retried
 from switchboard.channels.remote import HttpChannel, compose, reporting
 from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://api.telegram.org"
@@ -33,9 +33,9 @@ _TOO_OLD = "message can't be deleted"
 class TelegramChannel(HttpChannel):
     kind = "telegram"
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
-        self._retrier = Retrier(RetryPolicy.from_options(config.options))
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
+        self._retrier = Retrier(RetryPolicy.from_options(config.options), self.clock)
         self._chat_id = str(config.options.get("chat_id", ""))
         base = str(config.options.get("api_url") or DEFAULT_API_URL).rstrip("/")
         self._bot_url = f"{base}/bot{config.secrets.get('bot_token', '')}"
@@ -84,7 +84,7 @@ class TelegramChannel(HttpChannel):
     async def _call(self, method: str, body: dict[str, Any],
                     may_start: Callable[[], bool] | None) -> Any:
         answer = await self._request(method, body, may_start)
-        return _result(answer)
+        return _result(answer, self.clock())
 
     async def _request(self, method: str, body: dict[str, Any],
                        may_start: Callable[[], bool] | None) -> Answer:
@@ -97,20 +97,21 @@ class TelegramChannel(HttpChannel):
                               may_start=may_start)
 
 
-def _result(answer: Answer) -> Any:
-    """The `result` of an `{"ok": true}` answer; otherwise the error Telegram described."""
+def _result(answer: Answer, now: float) -> Any:
+    """The `result` of an `{"ok": true}` answer; otherwise the error Telegram described
+    (a wait it names counts from `now`)."""
     body = answer.json()
     if isinstance(body, dict) and body.get("ok") is True:
         return body.get("result")
-    raise _error(answer, body if isinstance(body, dict) else {})
+    raise _error(answer, body if isinstance(body, dict) else {}, now)
 
 
-def _error(answer: Answer, body: dict[str, Any]) -> ChannelError:
+def _error(answer: Answer, body: dict[str, Any], now: float) -> ChannelError:
     code = int(body.get("error_code") or answer.status)
     said = f"{code}: {body.get('description') or answer.excerpt()}"
     if code == 429:
         retry_after = (body.get("parameters") or {}).get("retry_after")
-        reset = time.time() + float(retry_after) if isinstance(retry_after, int | float) \
+        reset = now + float(retry_after) if isinstance(retry_after, int | float) \
             else None
         return RateLimited(f"Telegram rate limit: {said}", reset_at=reset)
     if code >= 500:

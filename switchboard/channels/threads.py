@@ -19,7 +19,6 @@ Errors have the Graph shape; throttling codes are transient, an expired token
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -34,6 +33,7 @@ from switchboard.channels.facebook import (
 from switchboard.channels.http import Answer, exchange
 from switchboard.channels.remote import HttpChannel, compose, reporting
 from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://graph.threads.net"
@@ -47,10 +47,10 @@ _QUOTA_RECHECK = 3600.0
 class ThreadsChannel(HttpChannel):
     kind = "threads"
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
         options = config.options
-        self._retrier = Retrier(RetryPolicy.from_options(options))
+        self._retrier = Retrier(RetryPolicy.from_options(options), self.clock)
         self._user_id = str(options.get("user_id", ""))
         base = str(options.get("api_url") or DEFAULT_API_URL).rstrip("/")
         self._api = f"{base}/{options.get('api_version') or DEFAULT_API_VERSION}"
@@ -102,7 +102,7 @@ class ThreadsChannel(HttpChannel):
             if isinstance(used, int) and isinstance(total, int) and used >= total:
                 raise RateLimited(f"the Threads profile has published {used} of its {total} "
                                   "posts allowed in 24 hours",
-                                  reset_at=time.time() + _QUOTA_RECHECK)
+                                  reset_at=self.clock() + _QUOTA_RECHECK)
 
     async def _create_container(self, text: str, may_start: Callable[[], bool] | None) -> str:
         body = _checked(await self._request("POST", f"/{self._user_id}/threads", may_start,

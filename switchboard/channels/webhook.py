@@ -30,6 +30,7 @@ import aiohttp
 from switchboard.channels.base import ChannelError, Message, Receipt
 from switchboard.channels.remote import Attempt, HttpChannel, compose, reporting
 from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy, retry_after
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 _MAX_ERROR_BODY = 300
@@ -48,12 +49,13 @@ def honours_idempotency_keys(url: str, configured: bool | None) -> bool:
 class WebhookChannel(HttpChannel):
     kind = "webhook"
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
         self._url = config.secrets.get("url", "")
         self.idempotent = honours_idempotency_keys(self._url, config.options.get("idempotent"))
         self._retrier = Retrier(RetryPolicy.from_options(config.options,
-                                                         retry_maybe_sent=self.idempotent))
+                                                         retry_maybe_sent=self.idempotent),
+                                self.clock)
 
     def session_headers(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in (self.config.options.get("headers") or {}).items()}
@@ -100,7 +102,7 @@ class WebhookChannel(HttpChannel):
                 async with session.post(self._url, json=body, allow_redirects=False,
                                         headers={"Idempotency-Key": key}) as response:
                     text = await response.text(errors="replace")
-            _check(response.status, response.headers, text)
+            _check(response.status, response.headers, text, self.clock())
         except TimeoutError as exc:
             raise ChannelError(f"webhook did not answer within {self.config.timeout:g}s",
                                reason="timeout") from exc
@@ -117,13 +119,13 @@ class WebhookChannel(HttpChannel):
                                reason="network") from exc
 
 
-def _check(status: int, headers: Any, text: str) -> None:
+def _check(status: int, headers: Any, text: str, now: float) -> None:
     if 200 <= status < 300:
         return
     detail = text.strip()[:_MAX_ERROR_BODY]
     said = f"webhook answered {status}: {detail}" if detail else f"webhook answered {status}"
     if status == 429:
-        raise RateLimited(said, reset_at=retry_after(headers.get("Retry-After")))
+        raise RateLimited(said, reset_at=retry_after(headers.get("Retry-After"), now))
     if status >= 500 or status == 408:
         raise ChannelError(said, reason="server_error" if status >= 500 else "timeout")
     raise ChannelError(said, permanent=True, reason="auth" if status in (401, 403) else "rejected")

@@ -26,6 +26,7 @@ from switchboard.channels.remote import (
     reporting,
 )
 from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
+from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
 
 DEFAULT_API_URL = "https://api.twitter.com"
@@ -34,9 +35,9 @@ DEFAULT_API_URL = "https://api.twitter.com"
 class XChannel(Channel):
     kind = "x"
 
-    def __init__(self, config: ChannelConfig) -> None:
-        super().__init__(config)
-        self._retrier = Retrier(RetryPolicy.from_options(config.options))
+    def __init__(self, config: ChannelConfig, *, clock: Clock = system_clock) -> None:
+        super().__init__(config, clock=clock)
+        self._retrier = Retrier(RetryPolicy.from_options(config.options), self.clock)
         self._threads = ChannelThreads(config.id)
         secrets = config.secrets
         self._client = tweepy.Client(

@@ -364,7 +364,7 @@ class Pages:
     async def calendar(self, request: web.Request) -> web.StreamResponse:
         tz = self.d.config.timezone
         view = "month" if request.query.get("view") == "month" else "week"
-        today = datetime.now(tz).date()
+        today = datetime.fromtimestamp(self.d.clock(), tz).date()
         try:
             start = datetime.strptime(request.query["start"], "%Y-%m-%d").date()
         except (KeyError, ValueError):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import aiohttp
 
 from switchboard import __version__
+from switchboard.clock import Clock
 from switchboard.feeds.parser import FeedParser
 from switchboard.feeds.signal import FeedError, Signal
 from switchboard.feeds.snapshot import Snapshot
@@ -68,7 +69,7 @@ class _Copy:
 
 class Poller:
     def __init__(self, config: FeedConfig, parser: FeedParser, session: aiohttp.ClientSession,
-                 listener: PollListener, *, clock: Callable[[], float] = time.time,
+                 listener: PollListener, *, clock: Clock,
                  rng: random.Random | None = None, max_bytes: int = MAX_BODY_BYTES) -> None:
         if not config.url:
             raise ValueError(f"feed {config.id!r} has no url to poll")
@@ -94,6 +95,7 @@ class Poller:
 
     async def poll_once(self) -> float | None:
         """One poll; returns seconds until the next one, None if stopped meanwhile."""
+        # The poll's own duration, for the interval: a stopwatch, not the time.
         started = time.monotonic()
         try:
             fetched = await self._unless_stopped(self._fetch())

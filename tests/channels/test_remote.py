@@ -27,7 +27,7 @@ class FakeTime:
 
 
 def retrier(t: FakeTime, rand: float = 1.0, **options: float) -> Retrier:
-    return Retrier(RetryPolicy.from_options(options), now=t.clock, sleep=t.sleep,
+    return Retrier(RetryPolicy.from_options(options), t.clock, sleep=t.sleep,
                    rand=lambda: rand)
 
 

@@ -314,7 +314,7 @@ def test_a_feed_without_url_cannot_be_polled() -> None:
     async def build() -> None:
         async with aiohttp.ClientSession() as session:
             with pytest.raises(ValueError, match="no url to poll"):
-                Poller(config, parser_for(config), session, Recorder())
+                Poller(config, parser_for(config), session, Recorder(), clock=lambda: 0.0)
     asyncio.run(build())
 
 

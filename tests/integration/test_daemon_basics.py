@@ -113,7 +113,10 @@ def test_kill_9_and_restart_keeps_everything(daemon: DaemonProcess) -> None:
     db.close()
     daemon.start()
     posts = daemon.ok("GET", "/api/v1/posts?state=scheduled")
-    assert sorted(p["id"] for p in posts) == sorted(p["id"] for p in created)
+    # The runbook's own notices may still be on their way at the kill; the
+    # marketing posts are all there, still scheduled.
+    marketing = [p for p in posts if p["kind"] == "marketing"]
+    assert sorted(p["id"] for p in marketing) == sorted(p["id"] for p in created)
     incidents = daemon.ok("GET", "/api/v1/incidents")
     assert [i["id"] for i in incidents] == [incident["id"]]
     assert daemon.ok("GET", "/api/v1/channels")[0]["control"] == "ops"
