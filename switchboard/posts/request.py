@@ -115,4 +115,3 @@ def post_json(post: Post) -> dict[str, Any]:
         "created_at": rfc3339(post.created_at),
         "published_at": rfc3339(post.published_at),
     }
-

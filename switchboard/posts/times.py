@@ -84,4 +84,3 @@ def parse_offset(text: str) -> timedelta:
     if total > MAX_DURATION:
         raise ValueError(f"duration {text!r} is longer than {MAX_DURATION.days} days")
     return total
-
