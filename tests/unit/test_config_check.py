@@ -298,8 +298,8 @@ def test_a_config_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path) -> N
 
 
 def test_the_cli_offers_exactly_the_severities_the_daemon_takes() -> None:
-    from switchboard import cli
-    assert cli.SEVERITIES == config.SEVERITIES
+    from switchboard.cli import incidents
+    assert incidents.SEVERITIES == config.SEVERITIES
 
 
 def test_check_and_simulate_write_no_token_file_the_daemon_would_generate(
