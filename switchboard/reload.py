@@ -94,7 +94,12 @@ class Reloader:
                 error = f"{type(exc).__name__}: {exc}"
                 log.error("reload_failed", error=error)
                 return self._failed([error])
-            await self._commit(prepared)
+            try:
+                await self._commit(prepared)
+            except Exception as exc:  # a fault of ours, not of the config: say so loudly
+                log.exception("reload_commit_failed")
+                return self._failed([f"applied in part ({type(exc).__name__}: {exc}); "
+                                     "restart the daemon"])
         return True
 
     # -- phase 1: prepare (may fail; touches nothing live) ---------------------
