@@ -153,7 +153,10 @@ class Reloader:
         if new.channels is not None:
             await self.dispatcher.replace_channels(new.channels.serving)
             await close_channels(new.channels.replaced)
-        await self.committed()
+        try:
+            await self.committed()
+        except Exception:  # applied all the same; the metrics catch up at their next refresh
+            log.exception("reload_metrics_refresh_failed")
         self._note([])
         self.metrics.config_last_reload_successful.set(1)
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
