@@ -1,35 +1,26 @@
 """The composition root: builds the daemon in straight-line code, tears it down
-in reverse, and reloads its configuration on SIGHUP.
-
-Reload builds every fallible part of the new configuration (config file,
-runbooks, templates, channels) before it touches live state; a broken file
-changes nothing and sets `switchboard_config_last_reload_successful` to 0.
+in reverse, and hands SIGHUP to the reloader (`switchboard.reload`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from switchboard import __version__
-from switchboard import config as config_module
 from switchboard.api import Api, Services
 from switchboard.auth import Tokens
-from switchboard.channels import build_channel
-from switchboard.channels.base import Channel
-from switchboard.clock import Clock, rfc3339, system_clock
-from switchboard.config import ChannelConfig, Config
+from switchboard.channels import close_channels, start_channels
+from switchboard.clock import rfc3339, system_clock
+from switchboard.config import Config
 from switchboard.console import Console
 from switchboard.gate import Gate
 from switchboard.incidents import FeedSignals, Incidents
@@ -38,48 +29,20 @@ from switchboard.metrics import Metrics
 from switchboard.people import People
 from switchboard.poststates import PostState
 from switchboard.publisher import Publisher
+from switchboard.reload import Reloader
 from switchboard.review import Review
-from switchboard.runbooks import Runbook, channel_infos, read_runbooks
 from switchboard.runbooks.context import RunContext
+from switchboard.settings import Settings
+from switchboard.settings import load_settings as load_settings  # where callers look for it
 from switchboard.steps import StepRunner
 from switchboard.store import StateLock, Store, StoreUnavailable
 from switchboard.systemd import Notifier
 from switchboard.throttle import Throttle
 from switchboard.timer import SchedulerTimer, Timer
 from switchboard.watch import FeedWatch
-from switchboard.yamldoc import InvalidFile, Problem
 
 log = structlog.get_logger("switchboard")
 STORE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still ours
-RELOAD_PROBLEMS_SHOWN = 5
-
-
-@dataclass(frozen=True)
-class Settings:
-    """One complete, validated configuration: the config file and its runbooks."""
-
-    config: Config
-    runbooks: dict[str, Runbook]
-
-
-def load_settings(path: Path, create_tokens: bool = True) -> Settings:
-    """Config and runbooks, validated together in one pass; InvalidFile lists every
-    problem of the config, its runbooks and their templates, by file and line.
-    `create_tokens=False` (check, simulate) writes no file."""
-    config, doc = config_module.read(path, create_tokens=create_tokens)
-    runbooks: dict[str, Runbook] = {}
-    found: list[Problem] = []
-    if config is not None:
-        runbooks, found = read_runbooks(config.runbooks_dir, channel_infos(config.channels),
-                                        config.timezone)
-        # A rule naming a runbook whose file has problems is reported there, not twice.
-        names = set(runbooks) | {p.stem for p in config.runbooks_dir.glob("*.yaml")}
-        config_module.check_runbook_references(doc, config, names)
-    problems = doc.problems + found
-    if problems:
-        raise InvalidFile(sorted(problems, key=lambda p: (p.file, p.line, p.column)))
-    assert config is not None
-    return Settings(config, runbooks)
 
 
 class Daemon:
@@ -108,9 +71,9 @@ class Daemon:
         self.review: Review
         self.feeds: FeedWatch
         self.people: People
+        self.reloader: Reloader
         self.notifier = Notifier()
         self.limits = Limits.from_env(os.environ)
-        self._reloading = asyncio.Lock()
         self._context: tuple[Settings, RunContext] | None = None
         self._zeroing: asyncio.Task[None] | None = None
         # The outcome of the last SIGHUP, for `status` (None: no reload yet).
@@ -178,6 +141,8 @@ class Daemon:
         self.feeds = FeedWatch(cfg.feeds, self.signals, self.metrics, self.clock)
         await self.feeds.start()
         self.cleanup.append(lambda: self.feeds.stop())
+        self.reloader = Reloader(self, self.publisher, self.feeds, self.metrics, self.clock,
+                                 self.people.caller_for_digest, self._reloaded)
 
         api = Api(self.api_services())
         app = api.application()
@@ -225,64 +190,12 @@ class Daemon:
     # -- reload ------------------------------------------------------------
 
     async def reload(self) -> bool:
-        async with self._reloading:  # one SIGHUP at a time
-            try:
-                new = load_settings(self.config.path)
-                await self._swap(new)
-            except InvalidFile as exc:
-                self.metrics.config_last_reload_successful.set(0)
-                log.error("reload_failed", problems=[str(p) for p in exc.problems])
-                self._note_reload([str(p) for p in exc.problems])
-                return False
-            except Exception as exc:  # a channel that cannot start, say: nothing changes
-                self.metrics.config_last_reload_successful.set(0)
-                log.error("reload_failed", error=f"{type(exc).__name__}: {exc}")
-                self._note_reload([f"{type(exc).__name__}: {exc}"])
-                return False
-        self._note_reload([])
-        self.metrics.config_last_reload_successful.set(1)
-        self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
-        log.info("reloaded", config=str(self.config.path), runbooks=sorted(new.runbooks))
-        return True
+        """SIGHUP: False if the new configuration was refused (nothing changed)."""
+        return await self.reloader.reload()
 
-    def _note_reload(self, problems: list[str]) -> None:
-        self.last_reload = {"at": rfc3339(self.clock()), "ok": not problems,
-                            "problems": problems[:RELOAD_PROBLEMS_SHOWN],
-                            "problem_count": len(problems)}
-
-    async def _swap(self, new: Settings) -> None:
-        old = self.config
-        if (new.config.listen_host, new.config.listen_port) != (old.listen_host,
-                                                                 old.listen_port):
-            log.warning("listen_change_needs_restart", listen=f"{old.listen_host}:"
-                                                              f"{old.listen_port}")
-        if new.config.database != old.database:
-            log.warning("state_dir_change_needs_restart", state_dir=str(old.state_dir))
-        if new.config.channels != old.channels:
-            await self._swap_channels(new.config)
-        self.settings = new
-        self.tokens = Tokens(new.config.access, self.people.caller_for_digest)
-        self.publisher.max_lateness = new.config.max_lateness.total_seconds()
-        if new.config.feeds != old.feeds:
-            await self.feeds.stop()
-            previous = self.feeds
-            self.feeds = FeedWatch(new.config.feeds, self.signals, self.metrics, self.clock)
-            self.feeds.adopt_history(previous)
-            await self.feeds.start()
+    async def _reloaded(self) -> None:
         await self.incidents.refresh_metrics()
         self.zero_counters()
-
-    async def _swap_channels(self, cfg: Config) -> None:
-        # Channels whose config did not change are kept as they are (last error,
-        # rate-limit waits); the new and changed ones are started first, so that
-        # if one cannot start, nothing changes.
-        live = self.publisher.channels()
-        kept = {c.id: live[c.id] for c in cfg.channels
-                if c.id in live and live[c.id].config == c}
-        started = await start_channels([c for c in cfg.channels if c.id not in kept], self.clock)
-        await self.publisher.replace_channels(
-            {c.id: kept.get(c.id) or started[c.id] for c in cfg.channels})
-        await close_channels({cid: ch for cid, ch in live.items() if cid not in kept})
 
     # -- views -------------------------------------------------------------
 
@@ -377,25 +290,6 @@ class Daemon:
 
 STORE_FAILURES = ("deleted", "replaced", "unwritable")
 ZERO_NOW = 1000  # channels whose counters are made before ready (see zero_counters)
-
-
-async def start_channels(configs: Iterable[ChannelConfig], clock: Clock) -> dict[str, Channel]:
-    channels: dict[str, Channel] = {}
-    try:
-        for channel_config in configs:
-            channel = build_channel(channel_config, clock)
-            await channel.start()
-            channels[channel.id] = channel
-    except BaseException:
-        await close_channels(channels)
-        raise
-    return channels
-
-
-async def close_channels(channels: dict[str, Channel]) -> None:
-    for channel in channels.values():
-        with contextlib.suppress(Exception):
-            await channel.close()
 
 
 def _sync(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:

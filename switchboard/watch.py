@@ -43,8 +43,9 @@ class FeedWatch:
         self.log = structlog.get_logger("feeds")
         self.feeds = {f.id: f for f in feeds}
         self.parsers: dict[str, FeedParser] = {f.id: parser_for(f) for f in feeds}
-        self.pollers: list[Poller] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        # Per feed, so a reload can replace one poller and leave the others running.
+        self.pollers: dict[str, Poller] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self.history = {f.id: FeedHistory(since=clock()) for f in feeds}
         # One line per feed and reason per interval: a scanner's thousand
@@ -55,21 +56,80 @@ class FeedWatch:
         polled = [f for f in self.feeds.values() if not self.parsers[f.id].push]
         if not polled:
             return
-        self._session = aiohttp.ClientSession(headers={"User-Agent": "switchboard"})
+        self._session = _client_session()
         for feed in polled:
-            poller = Poller(feed, self.parsers[feed.id], self._session, self, clock=self.clock)
-            self.pollers.append(poller)
-            self._tasks.append(asyncio.get_running_loop().create_task(
-                poller.run(), name=f"poll-{feed.id}"))
+            self._run(Poller(feed, self.parsers[feed.id], self._session, self, clock=self.clock))
 
     async def stop(self) -> None:
-        for poller in self.pollers:
+        for poller in self.pollers.values():
             poller.stop()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.pollers, self._tasks = [], []
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self.pollers, self._tasks = {}, {}
+        await self._close_session()
+
+    def _run(self, poller: Poller) -> None:
+        feed_id = poller.config.id
+        self.pollers[feed_id] = poller
+        self._tasks[feed_id] = asyncio.get_running_loop().create_task(
+            poller.run(), name=f"poll-{feed_id}")
+
+    async def _close_session(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    # -- reload: prepare, retire, install ------------------------------------
+
+    async def prepare(self, feeds: tuple[FeedConfig, ...]) -> FeedChanges:
+        """A reload's feeds, built but not started; nothing live is touched.
+
+        A feed whose settings did not change is kept as it runs (its poller, its
+        snapshot of the last document, its validators): no re-fetch, no alert
+        taken for new. Raises (ValueError, say) if a new or changed feed cannot
+        be built; then nothing is left behind.
+        """
+        kept = frozenset(f.id for f in feeds if self.feeds.get(f.id) == f)
+        fresh = [f for f in feeds if f.id not in kept]
+        parsers = {f.id: parser_for(f) for f in fresh}
+        polled = [f for f in fresh if not parsers[f.id].push]
+        session, own = self._session, False
+        if polled and session is None:
+            session, own = _client_session(), True
+        changes = FeedChanges(feeds, kept, parsers, {}, session if own else None)
+        try:
+            for feed in polled:
+                assert session is not None
+                changes.pollers[feed.id] = Poller(feed, parsers[feed.id], session, self,
+                                                  clock=self.clock)
+        except BaseException:
+            await changes.discard()
+            raise
+        return changes
+
+    async def retire(self, changes: FeedChanges) -> None:
+        """Stop the pollers of the feeds `changes` replaces or removes; a delivery in
+        flight is finished under the settings it began with."""
+        gone = [feed_id for feed_id in self.pollers if feed_id not in changes.kept]
+        for feed_id in gone:
+            self.pollers.pop(feed_id).stop()
+        await asyncio.gather(*(self._tasks.pop(feed_id) for feed_id in gone),
+                             return_exceptions=True)
+        if not self.pollers and not changes.pollers:
+            await self._close_session()
+
+    def install(self, changes: FeedChanges) -> None:
+        """Swap in the new feeds in one step and start their pollers; cannot fail.
+        Feeds that stay keep what was seen of them (`switchboard feeds`)."""
+        since = self.clock()
+        self.feeds = {f.id: f for f in changes.feeds}
+        self.parsers = {f.id: changes.parsers[f.id] if f.id in changes.parsers
+                        else self.parsers[f.id] for f in changes.feeds}
+        self.history = {f.id: self.history[f.id] if f.id in self.history
+                        else FeedHistory(since=since) for f in changes.feeds}
+        if changes.session is not None:
+            self._session = changes.session
+        for poller in changes.pollers.values():
+            self._run(poller)
 
     # -- push --------------------------------------------------------------
 
@@ -178,14 +238,7 @@ class FeedWatch:
         self.count_error(feed_id, reason, message)
         self.log.warning("feed_poll_failed", feed=feed_id, reason=reason, error=message)
 
-
     # -- the feeds view (`switchboard feeds`) --------------------------------
-
-    def adopt_history(self, previous: FeedWatch) -> None:
-        """After a reload: feeds that stay keep what was seen of them."""
-        for feed_id, history in previous.history.items():
-            if feed_id in self.history:
-                self.history[feed_id] = history
 
     def status(self, now: float) -> list[dict[str, Any]]:
         out = []
@@ -205,6 +258,28 @@ class FeedWatch:
                 "signals_by_status": dict(history.signals),
             })
         return out
+
+
+@dataclasses.dataclass
+class FeedChanges:
+    """A reload's feeds as `FeedWatch.prepare` built them, not yet started."""
+
+    feeds: tuple[FeedConfig, ...]
+    kept: frozenset[str]  # ids of the feeds whose settings did not change
+    parsers: dict[str, FeedParser]  # of the new and changed feeds
+    pollers: dict[str, Poller]  # of the new and changed poll feeds
+    session: aiohttp.ClientSession | None  # opened for these pollers (none was open)
+
+    async def discard(self) -> None:
+        """The reload failed: drop what was built (the pollers never ran)."""
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        self.pollers.clear()
+
+
+def _client_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(headers={"User-Agent": "switchboard"})
 
 
 @dataclasses.dataclass

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterable
 
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.clock import Clock, system_clock
@@ -35,4 +37,26 @@ def build_channel(config: ChannelConfig, clock: Clock = system_clock) -> Channel
     return channel_class(config.kind)(config, clock=clock)
 
 
-__all__ = ["Channel", "ChannelError", "Message", "Receipt", "build_channel", "channel_class"]
+async def start_channels(configs: Iterable[ChannelConfig],
+                         clock: Clock = system_clock) -> dict[str, Channel]:
+    """Build and start each channel; if one cannot start, those started are closed."""
+    channels: dict[str, Channel] = {}
+    try:
+        for channel_config in configs:
+            channel = build_channel(channel_config, clock)
+            await channel.start()
+            channels[channel.id] = channel
+    except BaseException:
+        await close_channels(channels)
+        raise
+    return channels
+
+
+async def close_channels(channels: dict[str, Channel]) -> None:
+    for channel in channels.values():
+        with contextlib.suppress(Exception):
+            await channel.close()
+
+
+__all__ = ["Channel", "ChannelError", "Message", "Receipt", "build_channel", "channel_class",
+           "close_channels", "start_channels"]

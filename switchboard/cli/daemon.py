@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 from switchboard.cli.client import FAILED, OK, USAGE, Exit
 
 if TYPE_CHECKING:
-    from switchboard.app import Settings
+    from switchboard.settings import Settings
 
 DEFAULT_CONFIG = "config/switchboard.yaml"
 
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _settings(path: str, problems_to: TextIO, create_tokens: bool = True) -> Settings:
     """Config and runbooks, or every problem printed (FILE:LINE:COL: ...) and exit 1;
     only the daemon (`create_tokens`) writes the token files the config generates."""
-    from switchboard.app import load_settings
+    from switchboard.settings import load_settings
     from switchboard.yamldoc import InvalidFile
     try:
         return load_settings(Path(path), create_tokens)

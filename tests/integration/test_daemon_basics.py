@@ -84,7 +84,7 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(daemon: DaemonProcess) ->
     daemon.wait_for(lambda: daemon.metric("switchboard_config_last_reload_successful") == 0.0)
     assert daemon.api("GET", "/readyz", role=None).status_code == 200
     assert daemon.api("GET", "/api/v1/status").status_code == 200
-    assert "reload_failed" in daemon.log()
+    assert "reload_failed" in daemon.log() and "reload_committing" not in daemon.log()
 
     config = yaml.safe_load(good)
     config["channels"].append({"id": "extra", "kind": "outbox",
@@ -94,6 +94,7 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(daemon: DaemonProcess) ->
     daemon.wait_for(lambda: daemon.metric("switchboard_config_last_reload_successful") == 1.0)
     ids = [c["id"] for c in daemon.ok("GET", "/api/v1/channels")]
     assert ids == ["outbox", "ops-chat", "extra"]
+    assert "reload_committing" in daemon.log()
 
 
 def test_sigterm_drains_and_exits_zero(daemon: DaemonProcess) -> None:

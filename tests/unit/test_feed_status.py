@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import cast
 
 import pytest
@@ -58,9 +59,19 @@ def test_success_error_and_signals_are_each_recorded_with_their_time() -> None:
 
 def test_a_reload_keeps_what_was_seen_of_the_feeds_that_stay() -> None:
     clock = Clock()
-    before = watching(clock)
-    asyncio.run(before.deliver("am", delivery("Signal failure"), HEADERS))
-    after = watching(clock)
-    after.adopt_history(before)
-    [feed] = after.status(clock.now)
-    assert feed["signals"] == 1 and feed["last_success"] is not None
+    feed_watch = watching(clock)
+    asyncio.run(feed_watch.deliver("am", delivery("Signal failure"), HEADERS))
+    # Its settings changed (a new timeout), and a new feed joined.
+    changed = dataclasses.replace(FEED, timeout=3.0)
+    joined = dataclasses.replace(FEED, id="am-2")
+
+    async def reload() -> None:
+        changes = await feed_watch.prepare((changed, joined))
+        await feed_watch.retire(changes)
+        feed_watch.install(changes)
+
+    clock.now += 60
+    asyncio.run(reload())
+    seen, new = feed_watch.status(clock.now)
+    assert seen["signals"] == 1 and seen["last_success"] is not None
+    assert new["id"] == "am-2" and new["signals"] == 0 and new["staleness_seconds"] == 0.0
