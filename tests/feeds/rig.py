@@ -1,4 +1,4 @@
-"""Real incidents behind the feeds: a store, gate, dispatcher and runbook in tmp_path.
+"""Real incidents behind the feeds: a store, gate, publisher and runbook in tmp_path.
 
 No channel is started and no step runs (no engine): what the tests look at
 is which incidents the feed's signals declare, update and clear.
@@ -6,26 +6,32 @@ is which incidents the feed's signals declare, update and clear.
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
+import weakref
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from switchboard.config import ChannelConfig, FeedConfig, Matcher, Rule
-from switchboard.dispatcher import Dispatcher
 from switchboard.feeds import Signal, parser_for
 from switchboard.gate import Gate
-from switchboard.incidents import Context, Incidents
+from switchboard.incidents import FeedSignals, Incidents
 from switchboard.metrics import Metrics
 from switchboard.model import Incident
+from switchboard.publisher import Publisher
 from switchboard.runbooks import ChannelInfo, load_runbooks
+from switchboard.runbooks.context import RunContext
+from switchboard.steps import StepRunner
 from switchboard.store import Store
+from switchboard.timer import FakeTimer
 from switchboard.watch import FeedWatch
 
+T = TypeVar("T")
 RUNBOOK = """\
 name: rb
 title: Feed incident
@@ -36,17 +42,17 @@ steps: []
 """
 
 
-class Clock:
-    """The daemon's clock, moved by hand."""
+class Clock(FakeTimer):
+    """The daemon's timer, its time set by hand (feeds' signals carry their own times)."""
 
     def __init__(self, start: datetime) -> None:
-        self.now = start.timestamp()
+        super().__init__(start.timestamp())
 
     def __call__(self) -> float:
-        return self.now
+        return self.now()
 
     def set(self, when: datetime) -> None:
-        self.now = when.timestamp()
+        self._now = when.timestamp()
 
 
 def rule(runbook: str = "rb", **options: Any) -> Rule:
@@ -56,7 +62,14 @@ def rule(runbook: str = "rb", **options: Any) -> Rule:
     return Rule(match=match, runbook=runbook, **options)
 
 
+def _close(loop: asyncio.AbstractEventLoop, store: Store) -> None:
+    loop.run_until_complete(store.close())
+    loop.close()
+
+
 class Rig:
+    """The core behind the feeds, on a loop of its own: each call runs it to the end."""
+
     def __init__(self, tmp_path: Path, start: datetime = datetime(2024, 1, 1, tzinfo=UTC)) -> None:
         (tmp_path / "runbooks").mkdir(exist_ok=True)
         (tmp_path / "runbooks" / "rb.yaml").write_text(textwrap.dedent(RUNBOOK))
@@ -66,20 +79,33 @@ class Rig:
         infos = {c.id: ChannelInfo(c.id, c.audience, 280) for c in channels.values()}
         runbooks = load_runbooks(tmp_path / "runbooks", infos)
         self.clock = Clock(start)
-        self.store = Store.open(tmp_path / "switchboard.db")
+        self.loop = asyncio.new_event_loop()
+        self.async_store = self.run(Store.open(tmp_path / "switchboard.db"))
+        self.store = self.async_store.backend  # direct reads while the loop is idle
         self.metrics = Metrics(CollectorRegistry())
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        dispatcher = Dispatcher(self.store, Gate(), {}, scheduler, self.metrics, self.clock,
-                                timedelta(minutes=10))
-        context = Context(runbooks, channels, ZoneInfo("UTC"))
-        self.incidents = Incidents(self.store, Gate(), dispatcher, scheduler, self.metrics,
-                                   self.clock, lambda: context)
+        gate = Gate()
+        publisher = Publisher(self.async_store, gate, {}, self.clock, self.metrics,
+                              timedelta(minutes=10))
+        context = RunContext(runbooks, channels, ZoneInfo("UTC"))
+        steps = StepRunner(self.async_store, publisher, self.clock, self.metrics,
+                           lambda: context)
+        self.incidents = Incidents(self.async_store, gate, publisher, steps, self.clock,
+                                   self.metrics, lambda: context)
+        self.signals = FeedSignals(self.incidents)
+        # Closed with the rig: the store's threads, then the loop.
+        weakref.finalize(self, _close, self.loop, self.async_store)
+
+    def run(self, job: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(job)
 
     def watch(self, feed: FeedConfig) -> FeedWatch:
-        return FeedWatch((feed,), self.incidents, self.metrics, self.clock)
+        return FeedWatch((feed,), self.signals, self.metrics, self.clock)
 
     def apply(self, feed: FeedConfig, signals: list[Signal]) -> list[str]:
-        return [self.incidents.on_signal(feed, signal) for signal in signals]
+        return [self.run(self.signals.on_signal(feed, signal)) for signal in signals]
+
+    def resolve(self, incident_id: int) -> Incident:
+        return self.run(self.incidents.resolve(incident_id, actor="test"))
 
     def feed_parse(self, feed: FeedConfig, body: bytes, now: datetime) -> list[str]:
         """Parse `body` as `feed` would at `now` and hand the signals to incidents."""

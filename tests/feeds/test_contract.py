@@ -205,7 +205,7 @@ def test_a_real_document_is_never_refused(tmp_path: Path, kind: str, name: str) 
     body, case, rig = real_body(name), CASES[kind], Rig(tmp_path)
     if case.push:
         feed = catch_all(kind)
-        answer = asyncio.run(rig.watch(feed).deliver(feed.id, body, case.good_headers(body)))
+        answer = rig.run(rig.watch(feed).deliver(feed.id, body, case.good_headers(body)))
         assert answer["accepted"] == len(answer["outcomes"])
     else:
         case.parser().parse(body, {}, case.now)
@@ -224,7 +224,7 @@ def test_a_document_never_declares_more_incidents_than_it_has_alerts(tmp_path: P
         limit = 1 if kind == "alertmanager" and signals else len({s.key for s in signals})
         assert len(rig.active()) <= limit
         for incident in rig.active():
-            rig.incidents.resolve(incident.id, actor="test")
+            rig.resolve(incident.id)
 
 
 @pytest.mark.parametrize(("kind", "name"), CLEARING)

@@ -79,7 +79,7 @@ def test_a_signed_responder_event_without_data_is_accepted(tmp_path: Path) -> No
     feed = feed_config("pagerduty", rules=(rule(),))
     body = pd_delivery("incident.responder.added", "pagerduty-v3-data-incident-responder.json")
     headers = {"X-PagerDuty-Signature": f"v1={hmac_hex(body)}"}
-    answer = asyncio.run(rig.watch(feed).deliver(feed.id, body, headers))
+    answer = rig.run(rig.watch(feed).deliver(feed.id, body, headers))
     assert answer == {"accepted": 1, "outcomes": ["ignored"]}
 
 
@@ -114,7 +114,7 @@ def test_a_replayed_pagerduty_delivery_never_reopens_a_resolved_incident(tmp_pat
     assert rig.feed_parse(feed, TRIGGERED, TRIGGERED_AT) == ["declared"]
     [incident] = rig.all_incidents()
     rig.clock.set(TRIGGERED_AT + timedelta(hours=2))
-    rig.incidents.resolve(incident.id, actor="ops")
+    rig.resolve(incident.id)
 
     # a day later the same signed delivery arrives again
     assert rig.feed_parse(feed, TRIGGERED, TRIGGERED_AT + timedelta(days=1)) == ["replayed"]
@@ -132,7 +132,7 @@ def test_a_pagerduty_incident_reopened_after_resolution_declares_again(tmp_path:
     rig.feed_parse(feed, TRIGGERED, TRIGGERED_AT)
     [first] = rig.all_incidents()
     rig.clock.set(TRIGGERED_AT + timedelta(hours=1))
-    rig.incidents.resolve(first.id, actor="ops")
+    rig.resolve(first.id)
     document = json.loads(TRIGGERED)
     document["event"].update(id="01REOPENED", event_type="incident.reopened",
                              occurred_at="2025-01-24T09:30:00.000Z")

@@ -17,17 +17,17 @@ from switchboard.poststates import (
     PostState,
     check_move,
 )
-from switchboard.store import MIGRATIONS, Store
+from switchboard.store import MIGRATIONS, SqliteStore
 
 S = PostState
 FINAL = (S.DROPPED, S.CANCELLED, S.EXPIRED, S.RETRACTED, S.REJECTED)
 
 
-def store(tmp_path: Path) -> Store:
-    return Store.open(tmp_path / "state" / "switchboard.db")
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore.open(tmp_path / "state" / "switchboard.db")
 
 
-def post_in(s: Store, *path: PostState) -> int:
+def post_in(s: SqliteStore, *path: PostState) -> int:
     """A post walked through the given legal states, in order, from `scheduled`."""
     [post_id] = s.add_posts([NewPost("outbox", "marketing", "Spring sale", 10.0)], "m", 1.0)
     current = S.SCHEDULED
@@ -40,7 +40,7 @@ def post_in(s: Store, *path: PostState) -> int:
     return post_id
 
 
-def state_of(s: Store, post_id: int) -> PostState:
+def state_of(s: SqliteStore, post_id: int) -> PostState:
     post = s.post(post_id)
     assert post is not None
     return post.state
@@ -148,5 +148,5 @@ def test_posts_stored_before_the_origin_column_keep_their_old_meaning(tmp_path: 
                    "created_at, updated_at) VALUES ('outbox', 'marketing', ?, 'scheduled', "
                    "?, 'm', 5.0, 5.0)", [("later", 50.0), ("now", 5.0)])
     db.close()
-    s = Store.open(path)
+    s = SqliteStore.open(path)
     assert [p.origin for p in s.list_posts()] == [PostOrigin.SEND_NOW, PostOrigin.SCHEDULE]

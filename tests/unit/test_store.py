@@ -14,7 +14,7 @@ from switchboard.store import (
     KeyedRequest,
     RequestKey,
     StateLock,
-    Store,
+    SqliteStore,
     StoreError,
     StoreUnavailable,
     fingerprint,
@@ -22,8 +22,8 @@ from switchboard.store import (
 )
 
 
-def store(tmp_path: Path) -> Store:
-    return Store.open(tmp_path / "state" / "switchboard.db")
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore.open(tmp_path / "state" / "switchboard.db")
 
 
 def test_a_new_store_is_at_the_latest_schema_in_wal_mode(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_a_file_that_is_not_a_database_is_refused_clearly(tmp_path: Path) -> Non
     path.parent.mkdir()
     path.write_bytes(b"garbage" * 1000)
     with pytest.raises(StoreError, match="cannot open store"):
-        Store.open(path)
+        SqliteStore.open(path)
 
 
 def test_transitions_move_only_from_the_expected_state_and_keep_history(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_the_state_counts_follow_every_committed_change(tmp_path: Path) -> None:
     assert s.count_by_state() == expected == {"published": 1, "failed": 1, "queued": 1,
                                               "scheduled": 2}
     s.close()
-    assert Store.open(tmp_path / "state" / "switchboard.db").count_by_state() == expected
+    assert SqliteStore.open(tmp_path / "state" / "switchboard.db").count_by_state() == expected
 
 
 def test_the_wal_is_copied_into_the_database_off_the_commit_path(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_the_wal_is_copied_into_the_database_off_the_commit_path(tmp_path: Path)
     s.close()
     wal = tmp_path / "state" / "switchboard.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0, "closing leaves no WAL behind"
-    assert Store.open(db).count_by_state() == {"scheduled": 5000}
+    assert SqliteStore.open(db).count_by_state() == {"scheduled": 5000}
 
 
 def hold_from_another_process(db: Path, channel: str, now: float) -> int:
