@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from switchboard.channels.base import Channel, ChannelError, GateClosed, LastError, Message, Start
 from switchboard.clock import to_datetime
+from switchboard.gate import Gate
+from switchboard.metrics import Metrics
 from switchboard.model import Post, SendOutcome
 from switchboard.poststates import PostOrigin, PostState
-from switchboard.store import StoreUnavailable
-
-if TYPE_CHECKING:
-    from switchboard.publisher.core import Publisher
+from switchboard.publisher.shared import Shared
+from switchboard.store import Claim, Store, StoreUnavailable
+from switchboard.timer import Timer
 
 SEND_BATCH = 200
 Waiter = asyncio.Future[Post]
@@ -22,10 +23,26 @@ Entry = tuple[Post, Waiter | None]
 INTERNAL_ERROR = "internal error around the send; check the platform"
 
 
+class Hub(Protocol):
+    """What a worker shares with the others of its publisher."""
+
+    store: Store
+    gate: Gate
+    metrics: Metrics
+    timer: Timer
+    log: Any
+    max_lateness: float
+    claims: Shared[int, Claim]
+    records: Shared[tuple[Post, SendOutcome], None]
+    orphans: set[int]
+
+    def poke(self, due_at: float) -> None: ...
+
+
 class ChannelWorker:
     """Sends one channel's posts: claim -> gate -> send -> record, per chunk."""
 
-    def __init__(self, publisher: Publisher, channel: Channel) -> None:
+    def __init__(self, publisher: Hub, channel: Channel) -> None:
         self.p = publisher
         self.channel = channel
         self.queue: deque[Entry] = deque()

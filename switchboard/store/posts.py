@@ -294,8 +294,7 @@ class PostRecords(StoreCore):
         return holds
 
     def transition(self, /, ids: Sequence[int], to_state: PostState, expect: Sequence[PostState],
-                   now: float, actor: str, reason: str | None = None,
-                   **fields: Any) -> list[int]:
+                   now: float, actor: str, reason: str | None = None, **fields: Any) -> list[int]:
         """Move posts that are in one of `expect` to `to_state`; returns the ids moved.
         A move the state machine does not allow raises IllegalMove (nothing changes)."""
         with self.transaction():

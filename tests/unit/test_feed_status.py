@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 from prometheus_client import CollectorRegistry
 
-from switchboard.incidents import Incidents
+from switchboard.incidents import FeedSignals
 from switchboard.metrics import Metrics
 from switchboard.refusals import Refused
 from switchboard.watch import FeedWatch
@@ -27,7 +27,7 @@ class Clock:
 
 
 def watching(clock: Clock) -> FeedWatch:
-    return FeedWatch((FEED,), cast(Incidents, RecordingIncidents()),
+    return FeedWatch((FEED,), cast(FeedSignals, RecordingIncidents()),
                      Metrics(CollectorRegistry()), clock)
 
 

@@ -89,15 +89,15 @@ class Live:
     def __init__(self, daemon: Daemon) -> None:
         self.settings: Settings = daemon.settings
         self.tokens = daemon.tokens
-        self.max_lateness = daemon.dispatcher.max_lateness
-        self.channels: dict[str, Channel] = daemon.dispatcher.workers_channels()
+        self.max_lateness = daemon.publisher.max_lateness
+        self.channels: dict[str, Channel] = daemon.publisher.channels()
         self.feeds: dict[str, FeedConfig] = dict(daemon.feeds.feeds)
         self.pollers = dict(daemon.feeds.pollers)
 
     def unchanged_in(self, daemon: Daemon) -> bool:
         return (daemon.settings is self.settings and daemon.tokens is self.tokens
-                and daemon.dispatcher.max_lateness == self.max_lateness
-                and daemon.dispatcher.workers_channels() == self.channels
+                and daemon.publisher.max_lateness == self.max_lateness
+                and daemon.publisher.channels() == self.channels
                 and daemon.feeds.feeds == self.feeds and daemon.feeds.pollers == self.pollers
                 and [c["id"] for c in daemon.channel_list()] == list(self.channels))
 
@@ -115,8 +115,8 @@ def record_closed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     closed: list[str] = []
     build = channels_module.build_channel
 
-    def recording(config: Any) -> Channel:
-        channel = build(config)
+    def recording(config: Any, clock: Any) -> Channel:
+        channel = build(config, clock)
         close = channel.close
 
         async def recorded_close() -> None:
@@ -252,8 +252,8 @@ def test_an_unchanged_poll_feed_keeps_its_snapshot_across_a_reload_of_other_part
                 assert daemon.feeds.pollers["moving"] is not moved
                 assert left.done() and sorted(daemon.feeds.pollers) == ["moving", "steady"]
                 assert len(leaving.requests) == 1
-                assert "extra" in daemon.dispatcher.workers
-                assert daemon.dispatcher.max_lateness == 1200.0
+                assert "extra" in daemon.publisher.workers
+                assert daemon.publisher.max_lateness == 1200.0
                 assert reload_metric(daemon) == 1.0
 
     asyncio.run(run())

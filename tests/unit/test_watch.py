@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from switchboard.config import FeedConfig
 from switchboard.feeds.signal import Signal
-from switchboard.incidents import Incidents
+from switchboard.incidents import FeedSignals
 from switchboard.metrics import Metrics
 from switchboard.refusals import Refused
 from switchboard.watch import FeedWatch
@@ -29,7 +29,7 @@ class RecordingIncidents:
     def __init__(self) -> None:
         self.declared: list[Signal] = []
 
-    def on_signal(self, feed: FeedConfig, signal: Signal) -> str:
+    async def on_signal(self, feed: FeedConfig, signal: Signal) -> str:
         if signal.title.startswith("breaks"):
             raise RuntimeError("the store refused the row")
         signal.title.encode("utf-8")  # as SQLite does: a lone surrogate raises here
@@ -39,7 +39,7 @@ class RecordingIncidents:
 
 def watch(incidents: RecordingIncidents) -> tuple[FeedWatch, Metrics]:
     metrics = Metrics(CollectorRegistry())
-    return FeedWatch((FEED,), cast(Incidents, incidents), metrics, lambda: 1_790_000_000.0), \
+    return FeedWatch((FEED,), cast(FeedSignals, incidents), metrics, lambda: 1_790_000_000.0), \
         metrics
 
 
