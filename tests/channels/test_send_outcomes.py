@@ -20,7 +20,7 @@ import pytest
 from switchboard.channels import build_channel
 from switchboard.channels.base import Channel
 from switchboard.config import ChannelConfig
-from switchboard.store import Store
+from switchboard.store import SqliteStore
 from tests.channels.desk import Desk
 from tests.channels.harness import network_harness
 from tests.daemon import DaemonProcess, base_config, free_port
@@ -47,42 +47,42 @@ def webhook(url: str, **options: object) -> dict[str, Channel]:
 
 
 def send_one(state_dir: Path, channels: dict[str, Channel], text: str,
-             kind: str = "operational") -> tuple[Store, int]:
-    async def scenario() -> tuple[Store, int]:
+             kind: str = "operational") -> tuple[SqliteStore, int]:
+    async def scenario() -> tuple[SqliteStore, int]:
         desk = Desk(state_dir, channels)
         await desk.open()
-        post_id = desk.post(next(iter(channels)), kind, text)
+        post_id = await desk.post(next(iter(channels)), kind, text)
         await desk.settled(post_id)
         await desk.close()
-        return desk.store, post_id
+        return desk.backend, post_id
 
     return asyncio.run(scenario())
 
 
 def test_each_store_keeps_one_install_id_of_its_own(tmp_path: Path) -> None:
-    first = Store.open(tmp_path / "a" / "switchboard.db")
-    other = Store.open(tmp_path / "b" / "switchboard.db")
+    first = SqliteStore.open(tmp_path / "a" / "switchboard.db")
+    other = SqliteStore.open(tmp_path / "b" / "switchboard.db")
     key = first.install_id()
     assert key and key != other.install_id()
     first.close()
     other.close()
-    assert Store.open(tmp_path / "a" / "switchboard.db").install_id() == key
+    assert SqliteStore.open(tmp_path / "a" / "switchboard.db").install_id() == key
 
 
 def test_a_restored_store_whose_install_id_was_deleted_makes_a_new_one(tmp_path: Path) -> None:
     path = tmp_path / "switchboard.db"
-    store = Store.open(path)
+    store = SqliteStore.open(path)
     old = store.install_id()
     store.close()
     db = sqlite3.connect(path)  # what docs/operations.md tells the operator to run
     with db:
         db.execute("DELETE FROM meta WHERE key = 'install_id'")
     db.close()
-    restored = Store.open(path)
+    restored = SqliteStore.open(path)
     new = restored.install_id()
     restored.close()
     assert new and new != old
-    assert Store.open(path).install_id() == new
+    assert SqliteStore.open(path).install_id() == new
 
 
 def test_a_second_store_posting_to_the_same_account_gets_its_own_status(

@@ -61,15 +61,22 @@ def test_a_hung_account_never_delays_the_gate_or_the_sends_of_another(
         desk = Desk(tmp_path, {f"x-{n}": x_channel(n, f) for n, f in enumerate(fakes)})
         await desk.open()
         for n in range(HUNG):
-            desk.post(f"x-{n}", "marketing", f"Offer {n}")
+            await desk.post(f"x-{n}", "marketing", f"Offer {n}")
         await until(lambda: all(f.requests for f in hung))  # every hung send is in
         offered = time.time()
-        offer = desk.post(f"x-{HUNG}", "marketing", "Spring sale on every line")
-        notice = desk.post(f"x-{HUNG + 1}", "operational", "Lifts at Central work again")
-        await until(lambda: desk.state(offer) != "queued" and desk.state(offer) != "scheduled")
-        ack = desk.declare(f"x-{HUNG}")  # the gate said yes to the offer; the send follows
-        await until(lambda: desk.state(offer) not in ("sending", "queued")
-                    and desk.state(notice) == "published")
+        offer = await desk.post(f"x-{HUNG}", "marketing", "Spring sale on every line")
+        notice = await desk.post(f"x-{HUNG + 1}", "operational", "Lifts at Central work again")
+
+        async def offer_taken() -> bool:
+            return await desk.state(offer) not in ("queued", "scheduled")
+
+        async def both_done() -> bool:
+            return (await desk.state(offer) not in ("sending", "queued")
+                    and await desk.state(notice) == "published")
+
+        await until(offer_taken)
+        ack = await desk.declare(f"x-{HUNG}")  # the gate said yes to the offer; the send follows
+        await until(both_done)
         await until(lambda: all(f.texts for f in hung))
         await desk.close()
         return desk, offer, notice, offered, ack
