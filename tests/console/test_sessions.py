@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from switchboard.auth import sha256_hex
-from switchboard.console.guard import COOKIE, IDLE_DEFAULT, Guard
+from switchboard.console.guard import COOKIE, IDLE_DEFAULT, Guard, Session
 from switchboard.store import Store
 
 
@@ -27,21 +28,25 @@ class Clock:
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[tuple[Guard, Clock]]:
-    store = Store.open(tmp_path / "switchboard.db")
+    store = asyncio.run(Store.open(tmp_path / "switchboard.db"))
     clock = Clock()
-    store.add_person("mia", "marketing", {}, clock())
+    asyncio.run(store.add_person("mia", "marketing", {}, clock()))
     daemon = SimpleNamespace(store=store, clock=clock,
                              config=SimpleNamespace(timezone=ZoneInfo("Europe/London")))
     try:
         yield Guard(SimpleNamespace(d=daemon)), clock  # type: ignore[arg-type]
     finally:
-        store.close()
+        asyncio.run(store.close())
+
+
+def session(guard: Guard, request: Any) -> Session | None:
+    return asyncio.run(guard.session(request))
 
 
 def signed_in(console: Guard, headers: dict[str, str] | None = None) -> tuple[Any, str]:
     response = web.Response()
-    console.start_session(response, make_mocked_request("POST", "/signin",
-                                                        headers=headers or {}), "mia")
+    asyncio.run(console.start_session(response, make_mocked_request(
+        "POST", "/signin", headers=headers or {}), "mia"))
     cookie = response.cookies[COOKIE]
     request = make_mocked_request("GET", "/", headers={"Cookie": f"{COOKIE}={cookie.value}"})
     return request, cookie.value
@@ -52,13 +57,13 @@ def test_a_session_ends_after_the_idle_timeout_and_not_before(
     guard, clock = console
     request, _ = signed_in(guard)
     clock.now += IDLE_DEFAULT - 1
-    assert guard.session(request) is not None  # used: the idle time starts again
+    assert session(guard, request) is not None  # used: the idle time starts again
     clock.now += IDLE_DEFAULT - 1
-    assert guard.session(request) is not None
+    assert session(guard, request) is not None
     clock.now += IDLE_DEFAULT + 1
-    assert guard.session(request) is None
+    assert session(guard, request) is None
     clock.now += 1
-    assert guard.session(request) is None  # ended for good, not just refused once
+    assert session(guard, request) is None  # ended for good, not just refused once
 
 
 def test_only_the_tokens_digest_is_stored_and_a_disabled_person_is_signed_out(
@@ -66,16 +71,16 @@ def test_only_the_tokens_digest_is_stored_and_a_disabled_person_is_signed_out(
     guard, clock = console
     request, token = signed_in(guard)
     store = guard.d.store
-    assert store.console_session(token) is None
-    assert store.console_session(sha256_hex(token)) is not None
-    session = guard.session(request)
+    assert asyncio.run(store.console_session(token)) is None
+    assert asyncio.run(store.console_session(sha256_hex(token))) is not None
+    session = session(guard, request)
     assert session is not None and session.caller.name == "mia" and session.caller.person
-    store.update_person("mia", clock(), disabled=True)
-    assert guard.session(request) is None
+    asyncio.run(store.update_person("mia", clock(), disabled=True))
+    assert session(guard, request) is None
 
 
 def test_each_session_has_its_own_csrf_token(console: tuple[Guard, Clock]) -> None:
     guard, _ = console
-    first, second = guard.session(signed_in(guard)[0]), guard.session(signed_in(guard)[0])
+    first, second = session(guard, signed_in(guard)[0]), session(guard, signed_in(guard)[0])
     assert first is not None and second is not None
     assert first.csrf != second.csrf and len(first.csrf) >= 32

@@ -12,7 +12,7 @@ from switchboard.auth import Caller
 from switchboard.model import NewPost
 from switchboard.people import check_approver, check_post, may_act, state_after_edit
 from switchboard.refusals import Refused
-from switchboard.store import Store
+from switchboard.store import SqliteStore
 from switchboard.throttle import Throttle
 from switchboard.yamldoc import InvalidFile
 
@@ -70,7 +70,7 @@ def test_a_bad_approval_value_and_a_duplicate_team_are_both_reported(tmp_path: P
 
 
 def test_the_dispatcher_claim_never_takes_a_post_pending_approval(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "sb.db")
+    store = SqliteStore.open(tmp_path / "sb.db")
     ids = store.add_posts([NewPost("lib-fb", "marketing", "waiting", due_at=100.0,
                                    state="pending_approval"),
                            NewPost("lib-fb", "marketing", "ready", due_at=100.0)], "libby", 50.0)
@@ -134,7 +134,7 @@ def test_marketing_on_a_team_channel_needs_that_team_and_names_it(tmp_path: Path
 
 def test_only_another_approver_of_the_team_approves(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
-    store = Store.open(tmp_path / "sb.db")
+    store = SqliteStore.open(tmp_path / "sb.db")
     [post_id] = store.add_posts([NewPost("lib-fb", "marketing", "t", 1e9,
                                          state="pending_approval")], "p", 0.0)
     post = store.post(post_id)
@@ -153,7 +153,7 @@ def test_an_edited_post_needs_approval_again_where_its_channel_asks_for_it(
         tmp_path: Path) -> None:
     cfg = load(tmp_path, "teams:\n  - {id: libraries, channels: [lib-fb], "
                          "approval: required}\n")
-    store = Store.open(tmp_path / "sb.db")
+    store = SqliteStore.open(tmp_path / "sb.db")
     ids = store.add_posts([NewPost("lib-fb", "marketing", "t", 1e9),
                            NewPost("lib-x", "marketing", "t", 1e9),
                            NewPost("lib-fb", "operational", "t", 1e9)], "p", 0.0)
