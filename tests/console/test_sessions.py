@@ -39,7 +39,7 @@ def console(tmp_path: Path) -> Iterator[tuple[Guard, Clock]]:
         asyncio.run(store.close())
 
 
-def session(guard: Guard, request: Any) -> Session | None:
+def current_session(guard: Guard, request: Any) -> Session | None:
     return asyncio.run(guard.session(request))
 
 
@@ -57,13 +57,13 @@ def test_a_session_ends_after_the_idle_timeout_and_not_before(
     guard, clock = console
     request, _ = signed_in(guard)
     clock.now += IDLE_DEFAULT - 1
-    assert session(guard, request) is not None  # used: the idle time starts again
+    assert current_session(guard, request) is not None  # used: the idle time starts again
     clock.now += IDLE_DEFAULT - 1
-    assert session(guard, request) is not None
+    assert current_session(guard, request) is not None
     clock.now += IDLE_DEFAULT + 1
-    assert session(guard, request) is None
+    assert current_session(guard, request) is None
     clock.now += 1
-    assert session(guard, request) is None  # ended for good, not just refused once
+    assert current_session(guard, request) is None  # ended for good, not just refused once
 
 
 def test_only_the_tokens_digest_is_stored_and_a_disabled_person_is_signed_out(
@@ -73,14 +73,14 @@ def test_only_the_tokens_digest_is_stored_and_a_disabled_person_is_signed_out(
     store = guard.d.store
     assert asyncio.run(store.console_session(token)) is None
     assert asyncio.run(store.console_session(sha256_hex(token))) is not None
-    session = session(guard, request)
+    session = current_session(guard, request)
     assert session is not None and session.caller.name == "mia" and session.caller.person
     asyncio.run(store.update_person("mia", clock(), disabled=True))
-    assert session(guard, request) is None
+    assert current_session(guard, request) is None
 
 
 def test_each_session_has_its_own_csrf_token(console: tuple[Guard, Clock]) -> None:
     guard, _ = console
-    first, second = session(guard, signed_in(guard)[0]), session(guard, signed_in(guard)[0])
+    first, second = current_session(guard, signed_in(guard)[0]), current_session(guard, signed_in(guard)[0])
     assert first is not None and second is not None
     assert first.csrf != second.csrf and len(first.csrf) >= 32

@@ -3,7 +3,6 @@ each on a published document kept under tests/fixtures (origins in SOURCES.md)."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
