@@ -144,8 +144,7 @@ def test_imports_inside_functions_and_under_type_checking_are_seen(tmp_path: Pat
 # only shrink (a module under the limit must leave it).
 MAX_LINES = 400
 STILL_OVER = {"switchboard/api.py", "switchboard/app.py", "switchboard/incidents.py",
-              "switchboard/dispatcher.py", "switchboard/store/posts.py",
-              "switchboard/console/pages.py"}
+              "switchboard/dispatcher.py", "switchboard/store/posts.py"}
 
 
 def test_no_module_is_over_400_lines_but_the_listed_ones() -> None:
