@@ -14,9 +14,17 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from switchboard.auth import sha256_hex
+from switchboard.console.calendar import CalendarPage
 from switchboard.console.guard import COOKIE, HERE, Guard, same_origin, with_headers
+from switchboard.console.importer import ImportPage
+from switchboard.console.incidents import IncidentPages
 from switchboard.console.live import Pulse
-from switchboard.console.pages import Pages
+from switchboard.console.now import NowPage
+from switchboard.console.page import Page
+from switchboard.console.people import PeoplePages
+from switchboard.console.posting import Posting
+from switchboard.console.posts import PostPages
+from switchboard.console.runbooks import RunbooksPage
 
 if TYPE_CHECKING:
     from switchboard.api import Api, Handler
@@ -27,7 +35,11 @@ __all__ = ["Console"]
 class Console:
     def __init__(self, api: Api) -> None:
         self.guard = Guard(api)
-        self.pages = Pages(self.guard)
+        posting = Posting(self.guard)  # the Now page sends through it as Compose does
+        self.pages: tuple[Page, ...] = (
+            NowPage(self.guard, posting), IncidentPages(self.guard), posting,
+            CalendarPage(self.guard), PostPages(self.guard), ImportPage(self.guard),
+            RunbooksPage(self.guard), PeoplePages(self.guard))
         self.pulse = Pulse(self.guard)
 
     def mount(self, app: web.Application) -> None:
@@ -43,7 +55,8 @@ class Console:
         add("POST", "/signin", self.signin)
         add("POST", "/signout", self.guard.page(self.signout))
         add("GET", "/api/v1/events", self.pulse.events)
-        self.pages.routes(add)
+        for page in self.pages:
+            page.routes(add)
         app.router.add_static("/static/", HERE / "static", append_version=False)
 
     async def signin_form(self, request: web.Request) -> web.StreamResponse:
