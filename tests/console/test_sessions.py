@@ -81,6 +81,7 @@ def test_only_the_tokens_digest_is_stored_and_a_disabled_person_is_signed_out(
 
 def test_each_session_has_its_own_csrf_token(console: tuple[Guard, Clock]) -> None:
     guard, _ = console
-    first, second = current_session(guard, signed_in(guard)[0]), current_session(guard, signed_in(guard)[0])
+    first = current_session(guard, signed_in(guard)[0])
+    second = current_session(guard, signed_in(guard)[0])
     assert first is not None and second is not None
     assert first.csrf != second.csrf and len(first.csrf) >= 32
