@@ -10,7 +10,7 @@ from pathlib import Path
 import requests
 
 from switchboard.model import NewPost
-from switchboard.store import Store
+from switchboard.store import SqliteStore
 from tests.daemon import TOKENS, DaemonProcess
 
 
@@ -91,7 +91,7 @@ def test_the_cli_lists_one_page_and_says_how_to_get_the_next(daemon: DaemonProce
 
 
 def test_a_deep_page_of_scheduled_posts_is_one_index_range_not_a_sort(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "switchboard.db")
+    store = SqliteStore.open(tmp_path / "switchboard.db")
     try:
         store.add_posts([NewPost("outbox", "marketing", f"p{i}", 1000.0 + i % 50)
                          for i in range(2000)], "m", 1.0)

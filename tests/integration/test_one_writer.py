@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from switchboard.model import NewPost
-from switchboard.store import Store
+from switchboard.store import SqliteStore
 from tests.daemon import DaemonProcess, base_config, free_port
 from tests.fakes.fake_webhook import FakeWebhook
 from tests.fakes.server import Hang
@@ -122,7 +122,7 @@ def test_a_hold_written_into_the_store_by_another_process_stops_marketing(
 def test_a_daemon_whose_port_is_taken_exits_before_repairing_its_store(tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path)
     db = tmp_path / "state" / "switchboard.db"
-    store = Store.open(db)
+    store = SqliteStore.open(db)
     [post] = store.add_posts([NewPost("outbox", "marketing", "claimed", time.time(),
                                       state="queued")], "marketing", time.time())
     store.close()
