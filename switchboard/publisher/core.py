@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import structlog
 
-from switchboard.channels.base import Channel, ChannelError
+from switchboard.channels.base import Channel, ChannelError, LastError
 from switchboard.clock import to_datetime
 from switchboard.gate import Gate
 from switchboard.metrics import Metrics
@@ -28,6 +28,7 @@ from switchboard.poststates import PostOrigin, PostState
 from switchboard.publisher.shared import Shared
 from switchboard.publisher.worker import INTERNAL_ERROR, ChannelWorker, Waiter
 from switchboard.store import Claim, RequestKey, Store, StoreUnavailable
+from switchboard.store.channels import ChannelError as StoredError
 from switchboard.timer import Timer
 
 JOB_ID = "dispatch"
@@ -43,6 +44,9 @@ class Publisher:
         self.log = structlog.get_logger("dispatcher")
         self.claims: Shared[int, Claim] = Shared(self._claim_all)
         self.records: Shared[tuple[Post, SendOutcome], None] = Shared(self._record_all)
+        self.errors: Shared[StoredError, None] = Shared(self._save_errors)
+        # Each channel's last error as stored: only a change is written.
+        self._saved: dict[str, tuple[float, str, bool]] = {}
         self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
         self._armed_at: float | None = None
         self._accepting = True
@@ -52,7 +56,35 @@ class Publisher:
         self.orphans: set[int] = set()
 
     async def start(self) -> None:
+        """Each channel's last error as the store kept it, then the timer."""
+        self._saved = await self.store.channel_errors()
+        for cid, worker in self.workers.items():
+            self._restore_error(worker.channel, cid)
         await self.arm()
+
+    def _restore_error(self, channel: Channel, cid: str) -> None:
+        saved = self._saved.get(cid)
+        if channel.last_error is None and saved is not None:
+            at, message, permanent = saved
+            channel.last_error = LastError(to_datetime(at), message, permanent)
+            self.metrics.channel_last_error_timestamp_seconds.labels(channel=cid).set(at)
+
+    async def note_error(self, channel: Channel) -> None:
+        """Store the channel's last error if it changed (or was cleared by a success)."""
+        err = channel.last_error
+        now = None if err is None else (err.at.timestamp(), err.message, err.permanent)
+        if now == self._saved.get(channel.id):
+            return
+        stored: StoredError = (channel.id, None, "", False) if now is None else (channel.id, *now)
+        try:
+            await self.errors([stored])
+        except Exception:  # a message lost, never a post: the send goes on
+            self.log.exception("channel_error_not_stored", channel=channel.id)
+            return
+        if now is None:
+            self._saved.pop(channel.id, None)
+        else:
+            self._saved[channel.id] = now
 
     def channels(self) -> dict[str, Channel]:
         return {cid: w.channel for cid, w in self.workers.items()}
@@ -195,6 +227,7 @@ class Publisher:
             await worker.channel.retract(str(post.id), post.remote_id,
                                          to_datetime(self.timer.now()))
         except ChannelError as exc:
+            await self.note_error(worker.channel)
             return f"post {post.id} on {post.channel}: {exc.message}"
         await self.store.transition([post.id], PostState.RETRACTED, (PostState.PUBLISHED,),
                                     self.timer.now(), actor, reason)
@@ -253,6 +286,10 @@ class Publisher:
                 (p.created_by, {"post": p.id, "channel": p.channel}) for p in updates])
             self.metrics.operational_update_overdue.labels(incident=f"INC-{incident_id}").set(0)
 
+    async def _save_errors(self, requests: list[list[StoredError]]) -> list[None]:
+        await self.store.save_channel_errors([e for items in requests for e in items])
+        return [None] * len(requests)
+
     # -- reload and stop -----------------------------------------------------
 
     async def replace_channels(self, channels: dict[str, Channel]) -> None:
@@ -266,6 +303,7 @@ class Publisher:
             kept = old.get(cid)
             self.workers[cid] = (kept if kept is not None and kept.channel is channel
                                  else ChannelWorker(self, channel))
+            self._restore_error(channel, cid)  # a changed channel keeps its last error
         for cid, worker in old.items():
             if self.workers.get(cid) is worker:
                 continue

@@ -37,6 +37,7 @@ class Hub(Protocol):
     orphans: set[int]
 
     def poke(self, due_at: float) -> None: ...
+    async def note_error(self, channel: Channel) -> None: ...
 
 
 class ChannelWorker:
@@ -139,6 +140,7 @@ class ChannelWorker:
                     outcome = await self._send(post)
                     if outcome is not None:
                         outcomes.append(outcome)
+                        await self.p.note_error(self.channel)
                 # Let API requests (a declaration above all) in between two sends.
                 await asyncio.sleep(0)
             if outcomes:

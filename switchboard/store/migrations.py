@@ -187,4 +187,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX console_sessions_person ON console_sessions(person);
     """,
+    # 9: each channel's last error, kept across restarts and reloads
+    """
+    CREATE TABLE channel_errors (
+        channel TEXT PRIMARY KEY,
+        at REAL NOT NULL,
+        message TEXT NOT NULL,
+        permanent INTEGER NOT NULL
+    );
+    """,
 )

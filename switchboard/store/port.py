@@ -163,3 +163,7 @@ class Store:
     end_console_session = written(SqliteStore.end_console_session)
     end_idle_console_sessions = written(SqliteStore.end_idle_console_sessions)
     change_marks = written(SqliteStore.change_marks)
+
+    # -- channels
+    save_channel_errors = written(SqliteStore.save_channel_errors)
+    channel_errors = written(SqliteStore.channel_errors)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from switchboard.store.people import PeopleRecords
+from switchboard.store.channels import ChannelRecords
 
 
-class SqliteStore(PeopleRecords):
+class SqliteStore(ChannelRecords):
     """All durable state of one daemon in one SQLite file (WAL, synchronous=FULL).
 
     Each part adds the queries of one noun over the connection of `StoreCore`:
-    posts (`PostRecords`), listings, incidents, people."""
+    posts (`PostRecords`), listings, incidents, people, channels."""
