@@ -17,7 +17,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from switchboard import people, refusals
-from switchboard.api import LISTED_STATES, _posting_role, _role_for
+from switchboard.api import LISTED_STATES, posting_role, role_for
 from switchboard.auth import Caller
 from switchboard.channels.base import with_link
 from switchboard.incidents import parse_incident_id
@@ -144,8 +144,8 @@ class Pages:
         kind = item.get("kind") or ("marketing" if caller.can("marketing") else "operational")
         if not caller.can("ops" if kind == "operational" else "marketing"):
             raise refusals.forbidden(f"{caller.name} cannot send {kind} posts")
-        new = self.api._new_post(request, {**item, "kind": kind}, self.d.clock(),
-                                 self.api._limits())
+        new = self.api.new_post(request, {**item, "kind": kind}, self.d.clock(),
+                                self.api.limits())
         if new.state == "pending_approval":
             raise refusals.conflict(f"marketing posts on {new.channel} need approval: "
                                     "schedule it and have an approver approve it")
@@ -302,7 +302,7 @@ class Pages:
         """The length of the text as published (the link appended), counted as the
         channel's platform counts it: what the server will check; and the incidents
         holding the channel for this kind of post, if any."""
-        limit = self.api._limits().get(channel)
+        limit = self.api.limits().get(channel)
         if limit is None:
             return None
         text = with_link(text, link or None)
@@ -349,7 +349,7 @@ class Pages:
             item["at"] = values["at"]
             if not (caller.can("marketing") or caller.can("ops")):
                 raise refusals.forbidden(f"{caller.name} cannot post")
-            new = self.api._new_post(request, item, self.d.clock(), self.api._limits())
+            new = self.api.new_post(request, item, self.d.clock(), self.api.limits())
             ids = await self.d.store.add_posts([new], caller.name, self.d.clock())
             self.d.publisher.poke(new.due_at)
         except Refused as exc:
@@ -452,8 +452,8 @@ class Pages:
             # The same edit as `PATCH /api/v1/posts/{id}`: checked like a new post,
             # taken back from its queue if need be, and sent back for approval.
             await self.d.review.edit_post(post.id, {"text": values["text"], "at": values["at"]},
-                                          _role_for(caller, post.kind), caller.name,
-                                          self.api._limits())
+                                          role_for(caller, post.kind), caller.name,
+                                          self.api.limits())
         except Refused as exc:
             return await self.guard.refused(request, "edit.html",
                                       self.edit_context(request, post, values), exc)
@@ -501,7 +501,7 @@ class Pages:
                 else:
                     if not caller.can("marketing"):
                         raise refusals.forbidden(f"{action} needs the marketing role")
-                    await self.api._check_post_access(request, post_id)
+                    await self.api.check_post_access(request, post_id)
                     await self.d.review.review(post_id, action, caller.name,
                                                None if times is None else times[n])
                 moved += 1
@@ -511,7 +511,7 @@ class Pages:
 
     async def approve(self, request: web.Request, post_id: int) -> None:
         caller = self.caller(request)
-        post = await self.api._pending(request, post_id)
+        post = await self.api.pending(request, post_id)
         now = self.d.clock()
         due = now if post.kind == "operational" else post.due_at
         if due < now:
@@ -598,8 +598,8 @@ class Pages:
 
         now = self.d.clock()
         rows, problems = await asyncio.to_thread(
-            check_import, data, name, role=_posting_role(caller), now=now, tz=config.timezone,
-            channels=self.api._limits(), admit=admit)
+            check_import, data, name, role=posting_role(caller), now=now, tz=config.timezone,
+            channels=self.api.limits(), admit=admit)
         if problems:
             ctx["problems"] = problems
             return f"{len(problems)} problem(s) in {name}; nothing was imported"
