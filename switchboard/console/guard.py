@@ -184,7 +184,7 @@ class Guard:
         route = request.match_info.route
         canonical = route.resource.canonical if route.resource else request.path
         try:
-            await self.api._audit(request, caller, f"console {canonical}", status)
+            await self.api.record_audit(request, caller, f"console {canonical}", status)
         except Exception:  # the action itself is done; the failure is in the log
             log.exception("audit_write_failed", path=request.path)
 

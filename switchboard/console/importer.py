@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from switchboard import people, refusals
-from switchboard.api import _posting_role
+from switchboard.api import posting_role
 from switchboard.auth import Caller
 from switchboard.console.page import Page, form_str
 from switchboard.posts import check_import
@@ -60,8 +60,8 @@ class ImportPage(Page):
 
         now = self.d.clock()
         rows, problems = await asyncio.to_thread(
-            check_import, data, name, role=_posting_role(caller), now=now, tz=config.timezone,
-            channels=self.api._limits(), admit=admit)
+            check_import, data, name, role=posting_role(caller), now=now, tz=config.timezone,
+            channels=self.api.limits(), admit=admit)
         if problems:
             ctx["problems"] = problems
             return f"{len(problems)} problem(s) in {name}; nothing was imported"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from switchboard import people, refusals
-from switchboard.api import _role_for
+from switchboard.api import role_for
 from switchboard.channels.base import with_link
 from switchboard.console.page import Page, done, form_str, probe
 from switchboard.model import Post
@@ -35,8 +35,8 @@ class Posting(Page):
         kind = item.get("kind") or ("marketing" if caller.can("marketing") else "operational")
         if not caller.can("ops" if kind == "operational" else "marketing"):
             raise refusals.forbidden(f"{caller.name} cannot send {kind} posts")
-        new = self.api._new_post(request, {**item, "kind": kind}, self.d.clock(),
-                                 self.api._limits())
+        new = self.api.new_post(request, {**item, "kind": kind}, self.d.clock(),
+                                 self.api.limits())
         if new.state == "pending_approval":
             raise refusals.conflict(f"marketing posts on {new.channel} need approval: "
                                     "schedule it and have an approver approve it")
@@ -72,7 +72,7 @@ class Posting(Page):
         """The length of the text as published (the link appended), counted as the
         channel's platform counts it: what the server will check; and the incidents
         holding the channel for this kind of post, if any."""
-        limit = self.api._limits().get(channel)
+        limit = self.api.limits().get(channel)
         if limit is None:
             return None
         text = with_link(text, link or None)
@@ -112,7 +112,7 @@ class Posting(Page):
             item["at"] = values["at"]
             if not (caller.can("marketing") or caller.can("ops")):
                 raise refusals.forbidden(f"{caller.name} cannot post")
-            new = self.api._new_post(request, item, self.d.clock(), self.api._limits())
+            new = self.api.new_post(request, item, self.d.clock(), self.api.limits())
             ids = await self.d.store.add_posts([new], caller.name, self.d.clock())
             self.d.publisher.poke(new.due_at)
         except Refused as exc:
@@ -161,8 +161,8 @@ class Posting(Page):
             # The same edit as `PATCH /api/v1/posts/{id}`: checked like a new post,
             # taken back from its queue if need be, and sent back for approval.
             await self.d.review.edit_post(post.id, {"text": values["text"], "at": values["at"]},
-                                          _role_for(caller, post.kind), caller.name,
-                                          self.api._limits())
+                                          role_for(caller, post.kind), caller.name,
+                                          self.api.limits())
         except Refused as exc:
             return await self.guard.refused(request, "edit.html",
                                       self.edit_context(request, post, values), exc)

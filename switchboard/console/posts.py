@@ -71,7 +71,7 @@ class PostPages(Page):
                 else:
                     if not caller.can("marketing"):
                         raise refusals.forbidden(f"{action} needs the marketing role")
-                    await self.api._check_post_access(request, post_id)
+                    await self.api.check_post_access(request, post_id)
                     await self.d.review.review(post_id, action, caller.name,
                                                None if times is None else times[n])
                 moved += 1
@@ -81,7 +81,7 @@ class PostPages(Page):
 
     async def approve(self, request: web.Request, post_id: int) -> None:
         caller = self.caller(request)
-        post = await self.api._pending(request, post_id)
+        post = await self.api.pending(request, post_id)
         now = self.d.clock()
         due = now if post.kind == "operational" else post.due_at
         if due < now:
