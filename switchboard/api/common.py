@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +161,34 @@ async def earlier_request(store: Store, key: RequestKey | None) -> KeyedRequest 
         raise refusals.unprocessable(f"{IDEMPOTENCY_KEY} {key.key!r} was already used for "
                                      "a different request; use a new key")
     return earlier
+
+
+class KeyLocks:
+    """One request at a time per Idempotency-Key: a repeat racing its first request
+    waits for it, then finds it and gets its answer. Between daemons sharing a
+    store, the store's key table decides (the loser is told 409, `key_in_use`)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, request: web.Request, caller: Caller) -> AsyncIterator[None]:
+        key = request.headers.get(IDEMPOTENCY_KEY)
+        if key is None or request.method != "POST":
+            yield
+            return
+        name = (f"{caller.name} {request.path}", key)
+        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[name]
+            if users == 1:  # kept only while someone holds or waits: memory stays bounded
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
 
 
 def replayed(response: web.Response) -> web.Response:

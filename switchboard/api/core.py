@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from switchboard.api.approvals import ApprovalsApi
-from switchboard.api.common import BODY_LIMIT, BODY_TIMEOUT, Handler, error
+from switchboard.api.common import BODY_LIMIT, BODY_TIMEOUT, Handler, KeyLocks, error
 from switchboard.api.feeds import FeedsApi
 from switchboard.api.health import HealthApi
 from switchboard.api.incidents import IncidentsApi
@@ -26,7 +26,7 @@ from switchboard.api.send import SendApi
 from switchboard.auth import Caller, digest_matches
 from switchboard.model import AuditEntry, NewPost, Post
 from switchboard.refusals import Refused
-from switchboard.store import StoreUnavailable
+from switchboard.store import KeyTaken, StoreUnavailable
 
 if TYPE_CHECKING:
     from switchboard.api.services import Services
@@ -38,6 +38,7 @@ log = structlog.get_logger("api")
 class Api:
     def __init__(self, services: Services) -> None:
         self.d = services
+        self.keys = KeyLocks()
         self._reads = ThreadPoolExecutor(2, thread_name_prefix="api-list")
         self.health = HealthApi(services)
         self.posts = PostsApi(services, self._reads)
@@ -136,6 +137,8 @@ class Api:
             return await handler(request)
         except Refused as exc:
             return error(exc.status, exc.code, exc.message)
+        except KeyTaken as exc:
+            return error(409, "key_in_use", exc.message)
         except StoreUnavailable as exc:
             # Nothing was recorded: never a 500, never an acknowledgement.
             log.error("store_unavailable", path=request.path, reason=exc.reason)
@@ -169,7 +172,8 @@ class Api:
             return error(403, "forbidden", f"the {caller.role} role cannot do this "
                                            f"({role} or higher needed)")
         request["caller"] = caller
-        response = await handler(request)
+        async with self.keys.hold(request, caller):
+            response = await handler(request)
         if request.method != "GET" and response.status < 400:
             try:
                 await self.record_audit(request, caller, canonical, response.status)

@@ -18,6 +18,7 @@ from switchboard.store.core import (
     REQUEST_KEY_DAYS,
     Claim,
     KeyedRequest,
+    KeyTaken,
     RequestKey,
     StateLock,
     StoreError,
@@ -29,8 +30,23 @@ from switchboard.store.migrations import MIGRATIONS
 from switchboard.store.port import Store
 from switchboard.store.sqlite import SqliteStore
 
-__all__ = ["BUSY_TIMEOUT_MS", "FEED_EVENT_RETENTION", "INTERRUPTED_SEND", "LOCK_NAME",
-           "MIGRATIONS", "POST_STATES", "REQUEST_KEY_DAYS", "Claim", "KeyedRequest",
-           "RequestKey", "SqliteStore", "StateLock", "Store", "StoreError", "StoreUnavailable",
-           "fingerprint",
-           "row_key"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "FEED_EVENT_RETENTION",
+    "INTERRUPTED_SEND",
+    "LOCK_NAME",
+    "MIGRATIONS",
+    "POST_STATES",
+    "REQUEST_KEY_DAYS",
+    "Claim",
+    "KeyTaken",
+    "KeyedRequest",
+    "RequestKey",
+    "SqliteStore",
+    "StateLock",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "fingerprint",
+    "row_key",
+]

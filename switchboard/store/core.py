@@ -66,6 +66,16 @@ class StoreUnavailable(StoreError):
         self.message = message
 
 
+class KeyTaken(StoreError):
+    """An Idempotency-Key stored meanwhile by a racing request (another daemon on the
+    same database): nothing of this one was recorded; asking again gets the answer."""
+
+    def __init__(self) -> None:
+        self.message = ("a request with this Idempotency-Key was made at the same time; "
+                        "nothing was made twice: ask again with the same key for its answer")
+        super().__init__(self.message)
+
+
 class StateLock:
     """One daemon per state_dir: an exclusive `flock` held for the process's life."""
 

@@ -14,13 +14,12 @@ from switchboard.store.core import (
     INTERRUPTED_SEND,
     REQUEST_KEY_DAYS,
     Claim,
-    KeyedRequest,
     RequestKey,
-    StoreCore,
 )
+from switchboard.store.keys import RequestKeys
 
 
-class PostRecords(StoreCore):
+class PostRecords(RequestKeys):
     """Posts: creation, idempotency keys, the claims and every change of state."""
 
     def recover(self, now: float) -> dict[str, int]:
@@ -103,23 +102,6 @@ class PostRecords(StoreCore):
             db.executemany("INSERT INTO post_keys (key, post_id) VALUES (?, ?)",
                            list(zip(new, ids, strict=True)))
         return ids, existing
-
-    # -- idempotency keys --------------------------------------------------
-
-    def keyed(self, scope: str, key: str) -> KeyedRequest | None:
-        row = self._db.execute("SELECT fingerprint, kind, refs, status FROM request_keys "
-                               "WHERE scope = ? AND key = ?", (scope, key)).fetchone()
-        if row is None:
-            return None
-        return KeyedRequest(row[0], row[1], [int(i) for i in json.loads(row[2])], int(row[3]))
-
-    def _keep(self, request: RequestKey, kind: str, refs: Sequence[int], status: int,
-              now: float) -> None:
-        # A repeat racing its first request fails here (primary key): nothing is made twice.
-        self._db.execute("INSERT INTO request_keys (scope, key, fingerprint, kind, refs, "
-                         "status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (request.scope, request.key, request.fingerprint, kind,
-                          json.dumps(list(refs)), status, now))
 
     def is_immediate(self, post_id: int) -> bool:
         return self._db.execute("SELECT 1 FROM immediate_sends WHERE post_id = ?",

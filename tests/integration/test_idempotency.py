@@ -67,6 +67,35 @@ def test_a_repeated_declaration_with_the_same_key_is_one_incident(
     assert len(daemon.ok("GET", "/api/v1/incidents")) == 1
 
 
+@pytest.mark.parametrize(("path", "body", "role"), [
+    ("/api/v1/posts", [{"channel": "outbox", "at": "+1h", "text": "Offer"}], "marketing"),
+    ("/api/v1/incidents", {"runbook": "service-outage", "title": "Payments down"}, "ops")])
+def test_repeats_racing_their_first_request_make_one_thing_and_no_server_error(
+        daemon: DaemonProcess, path: str, body: Any, role: str) -> None:
+    # A client retrying at once, several times, while its first request is still
+    # being written: the store's awaits let them interleave.
+    answers: list[requests.Response] = []
+    start = threading.Barrier(8)
+
+    def ask() -> None:
+        start.wait()
+        answers.append(keyed(daemon, path, body, "race-1", role=role))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    codes = sorted(a.status_code for a in answers)
+    assert set(codes) <= {201, 409}, [a.text for a in answers]
+    assert 201 in codes
+    made = {str(a.json()["id"] if isinstance(a.json(), dict) else a.json()[0]["id"])
+            for a in answers if a.status_code == 201}
+    assert len(made) == 1, made
+    listed = daemon.ok("GET", path)
+    assert len(listed) == 1
+
+
 def test_a_key_that_is_not_printable_ascii_or_too_long_is_refused(daemon: DaemonProcess) -> None:
     body = {"channel": "outbox", "at": "+1h", "text": "x"}
     for key in ("k" * 256, "tab\tkey"):

@@ -12,6 +12,7 @@ from switchboard.store import (
     INTERRUPTED_SEND,
     MIGRATIONS,
     KeyedRequest,
+    KeyTaken,
     RequestKey,
     SqliteStore,
     StateLock,
@@ -239,7 +240,7 @@ def test_a_request_key_is_stored_with_what_it_made(tmp_path: Path) -> None:
                          1.0, request=key, immediate=True)
     assert s.keyed(key.scope, "k-1") == KeyedRequest(key.fingerprint, "send", [post], 201)
     assert s.keyed(key.scope, "k-2") is None
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(KeyTaken):
         s.add_posts([NewPost("outbox", "operational", "x", 1.0)], "ops", 1.0, request=key)
     assert len(s.list_posts()) == 1
 
