@@ -1,10 +1,14 @@
-"""The store's core: one SQLite connection in WAL mode, its lifecycle and
-transactions, its failures and the state_dir lock; the noun parts build on it.
+"""The store's core: what every backend shares (`StoreCore`: the connection the
+noun parts write their SQL to, transactions, failures), SQLite's own core
+(`SqliteCore`: one connection in WAL mode, its lifecycle) and the state_dir lock.
 
-Every other module talks to `Store`, never to SQL, so that a shared-database
-backend (PostgreSQL with a leader lease) can replace this one later. Commits
-are `synchronous=FULL`: a declaration acknowledged to a caller survives a
-power cut, not only a crash of the process.
+Every other module talks to a store, never to SQL. The noun parts (posts,
+listings, incidents, people) write their SQL once, in the dialect both
+backends accept: `?` placeholders, `ON CONFLICT DO NOTHING`, `RETURNING`; the
+PostgreSQL backend's connection adapter (store/postgres.py) turns the few
+SQLite-only hints left (`INDEXED BY`, `+column`) into PostgreSQL's. SQLite
+commits are `synchronous=FULL`: a declaration acknowledged to a caller
+survives a power cut, not only a crash of the process.
 
 Times are stored as Unix seconds (REAL, UTC) so that the due-time index is a
 plain number comparison; the API layer turns them into RFC 3339.
@@ -20,16 +24,17 @@ import os
 import secrets
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn, Protocol, Self
 
 from switchboard.model import Incident
 from switchboard.poststates import ALL_STATES
-from switchboard.store.migrations import MIGRATIONS
+from switchboard.store.migrations import MIGRATIONS, for_backend, statements
 
 # The states and their legal moves are poststates.py's; every change of
 # state below goes through `check_move` (or its creation and outcome kin).
@@ -57,8 +62,10 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """The store cannot take this write now; nothing was recorded.
 
-    `reason` is one of busy, full, deleted, replaced, unwritable; the last
-    three are for good (the file the daemon writes is not the one on disk)."""
+    `reason` is one of busy, full, deleted, replaced, unwritable (SQLite: the
+    last three are for good, the file the daemon writes is not the one on
+    disk), unreachable and read_only (PostgreSQL: the server is down, cut off
+    or in its own failover; these pass once it is back)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -138,25 +145,99 @@ _INCIDENT_COLUMNS = ("id, title, runbook, severity, state, channels, suppress, r
                      "auto_resolve_at")
 
 
-class StoreCore:
-    """The SQLite connection and its lifecycle: open, migrate, transactions, failures."""
+class Rows(Protocol):
+    """What a statement gives back, on either backend."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._db = conn
-        self.path = path
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """Where the noun parts run their SQL: `?` placeholders, one dialect."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Rows: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows: ...
+
+
+class StoreCore(ABC):
+    """What the noun parts need of a backend: a connection for their SQL, one
+    transaction per use-case call, a reader for listings, and the dialect's
+    few differences (row locks, the holds' lock, new post ids)."""
+
+    _db: Connection
+    # Appended to a SELECT whose rows the transaction then changes: SQLite's
+    # BEGIN IMMEDIATE already serializes writers, PostgreSQL must lock them.
+    _FOR_UPDATE = ""
+
+    def __init__(self) -> None:
         # Posts per state, kept in step with every committed change: counting a
         # million rows for each /metrics scrape would stall the event loop.
         self._counts: Counter[str] = Counter()
         self._delta: Counter[str] = Counter()
+        self._install_id: str | None = None
+        self.failure: StoreUnavailable | None = None
+
+    @abstractmethod
+    def transaction(self, durable: bool = True) -> AbstractContextManager[Connection]:
+        """One atomic write on `self._db`; raises StoreUnavailable if nothing was recorded."""
+
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Connection]:
+        """A connection for the listings, usable from any thread."""
+
+    @abstractmethod
+    def check_file(self) -> None:
+        """Raise StoreUnavailable if the store has failed for good."""
+
+    @abstractmethod
+    def _new_post_ids(self, count: int) -> list[int]:
+        """Inside a transaction: ids for `count` new posts, in ascending order."""
+
+    @abstractmethod
+    def _lock_holds(self) -> None:
+        """Inside a transaction, before the holds are read: no declaration may commit
+        between that read and this transaction's commit."""
+
+    def install_id(self) -> str:
+        """A random id made once per store (by its migration): with a post id it
+        gives keys sent to platforms that another store (staging, a fresh
+        state_dir) never repeats. Deleted (after a restore), a new one is made."""
+        if self._install_id is None:
+            with self.transaction() as db:
+                db.execute("INSERT INTO meta (key, value) VALUES ('install_id', ?) "
+                           "ON CONFLICT DO NOTHING", (secrets.token_hex(8),))
+                row = db.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
+            self._install_id = str(row[0])
+        return self._install_id
+
+    def _log(self, incident_id: int, now: float, event: str, actor: str,
+             detail: dict[str, Any]) -> None:
+        self._db.execute("INSERT INTO timeline (incident_id, at, event, actor, detail) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         (incident_id, now, event, actor, json.dumps(detail, default=str)))
+
+
+class SqliteCore(StoreCore):
+    """The SQLite connection and its lifecycle: open, migrate, transactions, failures."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        super().__init__()
+        self._db: sqlite3.Connection = conn
+        self.path = path
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
-        self._install_id: str | None = None
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         # The file this connection writes: if the path stops naming it (deleted,
         # replaced), every write would go to a file nobody will ever read.
         self._identity = _identity(path)
-        self.failure: StoreUnavailable | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -234,11 +315,12 @@ class StoreCore:
         if version > len(MIGRATIONS):
             raise StoreError(f"{self.path} has schema version {version}, newer than this "
                              f"switchboard knows ({len(MIGRATIONS)}): upgrade switchboard")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # The version stays in SQLite's own header field (user_version): every
+        # store file made so far keeps it there, and it commits with the version.
+        for number, version_sql in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction() as db:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                for statement in statements(for_backend(version_sql, "sqlite")):
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
 
     def check_file(self) -> None:
@@ -293,17 +375,14 @@ class StoreCore:
             if not durable:
                 self._db.execute("PRAGMA synchronous=FULL")
 
-    def install_id(self) -> str:
-        """A random id made once per store (by its migration): with a post id it
-        gives keys sent to platforms that another store (staging, a fresh
-        state_dir) never repeats. Deleted (after a restore), a new one is made."""
-        if self._install_id is None:
-            with self.transaction() as db:
-                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?)",
-                           (secrets.token_hex(8),))
-                row = db.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
-            self._install_id = str(row[0])
-        return self._install_id
+    def _new_post_ids(self, count: int) -> list[int]:
+        # Safe: BEGIN IMMEDIATE keeps every other writer out until the commit.
+        first = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM posts").fetchone()[0]) + 1
+        return list(range(first, first + count))
+
+    def _lock_holds(self) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already keeps every other writer out."""
+
     def _begin(self) -> None:
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -335,12 +414,6 @@ class StoreCore:
                                                check_same_thread=False)
                 self._reader.execute("PRAGMA query_only=1")
             yield self._reader
-
-    def _log(self, incident_id: int, now: float, event: str, actor: str,
-             detail: dict[str, Any]) -> None:
-        self._db.execute("INSERT INTO timeline (incident_id, at, event, actor, detail) "
-                         "VALUES (?, ?, ?, ?, ?)",
-                         (incident_id, now, event, actor, json.dumps(detail, default=str)))
 
 
 def _identity(path: Path) -> tuple[int, int]:

@@ -69,8 +69,7 @@ class PostRecords(StoreCore):
         db = self._db
         for post in posts:
             check_initial(post.state)
-        first = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM posts").fetchone()[0]) + 1
-        ids = list(range(first, first + len(posts)))
+        ids = self._new_post_ids(len(posts))
         db.executemany(
             "INSERT INTO posts (id, channel, kind, text, link, state, due_at, expires_at, "
             "incident_id, created_by, created_at, updated_at, origin) "
@@ -179,7 +178,7 @@ class PostRecords(StoreCore):
             raise ValueError(f"not editable: {sorted(set(changes) - allowed)}")
         with self.transaction() as db:
             row = db.execute(f"SELECT state FROM posts WHERE id = ? "
-                             f"AND state IN ({','.join('?' * len(expect))})",
+                             f"AND state IN ({','.join('?' * len(expect))}){self._FOR_UPDATE}",
                              [post_id, *expect]).fetchone()
             if row is None:
                 return False
@@ -281,6 +280,7 @@ class PostRecords(StoreCore):
     def _active_holds(self, now: float) -> dict[str, list[tuple[int, set[str]]]]:
         holds: dict[str, list[tuple[int, set[str]]]] = {}
         parsed: dict[str | None, set[str]] = {}
+        self._lock_holds()
         for channel, incident_id, suppress in self._db.execute(
                 "SELECT c.channel, c.incident_id, i.suppress FROM channel_control c "
                 "LEFT JOIN incidents i ON i.id = c.incident_id "
@@ -315,9 +315,11 @@ class PostRecords(StoreCore):
             chunk = list(ids[i:i + 500])
             # `+state`: look the ids up by primary key; an index on state would walk
             # every post in that state (a million scheduled ones, say) per chunk.
+            # Locked in id order: a concurrent mover waits, then finds the new state.
             found = self._db.execute(
                 f"SELECT id, state FROM posts WHERE id IN ({','.join('?' * len(chunk))}) "
-                f"AND +state IN ({','.join('?' * len(expect))})", [*chunk, *expect]).fetchall()
+                f"AND +state IN ({','.join('?' * len(expect))}) ORDER BY id{self._FOR_UPDATE}",
+                [*chunk, *expect]).fetchall()
             if not found:
                 continue
             self._db.execute(
@@ -350,7 +352,7 @@ class PostRecords(StoreCore):
                 chunk = ids[i:i + 500]
                 moved += [r[0] for r in self._db.execute(
                     f"SELECT id FROM posts WHERE id IN ({','.join('?' * len(chunk))}) "
-                    "AND +state = 'suppressed'", chunk)]
+                    f"AND +state = 'suppressed' ORDER BY id{self._FOR_UPDATE}", chunk)]
             self._db.executemany(
                 "UPDATE posts SET state = 'scheduled', updated_at = ?, due_at = ? WHERE id = ?",
                 [(now, due[post_id], post_id) for post_id in moved])

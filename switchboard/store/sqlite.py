@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from switchboard.store.core import SqliteCore
 from switchboard.store.people import PeopleRecords
 
 
-class Store(PeopleRecords):
+class Store(SqliteCore, PeopleRecords):
     """All durable state of one daemon in one SQLite file (WAL, synchronous=FULL).
 
-    Each part adds the queries of one noun over the connection of `StoreCore`:
+    Each part adds the queries of one noun over the connection of `SqliteCore`:
     posts (`PostRecords`), listings, incidents, people."""
