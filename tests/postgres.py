@@ -116,7 +116,7 @@ class PostgresServer:
     def admin(self, sql: str) -> None:
         """One statement outside a transaction (CREATE/DROP DATABASE need that)."""
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql.encode())
 
     def create_database(self, template: str | None = None) -> str:
         name = f"test_{os.getpid()}_{next(self._names)}"

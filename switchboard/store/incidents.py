@@ -33,8 +33,8 @@ class IncidentRecords(Listings):
                  now, actor))
             incident_id = int(cur.fetchone()[0])
             # One statement for every channel (10,000 in a few milliseconds), in key order.
-            db.execute("INSERT INTO channel_control (channel, incident_id, until) "
-                       "SELECT value, ?, NULL FROM json_each(?) ORDER BY value",
+            db.execute("INSERT INTO channel_control (channel, incident_id) "
+                       "SELECT value, ? FROM json_each(?) ORDER BY value",
                        (incident_id, json.dumps(list(channels))))
             self._log(incident_id, now, "declared", actor,
                       {"title": title, "runbook": runbook, "channels": list(channels),
