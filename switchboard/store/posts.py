@@ -231,9 +231,10 @@ class PostRecords(StoreCore):
         with self.transaction(durable=False):
             free, held = self._suppress_held([(p.id, p.channel, p.kind) for p in rows],
                                           (PostState.SCHEDULED,), now)
-            self._transition(free, PostState.QUEUED, (PostState.SCHEDULED,), now, "dispatcher",
-                             "due")
-        claimed = set(free)
+            # Only what this transaction moved: another daemon may have claimed
+            # some of the rows read above in the meantime.
+            claimed = set(self._transition(free, PostState.QUEUED, (PostState.SCHEDULED,), now,
+                                           "dispatcher", "due"))
         out = [p for p in rows if p.id in claimed]
         for p in out:
             p.state = PostState.QUEUED

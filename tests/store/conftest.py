@@ -1,0 +1,75 @@
+"""The store contract's fixtures: every test runs once per backend.
+
+`make_store` opens one more store on the test's database (a second daemon
+sharing it); `store` is the first. Pointing the suite at another kind of
+store (the async facade, say) means changing `make_store` only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from switchboard.store import Store
+from switchboard.store.postgres import PostgresStore
+from tests.postgres import postgres_dsn, postgres_server
+
+__all__ = ["postgres_dsn", "postgres_server"]
+
+Backend = Store | PostgresStore
+MakeStore = Callable[[], Backend]
+# What a write that breaks a uniqueness rule raises, on either backend.
+DUPLICATE = (sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_store(backend: str, request: pytest.FixtureRequest,
+               tmp_path: Path) -> Iterator[MakeStore]:
+    opened: list[Backend] = []
+    if backend == "sqlite":
+        def open_one() -> Backend:
+            return Store.open(tmp_path / "state" / "switchboard.db")
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+
+        def open_one() -> Backend:
+            return PostgresStore.open(dsn)
+
+    def make() -> Backend:
+        opened.append(open_one())
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: MakeStore) -> Backend:
+    return make_store()
+
+
+def wait_until_waiting_for_a_lock(store: Backend, deadline: float = 5.0) -> None:
+    """Until some transaction waits for a lock another one holds. SQLite cannot
+    say, so there a short pause stands in (the test holds either way; it only
+    exercises less of the race if the waiter starts late)."""
+    if not isinstance(store, PostgresStore):
+        time.sleep(0.05)
+        return
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with store._reading() as db:
+            if db.execute("SELECT COUNT(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
+                return
+        time.sleep(0.005)
+    raise AssertionError("no transaction ever waited for the lock")
