@@ -88,10 +88,12 @@ class PostgresServer:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
                   "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
 
-    def start(self) -> None:
-        """Start on a free port (another free one if that one was taken meanwhile)."""
+    def start(self, same_port: bool = False) -> None:
+        """Start on a free port (another free one if that one was taken meanwhile),
+        or, for a restart, on the port it had."""
         for attempt in range(3):
-            self.port = free_port()
+            if not same_port:
+                self.port = free_port()
             options = (f"-c listen_addresses=127.0.0.1 -p {self.port} "
                        f"-c unix_socket_directories={self.root} -c fsync=off "
                        "-c full_page_writes=off -c synchronous_commit=off "
@@ -142,6 +144,13 @@ def running_postgres() -> Iterator[PostgresServer]:
         with contextlib.suppress(RuntimeError):
             server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def own_postgres_server() -> Iterator[PostgresServer]:
+    """A cluster for one module's tests that stop, restart or reconfigure it."""
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ database where a test needs two daemons sharing it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -474,3 +475,17 @@ def test_the_install_id_is_made_once_per_store_and_kept(make_store: MakeStore) -
     first = make_store().install_id()
     assert len(first) == 16 and int(first, 16) >= 0
     assert make_store().install_id() == first
+
+
+def test_a_write_that_waits_too_long_for_another_daemon_answers_busy_and_records_nothing(
+        make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    [post] = one.add_posts([marketing("outbox", 10.0)], "m", 1.0)
+    with two.transaction():
+        two._transition([post], S.QUEUED, (S.SCHEDULED,), 2.0, "dispatcher")
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as caught:
+            one.transition([post], S.CANCELLED, (S.SCHEDULED,), 3.0, "m")
+        assert caught.value.reason == "busy" and time.monotonic() - started < 2
+    stored = one.post(post)
+    assert stored is not None and stored.state == S.QUEUED
