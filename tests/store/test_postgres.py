@@ -187,3 +187,13 @@ def test_connections_cut_by_the_server_are_replaced_without_an_error(
     assert cut
     _post(own_store, "two")
     assert [p.text for p in own_store.list_posts()] == ["one", "two"]
+
+
+def test_the_postgresql_backend_answers_every_call_the_sqlite_one_does() -> None:
+    import inspect
+
+    for name in (n for n in dir(Store) if not n.startswith("_") and n != "open"):
+        ours = getattr(PostgresStore, name, None)
+        assert ours is not None, f"PostgresStore has no {name}"
+        if name != "transaction" and callable(ours):
+            assert inspect.signature(ours) == inspect.signature(getattr(Store, name)), name
