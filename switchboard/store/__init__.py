@@ -1,10 +1,11 @@
-"""All durable state, behind one class (SQLite in WAL mode; see store/core.py).
+"""All durable state, behind one class per backend (SQLite by default).
 
-Every other module talks to `Store`, never to SQL, so that a shared-database
-backend can replace this one later. The parts: `core` (connection, lifecycle,
-transactions, the state_dir lock), `migrations` (the schema), `posts`,
-`listings`, `incidents` and `people` (the queries of each noun), `sqlite`
-(the assembled `Store`).
+Every other module talks to a store, never to SQL. The parts: `core` (what
+the backends share: the SQL connection's shape, transactions, failures, the
+state_dir lock), `migrations` (the schema, for both backends), `posts`,
+`listings`, `incidents` and `people` (the queries of each noun, written once),
+`sqlite` (SQLite's core and the assembled `Store`) and `postgres`
+(`PostgresStore`, for daemons that share one PostgreSQL database).
 """
 
 from switchboard.store.core import (
