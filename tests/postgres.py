@@ -18,6 +18,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -129,6 +130,36 @@ class PostgresServer:
         self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+class PgBouncer:
+    """PgBouncer in transaction mode in front of a test cluster: each transaction
+    may run on another server connection, so nothing may rely on a session."""
+
+    def __init__(self, server: PostgresServer, pool_size: int = 3) -> None:
+        self.server = server
+        self.port = free_port()
+        self._ini = server.root / "pgbouncer.ini"
+        self._pidfile = server.root / "pgbouncer.pid"
+        (server.root / "userlist.txt").write_text('"postgres" ""\n')
+        self._ini.write_text(
+            f"[databases]\n* = host=127.0.0.1 port={server.port}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir = {server.root}\nauth_type = trust\n"
+            f"auth_file = {server.root / 'userlist.txt'}\npool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\nmax_client_conn = 200\n"
+            f"logfile = {server.root / 'pgbouncer.log'}\npidfile = {self._pidfile}\n")
+
+    def start(self, binary: str) -> None:
+        self.server._run(binary, "-d", str(self._ini))
+
+    def stop(self) -> None:
+        if self._pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(self._pidfile.read_text().strip()), signal.SIGTERM)
+
+    def dsn(self, dbname: str) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
+
 @contextlib.contextmanager
 def running_postgres() -> Iterator[PostgresServer]:
     bindir = require_bindir()
@@ -162,6 +193,22 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.admin(f"CREATE DATABASE {TEMPLATE}")
         PostgresStore.open(server.dsn(TEMPLATE)).close()
         yield server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server: PostgresServer) -> Iterator[PgBouncer]:
+    """PgBouncer (transaction pooling) in front of the session's cluster."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).is_file():
+        if IN_CI:
+            pytest.fail("pgbouncer is not installed: CI must install it (see .ci/run)")
+        pytest.skip("pgbouncer is not installed")
+    bouncer = PgBouncer(postgres_server)
+    bouncer.start(binary)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture

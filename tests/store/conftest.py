@@ -14,12 +14,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from switchboard.store import Store
 from switchboard.store.postgres import PostgresStore
-from tests.postgres import postgres_dsn, postgres_server
+from tests.postgres import pgbouncer, postgres_dsn, postgres_server
 
-__all__ = ["postgres_dsn", "postgres_server"]
+__all__ = ["pgbouncer", "postgres_dsn", "postgres_server"]
 
 Backend = Store | PostgresStore
 MakeStore = Callable[[], Backend]
@@ -27,7 +28,8 @@ MakeStore = Callable[[], Backend]
 DUPLICATE = (sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# PostgreSQL behind PgBouncer in transaction mode: no session state relied on.
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql+pgbouncer"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -41,6 +43,8 @@ def make_store(backend: str, request: pytest.FixtureRequest,
             return Store.open(tmp_path / "state" / "switchboard.db")
     else:
         dsn = request.getfixturevalue("postgres_dsn")
+        if backend == "postgresql+pgbouncer":
+            dsn = request.getfixturevalue("pgbouncer").dsn(conninfo_to_dict(dsn)["dbname"])
 
         def open_one() -> Backend:
             return PostgresStore.open(dsn)
