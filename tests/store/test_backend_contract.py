@@ -18,6 +18,7 @@ from switchboard.poststates import IllegalMove, PostState
 from switchboard.store import (
     FEED_EVENT_RETENTION,
     INTERRUPTED_SEND,
+    MIGRATIONS,
     KeyedRequest,
     RequestKey,
     StoreUnavailable,
@@ -489,3 +490,8 @@ def test_a_write_that_waits_too_long_for_another_daemon_answers_busy_and_records
         assert caught.value.reason == "busy" and time.monotonic() - started < 2
     stored = one.post(post)
     assert stored is not None and stored.state == S.QUEUED
+
+
+def test_a_new_store_is_at_the_latest_schema_and_sound(store: Backend) -> None:
+    assert store.schema_version() == len(MIGRATIONS)
+    assert store.integrity_ok()
