@@ -157,8 +157,9 @@ def test_a_hold_declared_by_another_daemon_binds_the_next_claim_to_send(
     assert leader.claim_sending(queued, 12.0).sending == []
 
 
-def test_a_claim_waiting_on_a_declaration_in_flight_obeys_it(make_store: MakeStore) -> None:
-    leader, standby = make_store(), make_store()
+def test_a_claim_waiting_on_a_declaration_in_flight_obeys_it(
+        make_store: MakeStore, make_backend: MakeStore) -> None:
+    leader, standby = make_store(), make_backend()
     [post] = leader.add_posts([marketing("x", 10.0)], "m", 1.0)
     leader.claim_due_held(10.0, 10)
     results: list[Any] = []
@@ -479,8 +480,8 @@ def test_the_install_id_is_made_once_per_store_and_kept(make_store: MakeStore) -
 
 
 def test_a_write_that_waits_too_long_for_another_daemon_answers_busy_and_records_nothing(
-        make_store: MakeStore) -> None:
-    one, two = make_store(), make_store()
+        make_store: MakeStore, make_backend: MakeStore) -> None:
+    one, two = make_store(), make_backend()
     [post] = one.add_posts([marketing("outbox", 10.0)], "m", 1.0)
     with two.transaction():
         two._transition([post], S.QUEUED, (S.SCHEDULED,), 2.0, "dispatcher")
