@@ -196,6 +196,11 @@ class StoreCore(ABC):
         """Inside a transaction: ids for `count` new posts, in ascending order."""
 
     @abstractmethod
+    def _lock_imports(self) -> None:
+        """Inside a transaction, before an import reads its rows' keys: no other
+        import may store keys until this transaction commits."""
+
+    @abstractmethod
     def _lock_holds(self) -> None:
         """Inside a transaction, before the holds are read: no declaration may commit
         between that read and this transaction's commit."""

@@ -318,6 +318,10 @@ class PostgresStore(PeopleRecords):
         # claim commits is one that claim has read.
         self._db.execute("LOCK TABLE channel_control IN SHARE MODE")
 
+    def _lock_imports(self) -> None:
+        # Two imports of one file at once: the second waits, then finds the keys.
+        self._db.execute("LOCK TABLE post_keys IN SHARE ROW EXCLUSIVE MODE")
+
     def count_by_state(self) -> dict[str, int]:
         """Counted in the database: other daemons change the posts too."""
         return {state: int(n) for state, n in self._db.execute(

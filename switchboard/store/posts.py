@@ -89,6 +89,7 @@ class PostRecords(StoreCore):
         key is already stored (an earlier import of the same file) is not stored
         again. Returns (ids created, ids that already existed)."""
         with self.transaction() as db:
+            self._lock_imports()
             existing: list[int] = []
             new: dict[str, NewPost] = {}
             for key, post in rows:

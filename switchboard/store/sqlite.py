@@ -181,6 +181,9 @@ class SqliteCore(StoreCore):
     def _lock_holds(self) -> None:
         """Nothing to do: BEGIN IMMEDIATE already keeps every other writer out."""
 
+    def _lock_imports(self) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already keeps every other writer out."""
+
     def _begin(self) -> None:
         try:
             self._db.execute("BEGIN IMMEDIATE")

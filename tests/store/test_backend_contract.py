@@ -496,3 +496,30 @@ def test_a_write_that_waits_too_long_for_another_daemon_answers_busy_and_records
 def test_a_new_store_is_at_the_latest_schema_and_sound(store: Backend) -> None:
     assert store.schema_version() == len(MIGRATIONS)
     assert store.integrity_ok()
+
+
+def test_the_same_file_imported_by_two_daemons_at_once_is_stored_once(
+        make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    rows = [(row_key("outbox", 10.0 + i, f"p{i}"), marketing("outbox", 10.0 + i, f"p{i}"))
+            for i in range(50)]
+    start = threading.Barrier(2)
+    results: list[tuple[list[int], list[int]]] = []
+
+    def import_file(store: Backend) -> None:
+        start.wait()
+        while True:
+            try:
+                results.append(store.import_posts(rows, "m", 1.0))
+                return
+            except StoreUnavailable as exc:
+                assert exc.reason == "busy"
+
+    threads = [threading.Thread(target=import_file, args=(s,)) for s in (one, two)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created = sorted(results, key=lambda r: len(r[1]))[0][0]
+    assert sorted(results, key=lambda r: len(r[1])) == [(created, []), ([], created)]
+    assert len(one.list_posts()) == 50
