@@ -20,7 +20,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import psycopg
 from psycopg import errors
@@ -231,7 +231,7 @@ class PostgresStore(PeopleRecords):
         try:
             conn = self._pool.getconn()
         except psycopg.Error as exc:
-            raise self._unavailable(exc) from exc
+            self._raise_as_unavailable(exc)
         try:
             yield conn
         finally:
@@ -269,13 +269,13 @@ class PostgresStore(PeopleRecords):
                 except psycopg.Error:
                     conn.close()  # the pool replaces it
             if isinstance(exc, psycopg.Error):
-                raise self._unavailable(exc) from exc
+                self._raise_as_unavailable(exc)
             raise
         try:
             conn.execute("COMMIT")
         except psycopg.Error as exc:
             self._delta.clear()
-            raise self._unavailable(exc, at_commit=True) from exc
+            self._raise_as_unavailable(exc, at_commit=True)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -283,7 +283,15 @@ class PostgresStore(PeopleRecords):
             try:
                 yield PostgresConnection(conn)
             except psycopg.Error as exc:
-                raise self._unavailable(exc) from exc
+                self._raise_as_unavailable(exc)
+
+    def _raise_as_unavailable(self, exc: psycopg.Error, at_commit: bool = False) -> NoReturn:
+        """StoreUnavailable for what passes (the server, its locks, its disk); any
+        other error (a broken uniqueness rule, say) as it is."""
+        mapped = self._unavailable(exc, at_commit)
+        if mapped is exc:
+            raise exc
+        raise mapped from exc
 
     def _unavailable(self, exc: psycopg.Error, at_commit: bool = False) -> Exception:
         if isinstance(exc, errors.LockNotAvailable | errors.SerializationFailure
