@@ -1,12 +1,14 @@
-"""All durable state, behind one class (SQLite in WAL mode; see store/core.py).
+"""All durable state, behind one class per backend (SQLite by default).
 
-Every other module talks to `Store`, never to SQL, so that a shared-database
-backend can replace this one later. The parts: `core` (connection, lifecycle,
-transactions, the state_dir lock), `migrations` (the schema), `posts`,
-`listings`, `incidents` and `people` (the queries of each noun), `sqlite`
-(the assembled synchronous backend, `SqliteStore`) and `port` (`Store`, the
-async interface the rest of switchboard awaits: the backend's calls run on
-the store's own threads, never on the event loop).
+Every other module talks to `Store` (port.py), never to SQL: the async
+interface the rest of switchboard awaits, whose backend's calls run on the
+store's own threads, never on the event loop. The parts: `core` (what the
+backends share: the SQL connection's shape, transactions, failures, the
+state_dir lock), `migrations` (the schema, for both backends), `posts`,
+`keys`, `listings`, `incidents`, `people` and `channels` (the queries of each
+noun, written once), `sqlite` (SQLite's core and the assembled `SqliteStore`)
+and `postgres` (`PostgresStore`, for daemons that share one PostgreSQL
+database).
 """
 
 from switchboard.store.core import (

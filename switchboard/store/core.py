@@ -1,10 +1,13 @@
-"""The store's core: one SQLite connection in WAL mode, its lifecycle and
-transactions, its failures and the state_dir lock; the noun parts build on it.
+"""What every backend of the store shares: `StoreCore` (the connection the noun
+parts write their SQL to, transactions, failures), the records they return
+and the state_dir lock. SQLite's core is in store/sqlite.py, PostgreSQL's in
+store/postgres.py.
 
-Every other module talks to `Store`, never to SQL, so that a shared-database
-backend (PostgreSQL with a leader lease) can replace this one later. Commits
-are `synchronous=FULL`: a declaration acknowledged to a caller survives a
-power cut, not only a crash of the process.
+Every other module talks to a store, never to SQL. The noun parts (posts,
+listings, incidents, people) write their SQL once, in the dialect both
+backends accept: `?` placeholders, `ON CONFLICT DO NOTHING`, `RETURNING`; the
+PostgreSQL backend's connection adapter turns the few SQLite-only hints left
+(`INDEXED BY`, `+column`, `json_each`) into PostgreSQL's.
 
 Times are stored as Unix seconds (REAL, UTC) so that the due-time index is a
 plain number comparison; the API layer turns them into RFC 3339.
@@ -12,24 +15,21 @@ plain number comparison; the API layer turns them into RFC 3339.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import secrets
-import sqlite3
-import threading
+from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Self
+from typing import Any, Protocol
 
 from switchboard.model import Incident
 from switchboard.poststates import ALL_STATES
-from switchboard.store.migrations import MIGRATIONS
 
 # The states and their legal moves are poststates.py's; every change of
 # state below goes through `check_move` (or its creation and outcome kin).
@@ -57,8 +57,10 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """The store cannot take this write now; nothing was recorded.
 
-    `reason` is one of busy, full, deleted, replaced, unwritable; the last
-    three are for good (the file the daemon writes is not the one on disk)."""
+    `reason` is one of busy, full, deleted, replaced, unwritable (SQLite: the
+    last three are for good, the file the daemon writes is not the one on
+    disk), unreachable and read_only (PostgreSQL: the server is down, cut off
+    or in its own failover; these pass once it is back)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -148,160 +150,88 @@ _INCIDENT_COLUMNS = ("id, title, runbook, severity, state, channels, suppress, r
                      "auto_resolve_at")
 
 
-class StoreCore:
-    """The SQLite connection and its lifecycle: open, migrate, transactions, failures."""
+class Rows(Protocol):
+    """What a statement gives back, on either backend."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._db = conn
-        self.path = path
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """Where the noun parts run their SQL: `?` placeholders, one dialect."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Rows: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows: ...
+
+
+class StoreCore(ABC):
+    """What the noun parts need of a backend: a connection for their SQL, one
+    transaction per use-case call, a reader for listings, and the dialect's
+    few differences (row locks, the holds' lock, new post ids)."""
+
+    _db: Connection
+    # Appended to a SELECT whose rows the transaction then changes: SQLite's
+    # BEGIN IMMEDIATE already serializes writers, PostgreSQL must lock them.
+    _FOR_UPDATE = ""
+
+    def __init__(self) -> None:
         # Posts per state, kept in step with every committed change: counting a
         # million rows for each /metrics scrape would stall the event loop.
         self._counts: Counter[str] = Counter()
         self._delta: Counter[str] = Counter()
-        self._checkpointer: threading.Thread | None = None
-        self._checkpoint_stop = threading.Event()
         self._install_id: str | None = None
-        self._reader: sqlite3.Connection | None = None
-        self._reader_lock = threading.Lock()
-        # The file this connection writes: if the path stops naming it (deleted,
-        # replaced), every write would go to a file nobody will ever read.
-        self._identity = _identity(path)
         self.failure: StoreUnavailable | None = None
 
-    # -- lifecycle ---------------------------------------------------------
+    @abstractmethod
+    def transaction(self, durable: bool = True) -> AbstractContextManager[Connection]:
+        """One atomic write on `self._db`; raises StoreUnavailable if nothing was recorded."""
 
-    @classmethod
-    def open(cls, path: Path) -> Self:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            store = cls(conn, path)
-            store._check_integrity()
-            store._migrate()
-            store._counts = Counter({state: int(n) for state, n in conn.execute(
-                "SELECT state, COUNT(*) FROM posts GROUP BY state")})
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open store {path}: {exc}") from exc
-        return store
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Connection]:
+        """A connection for the listings, usable from any thread."""
 
+    @abstractmethod
     def close(self) -> None:
-        self.stop_checkpoints()
-        with self._reader_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
-        self._db.close()
+        """Release the connections (and stop any helper thread)."""
 
+    @abstractmethod
     def start_checkpoints(self, every: float = 0.5) -> None:
-        """Copy the WAL into the database from a thread of its own.
+        """Start whatever upkeep the backend does in the background."""
 
-        SQLite would otherwise checkpoint inside whichever commit crosses the
-        WAL's size limit: a burst of fsyncs on the event loop, in the middle
-        of a dispatch. A passive checkpoint never blocks the loop's writes.
-        """
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-        self._checkpoint_stop = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(every,),
-                                              name="store-checkpoint", daemon=True)
-        self._checkpointer.start()
+    @abstractmethod
+    def integrity_ok(self) -> bool: ...
 
-    def stop_checkpoints(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpoint_stop.set()
-            self._checkpointer.join()
-            self._checkpointer = None
-            # One last full copy, so the WAL left behind is empty.
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    @abstractmethod
+    def schema_version(self) -> int: ...
 
-    def _checkpoint_loop(self, every: float) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")
-            while not self._checkpoint_stop.wait(every):
-                # Busy or locked: the next round catches up.
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
-
-    def _check_integrity(self) -> None:
-        rows = self._db.execute("PRAGMA quick_check").fetchall()
-        if rows != [("ok",)]:
-            detail = "; ".join(r[0] for r in rows[:5])
-            raise StoreError(f"integrity check failed for {self.path}: {detail}")
-
-    def integrity_ok(self) -> bool:
-        return self._db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-
-    def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
-
-    def _migrate(self) -> None:
-        version = self.schema_version()
-        if version > len(MIGRATIONS):
-            raise StoreError(f"{self.path} has schema version {version}, newer than this "
-                             f"switchboard knows ({len(MIGRATIONS)}): upgrade switchboard")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.transaction() as db:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
-
+    @abstractmethod
     def check_file(self) -> None:
-        """Fail closed, for good, once the path no longer names the open database
-        file: raises StoreUnavailable. One stat(), cheap enough for every write."""
-        if self.failure is not None:
-            raise self.failure
-        try:
-            now = _identity(self.path)
-        except FileNotFoundError:
-            self._fail("deleted", f"{self.path} was deleted under the running daemon")
-        except OSError as exc:
-            self._fail("unwritable", f"{self.path} cannot be checked: {exc.strerror}")
-        if now != self._identity:
-            self._fail("replaced", f"{self.path} was replaced by another file under the "
-                                   "running daemon")
+        """Raise StoreUnavailable if the store has failed for good."""
 
-    def _fail(self, reason: str, what: str) -> NoReturn:
-        self.failure = StoreUnavailable(
-            reason, f"{what}; switchboard stopped recording and sending: restore the "
-                    "file and restart the daemon")
-        raise self.failure
+    @abstractmethod
+    def _new_post_ids(self, count: int) -> list[int]:
+        """Inside a transaction: ids for `count` new posts, in ascending order."""
 
-    @contextmanager
-    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One atomic write. `durable=False` skips the fsync: only for records whose
-        loss on a power cut is safe (an outcome whose `sending` was already synced
-        then reads as `unknown`, never as a post to send again).
+    @abstractmethod
+    def _lock_imports(self) -> None:
+        """Inside a transaction, before an import reads its rows' keys: no other
+        import may store keys until this transaction commits."""
 
-        Raises StoreUnavailable (nothing recorded) when another process holds
-        the write lock, the disk is full or the file is gone."""
-        self.check_file()
-        if not durable:
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            self._begin()
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                self._delta.clear()
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise self._unavailable(exc) from exc
-                raise
-            self._counts.update(self._delta)
-            self._delta.clear()
-            # Committed, but into the file on disk? Only then is it acknowledged.
-            self.check_file()
-        finally:
-            if not durable:
-                self._db.execute("PRAGMA synchronous=FULL")
+    @abstractmethod
+    def _duplicate(self, exc: Exception) -> bool:
+        """Whether `exc` is the database refusing a second row for a unique key."""
+
+    @abstractmethod
+    def _lock_holds(self) -> None:
+        """Inside a transaction, before the holds are read: no declaration may commit
+        between that read and this transaction's commit."""
 
     def install_id(self) -> str:
         """A random id made once per store (by its migration): with a post id it
@@ -309,53 +239,17 @@ class StoreCore:
         state_dir) never repeats. Deleted (after a restore), a new one is made."""
         if self._install_id is None:
             with self.transaction() as db:
-                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?)",
-                           (secrets.token_hex(8),))
+                db.execute("INSERT INTO meta (key, value) VALUES ('install_id', ?) "
+                           "ON CONFLICT DO NOTHING", (secrets.token_hex(8),))
                 row = db.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
             self._install_id = str(row[0])
         return self._install_id
-    def _begin(self) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise self._unavailable(exc) from exc
-
-    def _unavailable(self, exc: sqlite3.OperationalError) -> Exception:
-        text = str(exc).lower()
-        if "locked" in text or "busy" in text:
-            return StoreUnavailable("busy", "the store is busy: another process holds its "
-                                            "write lock; nothing was recorded, try again")
-        if "full" in text:
-            return StoreUnavailable("full", f"the disk of {self.path.parent} is full; "
-                                            "nothing was recorded")
-        if "readonly" in text or "disk i/o" in text:
-            with contextlib.suppress(StoreUnavailable):
-                self._fail("unwritable", f"{self.path} cannot be written ({exc})")
-            assert self.failure is not None
-            return self.failure
-        return exc
-
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """The listings' own read-only connection: a page built in a worker thread
-        never shares the writer's connection or its open transaction."""
-        with self._reader_lock:
-            if self._reader is None:
-                self._reader = sqlite3.connect(self.path, isolation_level=None,
-                                               check_same_thread=False)
-                self._reader.execute("PRAGMA query_only=1")
-            yield self._reader
 
     def _log(self, incident_id: int, now: float, event: str, actor: str,
              detail: dict[str, Any]) -> None:
         self._db.execute("INSERT INTO timeline (incident_id, at, event, actor, detail) "
                          "VALUES (?, ?, ?, ?, ?)",
                          (incident_id, now, event, actor, json.dumps(detail, default=str)))
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
 
 
 def fingerprint(body: Any) -> str:

@@ -27,14 +27,14 @@ class IncidentRecords(Listings):
             cur = db.execute(
                 "INSERT INTO incidents (title, runbook, severity, state, channels, suppress, "
                 "reason, source, signal_key, signal, declared_at, declared_by) "
-                "VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (title, runbook, severity, json.dumps(list(channels)), json.dumps(list(suppress)),
                  reason, source, signal_key, None if signal is None else json.dumps(signal),
                  now, actor))
-            incident_id = int(cur.lastrowid or 0)
+            incident_id = int(cur.fetchone()[0])
             # One statement for every channel (10,000 in a few milliseconds), in key order.
-            db.execute("INSERT INTO channel_control (channel, incident_id, until) "
-                       "SELECT value, ?, NULL FROM json_each(?) ORDER BY value",
+            db.execute("INSERT INTO channel_control (channel, incident_id) "
+                       "SELECT value, ? FROM json_each(?) ORDER BY value",
                        (incident_id, json.dumps(list(channels))))
             self._log(incident_id, now, "declared", actor,
                       {"title": title, "runbook": runbook, "channels": list(channels),
@@ -100,8 +100,8 @@ class IncidentRecords(Listings):
         sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents"
         if not include_resolved:
             sql += " WHERE state = 'active'"
-        sql += " ORDER BY id DESC LIMIT ?"
-        return [_incident(r) for r in self._db.execute(sql, (-1 if limit is None else limit,))]
+        sql += " ORDER BY id DESC" + ("" if limit is None else " LIMIT ?")
+        return [_incident(r) for r in self._db.execute(sql, () if limit is None else (limit,))]
 
     def incidents_awaiting_release(self) -> list[Incident]:
         """Resolved incidents whose held posts have not been dealt with yet."""
@@ -154,8 +154,9 @@ class IncidentRecords(Listings):
         """Record that a step occurrence runs; False if it already did (restart safety)."""
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO step_runs (incident_id, step, occurrence, at, result) "
-                "VALUES (?, ?, ?, ?, 'started')", (incident_id, step, occurrence, now))
+                "INSERT INTO step_runs (incident_id, step, occurrence, at, result) "
+                "VALUES (?, ?, ?, ?, 'started') ON CONFLICT DO NOTHING",
+                (incident_id, step, occurrence, now))
             return cur.rowcount == 1
 
     def finish_step(self, incident_id: int, step: str, occurrence: int, result: str) -> None:
@@ -178,8 +179,8 @@ class IncidentRecords(Listings):
     def remember_event(self, feed: str, event_id: str, now: float) -> None:
         """Keep the id for FEED_EVENT_RETENTION; older ones are forgotten here too."""
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO feed_events (feed, event_id, seen_at) "
-                       "VALUES (?, ?, ?)", (feed, event_id, now))
+            db.execute("INSERT INTO feed_events (feed, event_id, seen_at) "
+                       "VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (feed, event_id, now))
             db.execute("DELETE FROM feed_events WHERE seen_at < ?",
                        (now - FEED_EVENT_RETENTION,))
 

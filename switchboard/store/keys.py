@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 
 from switchboard.store.core import KeyedRequest, KeyTaken, RequestKey, StoreCore
@@ -25,5 +24,7 @@ class RequestKeys(StoreCore):
                              "status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (request.scope, request.key, request.fingerprint, kind,
                               json.dumps(list(refs)), status, now))
-        except sqlite3.IntegrityError as exc:
-            raise KeyTaken() from exc
+        except Exception as exc:
+            if self._duplicate(exc):
+                raise KeyTaken() from exc
+            raise

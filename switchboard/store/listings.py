@@ -55,7 +55,8 @@ class Listings(PostRecords):
         chosen = list(dict.fromkeys(states or POST_STATES))
         narrowed = due_from is not None or due_to is not None or incident_id is not None
         if not channel and not narrowed:
-            return sum(self._counts.get(state, 0) for state in chosen)
+            counts = self.count_by_state()
+            return sum(counts.get(state, 0) for state in chosen)
         if narrowed:
             return self._count_narrowed(chosen, channel, due_from, due_to, incident_id)
         with self._reading() as db:

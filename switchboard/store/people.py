@@ -21,8 +21,8 @@ class PeopleRecords(IncidentRecords):
                    now: float) -> bool:
         """A new person; False if the name is taken."""
         with self.transaction() as db:
-            cur = db.execute("INSERT OR IGNORE INTO people (name, role, created_at, updated_at) "
-                             "VALUES (?, ?, ?, ?)", (name, role, now, now))
+            cur = db.execute("INSERT INTO people (name, role, created_at, updated_at) "
+                             "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (name, role, now, now))
             if cur.rowcount == 0:
                 return False
             self._set_team_roles(name, teams)
@@ -30,8 +30,8 @@ class PeopleRecords(IncidentRecords):
 
     def _set_team_roles(self, name: str, teams: Mapping[str, Iterable[str]]) -> None:
         self._db.execute("DELETE FROM team_roles WHERE person = ?", (name,))
-        self._db.executemany("INSERT OR IGNORE INTO team_roles (person, team, role) "
-                             "VALUES (?, ?, ?)",
+        self._db.executemany("INSERT INTO team_roles (person, team, role) "
+                             "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                              [(name, team, role) for team, roles in teams.items()
                               for role in roles])
 
@@ -80,8 +80,8 @@ class PeopleRecords(IncidentRecords):
     def add_person_token(self, name: str, sha256: str, now: float) -> int:
         with self.transaction() as db:
             cur = db.execute("INSERT INTO person_tokens (person, sha256, created_at) "
-                             "VALUES (?, ?, ?)", (name, sha256, now))
-            return int(cur.lastrowid or 0)
+                             "VALUES (?, ?, ?) RETURNING id", (name, sha256, now))
+            return int(cur.fetchone()[0])
 
     def revoke_person_tokens(self, name: str, now: float) -> int:
         with self.transaction() as db:

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from switchboard.store.channels import ChannelRecords
 from switchboard.store.core import StoreUnavailable
 from switchboard.store.sqlite import SqliteStore
 
@@ -36,9 +37,13 @@ Call = Callable[Concatenate["Store", P], Coroutine[Any, Any, R]]
 
 
 def _on(pool: str, method: Callable[Concatenate[SqliteStore, P], R]) -> Call[P, R]:
+    name = method.__name__
+
     async def call(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
         executor = self._writer if pool == "writer" else self._reader
-        bound = functools.partial(method, self.backend, *args, **kwargs)
+        # Looked up on the backend itself: each backend has its own lifecycle
+        # (open, close, health) besides the queries they share.
+        bound = functools.partial(getattr(self.backend, name), *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(executor, bound)
 
     functools.update_wrapper(call, method)
@@ -58,17 +63,21 @@ def listed(method: Callable[Concatenate[SqliteStore, P], R]) -> Call[P, R]:
 class Store:
     """The async store: one backend, a writer thread and a reader thread."""
 
-    def __init__(self, backend: SqliteStore) -> None:
+    def __init__(self, backend: ChannelRecords) -> None:
         self.backend = backend
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
-        self.path: Path = backend.path
         self._install_id: str | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Store:
-        """Open (integrity check and migrations included) off the loop."""
-        backend = await asyncio.to_thread(SqliteStore.open, path)
+        """The SQLite store at `path`, opened (integrity check and migrations
+        included) off the loop."""
+        return await cls.over(await asyncio.to_thread(SqliteStore.open, path))
+
+    @classmethod
+    async def over(cls, backend: ChannelRecords) -> Store:
+        """The port over a backend already open (PostgresStore, say)."""
         store = cls(backend)
         store._install_id = await store._read_install_id()
         return store

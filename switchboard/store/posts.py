@@ -68,8 +68,7 @@ class PostRecords(RequestKeys):
         db = self._db
         for post in posts:
             check_initial(post.state)
-        first = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM posts").fetchone()[0]) + 1
-        ids = list(range(first, first + len(posts)))
+        ids = self._new_post_ids(len(posts))
         db.executemany(
             "INSERT INTO posts (id, channel, kind, text, link, state, due_at, expires_at, "
             "incident_id, created_by, created_at, updated_at, origin) "
@@ -89,6 +88,7 @@ class PostRecords(RequestKeys):
         key is already stored (an earlier import of the same file) is not stored
         again. Returns (ids created, ids that already existed)."""
         with self.transaction() as db:
+            self._lock_imports()
             existing: list[int] = []
             new: dict[str, NewPost] = {}
             for key, post in rows:
@@ -161,7 +161,7 @@ class PostRecords(RequestKeys):
             raise ValueError(f"not editable: {sorted(set(changes) - allowed)}")
         with self.transaction() as db:
             row = db.execute(f"SELECT state FROM posts WHERE id = ? "
-                             f"AND state IN ({','.join('?' * len(expect))})",
+                             f"AND state IN ({','.join('?' * len(expect))}){self._FOR_UPDATE}",
                              [post_id, *expect]).fetchone()
             if row is None:
                 return False
@@ -214,9 +214,10 @@ class PostRecords(RequestKeys):
         with self.transaction(durable=False):
             free, held = self._suppress_held([(p.id, p.channel, p.kind) for p in rows],
                                           (PostState.SCHEDULED,), now)
-            self._transition(free, PostState.QUEUED, (PostState.SCHEDULED,), now, "dispatcher",
-                             "due")
-        claimed = set(free)
+            # Only what this transaction moved: another daemon may have claimed
+            # some of the rows read above in the meantime.
+            claimed = set(self._transition(free, PostState.QUEUED, (PostState.SCHEDULED,), now,
+                                           "dispatcher", "due"))
         out = [p for p in rows if p.id in claimed]
         for p in out:
             p.state = PostState.QUEUED
@@ -263,6 +264,7 @@ class PostRecords(RequestKeys):
     def _active_holds(self, now: float) -> dict[str, list[tuple[int, set[str]]]]:
         holds: dict[str, list[tuple[int, set[str]]]] = {}
         parsed: dict[str | None, set[str]] = {}
+        self._lock_holds()
         for channel, incident_id, suppress in self._db.execute(
                 "SELECT c.channel, c.incident_id, i.suppress FROM channel_control c "
                 "LEFT JOIN incidents i ON i.id = c.incident_id "
@@ -296,9 +298,11 @@ class PostRecords(RequestKeys):
             chunk = list(ids[i:i + 500])
             # `+state`: look the ids up by primary key; an index on state would walk
             # every post in that state (a million scheduled ones, say) per chunk.
+            # Locked in id order: a concurrent mover waits, then finds the new state.
             found = self._db.execute(
                 f"SELECT id, state FROM posts WHERE id IN ({','.join('?' * len(chunk))}) "
-                f"AND +state IN ({','.join('?' * len(expect))})", [*chunk, *expect]).fetchall()
+                f"AND +state IN ({','.join('?' * len(expect))}) ORDER BY id{self._FOR_UPDATE}",
+                [*chunk, *expect]).fetchall()
             if not found:
                 continue
             self._db.execute(
@@ -331,7 +335,7 @@ class PostRecords(RequestKeys):
                 chunk = ids[i:i + 500]
                 moved += [r[0] for r in self._db.execute(
                     f"SELECT id FROM posts WHERE id IN ({','.join('?' * len(chunk))}) "
-                    "AND +state = 'suppressed'", chunk)]
+                    f"AND +state = 'suppressed' ORDER BY id{self._FOR_UPDATE}", chunk)]
             self._db.executemany(
                 "UPDATE posts SET state = 'scheduled', updated_at = ?, due_at = ? WHERE id = ?",
                 [(now, due[post_id], post_id) for post_id in moved])

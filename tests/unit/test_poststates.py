@@ -18,6 +18,7 @@ from switchboard.poststates import (
     check_move,
 )
 from switchboard.store import MIGRATIONS, SqliteStore
+from switchboard.store.migrations import for_backend
 
 S = PostState
 FINAL = (S.DROPPED, S.CANCELLED, S.EXPIRED, S.RETRACTED, S.REJECTED)
@@ -142,7 +143,7 @@ def test_posts_stored_before_the_origin_column_keep_their_old_meaning(tmp_path: 
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)
     for number, migration in enumerate(MIGRATIONS[:6], start=1):
-        db.executescript(migration)
+        db.executescript(for_backend(migration, "sqlite"))
         db.execute(f"PRAGMA user_version = {number}")
     db.executemany("INSERT INTO posts (channel, kind, text, state, due_at, created_by, "
                    "created_at, updated_at) VALUES ('outbox', 'marketing', ?, 'scheduled', "

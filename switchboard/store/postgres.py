@@ -1,0 +1,354 @@
+"""The PostgreSQL store: the same noun parts and SQL as SQLite's, over a pool.
+
+Any number of daemons may share one database, so nothing here relies on the
+one-writer serialization SQLite gives: rows a transaction changes are locked
+(`SELECT ... FOR UPDATE`, in id order, so two claimers never take the same
+post and never deadlock), and a claim locks the holds table against new
+declarations until it commits. Nothing relies on session state either, so
+the store works behind PgBouncer in transaction mode: no prepared statements,
+no session advisory locks, settings only with `SET LOCAL` inside a
+transaction. Every statement outside a transaction runs on its own (autocommit).
+
+The noun parts write SQL with `?` placeholders; `translate` turns it into
+PostgreSQL's (see `_REWRITES`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn, Self
+
+import psycopg
+from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from switchboard.store.channels import ChannelRecords
+from switchboard.store.core import (
+    BUSY_TIMEOUT_MS,
+    Connection,
+    Rows,
+    StoreError,
+    StoreUnavailable,
+)
+from switchboard.store.migrations import MIGRATIONS, for_backend, statements
+
+# The SQLite-only spellings the noun parts use, and PostgreSQL's for them.
+_REWRITES = (
+    # A JSON array's elements as rows (one declaration holds thousands of channels).
+    (re.compile(r"json_each\(\?\)"), "json_array_elements_text(?::json)"),
+    # Index hints: PostgreSQL's planner has statistics and needs none.
+    (re.compile(r"\s*INDEXED BY \w+"), ""),
+    # `+column` keeps SQLite off an index; PostgreSQL has no unary plus on text.
+    (re.compile(r"(?<![\w)])\+(?=[A-Za-z_])"), ""),
+    (re.compile(r"%"), "%%"),
+    (re.compile(r"\?"), "%s"),
+)
+# Any constant: migrations take it for their transaction (never a session lock).
+_MIGRATION_LOCK = 0x73776264
+_BEGIN = f"BEGIN; SET LOCAL lock_timeout = '{BUSY_TIMEOUT_MS}ms'"
+# Only for records whose loss on a crash of the server is safe (see StoreCore.transaction).
+_BEGIN_NOT_DURABLE = _BEGIN + "; SET LOCAL synchronous_commit = off"
+
+
+@functools.lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """The noun parts' SQL (SQLite's dialect, `?` placeholders) as PostgreSQL's."""
+    for pattern, replacement in _REWRITES:
+        sql = pattern.sub(replacement, sql)
+    return sql
+
+
+class _Rows:
+    """A statement's rows, fetched at once: the connection goes back to the pool."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self._rows)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+def _params(values: Sequence[Any]) -> list[Any]:
+    # SQLite keeps booleans as 0/1 in INTEGER columns; so do we.
+    return [int(v) if isinstance(v, bool) else v for v in values]
+
+
+class PostgresConnection:
+    """One psycopg connection, spoken to in the noun parts' dialect."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
+        cur = self.conn.execute(translate(sql).encode(), _params(parameters))
+        return _Rows(cur.fetchall() if cur.description else [], cur.rowcount)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> _Rows:
+        batch = [_params(p) for p in parameters]
+        if not batch:
+            return _Rows([], 0)
+        with self.conn.cursor() as cur:
+            cur.executemany(translate(sql).encode(), batch)
+            return _Rows([], cur.rowcount)
+
+
+class _Statements:
+    """The store's `_db`: inside a transaction, its connection (this thread's);
+    outside, each statement on a connection of the pool, on its own."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
+        current = self._store._current()
+        if current is not None:
+            return current.execute(sql, parameters)
+        with self._store._reading() as conn:
+            return conn.execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows:
+        current = self._store._current()
+        if current is not None:
+            return current.executemany(sql, parameters)
+        with self._store.transaction() as conn:
+            return conn.executemany(sql, parameters)
+
+
+class PostgresStore(ChannelRecords):
+    """All durable state of any number of daemons in one PostgreSQL database.
+
+    Opened with a libpq connection string (`host=... dbname=...` or a URL);
+    one transaction per call, on a connection of its pool."""
+
+    _FOR_UPDATE = " FOR UPDATE"
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]],
+                 where: str) -> None:
+        super().__init__()
+        self._pool = pool
+        self.where = where
+        self._local = threading.local()
+        self._db = _Statements(self)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, dsn: str, *, max_connections: int = 4, timeout: float = 5.0) -> Self:
+        """Connect, migrate (one daemon at a time) and return the store; StoreError
+        if the database cannot be reached or has a newer schema."""
+        where = _where(dsn)
+        pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            dsn, min_size=1, max_size=max_connections, timeout=timeout, open=False,
+            check=ConnectionPool.check_connection, name="switchboard-store",
+            kwargs={"autocommit": True, "prepare_threshold": None})
+        try:
+            pool.open(wait=True, timeout=timeout)
+        except psycopg.Error as exc:
+            pool.close()
+            raise StoreError(f"cannot open store {where}: {exc}") from exc
+        store = cls(pool, where)
+        try:
+            store._migrate()
+        except (psycopg.Error, StoreUnavailable) as exc:
+            pool.close()
+            raise StoreError(f"cannot open store {where}: {exc}") from exc
+        except BaseException:
+            pool.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def start_checkpoints(self, every: float = 0.5) -> None:
+        """Nothing to do: PostgreSQL checkpoints by itself."""
+
+    def stop_checkpoints(self) -> None:
+        """Nothing to do: PostgreSQL checkpoints by itself."""
+
+    def integrity_ok(self) -> bool:
+        """PostgreSQL checks its pages itself (amcheck is the operator's deeper look):
+        the store is sound when its schema is the one this switchboard knows."""
+        return self.schema_version() == len(MIGRATIONS)
+
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _migrate(self) -> None:
+        """One version per transaction, each under a transaction-level lock, so two
+        daemons starting together apply each version once."""
+        while True:
+            with self.transaction() as db:
+                db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+                db.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+                row = db.execute("SELECT version FROM schema_version").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO schema_version (version) VALUES (0)")
+                version = 0 if row is None else int(row[0])
+                if version > len(MIGRATIONS):
+                    raise StoreError(f"{self.where} has schema version {version}, newer than "
+                                     f"this switchboard knows ({len(MIGRATIONS)}): upgrade "
+                                     "switchboard")
+                if version == len(MIGRATIONS):
+                    return
+                conn = self._connection()
+                for statement in statements(for_backend(MIGRATIONS[version], "postgresql")):
+                    conn.execute(statement.encode())  # as written: no placeholders in DDL
+                db.execute("UPDATE schema_version SET version = ?", (version + 1,))
+
+    def check_file(self) -> None:
+        """Nothing fails for good here: an unreachable or read-only server is
+        reported by each call, and passes when the server is back."""
+        if self.failure is not None:
+            raise self.failure
+
+    # -- transactions ------------------------------------------------------
+
+    def _current(self) -> PostgresConnection | None:
+        current: PostgresConnection | None = getattr(self._local, "conn", None)
+        return current
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        current = self._current()
+        assert current is not None, "only inside a transaction"
+        return current.conn
+
+    @contextmanager
+    def _borrowed(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        try:
+            conn = self._pool.getconn()
+        except psycopg.Error as exc:
+            self._raise_as_unavailable(exc)
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    @contextmanager
+    def transaction(self, durable: bool = True) -> Iterator[Connection]:
+        """One atomic write (READ COMMITTED, with the row locks the noun parts take).
+
+        Raises StoreUnavailable when nothing was recorded: locks held too long
+        (busy), the server unreachable or read-only, its disk full. A connection
+        lost during COMMIT is reported as unreachable with an unknown outcome."""
+        self.check_file()
+        if self._current() is not None:
+            raise RuntimeError("a store transaction is already open on this thread")
+        with self._borrowed() as conn:
+            self._local.conn = PostgresConnection(conn)
+            try:
+                yield from self._atomically(conn, durable)
+            finally:
+                self._local.conn = None
+        self._counts.update(self._delta)
+        self._delta.clear()
+
+    def _atomically(self, conn: psycopg.Connection[tuple[Any, ...]],
+                    durable: bool) -> Iterator[Connection]:
+        try:
+            conn.execute(_BEGIN if durable else _BEGIN_NOT_DURABLE)
+            yield self._db
+        except BaseException as exc:
+            self._delta.clear()
+            if not conn.closed:
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    conn.close()  # the pool replaces it
+            if isinstance(exc, psycopg.Error):
+                self._raise_as_unavailable(exc)
+            raise
+        try:
+            conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            self._delta.clear()
+            self._raise_as_unavailable(exc, at_commit=True)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._borrowed() as conn:
+            try:
+                yield PostgresConnection(conn)
+            except psycopg.Error as exc:
+                self._raise_as_unavailable(exc)
+
+    def _raise_as_unavailable(self, exc: psycopg.Error, at_commit: bool = False) -> NoReturn:
+        """StoreUnavailable for what passes (the server, its locks, its disk); any
+        other error (a broken uniqueness rule, say) as it is."""
+        mapped = self._unavailable(exc, at_commit)
+        if mapped is exc:
+            raise exc
+        raise mapped from exc
+
+    def _unavailable(self, exc: psycopg.Error, at_commit: bool = False) -> Exception:
+        if isinstance(exc, errors.LockNotAvailable | errors.SerializationFailure
+                      | errors.DeadlockDetected | errors.QueryCanceled):
+            return StoreUnavailable("busy", "the store is busy: another daemon holds the rows "
+                                            "this write needs; nothing was recorded, try again")
+        if isinstance(exc, errors.ReadOnlySqlTransaction):
+            return StoreUnavailable("read_only", f"PostgreSQL {self.where} is read-only (a "
+                                                 "failover in progress?); nothing was recorded")
+        if isinstance(exc, errors.DiskFull):
+            return StoreUnavailable("full", f"the disk of PostgreSQL {self.where} is full; "
+                                            "nothing was recorded")
+        if isinstance(exc, psycopg.OperationalError):
+            outcome = ("the connection was lost during the commit: the write may or may not "
+                       "be recorded, a repeat with the same Idempotency-Key is safe"
+                       if at_commit else "nothing was recorded, try again")
+            return StoreUnavailable("unreachable", f"PostgreSQL {self.where} cannot be "
+                                                   f"reached ({_first_line(exc)}); {outcome}")
+        return exc
+
+    # -- the dialect's differences ------------------------------------------
+
+    def _new_post_ids(self, count: int) -> list[int]:
+        # From the column's own sequence: concurrent writers never share an id.
+        rows = self._db.execute("SELECT nextval(pg_get_serial_sequence('posts', 'id')) "
+                                "FROM generate_series(1, ?)", (count,)).fetchall()
+        return sorted(int(r[0]) for r in rows)
+
+    def _duplicate(self, exc: Exception) -> bool:
+        return isinstance(exc, errors.UniqueViolation)
+
+    def _lock_holds(self) -> None:
+        # SHARE: claims run side by side, but a declaration (or any other writer of
+        # the holds) waits for them, and they for it: a hold committed before a
+        # claim commits is one that claim has read.
+        self._db.execute("LOCK TABLE channel_control IN SHARE MODE")
+
+    def _lock_imports(self) -> None:
+        # Two imports of one file at once: the second waits, then finds the keys.
+        self._db.execute("LOCK TABLE post_keys IN SHARE ROW EXCLUSIVE MODE")
+
+    def count_by_state(self) -> dict[str, int]:
+        """Counted in the database: other daemons change the posts too."""
+        return {state: int(n) for state, n in self._db.execute(
+            "SELECT state, COUNT(*) FROM posts GROUP BY state") if n}
+
+
+def _where(dsn: str) -> str:
+    """The server and database a DSN names, for messages (never its password)."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise StoreError(f"the PostgreSQL connection string is not valid: {exc}") from exc
+    host = parts.get("host") or "localhost"
+    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

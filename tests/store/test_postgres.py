@@ -1,0 +1,199 @@
+"""What only the PostgreSQL backend has: its SQL translation, its migrations on a
+shared database, and a server that goes away, comes back or turns read-only."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from switchboard.model import NewPost
+from switchboard.store import MIGRATIONS, SqliteStore, StoreError, StoreUnavailable
+from switchboard.store.postgres import PostgresStore, translate
+from tests.postgres import PostgresServer, free_port, own_postgres_server
+
+__all__ = ["own_postgres_server"]
+
+
+def test_the_sqlite_dialect_is_translated_for_postgresql() -> None:
+    assert translate("SELECT id FROM posts INDEXED BY posts_pending WHERE +state = ? "
+                     "AND text LIKE '%x' AND (due_at, id) > (?, ?) AND n + 1 > 0") == (
+        "SELECT id FROM posts WHERE state = %s AND text LIKE '%%x' "
+        "AND (due_at, id) > (%s, %s) AND n + 1 > 0")
+    assert translate("SELECT value, ? FROM json_each(?)") == (
+        "SELECT value, %s FROM json_array_elements_text(%s::json)")
+
+
+def _sqlite_schema(path: Path) -> dict[str, list[str]]:
+    SqliteStore.open(path).close()
+    db = sqlite3.connect(path)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in tables}
+
+
+def test_both_backends_migrate_to_the_same_tables_and_columns(tmp_path: Path,
+                                                             postgres_dsn: str) -> None:
+    store = PostgresStore.open(postgres_dsn)
+    with store._reading() as db:
+        rows = db.execute("SELECT table_name, column_name, data_type FROM "
+                          "information_schema.columns WHERE table_schema = 'public' "
+                          "AND table_name <> 'schema_version' "
+                          "ORDER BY table_name, ordinal_position").fetchall()
+    store.close()
+    postgres: dict[str, list[str]] = {}
+    for table, column, _ in rows:
+        postgres.setdefault(table, []).append(column)
+    assert postgres == _sqlite_schema(tmp_path / "s.db")
+    types = {(t, c): kind for t, c, kind in rows}
+    # SQLite's REAL is 8 bytes: so must the times be here.
+    assert types["posts", "due_at"] == types["audit", "at"] == "double precision"
+    assert types["posts", "id"] == types["incidents", "held_done"] == "bigint"
+
+
+def test_two_daemons_opening_a_new_database_together_migrate_it_once(
+        postgres_server: PostgresServer) -> None:
+    name = postgres_server.create_database()
+    try:
+        dsn = postgres_server.dsn(name)
+        opened: list[PostgresStore] = []
+        errors: list[BaseException] = []
+        start = threading.Barrier(3)
+
+        def open_one() -> None:
+            start.wait()
+            try:
+                opened.append(PostgresStore.open(dsn))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(opened) == 3
+        assert {s.schema_version() for s in opened} == {len(MIGRATIONS)}
+        assert len({s.install_id() for s in opened}) == 1
+        with opened[0]._reading() as db:
+            assert db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+        for s in opened:
+            s.close()
+    finally:
+        postgres_server.drop_database(name)
+
+
+def test_a_database_from_a_newer_switchboard_is_refused(postgres_dsn: str) -> None:
+    store = PostgresStore.open(postgres_dsn)
+    with store.transaction() as db:
+        db.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS) + 1,))
+    store.close()
+    with pytest.raises(StoreError, match="newer than this switchboard"):
+        PostgresStore.open(postgres_dsn)
+
+
+def test_a_server_nobody_listens_for_is_refused_at_start_naming_it() -> None:
+    port = free_port()
+    with pytest.raises(StoreError, match=f"cannot open store 127.0.0.1:{port}/sb"):
+        PostgresStore.open(f"host=127.0.0.1 port={port} dbname=sb user=x connect_timeout=1",
+                           timeout=0.5)
+
+
+def test_a_connection_string_that_is_not_one_is_refused_clearly() -> None:
+    with pytest.raises(StoreError, match="connection string is not valid"):
+        PostgresStore.open("host=127.0.0.1 port")
+
+
+@pytest.fixture
+def own_store(own_postgres_server: PostgresServer) -> Iterator[PostgresStore]:
+    name = own_postgres_server.create_database()
+    store = PostgresStore.open(own_postgres_server.dsn(name), timeout=1.0)
+    yield store
+    store.close()
+    own_postgres_server.drop_database(name)
+
+
+def _post(store: PostgresStore, text: str) -> list[int]:
+    return store.add_posts([NewPost("outbox", "marketing", text, 10.0)], "m", 1.0)
+
+
+def test_writes_while_the_server_is_down_answer_unreachable_then_recover_by_themselves(
+        own_postgres_server: PostgresServer, own_store: PostgresStore) -> None:
+    _post(own_store, "before")
+    own_postgres_server.stop("fast")
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            _post(own_store, "while down")
+        assert caught.value.reason == "unreachable"
+        assert f"127.0.0.1:{own_postgres_server.port}" in caught.value.message
+        with pytest.raises(StoreUnavailable, match="cannot be reached"):
+            own_store.post(1)
+    finally:
+        own_postgres_server.start(same_port=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            _post(own_store, "after")
+            break
+        except StoreUnavailable as exc:
+            assert exc.reason == "unreachable" and time.monotonic() < deadline
+    assert [p.text for p in own_store.list_posts()] == ["before", "after"]
+
+
+def _set_read_only(server: PostgresServer, on: bool) -> None:
+    server.admin(f"ALTER SYSTEM SET default_transaction_read_only = {'on' if on else 'off'}")
+    server.admin("SELECT pg_reload_conf()")
+
+
+def test_a_read_only_server_answers_read_only_and_keeps_answering_reads(
+        own_postgres_server: PostgresServer, own_store: PostgresStore) -> None:
+    [post] = _post(own_store, "kept")
+    _set_read_only(own_postgres_server, True)
+    try:
+        # The reload reaches the server's sessions a moment later.
+        deadline = time.monotonic() + 5
+        with pytest.raises(StoreUnavailable) as caught:
+            while time.monotonic() < deadline:
+                _post(own_store, "early")
+                time.sleep(0.02)
+        assert caught.value.reason == "read_only"
+        assert "read-only" in caught.value.message
+        assert own_store.post(post) is not None
+    finally:
+        _set_read_only(own_postgres_server, False)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            _post(own_store, "after")
+            break
+        except StoreUnavailable as exc:
+            assert exc.reason == "read_only" and time.monotonic() < deadline
+            time.sleep(0.02)
+    texts = [p.text for p in own_store.list_posts()]
+    assert texts[0] == "kept" and texts[-1] == "after"
+
+
+def test_connections_cut_by_the_server_are_replaced_without_an_error(
+        own_store: PostgresStore, own_postgres_server: PostgresServer) -> None:
+    _post(own_store, "one")
+    with psycopg.connect(own_postgres_server.dsn(), autocommit=True) as admin:
+        cut = admin.execute(b"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            b"WHERE backend_type = 'client backend' "
+                            b"AND pid <> pg_backend_pid()").fetchall()
+    assert cut
+    _post(own_store, "two")
+    assert [p.text for p in own_store.list_posts()] == ["one", "two"]
+
+
+def test_the_postgresql_backend_answers_every_call_the_sqlite_one_does() -> None:
+    import inspect
+
+    for name in (n for n in dir(SqliteStore) if not n.startswith("_") and n != "open"):
+        ours = getattr(PostgresStore, name, None)
+        assert ours is not None, f"PostgresStore has no {name}"
+        if name != "transaction" and callable(ours):
+            assert inspect.signature(ours) == inspect.signature(getattr(SqliteStore, name)), name
