@@ -89,6 +89,9 @@ class Message:
     # Random per store: keys sent to platforms must differ between two stores
     # (a restore, staging) that both have a post with this id.
     install_id: str = ""
+    # When the post was created: a key that must stay the same for every send of
+    # the post (a released `unknown` post sent again) is made from it, not `sent_at`.
+    created_at: datetime | None = None
 
     @property
     def platform_key(self) -> str:

@@ -87,7 +87,8 @@ class BlueskyChannel(Channel):
 
     async def _publish(self, message: Message) -> Receipt:
         text = compose(message)
-        rkey = record_key(message.install_id, message.post_id, message.sent_at)
+        rkey = record_key(message.install_id, message.post_id,
+                          message.created_at or message.sent_at)
         try:
             record = models.AppBskyFeedPost.Record(
                 text=text, created_at=_iso(message.sent_at), facets=link_facets(text) or None)
@@ -233,11 +234,12 @@ class _Transport(AsyncRequest):  # type: ignore[misc]  # the SDK ships no type m
                 self._exhausted_until[nsid] = float(reset)
 
 
-def record_key(install_id: str, post_id: str, sent_at: datetime) -> str:
-    """A TID for the post's record: the send's time in the 53 timestamp bits, keeping
-    it close to now as a post's key should be, and the install and post in the 10
-    clock-id bits. The same send always has the same key, so its retries collide."""
-    micros = int(sent_at.timestamp() * 1_000_000) & ((1 << 53) - 1)
+def record_key(install_id: str, post_id: str, created_at: datetime) -> str:
+    """A TID for the post's record: the post's creation time in the 53 timestamp
+    bits, keeping it close to the post as a key should be, and the install and post
+    in the 10 clock-id bits. Every send of one post has the same key, so a retry or
+    a released `unknown` post sent again rewrites its record instead of adding one."""
+    micros = int(created_at.timestamp() * 1_000_000) & ((1 << 53) - 1)
     digest = hashlib.sha256(f"{install_id}:{post_id}".encode()).digest()
     clock_id = int.from_bytes(digest[:2], "big") & 0x3FF
     value = (micros << 10) | clock_id

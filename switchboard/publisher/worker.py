@@ -193,7 +193,8 @@ class ChannelWorker:
                       p.timer.now)
         message = Message(str(post.id), post.channel, post.kind, post.text, post.link,
                           to_datetime(handed_at), may_start=start,
-                          install_id=p.store.install_id())
+                          install_id=p.store.install_id(),
+                          created_at=to_datetime(post.created_at))
         try:
             receipt = await self.channel.publish(message)
         except GateClosed:

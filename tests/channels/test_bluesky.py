@@ -78,6 +78,18 @@ def test_the_record_key_is_a_tid_fixed_per_send_and_distinct_per_install() -> No
     assert record_key("install-a", "43", at) != key
 
 
+def test_a_released_post_sent_again_rewrites_its_record_instead_of_adding_one(
+        bluesky: Harness) -> None:
+    # The first send landed but its answer was lost (`unknown`); someone released it.
+    created = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    first = replace(message("9", "Bridge closed"), created_at=created)
+    again = replace(first, sent_at=datetime(2026, 12, 1, 11, 0, tzinfo=UTC))
+    run(bluesky.publish(first))
+    run(bluesky.publish(again))
+    [record] = fake(bluesky).records
+    assert record.writes == 2 and fake(bluesky).texts == ["Bridge closed"]
+
+
 def test_links_become_facets_at_their_utf8_byte_offsets(bluesky: Harness) -> None:
     link = "https://example.org/fares"
     run(bluesky.publish(message(text="Neue Fahrpläne 🚆 ab Montag", link=link)))
