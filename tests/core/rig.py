@@ -235,16 +235,19 @@ class Rig:
         await close_channels(core.channels)
         await core.store.close()
 
-    async def crash(self) -> Core:
-        """The process dies where it stands (a send in flight never answers); the
-        next one opens the same database, repairs it and builds the core again."""
+    async def crash(self, down_for: float = 0.0) -> Core:
+        """The process dies where it stands (a send in flight never answers, its
+        timers are gone); `down_for` seconds later the next one opens the same
+        database, repairs it and builds the core again."""
         old = self.core
         for worker in old.publisher.workers.values():
             if worker._task is not None:
                 worker._task.cancel()
+        self.timer.cancel_prefix("")
         await settle()
         await close_channels(old.channels)
         await old.store.close()
+        await self.timer.advance(down_for)
         self.core = await self._build()
         await self.idle()
         return self.core
