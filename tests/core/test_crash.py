@@ -136,9 +136,9 @@ async def test_the_claim_checks_the_holds_in_its_transaction_for_a_post_already_
 async def test_of_two_claimers_on_one_post_one_sends_and_the_loser_never_does(
         tmp_path: Path) -> None:
     async with Rig(tmp_path) as rig:
-        other = await build_core(tmp_path / "other", rig.timer, rig.context,
-                                 channel_configs(tmp_path / "other"), timedelta(minutes=10),
-                                 database=tmp_path / "switchboard.db")
+        other = await build_core(rig.tmp / "other", rig.timer, rig.context,
+                                 channel_configs(rig.tmp / "other"), timedelta(minutes=10),
+                                 database=rig.tmp / "switchboard.db")
         try:
             ids = await rig.store.add_posts(
                 [NewPost("social", "operational", f"Update {i}", rig.now,
@@ -165,7 +165,7 @@ async def _all_published(rig: Rig, ids: list[int]) -> bool:
 @drive
 async def test_two_stores_claiming_the_same_posts_at_once_split_them(tmp_path: Path) -> None:
     async with Rig(tmp_path) as rig:
-        other = await Store.open(tmp_path / "switchboard.db")
+        other = await Store.open(rig.tmp / "switchboard.db")
         try:
             ids = await rig.store.add_posts(
                 [NewPost("web", "marketing", f"Offer {i}", START, state=PostState.QUEUED)

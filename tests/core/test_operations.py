@@ -3,7 +3,9 @@ the clear refusals they get, on the fake clock."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +24,7 @@ async def test_a_declaration_with_a_mistake_is_refused_and_changes_nothing(
         tmp_path: Path) -> None:
     async with Rig(tmp_path) as rig:
         incidents = rig.incidents
-        cases = [
+        cases: list[tuple[dict[str, Any], int, str]] = [
             ({"runbook": "nope"}, 422, "no runbook named 'nope' (runbooks: outage)"),
             ({"channels": ["web", "fax"]}, 404, "no channel named 'fax'"),
             ({"title": "  "}, 400, "title must not be empty"),
@@ -30,9 +32,8 @@ async def test_a_declaration_with_a_mistake_is_refused_and_changes_nothing(
         ]
         for changes, status, message in cases:
             ask = {"runbook": "outage", "title": "Lines down", "actor": "ops", **changes}
-            with pytest.raises(Refused, match=message.replace("(", r"\(").replace(")", r"\)")) \
-                    as refused:
-                await incidents.declare(**ask)  # type: ignore[arg-type]
+            with pytest.raises(Refused, match=re.escape(message)) as refused:
+                await incidents.declare(**ask)
             assert refused.value.status == status
         assert await rig.store.incidents(include_resolved=True) == []
         assert rig.core.gate.channels_under_control(rig.now) == set()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from switchboard.channels.base import ChannelError
+from switchboard.poststates import PostState
 from switchboard.store import StoreUnavailable
 from tests.core.rig import START, Rig, Scripted, drive
 
@@ -149,7 +150,7 @@ async def test_a_send_to_a_channel_no_longer_configured_fails_visibly(tmp_path: 
     async with Rig(tmp_path) as rig:
         [post] = await rig.core.publisher.submit([("gone", "Hello")], "ops")
         assert (post.state, post.error) == ("failed", "channel gone is not configured")
-        assert await rig.core.publisher.retract(replace(post, state="published"), "ops",
+        assert await rig.core.publisher.retract(replace(post, state=PostState.PUBLISHED), "ops",
                                                 "test") == \
             f"post {post.id}: channel gone is not configured"
         await rig.core.publisher.notify(1, ["gone"], "nobody hears this", "test")
