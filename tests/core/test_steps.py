@@ -227,3 +227,20 @@ async def test_a_step_outcome_the_store_cannot_record_is_recorded_later(
         await rig.advance(MINUTE)
         assert await runs(rig, incident, "escalate") == [(0, "ok")]
         assert len([t for t in rig.texts("ops-chat") if "open for an hour" in t]) == 1
+
+
+@drive
+async def test_a_reminder_on_a_channel_the_incident_holds_is_not_the_update_it_asks_for(
+        tmp_path: Path) -> None:
+    """Declared by hand over an internal channel too: ops' own notices there are
+    not operational updates; the overdue gauge stays up until a public one."""
+    async with Rig(tmp_path) as rig:
+        incident = await rig.declare(channels=["web", "ops-chat"])
+        await rig.advance(30 * MINUTE)
+        assert reminders(rig) == [START + 30 * MINUTE]
+        assert rig.gauge("operational_update_overdue", incident=f"INC-{incident}") == 1
+        stored = await rig.store.incident(incident)
+        assert stored is not None and stored.last_operational_at == START  # the statement
+        await rig.incidents.update(incident, "Buses replace trains", "ops")
+        await rig.idle()
+        assert rig.gauge("operational_update_overdue", incident=f"INC-{incident}") == 0
