@@ -25,8 +25,11 @@ async def marketing_during_the_incident(rig: Rig) -> dict[str, list[int]]:
     social = [await rig.schedule("social", f"Social offer {i}", at=m * MINUTE)
               for i, m in enumerate((10, 25), start=1)]
     cooldown = [await rig.schedule("web", "Offer in cooldown", at=40 * MINUTE)]
-    expiring = [await rig.schedule("web", "Flash sale", at=12 * MINUTE,
-                                   expires_at=START + 50 * MINUTE)]
+    # One expires in the cooldown, one just after it: before its slot in the train.
+    expiring = [await rig.schedule("web", "Lunch deal", at=14 * MINUTE,
+                                   expires_at=START + 50 * MINUTE),
+                await rig.schedule("web", "Flash sale", at=12 * MINUTE,
+                                   expires_at=START + 62 * MINUTE)]
     return {"web": web, "social": social, "cooldown": cooldown, "expiring": expiring}
 
 
@@ -62,17 +65,18 @@ async def test_posts_due_in_an_incident_are_held_then_rescheduled_spaced_per_cha
         web = {p: at for p, _, at in rig.published("web")}
         social = {p: at for p, _, at in rig.published("social")}
         # Each channel's held posts in their old order, min_spacing (5m) apart from
-        # the end of the cooldown; the channels do not wait for each other.
-        held_web = [*posts["web"][:1], *posts["web"][1:], *posts["cooldown"]]
+        # the end of the cooldown; the channels do not wait for each other, and a
+        # post that would expire before its slot leaves no gap in the train.
+        held_web = [*posts["web"], *posts["cooldown"]]
         assert [web[p] for p in held_web] == [release + i * 5 * MINUTE for i in range(4)]
         assert [social[p] for p in posts["social"]] == [release, release + 5 * MINUTE]
-        # The flash sale would have come after its expiry: expired, never sent.
-        assert await rig.states(posts["expiring"]) == ["expired"]
-        assert posts["expiring"][0] not in web
+        # Expired before the end of the cooldown or before its slot: never sent.
+        assert await rig.states(posts["expiring"]) == ["expired", "expired"]
+        assert not set(posts["expiring"]) & set(web)
         assert rig.core.gate.channels_under_control(rig.now) == set()
         timeline = await rig.store.timeline(incident)
         released = next(e for e in timeline if e.event == "channels_released")
-        assert released.detail == {"held_posts": "reschedule", "rescheduled": 6, "expired": 1}
+        assert released.detail == {"held_posts": "reschedule", "rescheduled": 6, "expired": 2}
 
 
 @drive
@@ -99,7 +103,7 @@ async def test_held_posts_wait_for_a_person_under_review_and_ops_is_told(
         assert not sent & set(every)
         notice = rig.texts("ops-chat")[-1]
         assert notice.startswith(f"INC-{incident} (Lines down): channels back with marketing; "
-                                 "7 held posts are waiting for review")
+                                 "8 held posts are waiting for review")
         # The channels are back with marketing: a new post goes out on time.
         later = await rig.schedule("web", "After the review", at=rig.now - START + MINUTE)
         await rig.advance(MINUTE)

@@ -56,6 +56,25 @@ async def test_a_void_reschedules_the_held_posts_and_retracts_the_incidents_post
 
 
 @drive
+async def test_a_void_sends_a_post_that_would_expire_before_its_slot_to_review(
+        tmp_path: Path) -> None:
+    async with Rig(tmp_path) as rig:
+        incident = await rig.declare()
+        first = await rig.schedule("social", "First", at=5 * MINUTE)
+        expiring = await rig.schedule("social", "Flash", at=6 * MINUTE,
+                                      expires_at=START + 12 * MINUTE)
+        last = await rig.schedule("social", "Last", at=7 * MINUTE)
+        await rig.advance(10 * MINUTE)
+        voided = await rig.incidents.void(incident, actor="ops", reason="false alarm")
+        assert voided.held == [expiring]
+        await rig.advance(10 * MINUTE)
+        sent = {p: at - START for p, _, at in rig.published("social")}
+        # The train has no gap where the expiring post would have been.
+        assert (sent[first], sent[last]) == (10 * MINUTE, 15 * MINUTE)
+        assert (await rig.post(expiring)).state == "held"
+
+
+@drive
 async def test_a_void_keeps_up_the_updates_that_serve_an_overlapping_incident(
         tmp_path: Path) -> None:
     async with Rig(tmp_path) as rig:
