@@ -244,3 +244,35 @@ async def test_a_reminder_on_a_channel_the_incident_holds_is_not_the_update_it_a
         await rig.incidents.update(incident, "Buses replace trains", "ops")
         await rig.idle()
         assert rig.gauge("operational_update_overdue", incident=f"INC-{incident}") == 0
+
+
+@drive
+async def test_a_step_that_crashes_is_recorded_failed_and_the_incident_goes_on(
+        tmp_path: Path) -> None:
+    async with Rig(tmp_path, {"outage": RETRACTING}) as rig:
+        async def broken(*args: object, **kwargs: object) -> list[object]:
+            raise KeyError("column")
+
+        rig.store.published_since = broken  # type: ignore[method-assign,assignment]
+        incident = await rig.declare()
+        await rig.advance(MINUTE)
+        assert await runs(rig, incident, "retract-recent-offers") == [(0, "failed")]
+        assert any("runbook step retract-recent-offers failed: internal error: 'column'" in t
+                   for t in rig.texts("ops-chat"))
+        assert await runs(rig, incident, "holding-statement") == [(0, "ok")]
+
+
+@drive
+async def test_a_step_timer_for_an_incident_gone_or_resolved_does_nothing(
+        tmp_path: Path) -> None:
+    async with Rig(tmp_path) as rig:
+        steps = rig.core.steps
+        await steps.run(404, "escalate", 0)  # no such incident
+        incident = await rig.declare()
+        await rig.advance(MINUTE)
+        await rig.resolve(incident)
+        await steps.run(incident, "escalate", 0)  # a live step of a resolved incident
+        await steps.run(incident, "no-such-step", 0)
+        await rig.idle()
+        assert await runs(rig, incident, "escalate") == []
+        assert not [t for t in rig.texts("ops-chat") if "open for an hour" in t]
