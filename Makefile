@@ -6,7 +6,7 @@ CONFIG  ?= config/switchboard.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test lint check bench bench-full demo clean
+.PHONY: run test lint check coverage-core bench bench-full demo clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# Line coverage of the publisher, incidents, steps and gate by tests/core alone.
+coverage-core: $(STAMP)
+	$(BIN)/python -m tests.core.measure
 
 bench: $(STAMP)
 	$(BIN)/python -m bench --quick

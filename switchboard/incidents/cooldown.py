@@ -14,10 +14,26 @@ from switchboard import refusals
 from switchboard.incidents.core import IncidentsBase
 from switchboard.incidents.views import review_notice
 from switchboard.model import Incident, Post
-from switchboard.posts import spaced_times
 from switchboard.poststates import PostState
 
 RELEASE_RETRY = 30.0  # seconds before a release the store could not take is tried again
+
+
+def spaced_train(posts: list[Post], start: float,
+                 spacing: timedelta) -> tuple[list[tuple[int, float]], list[int]]:
+    """One channel's posts back on the schedule in order, `spacing` apart from
+    `start`: (post id, due) each, and the posts that would expire before their
+    slot, which leave no gap in the train."""
+    step = spacing.total_seconds()
+    train: list[tuple[int, float]] = []
+    late: list[int] = []
+    for post in posts:
+        due = start + len(train) * step
+        if post.expires_at is not None and due >= post.expires_at:
+            late.append(post.id)
+        else:
+            train.append((post.id, due))
+    return train, late
 
 
 class Cooldowns(IncidentsBase):
@@ -77,11 +93,9 @@ class Cooldowns(IncidentsBase):
                 by_channel.setdefault(post.channel, []).append(post)
         moves: list[tuple[int, float]] = []
         for posts in by_channel.values():
-            for post, due in zip(posts, spaced_times(now, len(posts), spacing), strict=True):
-                if post.expires_at is not None and due >= post.expires_at:
-                    expired.append(post.id)  # it would expire before its new slot
-                else:
-                    moves.append((post.id, due))
+            train, late = spaced_train(posts, now, spacing)
+            moves += train
+            expired += late
         requeued, gone = await self.store.reschedule_held(
             moves, expired, now, "runbook", reason,
             expired_reason=f"{reason}: past expires_at, or would be before its new slot")

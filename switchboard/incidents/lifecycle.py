@@ -118,11 +118,6 @@ class Incidents(Voids):
     def schedule_auto_resolve(self, incident_id: int, at: float) -> None:
         self.timer.call_at(f"autoresolve-{incident_id}", at, self._auto_resolve, incident_id)
 
-    async def _auto_resolve(self, incident_id: int) -> None:
-        incident = await self._get(incident_id)
-        if incident.state == "active" and incident.auto_resolve_at is not None:
-            await self.resolve(incident_id, actor="feed", note="source quiet for the quiet period")
-
     # -- queries and updates ------------------------------------------------
 
     async def listing(self, everything: bool) -> list[Incident]:

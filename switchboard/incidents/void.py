@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from switchboard import refusals
-from switchboard.incidents.cooldown import Cooldowns
+from switchboard.incidents.cooldown import Cooldowns, spaced_train
 from switchboard.incidents.views import void_notice
 from switchboard.model import Incident, Post
-from switchboard.posts import spaced_times
 from switchboard.poststates import PostState
 
 
@@ -92,11 +91,9 @@ class Voids(Cooldowns):
                 by_channel.setdefault(post.channel, []).append(post)
         requeue: list[tuple[int, float]] = []
         for posts in by_channel.values():
-            for post, due in zip(posts, spaced_times(now, len(posts), spacing), strict=True):
-                if post.expires_at is not None and due >= post.expires_at:
-                    review.append(post.id)
-                else:
-                    requeue.append((post.id, due))
+            train, expiring = spaced_train(posts, now, spacing)
+            requeue += train
+            review += expiring
         return requeue, review
 
     async def _hold_stragglers(self, incident_id: int, actor: str, now: float) -> None:

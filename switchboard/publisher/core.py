@@ -275,7 +275,11 @@ class Publisher:
         """One timeline write per incident for a whole run of sends (a fan-out)."""
         served: dict[int, list[Post]] = {}
         for post in posts:
-            if post.kind == "operational":
+            # An update is what the public hears: ops' own notices on an internal
+            # channel the incident also holds (a reminder, say) are not one.
+            worker = self.workers.get(post.channel)
+            public = worker is not None and worker.channel.audience == "public"
+            if post.kind == "operational" and public:
                 for incident_id in self.gate.controlling(post.channel, now):
                     served.setdefault(incident_id, []).append(post)
         for incident_id, updates in served.items():
