@@ -136,3 +136,19 @@ class AuditEntry:
     target: str | None
     teams: tuple[str, ...]
     status: int
+
+
+@dataclass(frozen=True)
+class HeldPlan:
+    """What the end of a cooldown does with an incident's suppressed posts: under
+    `drop` and `review` every one of `ids` moves to `to_state`; under `reschedule`
+    each of `moves` goes back on the schedule at its own time and `expired` expire."""
+
+    policy: str
+    reason: str
+    ids: tuple[int, ...] = ()
+    to_state: str | None = None
+    moves: tuple[tuple[int, float], ...] = ()
+    expired: tuple[int, ...] = ()
+    expired_reason: str = ""
+

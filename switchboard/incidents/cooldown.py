@@ -1,9 +1,10 @@
 """The end of a cooldown: the held posts follow the runbook's policy (drop,
 review, reschedule spaced per channel) and the channels go back to marketing.
 
-Each policy is one store transaction over all the incident's held posts,
-never one per post: releasing 10,000 held posts is one commit, on the
-store's writer thread.
+The whole end of a cooldown (the policy over all the incident's held posts,
+the channels let go, the timeline) is one store transaction, never one per
+post: releasing 10,000 held posts is one commit, on the store's writer
+thread, and a failure leaves all of it for the retry.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import timedelta
 from switchboard import refusals
 from switchboard.incidents.core import IncidentsBase
 from switchboard.incidents.views import review_notice
-from switchboard.model import Incident, Post
+from switchboard.model import HeldPlan, Incident, Post
 from switchboard.poststates import PostState
 
 RELEASE_RETRY = 30.0  # seconds before a release the store could not take is tried again
@@ -34,6 +35,27 @@ def spaced_train(posts: list[Post], start: float,
         else:
             train.append((post.id, due))
     return train, late
+
+
+def plan(held: list[Post], policy: str, spacing: timedelta, now: float) -> HeldPlan:
+    """What the held-post policy does with the incident's suppressed posts."""
+    reason = f"held-post policy {policy}"
+    if policy in ("drop", "review"):
+        return HeldPlan(policy, reason, ids=tuple(p.id for p in held),
+                        to_state=PostState.DROPPED if policy == "drop" else PostState.HELD)
+    expired = [p.id for p in held if p.expires_at is not None and p.expires_at <= now]
+    by_channel: dict[str, list[Post]] = {}
+    for post in held:
+        if post.id not in expired:
+            by_channel.setdefault(post.channel, []).append(post)
+    moves: list[tuple[int, float]] = []
+    for posts in by_channel.values():
+        train, late = spaced_train(posts, now, spacing)
+        moves += train
+        expired += late
+    return HeldPlan("reschedule", reason, moves=tuple(moves), expired=tuple(expired),
+                    expired_reason=f"{reason}: past expires_at, or would be before its new "
+                                   "slot")
 
 
 class Cooldowns(IncidentsBase):
@@ -61,13 +83,10 @@ class Cooldowns(IncidentsBase):
         spacing = book.resolve.min_spacing if book else timedelta(minutes=5)
         now = self.clock()
         held = await self.store.list_posts((PostState.SUPPRESSED,), incident_id=incident_id,
-                                     limit=1_000_000)
-        outcome = await self._apply_policy(held, policy, spacing, now)
-        await self.store.release_holds(incident_id)
+                                           limit=1_000_000)
+        outcome = await self.store.end_cooldown(incident_id, plan(held, policy, spacing, now),
+                                                now)
         self.gate.release(incident_id)
-        await self.store.set_incident_fields(incident_id, held_done=1)
-        await self.store.log(incident_id, now, "channels_released", "daemon",
-                       {"held_posts": policy, **outcome})
         self.log.info("channels_released", incident=f"INC-{incident_id}", policy=policy,
                       **outcome)
         if outcome.get("held") and book is not None:
@@ -75,31 +94,6 @@ class Cooldowns(IncidentsBase):
                                         review_notice(incident, outcome["held"]), "review")
         await self.publisher.arm()
         await self.refresh_metrics()
-
-    async def _apply_policy(self, held: list[Post], policy: str, spacing: timedelta,
-                      now: float) -> dict[str, int]:
-        ids = [p.id for p in held]
-        reason = f"held-post policy {policy}"
-        if policy == "drop":
-            return {"dropped": len(await self.store.transition(
-                ids, PostState.DROPPED, (PostState.SUPPRESSED,), now, "runbook", reason))}
-        if policy == "review":
-            return {"held": len(await self.store.transition(
-                ids, PostState.HELD, (PostState.SUPPRESSED,), now, "runbook", reason))}
-        expired = [p.id for p in held if p.expires_at is not None and p.expires_at <= now]
-        by_channel: dict[str, list[Post]] = {}
-        for post in held:
-            if post.id not in expired:
-                by_channel.setdefault(post.channel, []).append(post)
-        moves: list[tuple[int, float]] = []
-        for posts in by_channel.values():
-            train, late = spaced_train(posts, now, spacing)
-            moves += train
-            expired += late
-        requeued, gone = await self.store.reschedule_held(
-            moves, expired, now, "runbook", reason,
-            expired_reason=f"{reason}: past expires_at, or would be before its new slot")
-        return {"rescheduled": len(requeued), "expired": len(gone)}
 
     # -- void and early release ---------------------------------------------
 

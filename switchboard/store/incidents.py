@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from switchboard.model import Hold, Incident, TimelineEntry
+from switchboard.model import HeldPlan, Hold, Incident, TimelineEntry
 from switchboard.poststates import PostState
 from switchboard.store.core import _INCIDENT_COLUMNS, FEED_EVENT_RETENTION, RequestKey, _incident
 from switchboard.store.listings import Listings
@@ -81,6 +81,26 @@ class IncidentRecords(Listings):
                       {"reason": reason, "rescheduled": [i for i, _ in requeue],
                        "held": list(review)})
         return True
+
+    def end_cooldown(self, incident_id: int, plan: HeldPlan, now: float) -> dict[str, int]:
+        """The end of a cooldown as one transaction: the held posts follow `plan`,
+        the channels are let go, the incident is done with and the timeline says
+        so. A failure anywhere leaves all of it for the retry, nothing half done."""
+        with self.transaction() as db:
+            if plan.policy in ("drop", "review"):
+                assert plan.to_state is not None
+                moved = self._transition(plan.ids, PostState(plan.to_state),
+                                         (PostState.SUPPRESSED,), now, "runbook", plan.reason)
+                outcome = {"dropped" if plan.policy == "drop" else "held": len(moved)}
+            else:
+                requeued, gone = self._reschedule_held(plan.moves, plan.expired, now, "runbook",
+                                                       plan.reason, plan.expired_reason)
+                outcome = {"rescheduled": len(requeued), "expired": len(gone)}
+            db.execute("DELETE FROM channel_control WHERE incident_id = ?", (incident_id,))
+            db.execute("UPDATE incidents SET held_done = 1 WHERE id = ?", (incident_id,))
+            self._log(incident_id, now, "channels_released", "daemon",
+                      {"held_posts": plan.policy, **outcome})
+        return outcome
 
     def release_holds(self, incident_id: int) -> None:
         with self.transaction() as db:

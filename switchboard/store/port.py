@@ -138,6 +138,7 @@ class Store:
     resolve = written(SqliteStore.resolve)
     void = written(SqliteStore.void)
     release_holds = written(SqliteStore.release_holds)
+    end_cooldown = written(SqliteStore.end_cooldown)
     holds = written(SqliteStore.holds)
     incident = written(SqliteStore.incident)
     incidents = written(SqliteStore.incidents)

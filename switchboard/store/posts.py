@@ -326,25 +326,30 @@ class PostRecords(RequestKeys):
         suppressed post of `moves` back to `scheduled` at its own time, those of
         `expired` expired. Returns (rescheduled, expired) ids."""
         with self.transaction():
-            gone = self._transition(expired, PostState.EXPIRED, (PostState.SUPPRESSED,), now, actor,
-                                    expired_reason)
-            due = dict(moves)
-            moved: list[int] = []
-            ids = list(due)
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                moved += [r[0] for r in self._db.execute(
-                    f"SELECT id FROM posts WHERE id IN ({','.join('?' * len(chunk))}) "
-                    f"AND +state = 'suppressed' ORDER BY id{self._FOR_UPDATE}", chunk)]
-            self._db.executemany(
-                "UPDATE posts SET state = 'scheduled', updated_at = ?, due_at = ? WHERE id = ?",
-                [(now, due[post_id], post_id) for post_id in moved])
-            self._db.executemany(
-                "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
-                "VALUES (?, ?, 'suppressed', 'scheduled', ?, ?)",
-                [(post_id, now, actor, reason) for post_id in moved])
-            self._delta[PostState.SUPPRESSED] -= len(moved)
-            self._delta[PostState.SCHEDULED] += len(moved)
+            return self._reschedule_held(moves, expired, now, actor, reason, expired_reason)
+
+    def _reschedule_held(self, moves: Sequence[tuple[int, float]], expired: Sequence[int],
+                         now: float, actor: str, reason: str,
+                         expired_reason: str) -> tuple[list[int], list[int]]:
+        gone = self._transition(expired, PostState.EXPIRED, (PostState.SUPPRESSED,), now, actor,
+                                expired_reason)
+        due = dict(moves)
+        moved: list[int] = []
+        ids = list(due)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            moved += [r[0] for r in self._db.execute(
+                f"SELECT id FROM posts WHERE id IN ({','.join('?' * len(chunk))}) "
+                f"AND +state = 'suppressed' ORDER BY id{self._FOR_UPDATE}", chunk)]
+        self._db.executemany(
+            "UPDATE posts SET state = 'scheduled', updated_at = ?, due_at = ? WHERE id = ?",
+            [(now, due[post_id], post_id) for post_id in moved])
+        self._db.executemany(
+            "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) "
+            "VALUES (?, ?, 'suppressed', 'scheduled', ?, ?)",
+            [(post_id, now, actor, reason) for post_id in moved])
+        self._delta[PostState.SUPPRESSED] -= len(moved)
+        self._delta[PostState.SCHEDULED] += len(moved)
         return moved, gone
 
     def record_sends(self, outcomes: Sequence[SendOutcome], now: float) -> None:
