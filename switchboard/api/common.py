@@ -17,6 +17,7 @@ from aiohttp import web
 from switchboard import refusals
 from switchboard.auth import Caller
 from switchboard.clock import rfc3339
+from switchboard.keylocks import KeyedLocks
 from switchboard.refusals import Refused
 from switchboard.store import KeyedRequest, RequestKey
 from switchboard.store import fingerprint as body_fingerprint
@@ -169,7 +170,7 @@ class KeyLocks:
     store, the store's key table decides (the loser is told 409, `key_in_use`)."""
 
     def __init__(self) -> None:
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._locks = KeyedLocks()
 
     @contextlib.asynccontextmanager
     async def hold(self, request: web.Request, caller: Caller) -> AsyncIterator[None]:
@@ -177,18 +178,8 @@ class KeyLocks:
         if key is None or request.method != "POST":
             yield
             return
-        name = (f"{caller.name} {request.path}", key)
-        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
-        self._locks[name] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[name]
-            if users == 1:  # kept only while someone holds or waits: memory stays bounded
-                del self._locks[name]
-            else:
-                self._locks[name] = (lock, users - 1)
+        async with self._locks.hold((caller.name, request.path, key)):
+            yield
 
 
 def replayed(response: web.Response) -> web.Response:

@@ -101,7 +101,10 @@ class Incidents(Voids):
         cooldown = book.resolve.cooldown if book else timedelta(0)
         now = self.clock()
         until = now + cooldown.total_seconds()
-        await self.store.resolve(incident_id, actor=actor, note=note, now=now, cooldown_until=until)
+        if not await self.store.resolve(incident_id, actor=actor, note=note, now=now,
+                                        cooldown_until=until):
+            # Resolved (or voided) meanwhile, by a request racing this one.
+            raise refusals.conflict(f"INC-{incident_id} is already resolved")
         self.gate.set_until(incident_id, until)
         await self.cancel_auto_resolve(incident_id)
         if incident.signal_key is not None:

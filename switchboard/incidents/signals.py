@@ -16,6 +16,7 @@ from switchboard.config import SEVERITIES, FeedConfig
 from switchboard.feeds.signal import Signal
 from switchboard.incidents.lifecycle import Incidents
 from switchboard.incidents.views import group_key, signal_key
+from switchboard.keylocks import KeyedLocks
 from switchboard.model import Incident
 
 # How often an unchanged repeat of an incident's signal is written to its timeline.
@@ -32,18 +33,29 @@ class FeedSignals:
         # Last content seen per (incident, signal key): a group's alerts each have their own.
         self._seen: dict[tuple[int, str], tuple[str, float]] = {}
         self._cleared_at: dict[int, float] = {}
+        self._locks = KeyedLocks()
 
     async def on_signal(self, feed: FeedConfig, signal: Signal) -> str:
         """What happened: declared, updated, repeated, resolving, cleared, noted,
         unmatched, ignored, replayed (an event already taken) or stale (older
         than the resolution of its incident)."""
-        if signal.event_id is not None and await self.store.event_seen(feed.id, signal.event_id):
-            return "replayed"
-        outcome = await self._on_signal(feed, signal)
-        # Remembered only once handled: a delivery that failed is taken when retried.
+        # One at a time per alert (and its group, and its event id): two deliveries
+        # of a new alert at once must not both find no incident and both declare.
+        keys: list[object] = [signal_key(signal)]
+        if signal.group is not None:
+            keys.append(group_key(signal))
         if signal.event_id is not None:
-            await self.store.remember_event(feed.id, signal.event_id, self.incidents.clock())
-        return outcome
+            keys.append((feed.id, signal.event_id))
+        async with self._locks.hold(*keys):
+            if signal.event_id is not None and await self.store.event_seen(feed.id,
+                                                                           signal.event_id):
+                return "replayed"
+            outcome = await self._on_signal(feed, signal)
+            # Remembered only once handled: a delivery that failed is taken when retried.
+            if signal.event_id is not None:
+                await self.store.remember_event(feed.id, signal.event_id,
+                                                self.incidents.clock())
+            return outcome
 
     async def _on_signal(self, feed: FeedConfig, signal: Signal) -> str:
         active = await self._active(signal_key(signal))

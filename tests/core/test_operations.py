@@ -3,6 +3,7 @@ the clear refusals they get, on the fake clock."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,16 @@ async def test_a_release_tried_again_still_tells_ops_about_the_posts_held_for_re
                     if e.event == "channels_released"]
         assert released == [{"held_posts": "review", "held": 1}]
         assert any("1 held post is waiting for review" in t for t in rig.texts("ops-chat"))
+
+
+@drive
+async def test_two_resolutions_at_once_resolve_once_and_refuse_the_other(tmp_path: Path) -> None:
+    async with Rig(tmp_path) as rig:
+        incident = await rig.declare()
+        outcomes = await asyncio.gather(
+            *(rig.incidents.resolve(incident, actor=f"ops-{n}") for n in range(2)),
+            return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, Refused)]
+        assert len(refused) == 1 and refused[0].status == 409
+        resolutions = [e for e in await rig.store.timeline(incident) if e.event == "resolved"]
+        assert len(resolutions) == 1

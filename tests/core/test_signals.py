@@ -3,6 +3,7 @@ clearing resolves after the quiet period (unless it fires again)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -173,3 +174,15 @@ async def test_a_group_incident_waits_for_the_whole_group_to_clear(tmp_path: Pat
                                                      group_status="resolved")) == "resolving"
         await rig.advance(10 * MINUTE)
         assert await rig.store.incidents() == []
+
+
+@drive
+async def test_two_deliveries_of_one_new_alert_at_once_declare_one_incident(
+        tmp_path: Path) -> None:
+    # Alertmanager's HA pair (or a retry racing its first try) sends the same alert
+    # twice at the same moment: the second must find the first's incident.
+    async with Rig(tmp_path, BOOKS) as rig:
+        signals = rig.core.signals
+        outcomes = await asyncio.gather(*(signals.on_signal(FEED, signal()) for _ in range(4)))
+        assert sorted(outcomes) == ["declared", "repeated", "repeated", "updated"]
+        assert len(await rig.store.incidents()) == 1
