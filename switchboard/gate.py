@@ -3,11 +3,13 @@
 It is the only place that decides suppression. Scheduled dispatch and
 immediate sends both ask it at the moment a post is claimed for sending.
 
-The gate keeps an in-memory copy of the channel holds. Incidents update it in
-the same event-loop step in which their declaration commits, before the
-caller is answered, so a send that starts after the acknowledgement always
-sees the closed gate. Sending also needs a store write (the `sending` state):
-if the store cannot be written, nothing goes out.
+The gate keeps an in-memory copy of the channel holds. Incidents update it
+once their declaration has committed and before the caller is answered, so a
+send that starts after the acknowledgement always sees the closed gate; the
+store's claim (`queued -> sending`) checks the committed holds in its own
+transaction besides, so a hold this copy has not seen (another writer) binds
+too. Sending also needs a store write (the `sending` state): if the store
+cannot be written, nothing goes out.
 """
 
 from __future__ import annotations

@@ -200,3 +200,23 @@ async def test_a_reload_that_removes_a_channel_fails_its_queued_posts(tmp_path: 
         await rig.idle()
         assert await rig.states([first, waiting]) == ["published", "failed"]
         assert (await rig.post(waiting)).error == "channel social is not configured"
+
+
+@drive
+async def test_a_post_added_while_the_timer_reads_its_next_time_is_not_left_late(
+        tmp_path: Path) -> None:
+    async with Rig(tmp_path) as rig:
+        await rig.schedule("web", "Evening offer", at=60 * MINUTE)
+        store, real = rig.store, rig.store.next_due
+        added: list[int] = []
+
+        async def next_due_then_a_new_post() -> float | None:
+            stale = await real()  # the later time, read before the new post exists
+            added.append(await rig.schedule("web", "Lunch offer", at=MINUTE))
+            return stale
+
+        store.next_due = next_due_then_a_new_post  # type: ignore[method-assign]
+        await rig.core.publisher.arm()
+        store.next_due = real  # type: ignore[method-assign]
+        await rig.advance(2 * MINUTE)
+        assert (await rig.post(added[0])).state == "published"
