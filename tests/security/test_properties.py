@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import hashlib
 import hmac
 import re
@@ -140,7 +141,7 @@ def test_api_tokens_are_checked_against_every_entry_whoever_matches(spy: _Spy) -
                          (f"Bearer {TOKENS['admin']}", "admin"),
                          ("Bearer nobody", None)]:
         spy.calls.clear()
-        caller = tokens.identify(header)
+        caller = asyncio.run(tokens.identify(header))
         assert (caller.role if caller else None) == role
         # No early exit: the first and the last entry cost the same.
         assert len(spy.calls) == 4
