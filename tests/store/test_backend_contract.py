@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.model import AuditEntry, Hold, NewPost, SendOutcome
+from switchboard.model import AuditEntry, HeldPlan, Hold, NewPost, SendOutcome
 from switchboard.poststates import IllegalMove, PostState
 from switchboard.store import (
     FEED_EVENT_RETENTION,
@@ -524,3 +524,53 @@ def test_the_same_file_imported_by_two_daemons_at_once_is_stored_once(
     created = sorted(results, key=lambda r: len(r[1]))[0][0]
     assert sorted(results, key=lambda r: len(r[1])) == [(created, []), ([], created)]
     assert len(one.list_posts()) == 50
+
+
+# -- the end of a cooldown, channels' errors, upkeep ------------------------------
+
+
+@pytest.mark.parametrize("policy", ["drop", "review", "reschedule"])
+def test_the_end_of_a_cooldown_moves_the_held_posts_and_lets_go_in_one_go(
+        store: Backend, policy: str) -> None:
+    incident = declare(store, ["x"])
+    ids = store.add_posts([marketing("x", 10.0), marketing("x", 11.0, "old")], "m", 1.0)
+    store.claim_due_held(12.0, 10)  # both suppressed by the hold
+    assert [p.state for p in store.posts(ids)] == [S.SUPPRESSED, S.SUPPRESSED]
+    reason = f"held-post policy {policy}"
+    plan = (HeldPlan(policy, reason, ids=tuple(ids),
+                     to_state=S.DROPPED if policy == "drop" else S.HELD)
+            if policy != "reschedule" else
+            HeldPlan(policy, reason, moves=((ids[0], 100.0),), expired=(ids[1],),
+                     expired_reason="would expire"))
+    outcome = store.end_cooldown(incident, plan, 50.0)
+    expected = {"drop": {"dropped": 2}, "review": {"held": 2},
+                "reschedule": {"rescheduled": 1, "expired": 1}}[policy]
+    assert outcome == expected
+    states = {"drop": [S.DROPPED] * 2, "review": [S.HELD] * 2,
+              "reschedule": [S.SCHEDULED, S.EXPIRED]}[policy]
+    assert [p.state for p in store.posts(ids)] == states
+    assert store.holds() == []
+    assert store.incident(incident).held_done  # type: ignore[union-attr]
+    [released] = [e for e in store.timeline(incident) if e.event == "channels_released"]
+    assert released.detail == {"held_posts": policy, **expected}
+
+
+def test_a_channels_last_error_is_kept_until_cleared(store: Backend) -> None:
+    assert store.channel_errors() == {}
+    store.save_channel_errors([("x", 10.5, "403: token revoked", True),
+                               ("web", 11.0, "timeout", False)])
+    store.save_channel_errors([("web", 12.0, "502", False)])  # a newer one replaces it
+    assert store.channel_errors() == {"x": (10.5, "403: token revoked", True),
+                                      "web": (12.0, "502", False)}
+    store.save_channel_errors([("x", None, "", False)])  # its next send succeeded
+    assert store.channel_errors() == {"web": (12.0, "502", False)}
+
+
+def test_a_healthy_store_passes_its_checks_and_its_upkeep_leaves_it_working(
+        store: Backend) -> None:
+    store.check_file()  # raises StoreUnavailable once the store has failed for good
+    store.start_checkpoints(0.01)
+    ids = store.add_posts([marketing("x", float(i)) for i in range(50)], "m", 1.0)
+    time.sleep(0.05)  # a few rounds of upkeep run meanwhile (a thread of the backend's)
+    assert len(store.posts(ids)) == 50 and store.integrity_ok()
+    assert store.schema_version() == len(MIGRATIONS) and store.failure is None
