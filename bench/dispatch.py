@@ -5,6 +5,7 @@ Each runs the baseline (bench.baseline) at the same counts in the same run.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import shutil
@@ -47,7 +48,7 @@ BATCH = 5000  # posts per API request: ~0.6 MB, under the 1 MiB body limit
 def fill_store(path: Path, dues: Iterable[float], channels: list[str], now: float) -> None:
     """A store with the real schema (made by `Store.open`) holding one scheduled post
     and its `created` event per due time, as `Store.add_posts` writes them."""
-    Store.open(path).close()
+    asyncio.run(_create(path))
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA synchronous=OFF")  # setup only: nothing here is timed
     db.execute("BEGIN")
@@ -61,6 +62,12 @@ def fill_store(path: Path, dues: Iterable[float], channels: list[str], now: floa
                    [(row[0], now) for row in rows])
     db.execute("COMMIT")
     db.close()
+
+
+async def _create(path: Path) -> None:
+    """An empty store, migrated, as the daemon's first start leaves it."""
+    store = await Store.open(path)
+    await store.close()
 
 
 @dataclass
