@@ -47,6 +47,9 @@ TARGET_MS = 50.0
 FSYNC_DELAY_MS = 100
 SLOW_DISK_SECONDS = 5.0
 SHIM = Path(__file__).resolve().parent / "slowdisk"
+# With SB_BENCH_SLOW_CALLBACK_MS set, both daemons run under the loop-lag trace
+# (bench/looplag/): it names each callback that held the loop that long.
+TRACE = Path(__file__).resolve().parent / "looplag"
 PAGE = 1000
 _PROBE_RUNBOOK = """
 name: probe
@@ -170,22 +173,32 @@ def loop_stall(quick: bool) -> Result:
 def _slow_disk(tmp: Path) -> dict[str, Any]:
     """The probes alone, against a daemon whose every fsync takes FSYNC_DELAY_MS."""
     tmp.mkdir()
-    path = os.pathsep.join([str(SHIM), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = _daemon(tmp, env={"PYTHONPATH": path,
-                             "SB_BENCH_FSYNC_DELAY_MS": str(FSYNC_DELAY_MS)})
+    proc = _daemon(tmp, env={"SB_BENCH_FSYNC_DELAY_MS": str(FSYNC_DELAY_MS)}, shims=[SHIM])
     with running(proc), Probes(proc.port) as probes, _timed() as span:
         time.sleep(SLOW_DISK_SECONDS)
     return {**probes.window(*span()), "probe_errors": probes.errors[:5],
             "fsync_delay_ms": FSYNC_DELAY_MS, "seconds": SLOW_DISK_SECONDS}
 
 
-def _daemon(tmp: Path, env: dict[str, str] | None = None) -> DaemonProcess:
+def _daemon(tmp: Path, env: dict[str, str] | None = None,
+            shims: list[Path] | None = None) -> DaemonProcess:
     channels = outbox_channels(tmp, 10)
     channels += [{"id": c, "kind": "outbox", "path": str(tmp / f"{c}.jsonl")}
                  for c in ("probe", "held")]
     config = base_config(tmp, free_port(), channels)
-    return DaemonProcess(tmp, config=config, env=env,
+    return DaemonProcess(tmp, config=config, env={**(env or {}), **_path(shims or [])},
                          runbooks={"probe": _PROBE_RUNBOOK, "hold": _HOLD_RUNBOOK})
+
+
+def _path(shims: list[Path]) -> dict[str, str]:
+    """PYTHONPATH with the shims first (the trace, when asked for, before them all:
+    only the first `sitecustomize` is imported, and the trace imports the next)."""
+    if os.environ.get("SB_BENCH_SLOW_CALLBACK_MS"):
+        shims = [TRACE, *shims]
+    if not shims:
+        return {}
+    path = [str(shim) for shim in shims] + [os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(path).rstrip(os.pathsep)}
 
 
 @contextmanager
