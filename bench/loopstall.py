@@ -41,6 +41,7 @@ import requests
 
 from bench.dispatch import BATCH, TEXT, backlog, backlog_size, copy_store
 from bench.harness import TOKENS, Client, Result, outbox_channels, percentile, running, workdir
+from bench.stalls import recorded
 from tests.daemon import DaemonProcess, base_config, free_port
 
 TARGET_MS = 50.0
@@ -150,7 +151,7 @@ def loop_stall(quick: bool) -> Result:
                 "slow_connections": lambda: _slow_connections(proc, slow),
             }
             for name, phase in phases.items():
-                with _timed() as span:
+                with recorded(proc, name), _timed() as span:
                     detail = phase()
                 res.figures[name] = {**probes.window(*span()), **detail}
         res.figures["probe_errors"] = probes.errors[:5]
@@ -174,7 +175,8 @@ def _slow_disk(tmp: Path) -> dict[str, Any]:
     """The probes alone, against a daemon whose every fsync takes FSYNC_DELAY_MS."""
     tmp.mkdir()
     proc = _daemon(tmp, env={"SB_BENCH_FSYNC_DELAY_MS": str(FSYNC_DELAY_MS)}, shims=[SHIM])
-    with running(proc), Probes(proc.port) as probes, _timed() as span:
+    with (running(proc), Probes(proc.port) as probes, recorded(proc, "slow_disk"),
+          _timed() as span):
         time.sleep(SLOW_DISK_SECONDS)
     return {**probes.window(*span()), "probe_errors": probes.errors[:5],
             "fsync_delay_ms": FSYNC_DELAY_MS, "seconds": SLOW_DISK_SECONDS}
