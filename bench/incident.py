@@ -127,7 +127,7 @@ def leak_race(quick: bool) -> Result:
             acknowledged = time.time()
             ack_ms = (time.perf_counter() - started) * 1000
             time.sleep(1.0 + 1.5)  # past the last due time, and the pipeline drained
-            posts = Client(proc.port).ok("GET", f"/api/v1/posts?limit={count + 1000}")
+            posts = Client(proc.port).every("/api/v1/posts?limit=1000")
             lines = read_outboxes([Path(c["path"]) for c in channels[:-1]])
     res.figures.update(_race(lines, posts, due_by_id, incident, acknowledged, margin))
     res.figures["ack_ms"] = r(ack_ms, 2)
