@@ -20,10 +20,24 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from typing import Any
 
 _DELAY = float(os.environ.get("SB_BENCH_FSYNC_DELAY_MS", "0")) / 1000
+# Optional: a file that gets one line per slowed commit, naming the store
+# operation that made it (to count the durable commits behind a request).
+_TRACE = os.environ.get("SB_BENCH_FSYNC_TRACE")
+
+
+def _operation() -> str:
+    """The outermost store method on the calling thread's stack."""
+    frame, found = sys._getframe(2), "?"
+    while frame is not None:
+        if "switchboard/store/" in frame.f_code.co_filename:
+            found = frame.f_code.co_qualname
+        frame = frame.f_back  # type: ignore[assignment]
+    return found
 
 
 class SlowCommits:
@@ -39,6 +53,9 @@ class SlowCommits:
             self._full = text.endswith("FULL")
         elif text == "COMMIT" and self._full:
             time.sleep(self._delay)
+            if _TRACE:
+                with open(_TRACE, "a") as out:
+                    out.write(f"{time.time():.3f} {_operation()}\n")
         return cursor
 
     def __getattr__(self, name: str) -> Any:
