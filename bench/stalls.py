@@ -66,11 +66,12 @@ class Stall:
     others: dict[str, str]
 
 
-def stalls(path: Path, threshold_ms: float) -> list[Stall]:
+def stalls(path: Path, threshold_ms: float, thread: str = "MainThread") -> list[Stall]:
+    """Runs of `thread` (by name: the loop's, or e.g. "store-writer") busy that long."""
     data = json.loads(path.read_text())
     frames = data["shared"]["frames"]
     profiles = {p["name"]: p for p in data["profiles"]}
-    main = next((p for n, p in profiles.items() if "MainThread" in n), None)
+    main = next((p for n, p in profiles.items() if thread in n), None)
     if main is None:
         return []
     step = 1000 / RATE
@@ -137,10 +138,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--ms", type=float, default=20.0)
+    parser.add_argument("--thread", default="MainThread",
+                        help="whose busy runs: MainThread (the loop), store-writer, ...")
     args = parser.parse_args()
     for path in sorted(args.dir.glob("*.speedscope.json")):
-        found = stalls(path, args.ms)
-        print(f"== {path.name.split('.')[0]}: {len(found)} runs of the loop >= {args.ms:g} ms")
+        found = stalls(path, args.ms, args.thread)
+        print(f"== {path.name.split('.')[0]}: {len(found)} runs of {args.thread} "
+              f">= {args.ms:g} ms")
         for stall in sorted(found, key=lambda s: -s.length_ms)[:8]:
             print(f"  at {stall.start_ms / 1000:7.2f} s: {stall.length_ms:6.1f} ms")
             for where, n in stall.frames:
