@@ -31,7 +31,7 @@ from typing import Any
 
 from tests.daemon import DaemonProcess
 
-RATE = 1000
+RATE = int(os.environ.get("SB_BENCH_PYSPY_RATE", "1000"))  # samples a second
 _IDLE_LEAVES = {"select", "poll", "epoll", "wait", "_worker", "sleep"}
 _OURS = ("switchboard/", "aiohttp/", "apscheduler/")
 
@@ -66,7 +66,8 @@ class Stall:
     others: dict[str, str]
 
 
-def stalls(path: Path, threshold_ms: float, thread: str = "MainThread") -> list[Stall]:
+def stalls(path: Path, threshold_ms: float, thread: str = "MainThread",
+           rate: int = RATE) -> list[Stall]:
     """Runs of `thread` (by name: the loop's, or e.g. "store-writer") busy that long."""
     data = json.loads(path.read_text())
     frames = data["shared"]["frames"]
@@ -74,7 +75,7 @@ def stalls(path: Path, threshold_ms: float, thread: str = "MainThread") -> list[
     main = next((p for n, p in profiles.items() if thread in n), None)
     if main is None:
         return []
-    step = 1000 / RATE
+    step = 1000 / rate
     found: list[Stall] = []
     run: list[list[int]] = []
     start = 0
@@ -138,11 +139,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--ms", type=float, default=20.0)
+    parser.add_argument("--rate", type=int, default=RATE, help="the rate recorded at")
     parser.add_argument("--thread", default="MainThread",
                         help="whose busy runs: MainThread (the loop), store-writer, ...")
     args = parser.parse_args()
     for path in sorted(args.dir.glob("*.speedscope.json")):
-        found = stalls(path, args.ms, args.thread)
+        found = stalls(path, args.ms, args.thread, args.rate)
         print(f"== {path.name.split('.')[0]}: {len(found)} runs of {args.thread} "
               f">= {args.ms:g} ms")
         for stall in sorted(found, key=lambda s: -s.length_ms)[:8]:
