@@ -49,7 +49,8 @@ def declare_ack(quick: bool) -> Result:
             running(daemon(tmp, outbox_channels(tmp, n_channels))) as proc:
         ops = Client(proc.port, role="ops")
         declare, resolve = _declarations(ops, count, pause, {})
-        idle_active = len(ops.ok("GET", "/api/v1/incidents"))
+        idle_active = len([i for i in ops.every("/api/v1/incidents?limit=1000")
+                           if i["state"] == "active"])
         first_due = time.time() + 2.0
         _schedule(Client(proc.port, role="marketing"),
                   [f"brand-{i}" for i in range(1, n_channels)],
