@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Client, Result, outbox_channels, r, running, start_timed, workdir
+from bench.stalls import recorded
 from tests.daemon import DaemonProcess, base_config, free_port
 
 STATEMENT = "We are investigating an issue affecting our services. More soon."
@@ -59,7 +60,7 @@ def fanout(quick: bool) -> Result:
         except BaseException:
             proc.kill()
             raise
-        with running(proc):
+        with running(proc), recorded(proc, "fanout"):
             ops = Client(proc.port, role="ops")
             ops.ok("GET", "/api/v1/status")  # open the connection before the clock
             started_wall, started = time.time(), time.perf_counter()

@@ -221,6 +221,21 @@ class Client:
             raise RuntimeError(f"{method} {path}: {status} {data}")
         return data
 
+    def every(self, path: str) -> list[Any]:
+        """Every row of a paged listing: pages of at most 1,000, following `Link`."""
+        rows: list[Any] = []
+        following: str | None = path
+        while following is not None:
+            self.conn.request("GET", following, headers={"Authorization": f"Bearer {self.token}"})
+            response = self.conn.getresponse()
+            raw = response.read()
+            if response.status >= 300:
+                raise RuntimeError(f"GET {following}: {response.status} {raw[:200]!r}")
+            rows += json.loads(raw)
+            link = response.getheader("Link") or ""
+            following = link.split(">", 1)[0].lstrip("<") if 'rel="next"' in link else None
+        return rows
+
     def close(self) -> None:
         self.conn.close()
 

@@ -49,7 +49,8 @@ def declare_ack(quick: bool) -> Result:
             running(daemon(tmp, outbox_channels(tmp, n_channels))) as proc:
         ops = Client(proc.port, role="ops")
         declare, resolve = _declarations(ops, count, pause, {})
-        idle_active = len(ops.ok("GET", "/api/v1/incidents"))
+        idle_active = len([i for i in ops.every("/api/v1/incidents?limit=1000")
+                           if i["state"] == "active"])
         first_due = time.time() + 2.0
         _schedule(Client(proc.port, role="marketing"),
                   [f"brand-{i}" for i in range(1, n_channels)],
@@ -127,7 +128,7 @@ def leak_race(quick: bool) -> Result:
             acknowledged = time.time()
             ack_ms = (time.perf_counter() - started) * 1000
             time.sleep(1.0 + 1.5)  # past the last due time, and the pipeline drained
-            posts = Client(proc.port).ok("GET", f"/api/v1/posts?limit={count + 1000}")
+            posts = Client(proc.port).every("/api/v1/posts?limit=1000")
             lines = read_outboxes([Path(c["path"]) for c in channels[:-1]])
     res.figures.update(_race(lines, posts, due_by_id, incident, acknowledged, margin))
     res.figures["ack_ms"] = r(ack_ms, 2)

@@ -27,12 +27,14 @@ must answer within 50 ms.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,12 +43,16 @@ import requests
 
 from bench.dispatch import BATCH, TEXT, backlog, backlog_size, copy_store
 from bench.harness import TOKENS, Client, Result, outbox_channels, percentile, running, workdir
+from bench.stalls import recorded
 from tests.daemon import DaemonProcess, base_config, free_port
 
 TARGET_MS = 50.0
 FSYNC_DELAY_MS = 100
 SLOW_DISK_SECONDS = 5.0
 SHIM = Path(__file__).resolve().parent / "slowdisk"
+# With SB_BENCH_SLOW_CALLBACK_MS set, both daemons run under the loop-lag trace
+# (bench/looplag/): it names each callback that held the loop that long.
+TRACE = Path(__file__).resolve().parent / "looplag"
 PAGE = 1000
 _PROBE_RUNBOOK = """
 name: probe
@@ -147,7 +153,7 @@ def loop_stall(quick: bool) -> Result:
                 "slow_connections": lambda: _slow_connections(proc, slow),
             }
             for name, phase in phases.items():
-                with _timed() as span:
+                with recorded(proc, name), _timed() as span:
                     detail = phase()
                 res.figures[name] = {**probes.window(*span()), **detail}
         res.figures["probe_errors"] = probes.errors[:5]
@@ -170,22 +176,33 @@ def loop_stall(quick: bool) -> Result:
 def _slow_disk(tmp: Path) -> dict[str, Any]:
     """The probes alone, against a daemon whose every fsync takes FSYNC_DELAY_MS."""
     tmp.mkdir()
-    path = os.pathsep.join([str(SHIM), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = _daemon(tmp, env={"PYTHONPATH": path,
-                             "SB_BENCH_FSYNC_DELAY_MS": str(FSYNC_DELAY_MS)})
-    with running(proc), Probes(proc.port) as probes, _timed() as span:
+    proc = _daemon(tmp, env={"SB_BENCH_FSYNC_DELAY_MS": str(FSYNC_DELAY_MS)}, shims=[SHIM])
+    with (running(proc), Probes(proc.port) as probes, recorded(proc, "slow_disk"),
+          _timed() as span):
         time.sleep(SLOW_DISK_SECONDS)
     return {**probes.window(*span()), "probe_errors": probes.errors[:5],
             "fsync_delay_ms": FSYNC_DELAY_MS, "seconds": SLOW_DISK_SECONDS}
 
 
-def _daemon(tmp: Path, env: dict[str, str] | None = None) -> DaemonProcess:
+def _daemon(tmp: Path, env: dict[str, str] | None = None,
+            shims: list[Path] | None = None) -> DaemonProcess:
     channels = outbox_channels(tmp, 10)
     channels += [{"id": c, "kind": "outbox", "path": str(tmp / f"{c}.jsonl")}
                  for c in ("probe", "held")]
     config = base_config(tmp, free_port(), channels)
-    return DaemonProcess(tmp, config=config, env=env,
+    return DaemonProcess(tmp, config=config, env={**(env or {}), **_path(shims or [])},
                          runbooks={"probe": _PROBE_RUNBOOK, "hold": _HOLD_RUNBOOK})
+
+
+def _path(shims: list[Path]) -> dict[str, str]:
+    """PYTHONPATH with the shims first (the trace, when asked for, before them all:
+    only the first `sitecustomize` is imported, and the trace imports the next)."""
+    if os.environ.get("SB_BENCH_SLOW_CALLBACK_MS"):
+        shims = [TRACE, *shims]
+    if not shims:
+        return {}
+    path = [str(shim) for shim in shims] + [os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(path).rstrip(os.pathsep)}
 
 
 @contextmanager
@@ -202,9 +219,20 @@ def _idle() -> dict[str, Any]:
 
 
 def _listing(proc: DaemonProcess, expected: int) -> dict[str, Any]:
+    """Page through every post, in a process of its own: decoding 1,000-post pages
+    holds the GIL for milliseconds at a time, and in this process that would
+    delay the probes' threads, not the daemon."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        listed, pages, seconds = pool.submit(_list_every_post, proc.url).result()
+    return {"listed": listed, "pages": pages, "all_listed": listed >= expected,
+            "seconds": round(seconds, 2)}
+
+
+def _list_every_post(base: str) -> tuple[int, int, float]:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {TOKENS['viewer']}"
-    url: str | None = f"{proc.url}/api/v1/posts?limit={PAGE}"
+    url: str | None = f"{base}/api/v1/posts?limit={PAGE}"
     listed = pages = 0
     started = time.perf_counter()
     while url is not None:
@@ -213,9 +241,8 @@ def _listing(proc: DaemonProcess, expected: int) -> dict[str, Any]:
         listed += len(response.json())
         pages += 1
         following = response.links.get("next", {}).get("url")
-        url = None if following is None else proc.url + following
-    return {"listed": listed, "pages": pages, "all_listed": listed >= expected,
-            "seconds": round(time.perf_counter() - started, 2)}
+        url = None if following is None else base + following
+    return listed, pages, time.perf_counter() - started
 
 
 def _hold(proc: DaemonProcess, count: int, incident: dict[str, Any]) -> dict[str, Any]:

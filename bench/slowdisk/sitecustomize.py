@@ -8,17 +8,36 @@ Where a durable commit reaches the disk (COMMIT while `PRAGMA synchronous`
 is FULL: SQLite fsyncs the WAL there) the connection then sleeps the delay,
 in the calling thread and with the GIL released, as a slow fsync would. A
 commit with synchronous=NORMAL (no fsync in WAL mode) is not slowed. The
-checkpoint thread's own connection is left alone: it runs off the loop.
+checkpoint thread's own connection is left alone, and so is the listings'
+reader connection (it only reads).
+
+The delay is paid where the commit runs: on the store's writer thread (see
+switchboard/store/port.py), never on the event loop, unless the store does
+its SQL there.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from typing import Any
 
 _DELAY = float(os.environ.get("SB_BENCH_FSYNC_DELAY_MS", "0")) / 1000
+# Optional: a file that gets one line per slowed commit, naming the store
+# operation that made it (to count the durable commits behind a request).
+_TRACE = os.environ.get("SB_BENCH_FSYNC_TRACE")
+
+
+def _operation() -> str:
+    """The outermost store method on the calling thread's stack."""
+    frame, found = sys._getframe(2), "?"
+    while frame is not None:
+        if "switchboard/store/" in frame.f_code.co_filename:
+            found = frame.f_code.co_qualname
+        frame = frame.f_back  # type: ignore[assignment]
+    return found
 
 
 class SlowCommits:
@@ -34,6 +53,9 @@ class SlowCommits:
             self._full = text.endswith("FULL")
         elif text == "COMMIT" and self._full:
             time.sleep(self._delay)
+            if _TRACE:
+                with open(_TRACE, "a") as out:
+                    out.write(f"{time.time():.3f} {_operation()}\n")
         return cursor
 
     def __getattr__(self, name: str) -> Any:
@@ -41,16 +63,18 @@ class SlowCommits:
 
 
 def _install(delay: float) -> None:
-    from switchboard import store
+    # The synchronous backend owns the connection; the async port (`Store.open`)
+    # opens it through `SqliteStore.open` on a thread of its own.
+    from switchboard.store import SqliteStore
 
-    opened = store.Store.open.__func__  # type: ignore[attr-defined]
+    opened = SqliteStore.open.__func__  # type: ignore[attr-defined]
 
-    def open_slow(cls: type[store.Store], path: Any) -> store.Store:
+    def open_slow(cls: type[SqliteStore], path: Any) -> SqliteStore:
         db = opened(cls, path)
         db._db = SlowCommits(db._db, delay)  # type: ignore[assignment]
         return db  # type: ignore[no-any-return]
 
-    store.Store.open = classmethod(open_slow)  # type: ignore[method-assign,assignment]
+    SqliteStore.open = classmethod(open_slow)  # type: ignore[method-assign,assignment]
 
 
 if _DELAY > 0:
