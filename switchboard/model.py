@@ -8,7 +8,7 @@ behaviour lives here beyond typing a row once as it is read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from switchboard.poststates import PostOrigin, PostState
@@ -151,4 +151,14 @@ class HeldPlan:
     moves: tuple[tuple[int, float], ...] = ()
     expired: tuple[int, ...] = ()
     expired_reason: str = ""
+
+    def chunks(self, size: int) -> list[HeldPlan]:
+        """The plan in parts of at most `size` posts each (at least one part)."""
+        parts = [replace(self, ids=self.ids[i:i + size], moves=(), expired=())
+                 for i in range(0, len(self.ids), size)]
+        parts += [replace(self, ids=(), moves=self.moves[i:i + size], expired=())
+                  for i in range(0, len(self.moves), size)]
+        parts += [replace(self, ids=(), moves=(), expired=self.expired[i:i + size])
+                  for i in range(0, len(self.expired), size)]
+        return parts or [self]
 

@@ -82,20 +82,32 @@ class IncidentRecords(Listings):
                        "held": list(review)})
         return True
 
-    def end_cooldown(self, incident_id: int, plan: HeldPlan, now: float) -> dict[str, int]:
-        """The end of a cooldown as one transaction: the held posts follow `plan`,
-        the channels are let go, the incident is done with and the timeline says
-        so. A failure anywhere leaves all of it for the retry, nothing half done."""
-        with self.transaction() as db:
+    def move_held(self, plan: HeldPlan, now: float) -> None:
+        """A part of the end of a cooldown, in one transaction: these held posts
+        follow the runbook's policy (dropped, held for review, or back on the
+        schedule at their own times)."""
+        with self.transaction():
             if plan.policy in ("drop", "review"):
                 assert plan.to_state is not None
-                moved = self._transition(plan.ids, PostState(plan.to_state),
-                                         (PostState.SUPPRESSED,), now, "runbook", plan.reason)
-                outcome = {"dropped" if plan.policy == "drop" else "held": len(moved)}
+                self._transition(plan.ids, PostState(plan.to_state), (PostState.SUPPRESSED,),
+                                 now, "runbook", plan.reason)
             else:
-                requeued, gone = self._reschedule_held(plan.moves, plan.expired, now, "runbook",
-                                                       plan.reason, plan.expired_reason)
-                outcome = {"rescheduled": len(requeued), "expired": len(gone)}
+                self._reschedule_held(plan.moves, plan.expired, now, "runbook", plan.reason,
+                                      plan.expired_reason)
+
+    def finish_cooldown(self, incident_id: int, plan: HeldPlan, now: float) -> dict[str, int]:
+        """The incident is done with: what its policy did to its held posts, counted
+        from their history (whatever parts, tries and restarts it took), on the
+        timeline."""
+        keys = {"drop": {PostState.DROPPED: "dropped"}, "review": {PostState.HELD: "held"}}.get(
+            plan.policy, {PostState.SCHEDULED: "rescheduled", PostState.EXPIRED: "expired"})
+        with self.transaction() as db:
+            moved = dict(db.execute(
+                "SELECT e.to_state, COUNT(*) FROM posts p JOIN post_events e "
+                "ON e.post_id = p.id WHERE p.incident_id = ? AND e.actor = 'runbook' "
+                "AND e.from_state = 'suppressed' AND e.reason IN (?, ?) GROUP BY e.to_state",
+                (incident_id, plan.reason, plan.expired_reason)).fetchall())
+            outcome = {name: int(moved.get(state, 0)) for state, name in keys.items()}
             db.execute("DELETE FROM channel_control WHERE incident_id = ?", (incident_id,))
             db.execute("UPDATE incidents SET held_done = 1 WHERE id = ?", (incident_id,))
             self._log(incident_id, now, "channels_released", "daemon",

@@ -4,10 +4,12 @@ resolution, cooldown and each held-post policy; overlapping incidents."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
 
+from switchboard.incidents import cooldown
 from tests.core.rig import OUTAGE, START, Rig, drive
 
 MINUTE = 60.0
@@ -195,3 +197,20 @@ async def test_ending_a_cooldown_early_applies_the_policy_at_once(tmp_path: Path
         assert ended.held_done and ended.cooldown_until == START + 15 * MINUTE
         expected = {"reschedule": "published", "drop": "dropped", "review": "held"}[policy]
         assert (await rig.post(post)).state == expected
+
+
+@drive
+async def test_held_posts_released_in_parts_are_all_counted_and_spaced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cooldown, "RELEASE_PART", 10)  # 25 posts: three parts
+    async with Rig(tmp_path) as rig:
+        posts = [await rig.schedule("web", f"Offer {n}", at=10 * MINUTE + n) for n in range(25)]
+        incident = await rig.declare()
+        await rig.advance(15 * MINUTE)
+        await rig.resolve(incident)
+        await rig.advance(30 * MINUTE)
+        [released] = [e.detail for e in await rig.store.timeline(incident)
+                      if e.event == "channels_released"]
+        assert released == {"held_posts": "reschedule", "rescheduled": 25, "expired": 0}
+        dues = sorted([(await rig.post(p)).due_at for p in posts])
+        assert [b - a for a, b in itertools.pairwise(dues)] == [5 * MINUTE] * 24

@@ -129,7 +129,7 @@ async def test_a_release_the_store_cannot_take_is_tried_again(tmp_path: Path) ->
         await rig.advance(15 * MINUTE)
         await rig.resolve(incident)
         store = rig.store
-        real = store.end_cooldown
+        real = store.move_held
         failures = [OSError("disk full")]
 
         async def flaky(*args: Any) -> Any:
@@ -137,11 +137,12 @@ async def test_a_release_the_store_cannot_take_is_tried_again(tmp_path: Path) ->
                 raise failures.pop()
             return await real(*args)
 
-        store.end_cooldown = flaky  # type: ignore[method-assign]
-        await rig.advance(30 * MINUTE)  # the end of the cooldown: the release fails
+        store.move_held = flaky  # type: ignore[method-assign]
+        await rig.advance(30 * MINUTE)  # the end of the cooldown: moving the held posts fails
         events = [e.event for e in await rig.store.timeline(incident)]
         assert "channels_released" not in events
-        assert [h.incident_id for h in await rig.store.holds()] == [incident, incident]
+        assert not (await rig.incidents._get(incident)).held_done
+        assert (await rig.post(post)).state == "suppressed"  # still held, never sent early
         await rig.advance(30)
         assert await rig.store.holds() == []
         assert (await rig.incidents._get(incident)).held_done
@@ -184,7 +185,7 @@ async def test_a_release_tried_again_still_tells_ops_about_the_posts_held_for_re
         await rig.advance(15 * MINUTE)
         await rig.resolve(incident)
         store = rig.store
-        real = store.end_cooldown
+        real = store.finish_cooldown
         failures = [OSError("disk full")]
 
         async def flaky(*args: Any) -> Any:
@@ -192,7 +193,8 @@ async def test_a_release_tried_again_still_tells_ops_about_the_posts_held_for_re
                 raise failures.pop()
             return await real(*args)
 
-        store.end_cooldown = flaky  # type: ignore[method-assign]
+        # The held post is moved, then marking the incident done fails.
+        store.finish_cooldown = flaky  # type: ignore[method-assign]
         await rig.advance(31 * MINUTE)  # the release fails, then succeeds 30 s later
         assert (await rig.post(post)).state == "held"
         released = [e.detail for e in await rig.store.timeline(incident)

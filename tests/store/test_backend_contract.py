@@ -530,7 +530,7 @@ def test_the_same_file_imported_by_two_daemons_at_once_is_stored_once(
 
 
 @pytest.mark.parametrize("policy", ["drop", "review", "reschedule"])
-def test_the_end_of_a_cooldown_moves_the_held_posts_and_lets_go_in_one_go(
+def test_the_end_of_a_cooldown_moves_the_held_posts_in_parts_and_counts_them_all(
         store: Backend, policy: str) -> None:
     incident = declare(store, ["x"])
     ids = store.add_posts([marketing("x", 10.0), marketing("x", 11.0, "old")], "m", 1.0)
@@ -542,7 +542,10 @@ def test_the_end_of_a_cooldown_moves_the_held_posts_and_lets_go_in_one_go(
             if policy != "reschedule" else
             HeldPlan(policy, reason, moves=((ids[0], 100.0),), expired=(ids[1],),
                      expired_reason="would expire"))
-    outcome = store.end_cooldown(incident, plan, 50.0)
+    for part in plan.chunks(1):  # in parts, one transaction each, as the daemon does
+        store.move_held(part, 50.0)
+    assert store.holds() != [] and not store.incident(incident).held_done  # type: ignore[union-attr]
+    outcome = store.finish_cooldown(incident, plan, 51.0)
     expected = {"drop": {"dropped": 2}, "review": {"held": 2},
                 "reschedule": {"rescheduled": 1, "expired": 1}}[policy]
     assert outcome == expected
