@@ -133,6 +133,8 @@ class PostgresStore(ChannelRecords):
     one transaction per call, on a connection of its pool."""
 
     _FOR_UPDATE = " FOR UPDATE"
+    _FOR_SHARE = " FOR SHARE"
+    _FENCE_SETTING = "SET LOCAL idle_in_transaction_session_timeout = '2s'"
 
     def __init__(self, pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]],
                  where: str) -> None:
@@ -328,6 +330,11 @@ class PostgresStore(ChannelRecords):
         # the holds) waits for them, and they for it: a hold committed before a
         # claim commits is one that claim has read.
         self._db.execute("LOCK TABLE channel_control IN SHARE MODE")
+
+    def _db_clock(self) -> float:
+        # The server's clock, the one every daemon's lease is measured by.
+        row = self._db.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+        return float(row[0])
 
     def _lock_imports(self) -> None:
         # Two imports of one file at once: the second waits, then finds the keys.
