@@ -116,6 +116,9 @@ class LeaseRecords(StoreCore):
                              (at, fence.holder, fence.epoch, at))
             return cur.rowcount == 1
 
+    def notify(self, channel: str, payload: str) -> None:
+        """Tell the other daemons on this database (SQLite: there are none)."""
+
     def _check_fence(self, fence: Fence | None) -> None:
         """Inside a claim's transaction: raise Fenced unless `fence` is the live lease."""
         if fence is None:

@@ -188,6 +188,7 @@ class Store:
     take_lease = leased(SqliteStore.take_lease)
     release_lease = leased(SqliteStore.release_lease)
     see_holds = leased(SqliteStore.see_holds)
+    notify = leased(SqliteStore.notify)
 
     # -- channels
     save_channel_errors = written(SqliteStore.save_channel_errors)

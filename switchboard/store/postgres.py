@@ -331,6 +331,10 @@ class PostgresStore(ChannelRecords):
         # claim commits is one that claim has read.
         self._db.execute("LOCK TABLE channel_control IN SHARE MODE")
 
+    def notify(self, channel: str, payload: str) -> None:
+        """NOTIFY the daemons LISTENing on `channel` (delivered once this commits)."""
+        self._db.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
     def _db_clock(self) -> float:
         # The server's clock, the one every daemon's lease is measured by.
         row = self._db.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
