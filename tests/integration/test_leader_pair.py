@@ -118,11 +118,11 @@ def test_when_the_leader_is_killed_the_standby_takes_over_and_sends_the_next_pos
 def test_a_graceful_stop_of_the_leader_hands_the_lease_over_at_once(
         pair: tuple[DaemonProcess, DaemonProcess]) -> None:
     leader, standby = pair
-    assert leader.stop() == 0
     stopped = time.monotonic()
+    assert leader.stop() == 0  # SIGTERM: drains its sends, releases the lease, NOTIFY
     standby.wait_for(lambda: role(standby) == "leader", timeout=5, every=0.02)
     handover = time.monotonic() - stopped
-    assert handover < 1.0, handover  # the NOTIFY, not the lease's 10 s
+    assert handover < 2.0, handover  # the NOTIFY, not the lease's 10 s
     print(f"takeover after a graceful stop: {handover:.3f}s")
 
 
