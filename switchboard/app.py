@@ -24,7 +24,7 @@ from switchboard.config import Config
 from switchboard.console import Console
 from switchboard.gate import Gate
 from switchboard.incidents import FeedSignals, Incidents
-from switchboard.leadership import Leader, LeaseKeeper, SoleLeader
+from switchboard.leadership import Leader, LeaderOnly, LeaseKeeper, SoleLeader
 from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
 from switchboard.people import People
@@ -128,10 +128,12 @@ class Daemon:
         # One direction: store -> gate -> publisher -> steps -> incidents -> API.
         self.publisher = Publisher(self.store, self.gate, channels, self.timer, self.metrics,
                                    cfg.max_lateness, self.leader)
-        self.steps = StepRunner(self.store, self.publisher, self.timer, self.metrics,
+        # A standby's incident and step timers do nothing: the leader runs them.
+        timer = self.timer if keeper is None else LeaderOnly(self.timer, keeper)
+        self.steps = StepRunner(self.store, self.publisher, timer, self.metrics,
                                 self.context, self.leader)
         self.incidents = Incidents(self.store, self.gate, self.publisher, self.steps,
-                                   self.timer, self.metrics, self.context,
+                                   timer, self.metrics, self.context,
                                    None if confirm is None else confirm.confirm_holds)
         self.signals = FeedSignals(self.incidents)
         self.review = Review(self.store, self.publisher, self.timer, lambda: self.config)

@@ -34,6 +34,7 @@ import structlog
 
 from switchboard.metrics import Metrics
 from switchboard.store import Fence, Lease, Store, StoreUnavailable
+from switchboard.timer import Job, Timer
 
 log = structlog.get_logger("leadership")
 CHANNEL = "switchboard"  # the NOTIFY channel every daemon on a database listens on
@@ -84,6 +85,39 @@ class SoleLeader:
 
     def wake(self, what: str) -> None:
         """Nobody else to tell."""
+
+
+class LeaderOnly:
+    """The incidents' and the steps' timer on a shared database: a job that comes
+    due while this daemon is not the leader does nothing (the end of a cooldown,
+    an auto-resolution, a step: the leader runs its own, and a new leader arms
+    them all again when it takes over)."""
+
+    def __init__(self, timer: Timer, leader: Leader) -> None:
+        self._timer, self._leader = timer, leader
+
+    def now(self) -> float:
+        return self._timer.now()
+
+    def call_at(self, key: str, when: float, job: Job, *args: Any) -> None:
+        self._timer.call_at(key, when, self._if_leading, job, *args)
+
+    async def _if_leading(self, job: Job, *args: Any) -> None:
+        if self._leader.may_act():
+            await job(*args)
+
+    def cancel(self, key: str) -> None:
+        self._timer.cancel(key)
+
+    def cancel_prefix(self, prefix: str) -> None:
+        self._timer.cancel_prefix(prefix)
+
+    def keys(self) -> list[str]:
+        return self._timer.keys()
+
+    @property
+    def running(self) -> bool:
+        return self._timer.running
 
 
 class LeaseKeeper:

@@ -99,9 +99,10 @@ class Roles:
         async with self._sync_lock:
             self._applied = None  # read afresh whatever this daemon saw as a standby
             await self._apply_holds()
+            # The gate is whole: sends may start (the steps that load arms send too).
+            await self.publisher.resume()
             await self.incidents.load()
         await self._confirm(fence, at)
-        await self.publisher.resume()
         log.warning("leading", epoch=fence.epoch)
 
     async def _lost(self, fence: Fence) -> None:

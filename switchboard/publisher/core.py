@@ -82,7 +82,9 @@ class Publisher:
         self._armed_at = None
 
     async def resume(self) -> None:
-        """Became leader: the timer again, for the earliest due post."""
+        """Became leader (after store.recover, which put every post left `queued` or
+        `sending` right): the timer again, for the earliest due post."""
+        self.orphans.clear()
         self._paused = False
         await self.arm()
 

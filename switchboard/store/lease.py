@@ -60,9 +60,6 @@ class LeaseRecords(StoreCore):
     # Appended to the claims' read of the lease: a takeover (FOR UPDATE) waits
     # until every claim that read the old lease has committed.
     _FOR_SHARE = ""
-    # Run first in a fenced claim's transaction (PostgreSQL: a claimer frozen
-    # mid-transaction must not hold the lease row, and so every takeover, forever).
-    _FENCE_SETTING = ""
 
     def _db_clock(self) -> float:
         """The database's time now, in Unix seconds (SQLite: this process's)."""
@@ -123,8 +120,6 @@ class LeaseRecords(StoreCore):
         """Inside a claim's transaction: raise Fenced unless `fence` is the live lease."""
         if fence is None:
             return
-        if self._FENCE_SETTING:
-            self._db.execute(self._FENCE_SETTING)
         lease = self._lease_row(self._FOR_SHARE)
         if not lease.held_by(fence.holder) or lease.epoch != fence.epoch:
             raise Fenced(fence)

@@ -50,7 +50,13 @@ _REWRITES = (
 )
 # Any constant: migrations take it for their transaction (never a session lock).
 _MIGRATION_LOCK = 0x73776264
-_BEGIN = f"BEGIN; SET LOCAL lock_timeout = '{BUSY_TIMEOUT_MS}ms'"
+# A daemon frozen (SIGSTOP, a stalled VM) inside a transaction must not hold its
+# row locks, and the lease row, forever: the server ends such a transaction
+# (idle between two statements for longer than any of ours ever is) and the
+# pool replaces the connection. The daemons' leases pass meanwhile.
+IDLE_IN_TRANSACTION = "5s"
+_BEGIN = (f"BEGIN; SET LOCAL lock_timeout = '{BUSY_TIMEOUT_MS}ms'; "
+          f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
 # Only for records whose loss on a crash of the server is safe (see StoreCore.transaction).
 _BEGIN_NOT_DURABLE = _BEGIN + "; SET LOCAL synchronous_commit = off"
 
@@ -134,7 +140,6 @@ class PostgresStore(ChannelRecords):
 
     _FOR_UPDATE = " FOR UPDATE"
     _FOR_SHARE = " FOR SHARE"
-    _FENCE_SETTING = "SET LOCAL idle_in_transaction_session_timeout = '2s'"
 
     def __init__(self, pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]],
                  where: str) -> None:
@@ -300,6 +305,10 @@ class PostgresStore(ChannelRecords):
                       | errors.DeadlockDetected | errors.QueryCanceled):
             return StoreUnavailable("busy", "the store is busy: another daemon holds the rows "
                                             "this write needs; nothing was recorded, try again")
+        if isinstance(exc, errors.IdleInTransactionSessionTimeout):
+            return StoreUnavailable("unreachable", f"PostgreSQL {self.where} ended a transaction "
+                                                   "this daemon left idle (was it frozen?); "
+                                                   "nothing of it was recorded")
         if isinstance(exc, errors.ReadOnlySqlTransaction):
             return StoreUnavailable("read_only", f"PostgreSQL {self.where} is read-only (a "
                                                  "failover in progress?); nothing was recorded")

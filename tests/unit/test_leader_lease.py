@@ -20,7 +20,7 @@ from switchboard.metrics import Metrics
 from switchboard.model import NewPost
 from switchboard.poststates import PostState
 from switchboard.roles import Confirmations
-from switchboard.store import Fence, Fenced, SqliteStore, Store
+from switchboard.store import Fence, Fenced, SqliteStore, Store, StoreUnavailable
 from switchboard.store.postgres import PostgresStore
 from tests.postgres import postgres_dsn, postgres_server
 
@@ -242,3 +242,33 @@ def test_on_sqlite_the_one_daemon_always_leads_at_epoch_one(tmp_path: Path) -> N
         assert store.claim_due_held(time.time(), 10, Fence("x", 1)) == ([], [])
     finally:
         store.close()
+
+
+def test_a_leader_frozen_inside_a_claim_does_not_hold_the_takeover_for_ever(
+        postgres_dsn: str) -> None:
+    async def test(one: Store, two: Store) -> None:
+        clock = Clock()
+        a, b = Node(one, "a", clock), Node(two, "b", clock)
+        await a.begin()
+        backend = one.backend
+        assert isinstance(backend, PostgresStore)
+        inside = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def frozen_claim() -> None:
+            # The claim has read (FOR SHARE) the lease; then the process stops.
+            with pytest.raises(StoreUnavailable), backend.transaction():
+                backend._check_fence(a.keeper.fence())
+                loop.call_soon_threadsafe(inside.set)
+                time.sleep(7)
+                backend.claim_due(time.time(), 1)
+        frozen = loop.run_in_executor(None, frozen_claim)
+        await inside.wait()
+        await asyncio.sleep(SHORT.lease + 0.05)
+        started = time.monotonic()
+        while b.keeper.role != "leader" and time.monotonic() - started < 6.5:
+            await b.keeper.step()  # busy while the frozen claim holds the row
+            await asyncio.sleep(0.2)
+        assert b.keeper.role == "leader", "the takeover waited on the frozen claim"
+        await frozen
+    run(postgres_dsn, test)
