@@ -55,6 +55,7 @@ class Publisher:
         self._armed_at: float | None = None
         self._accepting = True
         self._paused = False  # a standby, or a leader that lost its lease: no claims
+        self._waits: set[asyncio.Task[None]] = set()  # callers' sends left to the leader
         self._pokes = 0  # counts pokes, so an arm() that awaited the store sees them
         # Posts left `queued` by a worker that could not hand them back (the
         # store failing): the next tick returns them to `scheduled`.
@@ -190,8 +191,12 @@ class Publisher:
 
     async def route(self, posts: list[Post], waiters: dict[int, Waiter] | None = None) -> None:
         """Each `queued` post to its channel's worker; a post whose channel left the
-        config (a reload) fails, visibly, and its caller learns it."""
+        config (a reload) fails, visibly, and its caller learns it. A standby hands
+        them to the leader instead (due now)."""
         waiters = waiters or {}
+        if self._paused and posts:
+            await self._route_to_leader(posts, waiters)
+            return
         orphaned = []
         for post in posts:
             worker = self.workers.get(post.channel)
@@ -255,6 +260,25 @@ class Publisher:
     def _first_state(self) -> PostState:
         # A standby sends nothing itself: its posts are due now, for the leader to claim.
         return PostState.SCHEDULED if self._paused else PostState.QUEUED
+
+    async def _route_to_leader(self, posts: list[Post], waiters: dict[int, Waiter]) -> None:
+        now = self.timer.now()
+        ids = [p.id for p in posts]
+        await self.store.transition(ids, PostState.SCHEDULED, (PostState.QUEUED,), now,
+                                    "dispatcher", "left to the leader", due_at=now)
+        waiting = [i for i in ids if i in waiters]
+        if waiting:
+            task = asyncio.get_running_loop().create_task(self._tell_waiters(waiting, waiters))
+            self._waits.add(task)
+            task.add_done_callback(self._waits.discard)
+        else:
+            self.leader.wake("posts")
+
+    async def _tell_waiters(self, ids: list[int], waiters: dict[int, Waiter]) -> None:
+        for post in await self._handed_over(ids, 120.0):
+            waiter = waiters[post.id]
+            if not waiter.done():
+                waiter.set_result(post)
 
     async def _handed_over(self, ids: list[int], timeout: float) -> list[Post]:
         """A send asked of a standby: the leader claims it (woken by a notice, or

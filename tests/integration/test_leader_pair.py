@@ -97,6 +97,11 @@ def test_one_of_two_daemons_leads_and_a_post_scheduled_at_the_standby_goes_out_o
     time.sleep(1.5)  # two polls of the standby: it sends nothing
     assert sent_ids(leader) == [post] and sent_ids(standby) == []
     assert standby.ok("GET", f"/api/v1/posts/{post}")["state"] == "published"
+    # Sent at once, asked of the standby: the leader sends it; the answer has its outcome.
+    sent = standby.ok("POST", "/api/v1/send", {"channel": "outbox", "text": "now"},
+                      role="marketing")
+    assert sent["state"] == "published", sent
+    assert sent_ids(leader) == [post, sent["id"]] and sent_ids(standby) == []
     status = standby.cli("status")
     assert "standby, epoch 1" in status.stdout, status.stdout + status.stderr
 
