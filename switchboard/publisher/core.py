@@ -148,16 +148,17 @@ class Publisher:
     async def tick(self) -> None:
         now = self.timer.now()
         self._armed_at = None
+        if not self.may_send():
+            return  # fenced before the pause came: re-armed at `resume`, not in a loop
         try:
             await self._return_orphans(now)
             missed = await self.store.mark_missed(now - self.max_lateness, now)
             if missed:
                 self.log.warning("posts_missed", count=len(missed),
                                  max_lateness=self.max_lateness)
-            acting = self._accepting and self.may_send()
             batch, held = (await self.store.claim_due_held(now, CLAIM_BATCH,
                                                            self.leader.fence())
-                           if acting else ([], []))
+                           if self._accepting else ([], []))
         except StoreUnavailable as exc:
             # Busy, full or lost: nothing is claimed (fail closed); said once a tick,
             # without a traceback that would say nothing more.
