@@ -148,6 +148,10 @@ def test_a_declaration_at_the_standby_stops_the_leaders_marketing_posts(
     states = {standby.ok("GET", f"/api/v1/posts/{p}")["state"] for p in posts}
     assert states == {"published", "suppressed"}
     assert incident["state"] == "active"
+    # Its runbook runs at the leader, once: the hand-over notice to ops.
+    notices = leader.outbox("ops-chat.jsonl")
+    assert [n["text"].split(":")[0] for n in notices] == [f"{incident['id']} declared"], notices
+    assert standby.outbox("ops-chat.jsonl") == []
 
 
 def test_a_leader_frozen_beyond_its_lease_sends_nothing_after_it_wakes(
