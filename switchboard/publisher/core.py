@@ -22,24 +22,27 @@ import structlog
 from switchboard.channels.base import Channel, ChannelError, LastError
 from switchboard.clock import to_datetime
 from switchboard.gate import Gate
+from switchboard.leadership import Leader, SoleLeader
 from switchboard.metrics import Metrics
 from switchboard.model import NewPost, Post, SendOutcome
 from switchboard.poststates import PostOrigin, PostState
+from switchboard.publisher.handover import JOB_ID, HandOver
 from switchboard.publisher.shared import Shared
 from switchboard.publisher.worker import INTERNAL_ERROR, ChannelWorker, Waiter
 from switchboard.store import Claim, RequestKey, Store, StoreUnavailable
 from switchboard.store.channels import ChannelError as StoredError
 from switchboard.timer import Timer
 
-JOB_ID = "dispatch"
 RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again
 CLAIM_BATCH = 1000
 
 
-class Publisher:
+class Publisher(HandOver):
     def __init__(self, store: Store, gate: Gate, channels: dict[str, Channel], timer: Timer,
-                 metrics: Metrics, max_lateness: timedelta) -> None:
+                 metrics: Metrics, max_lateness: timedelta, leader: Leader | None = None) -> None:
         self.store, self.gate, self.metrics, self.timer = store, gate, metrics, timer
+        # Only the leader claims and sends (design §7.3); SQLite's daemon always leads.
+        self.leader: Leader = leader or SoleLeader()
         self.max_lateness = max_lateness.total_seconds()
         self.log = structlog.get_logger("dispatcher")
         self.claims: Shared[int, Claim] = Shared(self._claim_all)
@@ -50,16 +53,20 @@ class Publisher:
         self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
         self._armed_at: float | None = None
         self._accepting = True
+        self._paused = False  # a standby, or a leader that lost its lease: no claims
+        self._waits: set[asyncio.Task[None]] = set()  # callers' sends left to the leader
         self._pokes = 0  # counts pokes, so an arm() that awaited the store sees them
         # Posts left `queued` by a worker that could not hand them back (the
         # store failing): the next tick returns them to `scheduled`.
         self.orphans: set[int] = set()
 
-    async def start(self) -> None:
-        """Each channel's last error as the store kept it, then the timer."""
+    async def start(self, paused: bool = False) -> None:
+        """Each channel's last error as the store kept it, then the timer (not
+        while `paused`: a standby arms it when it becomes leader, `resume`)."""
         self._saved = await self.store.channel_errors()
         for cid, worker in self.workers.items():
             self._restore_error(worker.channel, cid)
+        self._paused = paused
         await self.arm()
 
     def _restore_error(self, channel: Channel, cid: str) -> None:
@@ -93,7 +100,7 @@ class Publisher:
 
     async def arm(self, due: float | None = None) -> None:
         """Arm the timer for the earliest pending post (or `due`, if earlier)."""
-        if not self._accepting:
+        if not self._accepting or self._paused:
             return
         next_due = due
         if due is None:
@@ -112,21 +119,26 @@ class Publisher:
     def poke(self, due_at: float) -> None:
         """A post was added: re-arm if it is due before the armed time."""
         self._pokes += 1
-        if self._accepting and (self._armed_at is None or due_at < self._armed_at):
+        if self._paused:
+            self.leader.wake("posts")
+        elif self._accepting and (self._armed_at is None or due_at < self._armed_at):
             self._armed_at = due_at
             self.timer.call_at(JOB_ID, due_at, self.tick)
 
     async def tick(self) -> None:
         now = self.timer.now()
         self._armed_at = None
+        if not self.may_send():
+            return  # fenced before the pause came: re-armed at `resume`, not in a loop
         try:
             await self._return_orphans(now)
             missed = await self.store.mark_missed(now - self.max_lateness, now)
             if missed:
                 self.log.warning("posts_missed", count=len(missed),
                                  max_lateness=self.max_lateness)
-            batch, held = (await self.store.claim_due_held(now, CLAIM_BATCH) if self._accepting
-                           else ([], []))
+            batch, held = (await self.store.claim_due_held(now, CLAIM_BATCH,
+                                                           self.leader.fence())
+                           if self._accepting else ([], []))
         except StoreUnavailable as exc:
             # Busy, full or lost: nothing is claimed (fail closed); said once a tick,
             # without a traceback that would say nothing more.
@@ -160,8 +172,12 @@ class Publisher:
 
     async def route(self, posts: list[Post], waiters: dict[int, Waiter] | None = None) -> None:
         """Each `queued` post to its channel's worker; a post whose channel left the
-        config (a reload) fails, visibly, and its caller learns it."""
+        config (a reload) fails, visibly, and its caller learns it. A standby hands
+        them to the leader instead (due now)."""
         waiters = waiters or {}
+        if self._paused and posts:
+            await self._route_to_leader(posts, waiters)
+            return
         orphaned = []
         for post in posts:
             worker = self.workers.get(post.channel)
@@ -190,9 +206,11 @@ class Publisher:
         now = self.timer.now()
         ids = await self.store.add_posts(
             [NewPost(channel=c, kind=kind, text=text, due_at=now, link=link,
-                     state=PostState.QUEUED, incident_id=incident_id,
+                     state=self._first_state(), incident_id=incident_id,
                      origin=PostOrigin.SEND_NOW) for c, text in texts],
             actor, now, request=request, immediate=immediate)
+        if self._paused:
+            return await self._handed_over(ids, timeout)
         loop = asyncio.get_running_loop()
         posts = await self.store.posts(ids)
         waiters: dict[int, Waiter] = {p.id: loop.create_future() for p in posts}
@@ -211,9 +229,12 @@ class Publisher:
         now = self.timer.now()
         ids = await self.store.add_posts(
             [NewPost(channel=c, kind="operational", text=text, due_at=now,
-                     state=PostState.QUEUED, incident_id=incident_id,
+                     state=self._first_state(), incident_id=incident_id,
                      origin=PostOrigin.SEND_NOW) for c in live], f"runbook:{why}", now)
-        await self.route(await self.store.posts(ids))
+        if self._paused:
+            self.leader.wake("posts")
+        else:
+            await self.route(await self.store.posts(ids))
         await self.store.log(incident_id, now, "notified", "runbook",
                              {"channels": live, "why": why, "posts": ids})
 
@@ -249,7 +270,7 @@ class Publisher:
     async def _claim_all(self, requests: list[list[int]]) -> list[Claim]:
         """One `queued -> sending` transaction for the chunks of many channels."""
         claim = await self.store.claim_sending([i for ids in requests for i in ids],
-                                               self.timer.now())
+                                               self.timer.now(), self.leader.fence())
         sending, held = set(claim.sending), dict(claim.suppressed)
         return [Claim([i for i in ids if i in sending],
                       [(i, held[i]) for i in ids if i in held]) for ids in requests]
