@@ -4,6 +4,7 @@ repeating steps run once per occurrence (restarts included), failing steps."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from switchboard.channels.base import ChannelError
 from tests.core.rig import OUTAGE, START, Rig, drive
@@ -190,11 +191,11 @@ async def test_a_step_the_store_cannot_claim_is_tried_again_later(tmp_path: Path
         real = store.claim_step
         failures = ["escalate"]
 
-        async def flaky(incident_id: int, step: str, occurrence: int, now: float) -> bool:
+        async def flaky(incident_id: int, step: str, *rest: Any) -> bool:
             if step in failures:
                 failures.remove(step)
                 raise OSError("disk full")
-            return await real(incident_id, step, occurrence, now)
+            return await real(incident_id, step, *rest)
 
         store.claim_step = flaky  # type: ignore[method-assign]
         incident = await rig.declare()
