@@ -98,6 +98,7 @@ class Cooldowns(IncidentsBase):
         for part in steps.chunks(RELEASE_PART):
             await self.store.move_held(part, now)
         outcome = await self.store.finish_cooldown(incident_id, steps, now)
+        self.touch(incident_id)
         self.log.info("channels_released", incident=f"INC-{incident_id}", policy=policy,
                       **outcome)
         if outcome.get("held") and book is not None:
@@ -122,6 +123,7 @@ class Cooldowns(IncidentsBase):
                                        "early")
         now = self.clock()
         await self.store.set_incident_fields(incident_id, cooldown_until=now)
+        self.touch(incident_id)
         await self.store.log(incident_id, now, "cooldown_ended", actor,
                        {"reason": reason, "was_until": incident.cooldown_until})
         self.gate.set_until(incident_id, now)

@@ -47,14 +47,22 @@ class IncidentsBase:
         # Active incidents by the key of the signal that declared them: a feed's
         # repeats are matched here, not with a query per signal.
         self.by_signal: dict[str, int] = {}
+        # Bumped by every change this daemon makes to an incident: readers that
+        # keep an incident in memory (the feeds' signals) know to read it again.
+        self.versions: dict[int, int] = {}
         # The channels the under-incident gauge was last set for, and those it shows
         # at 1: a declaration over 10,000 channels sets only the gauges that change.
         self._gauged: set[str] = set()
         self._shown: set[str] = set()
         self._gauges: dict[str, Gauge] = {}
 
+    def touch(self, incident_id: int) -> None:
+        """This daemon changed the incident (see `versions`)."""
+        self.versions[incident_id] = self.versions.get(incident_id, 0) + 1
+
     async def cancel_auto_resolve(self, incident_id: int) -> None:
         await self.store.set_incident_fields(incident_id, auto_resolve_at=None)
+        self.touch(incident_id)
         self.timer.cancel(f"autoresolve-{incident_id}")
 
     async def _auto_resolve(self, incident_id: int) -> None:

@@ -107,6 +107,7 @@ class Incidents(Voids):
                                         cooldown_until=until):
             # Resolved (or voided) meanwhile, by a request racing this one.
             raise refusals.conflict(f"INC-{incident_id} is already resolved")
+        self.touch(incident_id)
         self.gate.set_until(incident_id, until)
         await self.cancel_auto_resolve(incident_id)
         if incident.signal_key is not None:

@@ -22,6 +22,8 @@ from switchboard.model import Incident
 # How often an unchanged repeat of an incident's signal is written to its timeline.
 REPEAT_LOG_INTERVAL = 600.0
 SEEN_KEPT = 10_000  # (incident, alert) contents remembered before the ended ones are pruned
+KNOWN_FOR = 1.0  # seconds an incident read is trusted for (another daemon may change it)
+KNOWN_MAX = 10_000  # incidents remembered at most
 
 
 class FeedSignals:
@@ -34,6 +36,7 @@ class FeedSignals:
         self._seen: dict[tuple[int, str], tuple[str, float]] = {}
         self._cleared_at: dict[int, float] = {}
         self._locks = KeyedLocks()
+        self._known: dict[int, tuple[Incident, int, float]] = {}
 
     async def on_signal(self, feed: FeedConfig, signal: Signal) -> str:
         """What happened: declared, updated, repeated, resolving, cleared, noted,
@@ -104,7 +107,33 @@ class FeedSignals:
 
     async def _active(self, key: str) -> Incident | None:
         incident_id = self.incidents.by_signal.get(key)
-        return None if incident_id is None else await self.store.incident(incident_id)
+        if incident_id is None:
+            return None
+        incident = await self._incident(incident_id)
+        if incident is None or incident.state == "resolved":
+            # Resolved by another daemon on the same database: a new firing is news.
+            self.incidents.by_signal.pop(key, None)
+            return None
+        return incident
+
+    async def _incident(self, incident_id: int) -> Incident | None:
+        """The incident as last read, while this daemon has not changed it and for at
+        most KNOWN_FOR (another daemon's changes): Alertmanager resends every alert
+        of a group each interval, and a store read per alert would be most of the
+        work of a delivery."""
+        version = self.incidents.versions.get(incident_id, 0)
+        now = self.incidents.clock()
+        known = self._known.get(incident_id)
+        if known is not None and known[1] == version and 0 <= now - known[2] < KNOWN_FOR:
+            return known[0]
+        incident = await self.store.incident(incident_id)
+        if len(self._known) >= KNOWN_MAX:
+            self._known.clear()
+        if incident is None:
+            self._known.pop(incident_id, None)
+        else:
+            self._known[incident_id] = (incident, version, now)
+        return incident
 
     async def _declared_elsewhere(self, key: str) -> Incident | None:
         """After a refused declaration: the active incident of this signal key that
@@ -161,6 +190,9 @@ class FeedSignals:
             # timeline gets it at most once per REPEAT_LOG_INTERVAL.
             return "repeated"
         self._seen[(incident.id, signal.key)] = (content, now)
+        if len(self._seen) > SEEN_KEPT:  # the ended incidents' alerts go
+            live = set(self.incidents.by_signal.values())
+            self._seen = {k: v for k, v in self._seen.items() if k[0] in live}
         return "updated"
 
     async def _cleared(self, incident: Incident, signal: Signal) -> str:
@@ -175,6 +207,7 @@ class FeedSignals:
         if book is not None and book.resolve.auto:
             at = now + book.resolve.quiet_period.total_seconds()
             await self.store.set_incident_fields(incident.id, auto_resolve_at=at)
+            self.incidents.touch(incident.id)
             await self.store.log(incident.id, now, "signal_resolved", f"feed:{signal.source}",
                            {"auto_resolve_at": rfc3339(at)})
             self.incidents.schedule_auto_resolve(incident.id, at)

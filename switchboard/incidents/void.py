@@ -49,6 +49,7 @@ class Voids(Cooldowns):
         if not await self.store.void(incident_id, actor=actor, reason=reason, now=now,
                                requeue=requeue, review=review):
             raise refusals.conflict(f"INC-{incident_id} is no longer active")
+        self.touch(incident_id)
         self.gate.release(incident_id)
         await self._hold_stragglers(incident_id, actor, now)
         self.forget(incident_id)
@@ -73,6 +74,7 @@ class Voids(Cooldowns):
         crash interrupted before its retractions were recorded."""
         outcome = await self._retract_updates(await self._get(incident_id))
         await self.store.set_incident_fields(incident_id, held_done=1)
+        self.touch(incident_id)
         return outcome
 
     async def _void_plan(self, incident_id: int, spacing: timedelta,
