@@ -12,6 +12,7 @@ from switchboard.clock import to_datetime
 from switchboard.config import FeedConfig
 from switchboard.feeds.settings import Matcher, Rule
 from switchboard.feeds.signal import Signal
+from switchboard.store import Store
 from tests.core.rig import OUTAGE, START, Rig, drive
 
 MINUTE = 60.0
@@ -186,3 +187,20 @@ async def test_two_deliveries_of_one_new_alert_at_once_declare_one_incident(
         outcomes = await asyncio.gather(*(signals.on_signal(FEED, signal()) for _ in range(4)))
         assert sorted(outcomes) == ["declared", "repeated", "repeated", "updated"]
         assert len(await rig.store.incidents()) == 1
+
+
+@drive
+async def test_an_alert_firing_again_after_another_daemon_resolved_its_incident_declares_anew(
+        tmp_path: Path) -> None:
+    async with Rig(tmp_path, BOOKS) as rig:
+        signals = rig.core.signals
+        assert await signals.on_signal(FEED, signal()) == "declared"
+        [first] = await rig.store.incidents()
+        # The other daemon of a pair, on the same database, resolves it.
+        other = await Store.open(rig.tmp / "switchboard.db")
+        assert await other.resolve(first.id, actor="ops", note=None, now=rig.now,
+                                   cooldown_until=rig.now)
+        await other.close()
+        await rig.advance(2.0)  # past what this daemon trusts of its own last read
+        assert await signals.on_signal(FEED, signal()) == "declared"
+        assert [i.id for i in await rig.store.incidents()] != [first.id]
