@@ -54,6 +54,12 @@ class NewPost:
     # The incident an operational post speaks for (holding statements, updates).
     incident_id: int | None = None
 
+    def stored(self, post_id: int, actor: str, now: float) -> Post:
+        """The post as the store keeps it once added with this id (no read back)."""
+        return Post(post_id, self.channel, self.kind, self.text, self.link, self.state,
+                    self.due_at, self.expires_at, self.incident_id, None, None, actor, now,
+                    None, now, self.origin)
+
 
 @dataclass(frozen=True)
 class SendOutcome:

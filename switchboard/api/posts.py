@@ -107,7 +107,7 @@ class PostsApi:
                 raise Refused(exc.status, exc.code, prefix + exc.message) from exc
         ids = await self.d.store.add_posts(new, caller.name, now, request=key)
         self.d.publisher.poke(min(p.due_at for p in new))
-        posts = await self.d.store.posts(ids)
+        posts = [p.stored(i, caller.name, now) for p, i in zip(new, ids, strict=True)]
         return ok([post_json(p) for p in posts] if isinstance(body, list)
                   else post_json(posts[0]), 201)
 

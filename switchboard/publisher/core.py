@@ -204,15 +204,14 @@ class Publisher(HandOver):
         once each has an outcome (`immediate`: a caller's send, never sent behind
         its back after a restart)."""
         now = self.timer.now()
-        ids = await self.store.add_posts(
-            [NewPost(channel=c, kind=kind, text=text, due_at=now, link=link,
-                     state=self._first_state(), incident_id=incident_id,
-                     origin=PostOrigin.SEND_NOW) for c, text in texts],
-            actor, now, request=request, immediate=immediate)
+        new = [NewPost(channel=c, kind=kind, text=text, due_at=now, link=link,
+                       state=self._first_state(), incident_id=incident_id,
+                       origin=PostOrigin.SEND_NOW) for c, text in texts]
+        ids = await self.store.add_posts(new, actor, now, request=request, immediate=immediate)
         if self._paused:
             return await self._handed_over(ids, timeout)
         loop = asyncio.get_running_loop()
-        posts = await self.store.posts(ids)
+        posts = [p.stored(i, actor, now) for p, i in zip(new, ids, strict=True)]
         waiters: dict[int, Waiter] = {p.id: loop.create_future() for p in posts}
         await self.route(posts, waiters)
         # A send stuck behind a rate limit is not abandoned: the caller gets the
@@ -227,14 +226,15 @@ class Publisher(HandOver):
         if not live:
             return
         now = self.timer.now()
-        ids = await self.store.add_posts(
-            [NewPost(channel=c, kind="operational", text=text, due_at=now,
-                     state=self._first_state(), incident_id=incident_id,
-                     origin=PostOrigin.SEND_NOW) for c in live], f"runbook:{why}", now)
+        new = [NewPost(channel=c, kind="operational", text=text, due_at=now,
+                       state=self._first_state(), incident_id=incident_id,
+                       origin=PostOrigin.SEND_NOW) for c in live]
+        ids = await self.store.add_posts(new, f"runbook:{why}", now)
         if self._paused:
             self.leader.wake("posts")
         else:
-            await self.route(await self.store.posts(ids))
+            await self.route([p.stored(i, f"runbook:{why}", now)
+                              for p, i in zip(new, ids, strict=True)])
         await self.store.log(incident_id, now, "notified", "runbook",
                              {"channels": live, "why": why, "posts": ids})
 

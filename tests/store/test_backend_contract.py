@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from switchboard.model import AuditEntry, HeldPlan, Hold, NewPost, SendOutcome
-from switchboard.poststates import IllegalMove, PostState
+from switchboard.poststates import IllegalMove, PostOrigin, PostState
 from switchboard.store import (
     FEED_EVENT_RETENTION,
     INTERRUPTED_SEND,
@@ -577,3 +577,11 @@ def test_a_healthy_store_passes_its_checks_and_its_upkeep_leaves_it_working(
     time.sleep(0.05)  # a few rounds of upkeep run meanwhile (a thread of the backend's)
     assert len(store.posts(ids)) == 50 and store.integrity_ok()
     assert store.schema_version() == len(MIGRATIONS) and store.failure is None
+
+
+def test_a_new_post_is_stored_as_its_stored_form_says(store: Backend) -> None:
+    new = [NewPost("x", "marketing", "Sale", 100.0, link="https://e.x", expires_at=200.0),
+           NewPost("y", "operational", "Update", 50.0, state=S.QUEUED, incident_id=7,
+                   origin=PostOrigin.SEND_NOW)]
+    ids = store.add_posts(new, "mia", 10.5)
+    assert store.posts(ids) == [p.stored(i, "mia", 10.5) for p, i in zip(new, ids, strict=True)]
