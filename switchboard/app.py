@@ -82,6 +82,8 @@ class Daemon:
         self.limits = Limits.from_env(os.environ)
         self._context: tuple[Settings, RunContext] | None = None
         self._zeroing: asyncio.Task[None] | None = None
+        # When the store was last checked, and why it could not take a write then.
+        self._store_checked: tuple[float, StoreUnavailable | None] | None = None
         # The outcome of the last SIGHUP, for `status` (None: no reload yet).
         self.last_reload: dict[str, Any] | None = None
 
@@ -210,6 +212,7 @@ class Daemon:
             current_config=lambda: self.config, current_tokens=lambda: self.tokens,
             current_feeds=lambda: self.feeds, is_ready=lambda: self.ready,
             is_alive=lambda: self.timer.running, check_store=self.check_store,
+            store_failure=self.store_failure,
             refresh_metrics=self.refresh_metrics, status=self.status,
             channel_list=self.channel_list, review=self.review,
             current_runbooks=lambda: self.settings.runbooks, leadership=self.leadership)
@@ -269,21 +272,38 @@ class Daemon:
             self.metrics.posts_suppressed.labels(channel=channel)
 
     async def check_store(self) -> bool:
-        """Is the database file still the one this daemon writes? If not, every write
+        """Could the store take a write now? A database file deleted or replaced (for
+        good), a PostgreSQL unreachable or read-only (until it is back): every write
         already fails (503) and no post is claimed; this makes it seen (metric,
-        /readyz, log) even when nothing writes."""
-        was_failed = self.store.failure is not None
+        /readyz, log) even when nothing writes. Asked at most once per
+        STORE_CHECK_EVERY; a probe that hangs counts as unreachable."""
+        now = self.clock()
+        if self._store_checked is not None and self.store.failure is None and \
+                0 <= now - self._store_checked[0] < STORE_CHECK_EVERY:
+            return self._store_checked[1] is None
         try:
-            await self.store.check_file()
+            await asyncio.wait_for(self.store.probe(), STORE_PROBE_TIMEOUT)
+            failure: StoreUnavailable | None = None
         except StoreUnavailable as exc:
-            if not was_failed:
-                log.error("store_failed", reason=exc.reason, error=exc.message)
-        failure = self.store.failure
+            failure = exc
+        except TimeoutError:
+            failure = StoreUnavailable("unreachable", "the store did not answer within "
+                                                      f"{STORE_PROBE_TIMEOUT:g} s")
+        previous = None if self._store_checked is None else self._store_checked[1]
+        if failure is not None and (previous is None or previous.reason != failure.reason):
+            log.error("store_failed", reason=failure.reason, error=failure.message)
+        elif failure is None and previous is not None:
+            log.warning("store_back", was=previous.reason)
+        self._store_checked = (now, failure)
         self.metrics.store_healthy.set(0 if failure else 1)
         for reason in STORE_FAILURES:
             self.metrics.store_failed.labels(reason=reason).set(
                 1 if failure is not None and failure.reason == reason else 0)
         return failure is None
+
+    def store_failure(self) -> StoreUnavailable | None:
+        """Why the store could not take a write at its last check, if it could not."""
+        return None if self._store_checked is None else self._store_checked[1]
 
     async def _watch_store(self) -> None:
         try:
@@ -293,13 +313,20 @@ class Daemon:
                                self._watch_store)
 
     async def refresh_metrics(self) -> None:
-        await self.check_store()
-        counts = await self.store.count_by_state()
+        if not await self.check_store():
+            # The scrape still answers, with the store's failure in it; the counts
+            # keep their last values until the store is back.
+            return
+        try:
+            counts = await self.store.count_by_state()
+            await self.incidents.refresh_metrics()
+        except StoreUnavailable as exc:  # failed between the check and the counts
+            log.warning("metrics_counts_unavailable", reason=exc.reason)
+            return
         self.metrics.posts_scheduled.set(counts.get(PostState.SCHEDULED, 0)
                                          + counts.get(PostState.QUEUED, 0))
         self.metrics.posts_unknown.set(counts.get(PostState.UNKNOWN, 0))
         self.metrics.posts_held.set(counts.get(PostState.HELD, 0))
-        await self.incidents.refresh_metrics()
 
     async def status(self) -> dict[str, Any]:
         counts = await self.store.count_by_state()
@@ -334,7 +361,9 @@ class Daemon:
         return out
 
 
-STORE_FAILURES = ("deleted", "replaced", "unwritable")
+# Those of SQLite's file are for good; PostgreSQL's pass once the server is back.
+STORE_FAILURES = ("deleted", "replaced", "unwritable", "unreachable", "read_only")
+STORE_PROBE_TIMEOUT = 2.0  # seconds a store check may take before it counts as unreachable
 ZERO_NOW = 1000  # channels whose counters are made before ready (see zero_counters)
 
 

@@ -27,8 +27,9 @@ class HealthApi:
         ready = self.d.ready and store_ok
         # A standby is ready too (it serves the API and the feeds): it says which it is.
         body: dict[str, Any] = {"ready": ready, **self.d.leadership()}
-        if not store_ok and self.d.store.failure is not None:
-            body["store"] = self.d.store.failure.message
+        failure = self.d.store_failure()
+        if not store_ok and failure is not None:
+            body["store"] = failure.message
         return ok(body, 200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from switchboard.publisher import Publisher
     from switchboard.review import Review
     from switchboard.runbooks import Runbook
-    from switchboard.store import Store
+    from switchboard.store import Store, StoreUnavailable
     from switchboard.throttle import Throttle
     from switchboard.watch import FeedWatch
 
@@ -45,6 +45,7 @@ class Services:
     is_ready: Callable[[], bool]
     is_alive: Callable[[], bool]  # the loop still runs its timers
     check_store: Callable[[], Awaitable[bool]]
+    store_failure: Callable[[], StoreUnavailable | None]
     refresh_metrics: Callable[[], Awaitable[None]]
     status: Callable[[], Awaitable[dict[str, Any]]]
     channel_list: Callable[[], list[dict[str, Any]]]

@@ -211,6 +211,12 @@ class StoreCore(ABC):
     @abstractmethod
     def schema_version(self) -> int: ...
 
+    def probe(self) -> None:
+        """Could the store take a write now? Raises StoreUnavailable if not, for good
+        (`failure`) or for as long as the cause lasts (a database unreachable or
+        read-only); nothing is written."""
+        self.check_file()
+
     @abstractmethod
     def check_file(self) -> None:
         """Raise StoreUnavailable if the store has failed for good."""

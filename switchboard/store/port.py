@@ -112,6 +112,7 @@ class Store:
     # -- lifecycle and health
     start_checkpoints = written(SqliteStore.start_checkpoints)
     check_file = written(SqliteStore.check_file)
+    probe = written(SqliteStore.probe)
     integrity_ok = written(SqliteStore.integrity_ok)
     schema_version = written(SqliteStore.schema_version)
     recover = written(SqliteStore.recover)

@@ -216,6 +216,17 @@ class PostgresStore(ChannelRecords):
                     conn.execute(statement.encode())  # as written: no placeholders in DDL
                 db.execute("UPDATE schema_version SET version = ?", (version + 1,))
 
+    def probe(self) -> None:
+        """A round trip to the server, and whether it takes writes (a standby promoted
+        late, a failover in progress, leave it read-only)."""
+        self.check_file()
+        with self._reading() as db:
+            row = db.execute("SHOW transaction_read_only").fetchone()
+        if row is not None and row[0] == "on":
+            raise StoreUnavailable("read_only", f"PostgreSQL {self.where} is read-only (a "
+                                                "failover in progress?); nothing is recorded "
+                                                "until it takes writes again")
+
     def check_file(self) -> None:
         """Nothing fails for good here: an unreachable or read-only server is
         reported by each call, and passes when the server is back."""
