@@ -40,13 +40,13 @@ from switchboard.settings import load_settings as load_settings  # where callers
 from switchboard.steps import StepRunner
 from switchboard.store import StateLock, Store, StoreUnavailable
 from switchboard.store.postgres import PostgresStore
+from switchboard.storewatch import StoreWatch
 from switchboard.systemd import Notifier
 from switchboard.throttle import Throttle
 from switchboard.timer import SchedulerTimer, Timer
 from switchboard.watch import FeedWatch
 
 log = structlog.get_logger("switchboard")
-STORE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still ours
 
 
 class Daemon:
@@ -82,8 +82,6 @@ class Daemon:
         self.limits = Limits.from_env(os.environ)
         self._context: tuple[Settings, RunContext] | None = None
         self._zeroing: asyncio.Task[None] | None = None
-        # When the store was last checked, and why it could not take a write then.
-        self._store_checked: tuple[float, StoreUnavailable | None] | None = None
         # The outcome of the last SIGHUP, for `status` (None: no reload yet).
         self.last_reload: dict[str, Any] | None = None
 
@@ -121,7 +119,8 @@ class Daemon:
         if self._own_timer is not None:
             self._own_timer.start()
             self.cleanup.append(_sync(self._own_timer.stop))
-        self.timer.call_at("store-check", self.clock() + STORE_CHECK_EVERY, self._watch_store)
+        self.store_watch = StoreWatch(self.store, self.metrics, self.timer)
+        self.store_watch.start()
 
         channels = await start_channels(cfg.channels, self.clock)
         # Closes whichever channels are live at the end (reloads replace some).
@@ -211,8 +210,8 @@ class Daemon:
             metrics=self.metrics, limits=self.limits,
             current_config=lambda: self.config, current_tokens=lambda: self.tokens,
             current_feeds=lambda: self.feeds, is_ready=lambda: self.ready,
-            is_alive=lambda: self.timer.running, check_store=self.check_store,
-            store_failure=self.store_failure,
+            is_alive=lambda: self.timer.running, check_store=self.store_watch.check,
+            store_failure=self.store_watch.failure,
             refresh_metrics=self.refresh_metrics, status=self.status,
             channel_list=self.channel_list, review=self.review,
             current_runbooks=lambda: self.settings.runbooks, leadership=self.leadership)
@@ -271,49 +270,8 @@ class Daemon:
                 self.metrics.posts_published.labels(channel=channel, kind=kind)
             self.metrics.posts_suppressed.labels(channel=channel)
 
-    async def check_store(self) -> bool:
-        """Could the store take a write now? A database file deleted or replaced (for
-        good), a PostgreSQL unreachable or read-only (until it is back): every write
-        already fails (503) and no post is claimed; this makes it seen (metric,
-        /readyz, log) even when nothing writes. Asked at most once per
-        STORE_CHECK_EVERY; a probe that hangs counts as unreachable."""
-        now = self.clock()
-        if self._store_checked is not None and self.store.failure is None and \
-                0 <= now - self._store_checked[0] < STORE_CHECK_EVERY:
-            return self._store_checked[1] is None
-        try:
-            await asyncio.wait_for(self.store.probe(), STORE_PROBE_TIMEOUT)
-            failure: StoreUnavailable | None = None
-        except StoreUnavailable as exc:
-            failure = exc
-        except TimeoutError:
-            failure = StoreUnavailable("unreachable", "the store did not answer within "
-                                                      f"{STORE_PROBE_TIMEOUT:g} s")
-        previous = None if self._store_checked is None else self._store_checked[1]
-        if failure is not None and (previous is None or previous.reason != failure.reason):
-            log.error("store_failed", reason=failure.reason, error=failure.message)
-        elif failure is None and previous is not None:
-            log.warning("store_back", was=previous.reason)
-        self._store_checked = (now, failure)
-        self.metrics.store_healthy.set(0 if failure else 1)
-        for reason in STORE_FAILURES:
-            self.metrics.store_failed.labels(reason=reason).set(
-                1 if failure is not None and failure.reason == reason else 0)
-        return failure is None
-
-    def store_failure(self) -> StoreUnavailable | None:
-        """Why the store could not take a write at its last check, if it could not."""
-        return None if self._store_checked is None else self._store_checked[1]
-
-    async def _watch_store(self) -> None:
-        try:
-            await self.check_store()
-        finally:
-            self.timer.call_at("store-check", self.clock() + STORE_CHECK_EVERY,
-                               self._watch_store)
-
     async def refresh_metrics(self) -> None:
-        if not await self.check_store():
+        if not await self.store_watch.check():
             # The scrape still answers, with the store's failure in it; the counts
             # keep their last values until the store is back.
             return
@@ -362,8 +320,6 @@ class Daemon:
 
 
 # Those of SQLite's file are for good; PostgreSQL's pass once the server is back.
-STORE_FAILURES = ("deleted", "replaced", "unwritable", "unreachable", "read_only")
-STORE_PROBE_TIMEOUT = 2.0  # seconds a store check may take before it counts as unreachable
 ZERO_NOW = 1000  # channels whose counters are made before ready (see zero_counters)
 
 

@@ -16,6 +16,29 @@ class Listings(PostRecords):
 
     # -- listings (callable from any thread: they read on a connection of their own)
 
+    def list_posts(self, states: Sequence[str] = (), channel: str | None = None,
+                   incident_id: int | None = None, limit: int = 1000,
+                   due_from: float | None = None, due_to: float | None = None) -> list[Post]:
+        where: list[str] = []
+        args: list[Any] = []
+        _due_window(where, args, due_from, due_to)
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args += list(states)
+        if channel:
+            where.append("channel = ?")
+            args.append(channel)
+        if incident_id is not None:
+            where.append("incident_id = ?")
+            args.append(incident_id)
+        sql = f"SELECT {_POST_COLUMNS} FROM posts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY due_at, id LIMIT ?"
+        # On the listings' connection: a long list never holds up the writer.
+        with self._reading() as db:
+            return [Post(*r) for r in db.execute(sql, [*args, limit])]
+
     def page_posts(self, states: Sequence[str] = (), channel: str | None = None,
                    after: tuple[float, int] | None = None, limit: int = 100,
                    due_from: float | None = None, due_to: float | None = None,

@@ -124,7 +124,6 @@ class Store:
     is_immediate = written(SqliteStore.is_immediate)
     post = written(SqliteStore.post)
     posts = written(SqliteStore.posts)
-    list_posts = written(SqliteStore.list_posts)
     post_history = written(SqliteStore.post_history)
     update_post_fields = written(SqliteStore.update_post_fields)
     next_due = written(SqliteStore.next_due)
@@ -140,6 +139,7 @@ class Store:
 
     # -- listings
     page_posts = listed(SqliteStore.page_posts)
+    list_posts = listed(SqliteStore.list_posts)
     count_posts = listed(SqliteStore.count_posts)
     page_incidents = listed(SqliteStore.page_incidents)
 

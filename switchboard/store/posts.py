@@ -123,27 +123,6 @@ class PostRecords(RequestKeys, LeaseRecords):
                 f"SELECT {_POST_COLUMNS} FROM posts WHERE id IN ({marks}) ORDER BY id", chunk)]
         return out
 
-    def list_posts(self, states: Sequence[str] = (), channel: str | None = None,
-                   incident_id: int | None = None, limit: int = 1000,
-                   due_from: float | None = None, due_to: float | None = None) -> list[Post]:
-        where: list[str] = []
-        args: list[Any] = []
-        _due_window(where, args, due_from, due_to)
-        if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            args += list(states)
-        if channel:
-            where.append("channel = ?")
-            args.append(channel)
-        if incident_id is not None:
-            where.append("incident_id = ?")
-            args.append(incident_id)
-        sql = f"SELECT {_POST_COLUMNS} FROM posts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY due_at, id LIMIT ?"
-        return [Post(*r) for r in self._db.execute(sql, [*args, limit])]
-
     def post_history(self, post_id: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT at, from_state, to_state, actor, reason FROM post_events WHERE post_id = ? "
