@@ -21,7 +21,7 @@ from switchboard.model import HeldPlan, Incident, Post
 from switchboard.poststates import PostState
 
 RELEASE_RETRY = 30.0  # seconds before a release the store could not take is tried again
-RELEASE_PART = 1000  # held posts per transaction (about 15 ms of the store's writer)
+RELEASE_PART = 500  # held posts per transaction (under 10 ms of the store's writer)
 
 
 def spaced_train(posts: list[Post], start: float,
