@@ -5,15 +5,18 @@ for the first, then sees what it wrote."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Hashable
 from types import TracebackType
 
 
 class KeyedLocks:
     def __init__(self) -> None:
-        # A lock and how many hold or wait for it: kept only while in use, so
-        # memory follows the work in flight, not every key ever seen.
-        self._locks: dict[Hashable, _Entry] = {}
+        # The keys held now, each with the holders waiting for it in turn: kept only
+        # while in use, so memory follows the work in flight, not every key seen.
+        # No asyncio.Lock per key: taking a free key must cost next to nothing (the
+        # feeds take one per alert of every delivery).
+        self._held: dict[Hashable, deque[asyncio.Future[None]]] = {}
 
     def hold(self, *keys: Hashable) -> _Held:
         """Hold every one of `keys` (taken in one order, so two holders of the same
@@ -21,33 +24,29 @@ class KeyedLocks:
         return _Held(self, sorted(set(keys), key=repr) if len(keys) > 1 else list(keys))
 
     async def _take(self, key: Hashable) -> None:
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = _Entry()
-        entry.users += 1
+        waiting = self._held.get(key)
+        if waiting is None:
+            self._held[key] = deque()
+            return
+        turn = asyncio.get_running_loop().create_future()
+        waiting.append(turn)
         try:
-            await entry.lock.acquire()
+            await turn
         except BaseException:
-            self._leave(key)
+            if turn.done() and not turn.cancelled():
+                self._give(key)  # handed the key just as it was cancelled: pass it on
+            else:
+                waiting.remove(turn)
             raise
 
     def _give(self, key: Hashable) -> None:
-        self._locks[key].lock.release()
-        self._leave(key)
-
-    def _leave(self, key: Hashable) -> None:
-        entry = self._locks[key]
-        entry.users -= 1
-        if not entry.users:
-            del self._locks[key]
-
-
-class _Entry:
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
+        waiting = self._held[key]
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the key goes to the next one, still held
+                return
+        del self._held[key]
 
 
 class _Held:

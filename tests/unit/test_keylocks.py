@@ -20,7 +20,7 @@ def test_a_second_holder_of_a_key_waits_for_the_first_and_other_keys_do_not() ->
                 order.append(f"{name} out")
 
         await asyncio.gather(work("a", "k1", "k2"), work("b", "k2"), work("c", "k3"))
-        assert locks._locks == {}  # nothing kept once done
+        assert locks._held == {}  # nothing kept once done
         return order
 
     order = asyncio.run(run())
@@ -34,7 +34,7 @@ def test_a_holder_that_fails_gives_its_keys_back() -> None:
         with pytest.raises(RuntimeError):
             async with locks.hold("k1", "k2"):
                 raise RuntimeError("boom")
-        assert locks._locks == {}
+        assert locks._held == {}
         async with locks.hold("k2", "k1"):  # the same keys, in another order
             pass
 
@@ -58,6 +58,6 @@ def test_a_waiter_cancelled_leaves_nothing_behind() -> None:
         second.cancel()
         first.cancel()
         await asyncio.gather(first, second, return_exceptions=True)
-        assert locks._locks == {}
+        assert locks._held == {}
 
     asyncio.run(run())
