@@ -44,9 +44,14 @@ class FeedSignals:
         than the resolution of its incident)."""
         # One at a time per alert (and its group, and its event id): two deliveries
         # of a new alert at once must not both find no incident and both declare.
+        # An alert that cannot declare (its incident is known here, or no rule takes
+        # it) needs no lock: Alertmanager's resends, most of every delivery, go
+        # through without one.
         keys: list[object] = [signal_key(signal)]
         if signal.group is not None:
             keys.append(group_key(signal))
+        if signal.event_id is None and self._cannot_declare(feed, signal, keys):
+            return await self._on_signal(feed, signal)
         if signal.event_id is not None:
             keys.append((feed.id, signal.event_id))
         async with self._locks.hold(*keys):
@@ -59,6 +64,12 @@ class FeedSignals:
                 await self.store.remember_event(feed.id, signal.event_id,
                                                 self.incidents.clock())
             return outcome
+
+    def _cannot_declare(self, feed: FeedConfig, signal: Signal, keys: list[object]) -> bool:
+        known = [k in self.incidents.by_signal for k in keys]
+        if all(known):
+            return True
+        return not any(known) and not any(r.matches(signal.fields()) for r in feed.rules)
 
     async def _on_signal(self, feed: FeedConfig, signal: Signal) -> str:
         active = await self._active(signal_key(signal))
