@@ -15,6 +15,7 @@ and `views` (JSON and texts).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -55,6 +56,7 @@ class IncidentsBase:
         self._gauged: set[str] = set()
         self._shown: set[str] = set()
         self._gauges: dict[str, Gauge] = {}
+        self._refreshing: set[asyncio.Task[None]] = set()
 
     def touch(self, incident_id: int) -> None:
         """This daemon changed the incident (see `versions`)."""
@@ -80,6 +82,18 @@ class IncidentsBase:
         if incident is None:
             raise refusals.not_found(f"no incident INC-{incident_id}")
         return incident
+
+    def refresh_metrics_soon(self) -> None:
+        """The gauges refreshed in a task of their own (a store error is logged)."""
+        task = asyncio.get_running_loop().create_task(self._refresh_quietly())
+        self._refreshing.add(task)  # kept until done: the loop holds tasks only weakly
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh_metrics()
+        except Exception:
+            self.log.exception("incident_metrics_failed")
 
     async def refresh_metrics(self) -> None:
         now = self.clock()

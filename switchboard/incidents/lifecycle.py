@@ -75,21 +75,20 @@ class Incidents(Voids):
             raise refusals.unprocessable(f"unknown severity {severity!r} "
                                          f"(severities: {', '.join(SEVERITIES)})")
         now = self.clock()
-        incident_id = await self.store.declare(
+        incident = await self.store.declared(
             title=title, runbook=runbook, severity=severity or book.severity, channels=scope,
             suppress=list(book.suppress), reason=reason, source=source,
             signal_key=None if signal is None else signal_key(signal),
             signal=None if signal is None else signal_json(signal), actor=actor, now=now,
             request=request)
-        self.gate.hold_many(scope, incident_id, book.suppress)
+        self.gate.hold_many(scope, incident.id, book.suppress)
         if self.holds_committed is not None:
             await self.holds_committed()
-        incident = await self._get(incident_id)
         if incident.signal_key is not None:
-            self.by_signal[incident.signal_key] = incident_id
-        self.log.warning("incident_declared", incident=f"INC-{incident_id}", runbook=runbook,
+            self.by_signal[incident.signal_key] = incident.id
+        self.log.warning("incident_declared", incident=f"INC-{incident.id}", runbook=runbook,
                          channels=scope, actor=actor, source=source)
-        await self.refresh_metrics()
+        self.refresh_metrics_soon()  # the gauges follow; the answer does not wait for them
         self.steps.on_declared(incident, book)
         return incident
 

@@ -44,6 +44,19 @@ class IncidentRecords(Listings):
                 self._keep(request, "incident", [incident_id], 201, now)
         return incident_id
 
+    def declared(self, *, title: str, runbook: str, severity: str, channels: Sequence[str],
+                 suppress: Sequence[str], reason: str | None, source: str,
+                 signal_key: str | None, signal: dict[str, Any] | None, actor: str,
+                 now: float, request: RequestKey | None = None) -> Incident:
+        """`declare`, and the incident as stored, in one call (one trip to the writer
+        for the declaration's answer)."""
+        incident = self.incident(self.declare(
+            title=title, runbook=runbook, severity=severity, channels=channels,
+            suppress=suppress, reason=reason, source=source, signal_key=signal_key,
+            signal=signal, actor=actor, now=now, request=request))
+        assert incident is not None
+        return incident
+
     def resolve(self, incident_id: int, *, actor: str, note: str | None, now: float,
                 cooldown_until: float) -> bool:
         with self.transaction() as db:

@@ -145,6 +145,7 @@ class Store:
 
     # -- incidents
     declare = written(SqliteStore.declare)
+    declared = written(SqliteStore.declared)
     resolve = written(SqliteStore.resolve)
     void = written(SqliteStore.void)
     release_holds = written(SqliteStore.release_holds)
