@@ -320,6 +320,7 @@ class Daemon:
 
 
 # Those of SQLite's file are for good; PostgreSQL's pass once the server is back.
+SWITCH_INTERVAL = 0.001  # seconds (see serve)
 ZERO_NOW = 1000  # channels whose counters are made before ready (see zero_counters)
 
 
@@ -345,6 +346,10 @@ async def serve(settings: Settings) -> int:
     # collector's full passes, which otherwise pause the loop for milliseconds.
     gc.collect()
     gc.freeze()
+    # The store's threads hand their answers back to the loop, and each other, by
+    # the interpreter lock: at the default 5 ms a declaration's trip to the writer
+    # could wait that long behind a busy loop; 1 ms keeps the trips short.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     daemon.ready = True
     daemon.metrics.ready.set(1)
     daemon.notifier.ready(f"serving on {settings.config.listen_host}:"
