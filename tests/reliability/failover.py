@@ -550,7 +550,8 @@ class FailoverRun:
 
     def _create(self, dues: list[float]) -> None:
         """Posts created through the API, on the nodes in turn: both serve it."""
-        rng, body = self.rng, []
+        rng = self.rng
+        body: list[dict[str, str]] = []
         for due in dues:
             channel = HOOK if rng.random() < HOOK_SHARE else rng.choice(self.outboxes)
             kind = "operational" if rng.random() < OPERATIONAL_SHARE else "marketing"
