@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -184,9 +185,9 @@ def test_torn_and_malformed_outbox_lines_are_reported_and_a_live_tail_is_not(
 def test_the_fault_pieces_freeze_wake_kill_and_stop_a_real_daemon_and_read_its_sends(
         tmp_path: Path) -> None:
     with NodeWebhook(idempotent=False) as hook:
-        channels = [{"id": "brand-0", "kind": "outbox", "path": str(tmp_path / "brand-0.jsonl")},
-                    {"id": "hook", "kind": "webhook", "url_env": "SB_HOOK",
-                     "idempotent": False}]
+        channels: list[dict[str, Any]] = [
+            {"id": "brand-0", "kind": "outbox", "path": str(tmp_path / "brand-0.jsonl")},
+            {"id": "hook", "kind": "webhook", "url_env": "SB_HOOK", "idempotent": False}]
         process = DaemonProcess(tmp_path, config=base_config(tmp_path, 0, channels),
                                 runbooks={RUNBOOK: RUNBOOK_TEXT},
                                 env={"SB_HOOK": hook.url_for("n0")})
