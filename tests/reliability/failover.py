@@ -145,6 +145,9 @@ class Report:
     webhook_requests: int = 0
     suppressed: int = 0
     unknown: int = 0
+    # In-scope marketing webhook requests that started before the ack (body
+    # `sent_at`) but arrived after it: allowed, counted to show the race was run.
+    webhook_arrived_after_ack: int = 0
     two_leaders_seen: int = 0  # polls where two live nodes both said leader (fencing lag)
     first_send_s: dict[str, list[float]] = field(default_factory=dict)
     records: list[FaultRecord] = field(default_factory=list)
@@ -743,6 +746,10 @@ class FailoverRun:
         self.report.webhook_requests = len(self.hook.requests)
         self.report.suppressed = states["suppressed"]
         self.report.unknown = states["unknown"]
+        if self.ack is not None:
+            self.report.webhook_arrived_after_ack = sum(
+                1 for s in sends if s.arrived is not None and s.arrived > self.ack
+                and s.sent_at <= self.ack and s.kind == "marketing")
 
 
 @contextmanager
