@@ -24,6 +24,7 @@ from switchboard.config import Config
 from switchboard.console import Console
 from switchboard.gate import Gate
 from switchboard.incidents import FeedSignals, Incidents
+from switchboard.leadership import Leader, LeaderOnly, LeaseKeeper, SoleLeader
 from switchboard.listener import GuardedSite, Limits, app_runner, bind_listener
 from switchboard.metrics import Metrics
 from switchboard.people import People
@@ -31,11 +32,13 @@ from switchboard.poststates import PostState
 from switchboard.publisher import Publisher
 from switchboard.reload import Reloader
 from switchboard.review import Review
+from switchboard.roles import Confirmations, Roles
 from switchboard.runbooks.context import RunContext
 from switchboard.settings import Settings
 from switchboard.settings import load_settings as load_settings  # where callers look for it
 from switchboard.steps import StepRunner
 from switchboard.store import StateLock, Store, StoreUnavailable
+from switchboard.store.postgres import PostgresStore
 from switchboard.systemd import Notifier
 from switchboard.throttle import Throttle
 from switchboard.timer import SchedulerTimer, Timer
@@ -72,6 +75,8 @@ class Daemon:
         self.feeds: FeedWatch
         self.people: People
         self.reloader: Reloader
+        self.leader: Leader = SoleLeader()
+        self.roles: Roles | None = None  # on a shared database only
         self.notifier = Notifier()
         self.limits = Limits.from_env(os.environ)
         self._context: tuple[Settings, RunContext] | None = None
@@ -95,21 +100,16 @@ class Daemon:
     async def build(self) -> None:
         """Straight-line wiring; each part registers its teardown (run in reverse)."""
         cfg = self.config
-        listen = f"{cfg.listen_host}:{cfg.listen_port}"
-        # One writer: the lock comes before the store is read, and the port is
-        # bound before start-up repair, so a second daemon changes nothing.
-        lock = StateLock.take(cfg.state_dir, f"pid {os.getpid()}, listening on {listen}")
-        self.cleanup.append(_sync(lock.release))
-        listener = bind_listener(cfg.listen_host, cfg.listen_port)
-        self.cleanup.append(_sync(listener.close))
-        self.store = await Store.open(cfg.database)
-        self.cleanup.append(self.store.close)
-        await self.store.start_checkpoints()
-        recovered = await self.store.recover(self.clock())
-        if recovered["unknown"]:
-            log.warning("posts_unknown_after_crash", count=recovered["unknown"])
-        if recovered["not_sent"]:
-            log.warning("immediate_sends_not_sent_after_restart", count=recovered["not_sent"])
+        listener = await self._open_store()
+        confirm, keeper = None, None
+        if cfg.store.shared:
+            # One writer is the lease's holder (design §7.1): it repairs at takeover.
+            self.leader = keeper = LeaseKeeper(self.store, self.metrics)
+            confirm = Confirmations(keeper, self.store)
+        else:
+            self.metrics.leader.set(1)
+            self.metrics.leader_epoch.set(1)
+            await self._recover()
         self.people = People(self.store, self.clock, lambda: self.config)
         self.tokens = Tokens(cfg.access, self.people.caller_for_digest)
         await self._bootstrap_people()
@@ -127,16 +127,29 @@ class Daemon:
 
         # One direction: store -> gate -> publisher -> steps -> incidents -> API.
         self.publisher = Publisher(self.store, self.gate, channels, self.timer, self.metrics,
-                                   cfg.max_lateness)
-        self.steps = StepRunner(self.store, self.publisher, self.timer, self.metrics,
-                                self.context)
+                                   cfg.max_lateness, self.leader)
+        # A standby's incident and step timers do nothing: the leader runs them.
+        timer = self.timer if keeper is None else LeaderOnly(self.timer, keeper)
+        self.steps = StepRunner(self.store, self.publisher, timer, self.metrics,
+                                self.context, self.leader)
         self.incidents = Incidents(self.store, self.gate, self.publisher, self.steps,
-                                   self.timer, self.metrics, self.context)
+                                   timer, self.metrics, self.context,
+                                   None if confirm is None else confirm.confirm_holds)
         self.signals = FeedSignals(self.incidents)
         self.review = Review(self.store, self.publisher, self.timer, lambda: self.config)
-        await self.incidents.load()
-        await self.publisher.start()
-        self.cleanup.append(self.publisher.drain)
+        if confirm is None or keeper is None:
+            await self.incidents.load()
+            await self.publisher.start()
+            self.cleanup.append(self.publisher.drain)
+        else:
+            # Run after the drain (teardown runs backwards): the lease is handed over
+            # once this daemon's sends in flight have their outcomes recorded.
+            await self.publisher.start(paused=True)
+            self.roles = Roles(keeper, confirm, self.store, self.gate, self.publisher,
+                               self.steps, self.incidents, self.timer, cfg.store.dsn or "")
+            self.cleanup.append(self.roles.stop)
+            self.cleanup.append(self.publisher.drain)
+            await self.roles.start()
 
         self.feeds = FeedWatch(cfg.feeds, self.signals, self.metrics, self.clock)
         await self.feeds.start()
@@ -155,6 +168,37 @@ class Daemon:
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
         self.zero_counters()
 
+    async def _open_store(self) -> Any:
+        """The store, after the one-writer lock (SQLite: state_dir's flock) and the
+        listener: the port is bound before any repair, so a second daemon changes
+        nothing. Returns the bound listener."""
+        cfg = self.config
+        listen = f"{cfg.listen_host}:{cfg.listen_port}"
+        if not cfg.store.shared:
+            lock = StateLock.take(cfg.state_dir, f"pid {os.getpid()}, listening on {listen}")
+            self.cleanup.append(_sync(lock.release))
+        listener = bind_listener(cfg.listen_host, cfg.listen_port)
+        self.cleanup.append(_sync(listener.close))
+        if cfg.store.shared:
+            backend = await asyncio.to_thread(PostgresStore.open, cfg.store.dsn or "")
+            self.store = await Store.over(backend)
+        else:
+            self.store = await Store.open(cfg.database)
+        self.cleanup.append(self.store.close)
+        await self.store.start_checkpoints()
+        return listener
+
+    async def _recover(self) -> None:
+        recovered = await self.store.recover(self.clock())
+        if recovered["unknown"]:
+            log.warning("posts_unknown_after_crash", count=recovered["unknown"])
+        if recovered["not_sent"]:
+            log.warning("immediate_sends_not_sent_after_restart", count=recovered["not_sent"])
+
+    def leadership(self) -> dict[str, Any]:
+        """Which role this daemon plays (`/readyz`, `status`)."""
+        return {"role": self.leader.role, "epoch": self.leader.epoch}
+
     def api_services(self) -> Services:
         """The services the API calls; reloads are seen through the getters."""
         return Services(
@@ -167,7 +211,7 @@ class Daemon:
             is_alive=lambda: self.timer.running, check_store=self.check_store,
             refresh_metrics=self.refresh_metrics, status=self.status,
             channel_list=self.channel_list, review=self.review,
-            current_runbooks=lambda: self.settings.runbooks)
+            current_runbooks=lambda: self.settings.runbooks, leadership=self.leadership)
 
     async def _bootstrap_people(self) -> None:
         written = await self.people.bootstrap(self.config.state_dir,
@@ -273,6 +317,7 @@ class Daemon:
             "runbooks": sorted(self.settings.runbooks),
             "feeds": [f.id for f in self.config.feeds],
             "last_reload": self.last_reload,
+            **self.leadership(),
         }
 
     def channel_list(self) -> list[dict[str, Any]]:

@@ -60,6 +60,18 @@ class Gate:
         for holds in self._holds.values():
             holds.pop(incident_id, None)
 
+    def held(self) -> set[tuple[str, int]]:
+        """Every (channel, incident id) held, in cooldown or not."""
+        return {(c, i) for c, holds in self._holds.items() for i in holds}
+
+    def drop(self, channel: str, incident_id: int) -> None:
+        """One hold gone from the store (another daemon voided or released it)."""
+        holds = self._holds.get(channel)
+        if holds is not None:
+            holds.pop(incident_id, None)
+            if not holds:
+                del self._holds[channel]
+
     def decide(self, channel: str, kind: str, now: float) -> Decision:
         # The earliest declared incident is named: it is the one ops are
         # following, and the post is tied to it for the held-post review.

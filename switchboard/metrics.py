@@ -84,6 +84,13 @@ class Metrics:
         self.store_failed = Gauge(
             f"{p}store_failed", "1 for the reason the store stopped taking writes",
             ["reason"], registry=r)
+        self.leader = Gauge(
+            f"{p}leader", "1 while this daemon holds the leader lease and may claim and "
+                          "send posts; 0 on a standby (or a leader that fenced itself)",
+            registry=r)
+        self.leader_epoch = Gauge(
+            f"{p}leader_epoch", "The leader lease's epoch as this daemon last saw it "
+                                "(one more at each takeover)", registry=r)
 
     def names(self) -> set[str]:
         """Every sample name the registry can expose (for dashboard/rule checks)."""

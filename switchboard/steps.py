@@ -28,12 +28,13 @@ import structlog
 from switchboard.channels.base import ChannelError
 from switchboard.clock import to_datetime
 from switchboard.feeds.signal import Signal
+from switchboard.leadership import Leader, SoleLeader
 from switchboard.metrics import Metrics
 from switchboard.model import Incident
 from switchboard.publisher import Publisher
 from switchboard.runbooks import Runbook, Step
 from switchboard.runbooks.context import RunContext
-from switchboard.store import Store
+from switchboard.store import Fenced, Store
 from switchboard.templates import (
     Context,
     IncidentView,
@@ -67,20 +68,28 @@ def handover_step(runbook: Runbook) -> Step:
 
 class StepRunner:
     def __init__(self, store: Store, publisher: Publisher, timer: Timer, metrics: Metrics,
-                 context: Callable[[], RunContext]) -> None:
+                 context: Callable[[], RunContext], leader: Leader | None = None) -> None:
         self.store, self.publisher, self.timer = store, publisher, timer
         self.metrics, self.clock, self.context = metrics, timer.now, context
+        # Only the leader runs steps; each (incident, step, occurrence) is claimed
+        # in the store with the leader's fence, so it runs once whichever node.
+        self.leader: Leader = leader or SoleLeader()
+        # (incident id, state) this daemon has armed the steps of: an incident
+        # declared or resolved at a standby is armed by the leader when it learns of it.
+        self.armed: set[tuple[int, str]] = set()
         self.log = structlog.get_logger("steps")
 
     # -- the incident's life ------------------------------------------------
 
     def on_declared(self, incident: Incident, runbook: Runbook) -> None:
+        self.armed.add((incident.id, "active"))
         if runbook.handover.notify:
             self._schedule(incident, handover_step(runbook), 0, incident.declared_at)
         for step in runbook.steps:
             self._schedule(incident, step, 0, self._due(incident, step, 0))
 
     def on_resolved(self, incident: Incident, runbook: Runbook) -> None:
+        self.armed.add((incident.id, "resolved"))
         self.timer.cancel_prefix(f"step-{incident.id}-")
         self.metrics.operational_update_overdue.labels(incident=f"INC-{incident.id}").set(0)
         for i, step in enumerate(runbook.resolve.steps):
@@ -88,6 +97,7 @@ class StepRunner:
 
     async def resume(self, incident: Incident, runbook: Runbook) -> None:
         """After a restart: due steps run (once), future ones are armed again."""
+        self.armed.add((incident.id, incident.state))
         runs = await self.store.step_runs(incident.id)
         for name, cut_short, _, result in runs:
             if result == "started":
@@ -164,9 +174,14 @@ class StepRunner:
             handover_step(runbook) if step_name == handover_step(runbook).name else None)
         if step is None or (incident.state != "active" and not resolve):
             return
+        if not self.leader.may_act():
+            return  # a standby's timer: the leader runs this one (it re-arms at takeover)
         try:
-            if not await self.store.claim_step(incident_id, step_name, occurrence, self.clock()):
+            if not await self.store.claim_step(incident_id, step_name, occurrence, self.clock(),
+                                               self.leader.fence()):
                 return
+        except Fenced:
+            return  # the lease passed meanwhile: the new leader runs it
         except Exception:
             # Not claimed (a full disk, say): nothing ran; the step is tried again.
             self.log.exception("step_claim_failed", incident=f"INC-{incident_id}",

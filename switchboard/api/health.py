@@ -25,7 +25,8 @@ class HealthApi:
     async def readyz(self, request: web.Request) -> web.Response:
         store_ok = await self.d.check_store()
         ready = self.d.ready and store_ok
-        body: dict[str, Any] = {"ready": ready}
+        # A standby is ready too (it serves the API and the feeds): it says which it is.
+        body: dict[str, Any] = {"ready": ready, **self.d.leadership()}
         if not store_ok and self.d.store.failure is not None:
             body["store"] = self.d.store.failure.message
         return ok(body, 200 if ready else 503)

@@ -50,6 +50,8 @@ class Services:
     channel_list: Callable[[], list[dict[str, Any]]]
     review: Review  # cancel / release / drop / edit posts
     current_runbooks: Callable[[], dict[str, Runbook]]
+    # {"role": "leader"|"standby", "epoch": N}; SQLite's daemon always leads, epoch 1.
+    leadership: Callable[[], dict[str, Any]] = lambda: {"role": "leader", "epoch": 1}
 
     @property
     def runbooks(self) -> dict[str, Runbook]:

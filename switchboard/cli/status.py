@@ -12,7 +12,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     data = Client(args).call("GET", "/api/v1/status")
     def human(d: dict[str, Any]) -> str:
         posts = ", ".join(f"{k} {v}" for k, v in sorted(d["posts"].items())) or "none"
-        return (f"switchboard {d['version']} ({'ready' if d['ready'] else 'not ready'})\n"
+        role = f", {d['role']}, epoch {d['epoch']}" if "role" in d else ""
+        return (f"switchboard {d['version']} ({'ready' if d['ready'] else 'not ready'}{role})\n"
                 f"incidents active: {', '.join(d['incidents_active']) or 'none'}\n"
                 f"channels under incident: {', '.join(d['channels_under_incident']) or 'none'}"
                 f"\nposts: {posts}\nnext due: {shown_time(d['next_due'])}"

@@ -20,9 +20,11 @@ from switchboard.config.model import (
     PUBLIC_MAX_LENGTH,
     PUSH_FEEDS,
     ROLES,
+    STORE_BACKENDS,
     AccessToken,
     ChannelConfig,
     Config,
+    StoreConfig,
     Team,
     unknown_channel_message,
 )
@@ -33,6 +35,7 @@ from switchboard.yamldoc import InvalidFile
 
 __all__ = ["APPROVAL", "AUDIENCES", "CHANNEL_KINDS", "FEED_KINDS", "INTERNAL_MAX_LENGTH",
            "MIN_LATENESS", "POLL_FEEDS", "PUBLIC_MAX_LENGTH", "PUSH_FEEDS", "ROLES",
-           "SEVERITIES", "AccessToken", "ChannelConfig", "Config", "FeedConfig", "InvalidFile",
-           "Matcher", "Rule", "Team", "check_runbook_references", "load", "read",
+           "SEVERITIES", "STORE_BACKENDS", "AccessToken", "ChannelConfig", "Config", "FeedConfig",
+           "InvalidFile",
+           "Matcher", "Rule", "StoreConfig", "Team", "check_runbook_references", "load", "read",
            "unknown_channel_message"]

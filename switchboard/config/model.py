@@ -83,6 +83,24 @@ class Team:
     approval: bool = False
 
 
+STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the state lives: SQLite in state_dir (the default: `make run` needs no
+    database) or a PostgreSQL database shared by a leader and its standbys."""
+
+    backend: str = "sqlite"
+    # The libpq connection string, read from dsn_env or dsn_file: it may hold a
+    # password, so it is never shown.
+    dsn: str | None = field(default=None, repr=False)
+
+    @property
+    def shared(self) -> bool:
+        return self.backend == "postgresql"
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -99,6 +117,7 @@ class Config:
     max_body_bytes: int = 1024 * 1024
     teams: tuple[Team, ...] = ()
     admin_password_file: Path | None = None
+    store: StoreConfig = StoreConfig()
 
     def team_of(self, channel_id: str) -> Team | None:
         return next((t for t in self.teams if channel_id in t.channels), None)

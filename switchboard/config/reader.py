@@ -15,8 +15,10 @@ from switchboard.config.model import (
     APPROVAL,
     MIN_LATENESS,
     ROLES,
+    STORE_BACKENDS,
     AccessToken,
     Config,
+    StoreConfig,
     Team,
     unknown_channel_message,
 )
@@ -47,6 +49,17 @@ def read(path: Path, env: dict[str, str] | None = None,
     return _Reader(doc, path, os.environ if env is None else env, create_tokens).read(), doc
 
 
+def _valid_dsn(dsn: str) -> bool:
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(dsn)
+    except ProgrammingError:
+        return False
+    return True
+
+
 def check_runbook_references(doc: Document, config: Config | None, names: set[str]) -> None:
     if config is None:
         return
@@ -63,7 +76,7 @@ class _Reader(_ChannelSections, _FeedSections):
         top = Section(self.doc, (), self.doc.data,
                       {"listen", "state_dir", "timezone", "runbooks_dir", "max_lateness",
                        "access", "channels", "feeds", "metrics", "max_body_bytes", "teams",
-                       "people"},
+                       "people", "store"},
                       required={"channels"})
         if not top.ok:
             return None
@@ -85,6 +98,7 @@ class _Reader(_ChannelSections, _FeedSections):
             max_body_bytes=top.get("max_body_bytes", int, 1024 * 1024),
             teams=self._teams(top, [c.id for c in channels]),
             admin_password_file=self._people(top),
+            store=self._store(top),
         )
 
     def _teams(self, top: Section, channel_ids: list[str]) -> tuple[Team, ...]:
@@ -123,6 +137,30 @@ class _Reader(_ChannelSections, _FeedSections):
         sec = Section(self.doc, ("people",), top.value["people"], {"admin_password_file"})
         ref = sec.get("admin_password_file", str) if sec.ok else None
         return None if ref is None else self._path(ref)
+
+    def _store(self, top: Section) -> StoreConfig:
+        """`store: {backend: sqlite}` or `{backend: postgresql, dsn_env|dsn_file}`;
+        read only (a check never connects), the connection string never shown."""
+        if not top.has("store"):
+            return StoreConfig()
+        sec = Section(self.doc, ("store",), top.value["store"],
+                      {"backend", "dsn_env", "dsn_file", "dsn"}, required={"backend"})
+        if not sec.ok:
+            return StoreConfig()
+        backend = sec.choice("backend", STORE_BACKENDS, "sqlite") or "sqlite"
+        if backend == "sqlite":
+            for key in ("dsn", "dsn_env", "dsn_file"):
+                if sec.has(key):
+                    self.doc.problem(sec.at(key), f"{key} is for backend postgresql; "
+                                                  "sqlite keeps its file in state_dir")
+            return StoreConfig()
+        dsn = self._secret(sec, "dsn")
+        if dsn is not None and not _valid_dsn(dsn):
+            # psycopg's own message may quote the string, password included.
+            key = "dsn_env" if sec.has("dsn_env") else "dsn_file"
+            self.doc.problem(sec.at(key), "not a valid PostgreSQL connection string (libpq "
+                                          "`host=... dbname=...` or a postgresql:// URL)")
+        return StoreConfig("postgresql", dsn)
 
     def _max_lateness(self, top: Section) -> timedelta:
         default = timedelta(minutes=10)

@@ -15,7 +15,7 @@ and `views` (JSON and texts).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 from prometheus_client import Gauge
@@ -35,10 +35,14 @@ class IncidentsBase:
     """What every part of the incidents works with, and the timers they share."""
 
     def __init__(self, store: Store, gate: Gate, publisher: Publisher, steps: StepRunner,
-                 timer: Timer, metrics: Metrics, context: Callable[[], RunContext]) -> None:
+                 timer: Timer, metrics: Metrics, context: Callable[[], RunContext],
+                 holds_committed: Callable[[], Awaitable[None]] | None = None) -> None:
         self.store, self.gate, self.publisher, self.steps = store, gate, publisher, steps
         self.timer, self.metrics, self.clock = timer, metrics, timer.now
         self.context = context
+        # Awaited after a declaration's holds commit, before the caller is answered:
+        # at a standby, until the leader's gate has them too (roles.Roles.confirm_holds).
+        self.holds_committed = holds_committed
         self.log = structlog.get_logger("incidents")
         # Active incidents by the key of the signal that declared them: a feed's
         # repeats are matched here, not with a query per signal.

@@ -82,6 +82,8 @@ class Incidents(Voids):
             signal=None if signal is None else signal_json(signal), actor=actor, now=now,
             request=request)
         self.gate.hold_many(scope, incident_id, book.suppress)
+        if self.holds_committed is not None:
+            await self.holds_committed()
         incident = await self._get(incident_id)
         if incident.signal_key is not None:
             self.by_signal[incident.signal_key] = incident_id

@@ -22,6 +22,7 @@ import structlog
 from switchboard.channels.base import Channel, ChannelError, LastError
 from switchboard.clock import to_datetime
 from switchboard.gate import Gate
+from switchboard.leadership import Leader, SoleLeader
 from switchboard.metrics import Metrics
 from switchboard.model import NewPost, Post, SendOutcome
 from switchboard.poststates import PostOrigin, PostState
@@ -34,12 +35,15 @@ from switchboard.timer import Timer
 JOB_ID = "dispatch"
 RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again
 CLAIM_BATCH = 1000
+HANDED_POLL = 0.2  # seconds between looks at a send this standby left to the leader
 
 
 class Publisher:
     def __init__(self, store: Store, gate: Gate, channels: dict[str, Channel], timer: Timer,
-                 metrics: Metrics, max_lateness: timedelta) -> None:
+                 metrics: Metrics, max_lateness: timedelta, leader: Leader | None = None) -> None:
         self.store, self.gate, self.metrics, self.timer = store, gate, metrics, timer
+        # Only the leader claims and sends (design §7.3); SQLite's daemon always leads.
+        self.leader: Leader = leader or SoleLeader()
         self.max_lateness = max_lateness.total_seconds()
         self.log = structlog.get_logger("dispatcher")
         self.claims: Shared[int, Claim] = Shared(self._claim_all)
@@ -50,16 +54,39 @@ class Publisher:
         self.workers = {cid: ChannelWorker(self, ch) for cid, ch in channels.items()}
         self._armed_at: float | None = None
         self._accepting = True
+        self._paused = False  # a standby, or a leader that lost its lease: no claims
+        self._waits: set[asyncio.Task[None]] = set()  # callers' sends left to the leader
         self._pokes = 0  # counts pokes, so an arm() that awaited the store sees them
         # Posts left `queued` by a worker that could not hand them back (the
         # store failing): the next tick returns them to `scheduled`.
         self.orphans: set[int] = set()
 
-    async def start(self) -> None:
-        """Each channel's last error as the store kept it, then the timer."""
+    async def start(self, paused: bool = False) -> None:
+        """Each channel's last error as the store kept it, then the timer (not
+        while `paused`: a standby arms it when it becomes leader, `resume`)."""
         self._saved = await self.store.channel_errors()
         for cid, worker in self.workers.items():
             self._restore_error(worker.channel, cid)
+        self._paused = paused
+        await self.arm()
+
+    def may_send(self) -> bool:
+        """Asked with the gate at the true start of each send: a leader that fenced
+        itself (frozen, cut off) never starts one, even one claimed before."""
+        return not self._paused and self.leader.may_act()
+
+    def pause(self) -> None:
+        """Lost the lease: claim nothing more; what the workers hold is refused at
+        its claim (the store's fence) or at its start (`may_send`)."""
+        self._paused = True
+        self.timer.cancel(JOB_ID)
+        self._armed_at = None
+
+    async def resume(self) -> None:
+        """Became leader (after store.recover, which put every post left `queued` or
+        `sending` right): the timer again, for the earliest due post."""
+        self.orphans.clear()
+        self._paused = False
         await self.arm()
 
     def _restore_error(self, channel: Channel, cid: str) -> None:
@@ -93,7 +120,7 @@ class Publisher:
 
     async def arm(self, due: float | None = None) -> None:
         """Arm the timer for the earliest pending post (or `due`, if earlier)."""
-        if not self._accepting:
+        if not self._accepting or self._paused:
             return
         next_due = due
         if due is None:
@@ -112,7 +139,9 @@ class Publisher:
     def poke(self, due_at: float) -> None:
         """A post was added: re-arm if it is due before the armed time."""
         self._pokes += 1
-        if self._accepting and (self._armed_at is None or due_at < self._armed_at):
+        if self._paused:
+            self.leader.wake("posts")
+        elif self._accepting and (self._armed_at is None or due_at < self._armed_at):
             self._armed_at = due_at
             self.timer.call_at(JOB_ID, due_at, self.tick)
 
@@ -125,8 +154,10 @@ class Publisher:
             if missed:
                 self.log.warning("posts_missed", count=len(missed),
                                  max_lateness=self.max_lateness)
-            batch, held = (await self.store.claim_due_held(now, CLAIM_BATCH) if self._accepting
-                           else ([], []))
+            acting = self._accepting and self.may_send()
+            batch, held = (await self.store.claim_due_held(now, CLAIM_BATCH,
+                                                           self.leader.fence())
+                           if acting else ([], []))
         except StoreUnavailable as exc:
             # Busy, full or lost: nothing is claimed (fail closed); said once a tick,
             # without a traceback that would say nothing more.
@@ -160,8 +191,12 @@ class Publisher:
 
     async def route(self, posts: list[Post], waiters: dict[int, Waiter] | None = None) -> None:
         """Each `queued` post to its channel's worker; a post whose channel left the
-        config (a reload) fails, visibly, and its caller learns it."""
+        config (a reload) fails, visibly, and its caller learns it. A standby hands
+        them to the leader instead (due now)."""
         waiters = waiters or {}
+        if self._paused and posts:
+            await self._route_to_leader(posts, waiters)
+            return
         orphaned = []
         for post in posts:
             worker = self.workers.get(post.channel)
@@ -190,9 +225,11 @@ class Publisher:
         now = self.timer.now()
         ids = await self.store.add_posts(
             [NewPost(channel=c, kind=kind, text=text, due_at=now, link=link,
-                     state=PostState.QUEUED, incident_id=incident_id,
+                     state=self._first_state(), incident_id=incident_id,
                      origin=PostOrigin.SEND_NOW) for c, text in texts],
             actor, now, request=request, immediate=immediate)
+        if self._paused:
+            return await self._handed_over(ids, timeout)
         loop = asyncio.get_running_loop()
         posts = await self.store.posts(ids)
         waiters: dict[int, Waiter] = {p.id: loop.create_future() for p in posts}
@@ -211,11 +248,51 @@ class Publisher:
         now = self.timer.now()
         ids = await self.store.add_posts(
             [NewPost(channel=c, kind="operational", text=text, due_at=now,
-                     state=PostState.QUEUED, incident_id=incident_id,
+                     state=self._first_state(), incident_id=incident_id,
                      origin=PostOrigin.SEND_NOW) for c in live], f"runbook:{why}", now)
-        await self.route(await self.store.posts(ids))
+        if self._paused:
+            self.leader.wake("posts")
+        else:
+            await self.route(await self.store.posts(ids))
         await self.store.log(incident_id, now, "notified", "runbook",
                              {"channels": live, "why": why, "posts": ids})
+
+    def _first_state(self) -> PostState:
+        # A standby sends nothing itself: its posts are due now, for the leader to claim.
+        return PostState.SCHEDULED if self._paused else PostState.QUEUED
+
+    async def _route_to_leader(self, posts: list[Post], waiters: dict[int, Waiter]) -> None:
+        now = self.timer.now()
+        ids = [p.id for p in posts]
+        await self.store.transition(ids, PostState.SCHEDULED, (PostState.QUEUED,), now,
+                                    "dispatcher", "left to the leader", due_at=now)
+        waiting = [i for i in ids if i in waiters]
+        if waiting:
+            task = asyncio.get_running_loop().create_task(self._tell_waiters(waiting, waiters))
+            self._waits.add(task)
+            task.add_done_callback(self._waits.discard)
+        else:
+            self.leader.wake("posts")
+
+    async def _tell_waiters(self, ids: list[int], waiters: dict[int, Waiter]) -> None:
+        for post in await self._handed_over(ids, 120.0):
+            waiter = waiters[post.id]
+            if not waiter.done():
+                waiter.set_result(post)
+
+    async def _handed_over(self, ids: list[int], timeout: float) -> list[Post]:
+        """A send asked of a standby: the leader claims it (woken by a notice, or
+        its next poll); the caller gets the posts once each has an outcome, or as
+        they stand after `timeout`, like any send."""
+        self.leader.wake("posts")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = {PostState.SCHEDULED, PostState.QUEUED, PostState.SENDING}
+        while True:
+            posts = await self.store.posts(ids)
+            if loop.time() >= deadline or not any(p.state in pending for p in posts):
+                return posts
+            await asyncio.sleep(HANDED_POLL)
 
     async def retract(self, post: Post, actor: str, reason: str) -> str | None:
         """Delete a published post from its platform and record it `retracted`;
@@ -249,7 +326,7 @@ class Publisher:
     async def _claim_all(self, requests: list[list[int]]) -> list[Claim]:
         """One `queued -> sending` transaction for the chunks of many channels."""
         claim = await self.store.claim_sending([i for ids in requests for i in ids],
-                                               self.timer.now())
+                                               self.timer.now(), self.leader.fence())
         sending, held = set(claim.sending), dict(claim.suppressed)
         return [Claim([i for i in ids if i in sending],
                       [(i, held[i]) for i in ids if i in held]) for ids in requests]

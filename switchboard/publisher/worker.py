@@ -37,6 +37,7 @@ class Hub(Protocol):
     orphans: set[int]
 
     def poke(self, due_at: float) -> None: ...
+    def may_send(self) -> bool: ...
     async def note_error(self, channel: Channel) -> None: ...
 
 
@@ -189,8 +190,8 @@ class ChannelWorker:
     async def _send(self, post: Post) -> tuple[Post, SendOutcome] | None:
         p = self.p
         handed_at = p.timer.now()
-        start = Start(lambda now: p.gate.decide(post.channel, post.kind, now).allowed,
-                      p.timer.now)
+        start = Start(lambda now: p.may_send()
+                      and p.gate.decide(post.channel, post.kind, now).allowed, p.timer.now)
         message = Message(str(post.id), post.channel, post.kind, post.text, post.link,
                           to_datetime(handed_at), may_start=start,
                           install_id=p.store.install_id())

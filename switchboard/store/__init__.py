@@ -28,6 +28,7 @@ from switchboard.store.core import (
     fingerprint,
     row_key,
 )
+from switchboard.store.lease import Fence, Fenced, Lease
 from switchboard.store.migrations import MIGRATIONS
 from switchboard.store.port import Store
 from switchboard.store.sqlite import SqliteStore
@@ -41,8 +42,11 @@ __all__ = [
     "POST_STATES",
     "REQUEST_KEY_DAYS",
     "Claim",
+    "Fence",
+    "Fenced",
     "KeyTaken",
     "KeyedRequest",
+    "Lease",
     "RequestKey",
     "SqliteStore",
     "StateLock",

@@ -9,6 +9,7 @@ from typing import Any
 from switchboard.model import Hold, Incident, TimelineEntry
 from switchboard.poststates import PostState
 from switchboard.store.core import _INCIDENT_COLUMNS, FEED_EVENT_RETENTION, RequestKey, _incident
+from switchboard.store.lease import Fence
 from switchboard.store.listings import Listings
 
 
@@ -150,9 +151,12 @@ class IncidentRecords(Listings):
 
     # -- runbook steps -----------------------------------------------------
 
-    def claim_step(self, incident_id: int, step: str, occurrence: int, now: float) -> bool:
-        """Record that a step occurrence runs; False if it already did (restart safety)."""
+    def claim_step(self, incident_id: int, step: str, occurrence: int, now: float,
+                   fence: Fence | None = None) -> bool:
+        """Record that a step occurrence runs; False if it already did (restart safety,
+        or another daemon ran it). With `fence`, only while it is the leader lease."""
         with self.transaction() as db:
+            self._check_fence(fence)
             cur = db.execute(
                 "INSERT INTO step_runs (incident_id, step, occurrence, at, result) "
                 "VALUES (?, ?, ?, ?, 'started') ON CONFLICT DO NOTHING",

@@ -249,4 +249,20 @@ MIGRATIONS: tuple[str | Migration, ...] = (
         permanent INTEGER NOT NULL
     );
     """,
+    # 10: the leader lease of daemons sharing one database (one row; times are
+    # the database's clock): who holds it, its epoch (one more per takeover),
+    # when it lapses, when it was last renewed, and the database time up to
+    # which the leader has applied the channel holds to its in-memory gate
+    """
+    CREATE TABLE leader_lease (
+        name TEXT PRIMARY KEY,
+        holder TEXT,
+        epoch INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        holds_seen REAL NOT NULL
+    );
+    INSERT INTO leader_lease (name, holder, epoch, expires_at, renewed_at, holds_seen)
+        VALUES ('leader', NULL, 0, 0, 0, 0);
+    """,
 )

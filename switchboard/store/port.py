@@ -40,7 +40,7 @@ def _on(pool: str, method: Callable[Concatenate[SqliteStore, P], R]) -> Call[P, 
     name = method.__name__
 
     async def call(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        executor = self._writer if pool == "writer" else self._reader
+        executor = {"writer": self._writer, "reader": self._reader, "lease": self._lease}[pool]
         # Looked up on the backend itself: each backend has its own lifecycle
         # (open, close, health) besides the queries they share.
         bound = functools.partial(getattr(self.backend, name), *args, **kwargs)
@@ -55,6 +55,11 @@ def written(method: Callable[Concatenate[SqliteStore, P], R]) -> Call[P, R]:
     return _on("writer", method)
 
 
+def leased(method: Callable[Concatenate[SqliteStore, P], R]) -> Call[P, R]:
+    """A call on the lease's own thread: a renewal never waits behind a long write."""
+    return _on("lease", method)
+
+
 def listed(method: Callable[Concatenate[SqliteStore, P], R]) -> Call[P, R]:
     """A call run on the reader thread (listings, on their own connection)."""
     return _on("reader", method)
@@ -67,6 +72,9 @@ class Store:
         self.backend = backend
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
+        # SQLite's one connection is the writer's alone; a pool gives the lease its own.
+        self._lease = (self._writer if isinstance(backend, SqliteStore) else
+                       ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-lease"))
         self._install_id: str | None = None
 
     @classmethod
@@ -87,6 +95,7 @@ class Store:
         await loop.run_in_executor(self._writer, self.backend.close)
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
+        self._lease.shutdown(wait=True)
 
     @property
     def failure(self) -> StoreUnavailable | None:
@@ -172,6 +181,14 @@ class Store:
     end_console_session = written(SqliteStore.end_console_session)
     end_idle_console_sessions = written(SqliteStore.end_idle_console_sessions)
     change_marks = written(SqliteStore.change_marks)
+
+    # -- the leader lease
+    db_time = leased(SqliteStore.db_time)
+    lease = leased(SqliteStore.lease)
+    take_lease = leased(SqliteStore.take_lease)
+    release_lease = leased(SqliteStore.release_lease)
+    see_holds = leased(SqliteStore.see_holds)
+    notify = leased(SqliteStore.notify)
 
     # -- channels
     save_channel_errors = written(SqliteStore.save_channel_errors)

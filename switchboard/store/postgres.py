@@ -50,7 +50,13 @@ _REWRITES = (
 )
 # Any constant: migrations take it for their transaction (never a session lock).
 _MIGRATION_LOCK = 0x73776264
-_BEGIN = f"BEGIN; SET LOCAL lock_timeout = '{BUSY_TIMEOUT_MS}ms'"
+# A daemon frozen (SIGSTOP, a stalled VM) inside a transaction must not hold its
+# row locks, and the lease row, forever: the server ends such a transaction
+# (idle between two statements for longer than any of ours ever is) and the
+# pool replaces the connection. The daemons' leases pass meanwhile.
+IDLE_IN_TRANSACTION = "5s"
+_BEGIN = (f"BEGIN; SET LOCAL lock_timeout = '{BUSY_TIMEOUT_MS}ms'; "
+          f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
 # Only for records whose loss on a crash of the server is safe (see StoreCore.transaction).
 _BEGIN_NOT_DURABLE = _BEGIN + "; SET LOCAL synchronous_commit = off"
 
@@ -133,6 +139,7 @@ class PostgresStore(ChannelRecords):
     one transaction per call, on a connection of its pool."""
 
     _FOR_UPDATE = " FOR UPDATE"
+    _FOR_SHARE = " FOR SHARE"
 
     def __init__(self, pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]],
                  where: str) -> None:
@@ -298,6 +305,10 @@ class PostgresStore(ChannelRecords):
                       | errors.DeadlockDetected | errors.QueryCanceled):
             return StoreUnavailable("busy", "the store is busy: another daemon holds the rows "
                                             "this write needs; nothing was recorded, try again")
+        if isinstance(exc, errors.IdleInTransactionSessionTimeout):
+            return StoreUnavailable("unreachable", f"PostgreSQL {self.where} ended a transaction "
+                                                   "this daemon left idle (was it frozen?); "
+                                                   "nothing of it was recorded")
         if isinstance(exc, errors.ReadOnlySqlTransaction):
             return StoreUnavailable("read_only", f"PostgreSQL {self.where} is read-only (a "
                                                  "failover in progress?); nothing was recorded")
@@ -328,6 +339,15 @@ class PostgresStore(ChannelRecords):
         # the holds) waits for them, and they for it: a hold committed before a
         # claim commits is one that claim has read.
         self._db.execute("LOCK TABLE channel_control IN SHARE MODE")
+
+    def notify(self, channel: str, payload: str) -> None:
+        """NOTIFY the daemons LISTENing on `channel` (delivered once this commits)."""
+        self._db.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    def _db_clock(self) -> float:
+        # The server's clock, the one every daemon's lease is measured by.
+        row = self._db.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+        return float(row[0])
 
     def _lock_imports(self) -> None:
         # Two imports of one file at once: the second waits, then finds the keys.

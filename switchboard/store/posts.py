@@ -17,9 +17,10 @@ from switchboard.store.core import (
     RequestKey,
 )
 from switchboard.store.keys import RequestKeys
+from switchboard.store.lease import Fence, LeaseRecords
 
 
-class PostRecords(RequestKeys):
+class PostRecords(RequestKeys, LeaseRecords):
     """Posts: creation, idempotency keys, the claims and every change of state."""
 
     def recover(self, now: float) -> dict[str, int]:
@@ -196,13 +197,15 @@ class PostRecords(RequestKeys):
                                  "due longer ago than max_lateness")
         return ids
 
-    def claim_due(self, now: float, limit: int) -> list[Post]:
-        return self.claim_due_held(now, limit)[0]
+    def claim_due(self, now: float, limit: int, fence: Fence | None = None) -> list[Post]:
+        return self.claim_due_held(now, limit, fence)[0]
 
-    def claim_due_held(self, now: float, limit: int) -> tuple[list[Post], list[tuple[int, str]]]:
+    def claim_due_held(self, now: float, limit: int, fence: Fence | None = None,
+                       ) -> tuple[list[Post], list[tuple[int, str]]]:
         """Move due posts from `scheduled` to `queued` so that no later tick takes them
         again; those on a channel the store holds are suppressed instead (returned
-        second, as (post id, channel))."""
+        second, as (post id, channel)). With `fence`, only while it is the leader
+        lease (else Fenced, nothing claimed)."""
         rows = [Post(*r) for r in self._db.execute(
             f"SELECT {_POST_COLUMNS} FROM posts {_PENDING} WHERE state = 'scheduled' "
             "AND due_at <= ? "
@@ -212,6 +215,7 @@ class PostRecords(RequestKeys):
         # No fsync: a lost `queued` is `scheduled` again, which start-up makes
         # of every `queued` post anyway; the `sending` that follows is synced.
         with self.transaction(durable=False):
+            self._check_fence(fence)
             free, held = self._suppress_held([(p.id, p.channel, p.kind) for p in rows],
                                           (PostState.SCHEDULED,), now)
             # Only what this transaction moved: another daemon may have claimed
@@ -223,12 +227,14 @@ class PostRecords(RequestKeys):
             p.state = PostState.QUEUED
         return out, held
 
-    def claim_sending(self, ids: Sequence[int], now: float) -> Claim:
+    def claim_sending(self, ids: Sequence[int], now: float, fence: Fence | None = None) -> Claim:
         """`queued -> sending`, deciding on the channel holds in the same transaction:
-        whichever process wrote a hold, no post of a held kind starts on its channel."""
+        whichever process wrote a hold, no post of a held kind starts on its channel.
+        With `fence`, only while it is the leader lease (else Fenced)."""
         if not ids:
             return Claim([], [])
         with self.transaction():
+            self._check_fence(fence)
             rows = self._db.execute(
                 f"SELECT id, channel, kind FROM posts WHERE id IN ({','.join('?' * len(ids))}) "
                 "AND +state = 'queued'", list(ids)).fetchall()

@@ -11,6 +11,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -183,6 +184,10 @@ class SqliteCore(StoreCore):
 
     def _lock_holds(self) -> None:
         """Nothing to do: BEGIN IMMEDIATE already keeps every other writer out."""
+
+    def _db_clock(self) -> float:
+        # One process holds the file (its state_dir lock): its clock is the store's.
+        return time.time()
 
     def _lock_imports(self) -> None:
         """Nothing to do: BEGIN IMMEDIATE already keeps every other writer out."""

@@ -13,7 +13,8 @@ from tests.daemon import TOKENS, DaemonProcess
 
 def test_it_serves_health_ready_and_metrics_without_a_token(daemon: DaemonProcess) -> None:
     assert daemon.api("GET", "/healthz", role=None).status_code == 200
-    assert daemon.api("GET", "/readyz", role=None).json() == {"ready": True}
+    assert daemon.api("GET", "/readyz", role=None).json() == {"ready": True, "role": "leader",
+                                                              "epoch": 1}
     metrics = daemon.api("GET", "/metrics", role=None)
     assert metrics.status_code == 200
     assert "switchboard_build_info{version=" in metrics.text

@@ -1,0 +1,226 @@
+"""Leader and standby: what a daemon on a shared database does in each role.
+
+Both serve the whole API and the push feeds. Only the leader claims and sends
+posts and runs the runbook timers (leadership.py holds the lease).
+
+- Becoming leader: the old leader's `sending` posts become `unknown` (never
+  sent again) and its `queued` ones `scheduled` (store.recover, as at a
+  restart); the incidents' gate and timers are loaded; then the publisher's
+  timer is armed.
+- Losing the lease (or fencing itself): the publisher stops claiming and the
+  incidents' timers are cancelled; what was claimed is refused at its start.
+- Holds declared at a standby: the standby NOTIFYs once its declaration has
+  committed; the leader reads the holds into its gate and records, in the
+  lease row, the database time its reading began (`holds_seen`). The standby
+  answers its caller only once `holds_seen` has passed its commit, or once no
+  leader can be sending any more (the lease lapsed, or the leader's last
+  renewal is `fence_after` old, so it fenced itself); at most `fence_after`.
+  From that answer on no marketing send starts on those channels, wherever it
+  was acknowledged. The claim's own check of the holds stays the hard guard.
+  Both roles also poll the holds every second (a notice can be lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+
+from switchboard.gate import Gate
+from switchboard.incidents import Incidents
+from switchboard.leadership import (
+    CHANNEL,
+    HOLDS,
+    POSTS,
+    RELEASED,
+    SEEN,
+    LeaseKeeper,
+    Notices,
+)
+from switchboard.publisher import Publisher
+from switchboard.steps import StepRunner
+from switchboard.store import Fence, Lease, Store, StoreUnavailable
+from switchboard.timer import Timer
+
+log = structlog.get_logger("roles")
+# The incidents' timers, which only the leader keeps (steps, step records,
+# auto-resolution, the end of a cooldown, the rest of a void).
+LEADER_TIMERS = ("step-", "record-", "autoresolve-", "release-", "void-")
+
+
+class Roles:
+    """Switches the publisher, the steps and the incidents' timers with the lease."""
+
+    def __init__(self, keeper: LeaseKeeper, confirmations: Confirmations, store: Store,
+                 gate: Gate, publisher: Publisher, steps: StepRunner, incidents: Incidents,
+                 timer: Timer, dsn: str) -> None:
+        self.keeper, self.store, self.gate = keeper, store, gate
+        self.publisher, self.steps, self.incidents, self.timer = publisher, steps, incidents, timer
+        self._suppress: dict[int, list[str]] = {}
+        self._applied: list[tuple[str, int, float | None]] | None = None
+        self._sync_lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+        self.notices = Notices(dsn, {
+            RELEASED: keeper.nudge.set,
+            HOLDS: lambda: keeper.spawn(self.sync()),
+            POSTS: lambda: keeper.spawn(self._arm()),
+            SEEN: confirmations.seen.set,
+        })
+
+    async def start(self) -> None:
+        self.notices.start()
+        # Listening before the first round: a release in between is not missed.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.notices.connected.wait(), 5.0)
+        await self.keeper.start(self._gained, self._lost)
+        await self.sync()
+        self._poller = asyncio.get_running_loop().create_task(self._polling(), name="roles")
+
+    async def stop(self) -> None:
+        """Graceful stop: the lease handed over at once (released, NOTIFY)."""
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        await self.keeper.stop()
+        await self.notices.stop()
+
+    # -- the lease changes hands ------------------------------------------------
+
+    async def _gained(self, fence: Fence) -> None:
+        self.publisher.pause()
+        self._cancel_timers()
+        at = await self.store.db_time()
+        recovered = await self.store.recover(self.timer.now())
+        if recovered["unknown"]:
+            log.warning("posts_unknown_after_takeover", count=recovered["unknown"],
+                        epoch=fence.epoch)
+        async with self._sync_lock:
+            self._applied = None  # read afresh whatever this daemon saw as a standby
+            await self._apply_holds()
+            # The gate is whole: sends may start (the steps that load arms send too).
+            await self.publisher.resume()
+            await self.incidents.load()
+        await self._confirm(fence, at)
+        log.warning("leading", epoch=fence.epoch)
+
+    async def _lost(self, fence: Fence) -> None:
+        self.publisher.pause()
+        self._cancel_timers()
+        log.warning("standing_by", epoch=fence.epoch)
+
+    def _cancel_timers(self) -> None:
+        for prefix in LEADER_TIMERS:
+            self.timer.cancel_prefix(prefix)
+        self.steps.armed.clear()
+
+    # -- holds and incidents from the other daemons ---------------------------------
+
+    async def _polling(self) -> None:
+        while True:
+            await asyncio.sleep(self.keeper.timing.poll_every)
+            try:
+                await self.sync()
+                await self._arm()
+            except StoreUnavailable as exc:
+                log.warning("roles_poll_failed", reason=exc.reason)
+            except Exception:
+                log.exception("roles_poll_failed")
+
+    async def _arm(self) -> None:
+        """The leader's timer, for posts a standby added (due now, or earlier)."""
+        if self.keeper.may_act():
+            await self.publisher.arm()
+
+    async def sync(self) -> None:
+        """The store's holds into this daemon's gate; at the leader, the steps of
+        incidents declared or resolved elsewhere, then `holds_seen`."""
+        async with self._sync_lock:
+            fence = self.keeper.fence() if self.keeper.may_act() else None
+            at = await self.store.db_time()
+            await self._apply_holds()
+            await self._follow_incidents(fence is not None)
+        if fence is not None and self.keeper.may_act():
+            await self._confirm(fence, at)
+
+    async def _confirm(self, fence: Fence, at: float) -> None:
+        if await self.store.see_holds(fence, at):
+            await self.store.notify(CHANNEL, SEEN)
+
+    async def _apply_holds(self) -> None:
+        """Add or update every stored hold; drop those the store no longer has that
+        the gate had before the read (one added meanwhile here is kept)."""
+        before = self.gate.held()
+        holds = sorted((h.channel, h.incident_id, h.until) for h in await self.store.holds())
+        if holds == self._applied:
+            return
+        for incident_id in {i for _, i, _ in holds} - self._suppress.keys():
+            incident = await self.store.incident(incident_id)
+            self._suppress[incident_id] = incident.suppress if incident else ["marketing"]
+        for channel, incident_id, until in holds:
+            self.gate.hold(channel, incident_id, self._suppress[incident_id], until)
+        for channel, incident_id in before - {(c, i) for c, i, _ in holds}:
+            self.gate.drop(channel, incident_id)
+        self._applied = holds
+
+    async def _follow_incidents(self, leading: bool) -> None:
+        active = await self.store.incidents(limit=None)
+        for incident in active:
+            if incident.signal_key is not None:
+                self.incidents.by_signal.setdefault(incident.signal_key, incident.id)
+        if not leading:
+            return
+        runbooks = self.incidents.context().runbooks
+        for incident in active:
+            book = runbooks.get(incident.runbook)
+            if book is not None and (incident.id, "active") not in self.steps.armed:
+                await self.steps.resume(incident, book)
+        for incident in await self.store.incidents_awaiting_release():
+            book = runbooks.get(incident.runbook)
+            if (incident.id, "resolved") in self.steps.armed:
+                continue
+            if book is not None:
+                self.steps.on_resolved(incident, book)
+            else:
+                self.steps.armed.add((incident.id, "resolved"))
+            self.incidents.schedule_release(incident)
+
+
+
+class Confirmations:
+    """A declaration at a standby waits for the leader's gate (see the module's doc)."""
+
+    def __init__(self, keeper: LeaseKeeper, store: Store) -> None:
+        self.keeper, self.store = keeper, store
+        self.seen = asyncio.Event()  # set by the leader's SEEN notice
+
+    async def confirm_holds(self) -> None:
+        """After a declaration committed here: return once the leader's gate has its
+        holds, or once no leader can be sending; at most `fence_after`."""
+        if self.keeper.may_act():
+            return  # the leader's own gate took them before this
+        started = time.monotonic()
+        limit = self.keeper.timing.fence_after
+        committed = await self.store.db_time()
+        self.seen.clear()
+        await self.store.notify(CHANNEL, HOLDS)
+        while True:
+            try:
+                lease = await self.store.lease()
+            except StoreUnavailable:
+                lease = None
+            if lease is not None and _binds(lease, committed, limit):
+                return
+            if time.monotonic() - started >= limit:
+                log.warning("holds_not_confirmed", waited=limit)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.seen.wait(), 0.05)
+            self.seen.clear()
+
+
+def _binds(lease: Lease, committed: float, fence_after: float) -> bool:
+    """Whether every send that can still start is bound by holds committed at `committed`."""
+    return (not lease.live or lease.holds_seen >= committed
+            or lease.now - lease.renewed_at >= fence_after)
