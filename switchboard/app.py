@@ -8,6 +8,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -168,7 +169,7 @@ class Daemon:
         self.metrics.config_last_reload_success_timestamp_seconds.set(self.clock())
         self.zero_counters()
 
-    async def _open_store(self) -> Any:
+    async def _open_store(self) -> socket.socket:
         """The store, after the one-writer lock (SQLite: state_dir's flock) and the
         listener: the port is bound before any repair, so a second daemon changes
         nothing. Returns the bound listener."""

@@ -184,7 +184,8 @@ class LeaseKeeper:
         try:
             lease = await self.store.take_lease(self.holder, self.timing.lease)
         except StoreUnavailable as exc:
-            log.warning("lease_not_renewed", reason=exc.reason, error=exc.message)
+            log.warning("lease_not_renewed" if self._fence else "lease_not_taken",
+                        reason=exc.reason, error=exc.message)
             await self.check_fence()
             return
         self.last = lease
@@ -197,11 +198,25 @@ class LeaseKeeper:
                     if self._fence is not None:
                         await self._lose("the lease lapsed")
                     await self._gain(fence, started)
+                    await self._renew_after_gain(fence)
                 else:
                     self._renewed = started
             elif self._fence is not None:
                 await self._lose(f"the lease passed to {lease.holder} (epoch {lease.epoch})")
         self._show()
+
+    async def _renew_after_gain(self, fence: Fence) -> None:
+        """Taking over (recovery, loading the incidents) may have taken seconds:
+        renew at once, so a slow start does not fence the new leader."""
+        if self._fence != fence:
+            return  # its start failed and gave the lease up
+        started = self._monotonic()
+        try:
+            lease = await self.store.take_lease(self.holder, self.timing.lease)
+        except StoreUnavailable:
+            return  # the next round tries again; the fence watch stops it meanwhile
+        if lease.held_by(self.holder) and lease.epoch == fence.epoch:
+            self._renewed = started
 
     async def check_fence(self) -> None:
         """Stop acting once `fence_after` has passed without a renewal."""

@@ -175,3 +175,5 @@ def _warn_if_restart_needed(old: Config, new: Config) -> None:
         log.warning("listen_change_needs_restart", listen=f"{old.listen_host}:{old.listen_port}")
     if new.database != old.database:
         log.warning("state_dir_change_needs_restart", state_dir=str(old.state_dir))
+    if new.store != old.store:  # compared whole; the connection string is never logged
+        log.warning("store_change_needs_restart", backend=old.store.backend)

@@ -205,7 +205,7 @@ class Confirmations:
         committed = await self.store.db_time()
         self.seen.clear()
         await self.store.notify(CHANNEL, HOLDS)
-        while True:
+        while not self.keeper.may_act():  # became leader meanwhile: its gate has them
             try:
                 lease = await self.store.lease()
             except StoreUnavailable:

@@ -26,19 +26,18 @@ from switchboard.leadership import Leader, SoleLeader
 from switchboard.metrics import Metrics
 from switchboard.model import NewPost, Post, SendOutcome
 from switchboard.poststates import PostOrigin, PostState
+from switchboard.publisher.handover import JOB_ID, HandOver
 from switchboard.publisher.shared import Shared
 from switchboard.publisher.worker import INTERNAL_ERROR, ChannelWorker, Waiter
 from switchboard.store import Claim, RequestKey, Store, StoreUnavailable
 from switchboard.store.channels import ChannelError as StoredError
 from switchboard.timer import Timer
 
-JOB_ID = "dispatch"
 RETRY_AFTER_ERROR = 2.0  # seconds before a tick that hit a store error runs again
 CLAIM_BATCH = 1000
-HANDED_POLL = 0.2  # seconds between looks at a send this standby left to the leader
 
 
-class Publisher:
+class Publisher(HandOver):
     def __init__(self, store: Store, gate: Gate, channels: dict[str, Channel], timer: Timer,
                  metrics: Metrics, max_lateness: timedelta, leader: Leader | None = None) -> None:
         self.store, self.gate, self.metrics, self.timer = store, gate, metrics, timer
@@ -68,25 +67,6 @@ class Publisher:
         for cid, worker in self.workers.items():
             self._restore_error(worker.channel, cid)
         self._paused = paused
-        await self.arm()
-
-    def may_send(self) -> bool:
-        """Asked with the gate at the true start of each send: a leader that fenced
-        itself (frozen, cut off) never starts one, even one claimed before."""
-        return not self._paused and self.leader.may_act()
-
-    def pause(self) -> None:
-        """Lost the lease: claim nothing more; what the workers hold is refused at
-        its claim (the store's fence) or at its start (`may_send`)."""
-        self._paused = True
-        self.timer.cancel(JOB_ID)
-        self._armed_at = None
-
-    async def resume(self) -> None:
-        """Became leader (after store.recover, which put every post left `queued` or
-        `sending` right): the timer again, for the earliest due post."""
-        self.orphans.clear()
-        self._paused = False
         await self.arm()
 
     def _restore_error(self, channel: Channel, cid: str) -> None:
@@ -148,16 +128,17 @@ class Publisher:
     async def tick(self) -> None:
         now = self.timer.now()
         self._armed_at = None
+        if not self.may_send():
+            return  # fenced before the pause came: re-armed at `resume`, not in a loop
         try:
             await self._return_orphans(now)
             missed = await self.store.mark_missed(now - self.max_lateness, now)
             if missed:
                 self.log.warning("posts_missed", count=len(missed),
                                  max_lateness=self.max_lateness)
-            acting = self._accepting and self.may_send()
             batch, held = (await self.store.claim_due_held(now, CLAIM_BATCH,
                                                            self.leader.fence())
-                           if acting else ([], []))
+                           if self._accepting else ([], []))
         except StoreUnavailable as exc:
             # Busy, full or lost: nothing is claimed (fail closed); said once a tick,
             # without a traceback that would say nothing more.
@@ -256,43 +237,6 @@ class Publisher:
             await self.route(await self.store.posts(ids))
         await self.store.log(incident_id, now, "notified", "runbook",
                              {"channels": live, "why": why, "posts": ids})
-
-    def _first_state(self) -> PostState:
-        # A standby sends nothing itself: its posts are due now, for the leader to claim.
-        return PostState.SCHEDULED if self._paused else PostState.QUEUED
-
-    async def _route_to_leader(self, posts: list[Post], waiters: dict[int, Waiter]) -> None:
-        now = self.timer.now()
-        ids = [p.id for p in posts]
-        await self.store.transition(ids, PostState.SCHEDULED, (PostState.QUEUED,), now,
-                                    "dispatcher", "left to the leader", due_at=now)
-        waiting = [i for i in ids if i in waiters]
-        if waiting:
-            task = asyncio.get_running_loop().create_task(self._tell_waiters(waiting, waiters))
-            self._waits.add(task)
-            task.add_done_callback(self._waits.discard)
-        else:
-            self.leader.wake("posts")
-
-    async def _tell_waiters(self, ids: list[int], waiters: dict[int, Waiter]) -> None:
-        for post in await self._handed_over(ids, 120.0):
-            waiter = waiters[post.id]
-            if not waiter.done():
-                waiter.set_result(post)
-
-    async def _handed_over(self, ids: list[int], timeout: float) -> list[Post]:
-        """A send asked of a standby: the leader claims it (woken by a notice, or
-        its next poll); the caller gets the posts once each has an outcome, or as
-        they stand after `timeout`, like any send."""
-        self.leader.wake("posts")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        pending = {PostState.SCHEDULED, PostState.QUEUED, PostState.SENDING}
-        while True:
-            posts = await self.store.posts(ids)
-            if loop.time() >= deadline or not any(p.state in pending for p in posts):
-                return posts
-            await asyncio.sleep(HANDED_POLL)
 
     async def retract(self, post: Post, actor: str, reason: str) -> str | None:
         """Delete a published post from its platform and record it `retracted`;

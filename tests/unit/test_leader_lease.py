@@ -147,6 +147,22 @@ def test_a_leader_that_fenced_itself_starts_a_new_term_when_it_renews_again(
     run(postgres_dsn, test)
 
 
+def test_a_slow_start_as_leader_does_not_fence_the_new_leader(postgres_dsn: str) -> None:
+    async def test(one: Store, two: Store) -> None:
+        clock = Clock()
+        a = Node(one, "a", clock, Timing())
+
+        async def slow_start(fence: Fence) -> None:
+            a.events.append(("gained", fence.epoch))
+            clock.now += 9.0  # recovering and loading a large store
+        a.keeper._on_gain, a.keeper._on_lose = slow_start, a.lost
+        await a.keeper.step()
+        assert a.keeper.may_act()
+        await a.keeper.step()
+        assert a.events == [("gained", 1)]
+    run(postgres_dsn, test)
+
+
 def due_post(now: float) -> NewPost:
     return NewPost(channel="outbox", kind="marketing", text="offer", due_at=now - 1)
 
