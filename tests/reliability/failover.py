@@ -63,7 +63,7 @@ import requests
 
 from tests.daemon import DaemonProcess, base_config
 from tests.fakes.fake_webhook import HOOK_PATH, FakeWebhook
-from tests.fakes.server import Answer, Request
+from tests.fakes.server import Answer, Hang, Request
 from tests.postgres import PostgresServer, running_postgres
 from tests.reliability.crash import _incident_number, _iso, _machine, _ts
 
@@ -81,6 +81,8 @@ HOOK = "hook"
 HOOK_SHARE = 0.15
 OPERATIONAL_SHARE = 0.10
 BURST_SHARE = 0.3
+SLOW_HOOK_S, SLOW_HOOK_REQUESTS = 0.3, 12  # the webhook's pace around a SIGSTOP
+BURST_LEAD_S = 0.1  # a fault's own burst falls due at most this long before it strikes
 
 FINAL_STATES = {"published", "suppressed", "unknown"}
 UNSENT_STATES = {"scheduled", "queued", "suppressed", "missed", "cancelled"}
@@ -123,6 +125,7 @@ class FaultRecord:
     first_send_by: str = ""
     woke_at: float | None = None       # sigstop: when SIGCONT went
     cut_connections: int = 0
+    caught_sending: int = 0  # posts the target had claimed for sending when it was hit
     replacement: str = ""
     until: float | None = None         # when the next fault began (or the run ended)
 
@@ -576,9 +579,13 @@ class FailoverRun:
         # The fault strikes while a burst of posts, due just before it, goes out.
         strike = time.time() + (rng.uniform(0, 0.5) if declaring
                                 else rng.uniform(RUN_MIN, RUN_MAX))
-        self._create([strike - rng.uniform(0, 0.3) for _ in range(self._per_fault)])
+        self._create([strike - rng.uniform(0, BURST_LEAD_S) for _ in range(self._per_fault)])
         if declaring:
             self._declare()
+        if kind == "sigstop":
+            # A slow receiver keeps the webhook's claimed posts waiting in the
+            # leader's worker: the freeze catches them claimed but not begun.
+            self.hook.script(*[Hang(SLOW_HOOK_S) for _ in range(SLOW_HOOK_REQUESTS)])
         time.sleep(max(0.0, strike - time.time()))
         target, epoch = self.wait_leader(None, 30)
         if self.report.records:
@@ -595,6 +602,7 @@ class FailoverRun:
         assert self.server is not None
         if record.kind == "kill9":
             kill9(target)
+            record.caught_sending = self._sending()
         elif record.kind == "sigterm":
             code = graceful_stop(target)
             if code != 0:
@@ -602,12 +610,16 @@ class FailoverRun:
                                f"exited {code}")
         elif record.kind == "sigstop":
             freeze(target)
+            record.caught_sending = self._sending()
         elif record.kind == "cut":
             record.cut_connections = cut_connections(self.dsn, target.name)
             if record.cut_connections == 0:
                 self.violation(f"fault {record.number}: {target.name} had no connection to cut")
         else:
             restart_postgres(self.server)
+
+    def _sending(self) -> int:
+        return sum(1 for r in read_store(self.dsn).posts.values() if r.state == "sending")
 
     def _recover(self, record: FaultRecord, target: Node) -> None:
         """Wait for a leader and for sends to resume; thaw a frozen node after the
@@ -691,6 +703,8 @@ class FailoverRun:
     @staticmethod
     def _describe(record: FaultRecord) -> str:
         extra = f", {record.cut_connections} connections cut" if record.kind == "cut" else ""
+        if record.kind in ("kill9", "sigstop"):
+            extra += f", {record.caught_sending} posts caught sending"
         return (f"fault {record.number:2} {record.kind:10} on {record.target}: leader "
                 f"{record.new_leader or '-'} (epoch {record.epoch_before} -> "
                 f"{record.epoch_after}), first send after {record.first_send_s}s by "
