@@ -330,7 +330,7 @@ class Notices:
                 conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True,
                                                              connect_timeout=5)
             except psycopg.Error as exc:
-                log.warning("notices_unreachable", error=str(exc).splitlines()[0:1])
+                log.warning("notices_unreachable", error=_first_line(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -347,8 +347,13 @@ class Notices:
                     await conn.execute("SELECT 1")
             except psycopg.Error as exc:
                 # Notices sent meanwhile are lost: the polls find what they said.
-                log.warning("notices_lost", error=str(exc).splitlines()[0:1])
+                log.warning("notices_lost", error=_first_line(exc))
             finally:
                 self.connected.clear()
                 with contextlib.suppress(Exception):
                     await conn.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -64,8 +65,8 @@ class Roles:
         self._poller: asyncio.Task[None] | None = None
         self.notices = Notices(dsn, {
             RELEASED: keeper.nudge.set,
-            HOLDS: lambda: keeper.spawn(self.sync()),
-            POSTS: lambda: keeper.spawn(self._arm()),
+            HOLDS: lambda: keeper.spawn(self._quietly(self.sync)),
+            POSTS: lambda: keeper.spawn(self._quietly(self._arm)),
             SEEN: confirmations.seen.set,
         })
 
@@ -127,6 +128,15 @@ class Roles:
                 log.warning("roles_poll_failed", reason=exc.reason)
             except Exception:
                 log.exception("roles_poll_failed")
+
+    async def _quietly(self, job: Callable[[], Awaitable[None]]) -> None:
+        """A notice's work: on a failure the next poll does it."""
+        try:
+            await job()
+        except StoreUnavailable as exc:
+            log.warning("notice_not_acted_on", reason=exc.reason)
+        except Exception:
+            log.exception("notice_not_acted_on")
 
     async def _arm(self) -> None:
         """The leader's timer, for posts a standby added (due now, or earlier)."""

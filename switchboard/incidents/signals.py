@@ -64,13 +64,23 @@ class FeedSignals:
                 return "unmatched"
             keyed = signal if rule.per == "alert" or signal.group is None else \
                 replace(signal, key=f"group:{signal.group}")
-            await self.incidents.declare(runbook=rule.runbook, title=rule.title or signal.title,
-                                         severity=rule.severity or _severity(signal),
-                                         channels=list(rule.channels) if rule.channels
-                                         else None,
-                                         reason=signal.annotations.get("description")
-                                         or signal.title,
-                                         actor=f"feed:{feed.id}", source=feed.id, signal=keyed)
+            try:
+                await self.incidents.declare(runbook=rule.runbook,
+                                             title=rule.title or signal.title,
+                                             severity=rule.severity or _severity(signal),
+                                             channels=list(rule.channels) if rule.channels
+                                             else None,
+                                             reason=signal.annotations.get("description")
+                                             or signal.title,
+                                             actor=f"feed:{feed.id}", source=feed.id,
+                                             signal=keyed)
+            except Exception:
+                other = await self._declared_elsewhere(signal_key(keyed))
+                if other is None:
+                    raise
+                self.incidents.log.info("signal_declared_elsewhere", key=signal.key,
+                                        incident=f"INC-{other.id}")
+                return await self._refired(other, signal)
             return "declared"
         if active is not None:
             return await self._cleared(active, signal)
@@ -83,6 +93,16 @@ class FeedSignals:
     async def _active(self, key: str) -> Incident | None:
         incident_id = self.incidents.by_signal.get(key)
         return None if incident_id is None else await self.store.incident(incident_id)
+
+    async def _declared_elsewhere(self, key: str) -> Incident | None:
+        """After a refused declaration: the active incident of this signal key that
+        another daemon on the same database declared meanwhile (the store keeps one
+        per key), now known here too; None if there is none."""
+        found = next((i for i in await self.store.incidents(limit=None)
+                      if i.signal_key == key), None)
+        if found is not None:
+            self.incidents.by_signal[key] = found.id
+        return found
 
     async def _older_than_resolution(self, signal: Signal) -> bool:
         """A replayed delivery from before its incident was resolved never reopens it."""

@@ -6,6 +6,7 @@ it and a post id in both files would be a post sent twice.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.daemon import DaemonProcess, base_config
+from tests.daemon import TOKENS, DaemonProcess, base_config
 from tests.postgres import postgres_dsn, postgres_server
 
 __all__ = ["postgres_dsn", "postgres_server"]
@@ -36,7 +37,10 @@ handover:
 def make_daemon(root: Path, name: str, dsn: str) -> DaemonProcess:
     tmp = root / name
     tmp.mkdir()
-    config = base_config(tmp, 0, store={"backend": "postgresql", "dsn_env": "SB_TEST_DSN"})
+    feeds = [{"id": "am", "kind": "alertmanager", "token_env": "SB_TEST_FEED",
+              "rules": [{"match": {"severity": "critical"}, "runbook": "outage"}]}]
+    config = base_config(tmp, 0, feeds=feeds,
+                         store={"backend": "postgresql", "dsn_env": "SB_TEST_DSN"})
     return DaemonProcess(tmp, config, runbooks={"outage": RUNBOOK}, env={"SB_TEST_DSN": dsn})
 
 
@@ -112,6 +116,24 @@ def test_one_of_two_daemons_leads_sends_what_the_standby_was_asked_and_hands_ove
     assert handover < 2.0, handover  # the NOTIFY, not the lease's 10 s
     assert ready(standby)["epoch"] == 2
     print(f"takeover after a graceful stop: {handover:.3f}s")
+
+
+def alert(name: str) -> bytes:
+    return json.dumps({"version": "4", "status": "firing", "groupKey": name, "alerts": [
+        {"status": "firing", "startsAt": "2026-09-21T10:00:00Z",
+         "labels": {"alertname": name, "severity": "critical"}}]}).encode()
+
+
+def test_an_alert_pushed_to_both_daemons_declares_one_incident_without_an_error(
+        pair: tuple[DaemonProcess, DaemonProcess]) -> None:
+    leader, standby = pair
+    for daemon in (leader, standby):  # Alertmanager configured with both as receivers
+        response = requests.post(daemon.url + "/feeds/am", data=alert("LinkDown"), timeout=10,
+                                 headers={"Authorization": f"Bearer {TOKENS['feed']}"})
+        assert response.status_code == 202, response.text
+    assert len(standby.ok("GET", "/api/v1/incidents")) == 1
+    for daemon in (leader, standby):
+        assert not daemon.metric("switchboard_feed_errors_total", {"feed": "am"}), daemon.log()
 
 
 def test_when_the_leader_is_killed_the_standby_takes_over_and_sends_the_next_post(

@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from switchboard.leadership import RELEASED, LeaseKeeper, Notices, SoleLeader, Timing
+from switchboard.leadership import CHANNEL, RELEASED, LeaseKeeper, Notices, SoleLeader, Timing
 from switchboard.metrics import Metrics
 from switchboard.model import NewPost
 from switchboard.poststates import PostState
@@ -287,4 +288,42 @@ def test_a_leader_frozen_inside_a_claim_does_not_hold_the_takeover_for_ever(
             await asyncio.sleep(0.2)
         assert b.keeper.role == "leader", "the takeover waited on the frozen claim"
         await frozen
+    run(postgres_dsn, test)
+
+
+def test_notices_come_back_after_their_connection_is_cut(postgres_dsn: str) -> None:
+    async def test(one: Store, two: Store) -> None:
+        heard = asyncio.Event()
+        notices = Notices(postgres_dsn, {RELEASED: heard.set})
+        notices.start()
+        await asyncio.wait_for(notices.connected.wait(), 5)
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            cut = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE query = 'LISTEN switchboard'").fetchall()
+        assert cut == [(True,)]
+        deadline = time.monotonic() + 5
+        while notices.connected.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(notices.connected.wait(), 5)  # listening again
+        await one.notify(CHANNEL, RELEASED)
+        await asyncio.wait_for(heard.wait(), 2)
+        await notices.stop()
+    run(postgres_dsn, test)
+
+
+def test_without_a_notice_a_standby_finds_the_released_lease_by_polling(
+        postgres_dsn: str) -> None:
+    async def test(one: Store, two: Store) -> None:
+        clock = Clock()
+        long = Timing()
+        a, b = Node(one, "a", clock, long), Node(two, "b", clock, long)
+        await a.begin()
+        await b.keeper.start(b.gained, b.lost)  # its loops run: a poll every second
+        assert await one.release_lease(a.keeper.fence())  # and no NOTIFY
+        released = time.monotonic()
+        while b.keeper.role != "leader" and time.monotonic() - released < 3:
+            await asyncio.sleep(0.05)
+        assert b.keeper.role == "leader"
+        assert time.monotonic() - released < long.poll_every + 0.5
+        await b.keeper.stop()
     run(postgres_dsn, test)
