@@ -492,9 +492,9 @@ class FailoverRun:
                                 runbooks={RUNBOOK: RUNBOOK_TEXT},
                                 env={DSN_ENV: f"{self.dsn} application_name={name}",
                                      HOOK_ENV: self.hook.url_for(name)})
-        process.start(timeout=60)
         node = Node(name, process)
-        self.nodes.append(node)
+        self.nodes.append(node)  # before it starts: a start that times out is killed too
+        process.start(timeout=60)
         return node
 
     def _start_pair(self) -> None:
