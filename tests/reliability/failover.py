@@ -359,11 +359,6 @@ class Node:
         self.frozen = False
         self.gone = False
 
-    @property
-    def pid(self) -> int:
-        assert self.process.proc is not None
-        return self.process.proc.pid
-
     def readyz(self, timeout: float = 0.5) -> dict[str, Any] | None:
         """/readyz's JSON when it answers 200, else None (down, frozen, not ready)."""
         if self.frozen or self.gone:
