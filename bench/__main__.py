@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from bench.console import console_pages
 from bench.dispatch import dispatch_lateness, dispatch_startup
+from bench.failover import failover
 from bench.fanout import fanout
 from bench.harness import Result
 from bench.incident import declare_ack, leak_race
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "loop_stall": loop_stall,
     "fanout": fanout,
     "console_pages": console_pages,
+    "failover": failover,
 }
 
 
