@@ -58,7 +58,9 @@ class LeaseRecords(StoreCore):
     """The lease row's reads and writes; `_check_fence` for the claims."""
 
     # Appended to the claims' read of the lease: a takeover (FOR UPDATE) waits
-    # until every claim that read the old lease has committed.
+    # until every claim that read the old lease has committed. KEY SHARE, not
+    # SHARE: the holder's renewals and `see_holds` (plain UPDATEs) must never wait
+    # behind its own stream of claims, or be starved by it.
     _FOR_SHARE = ""
 
     def _db_clock(self) -> float:
@@ -83,14 +85,26 @@ class LeaseRecords(StoreCore):
         """Renew the lease if `holder` holds it, take it (epoch + 1) if nobody
         does or it lapsed, else leave it; the lease as it then stands."""
         with self.transaction() as db:
-            lease = self._lease_row(self._FOR_UPDATE)
+            # Read first without a lock: a live lease of another is left alone, and
+            # a renewal is an UPDATE of our own row. Only a takeover locks the row
+            # (FOR UPDATE), which waits for the claims that read the old lease; no
+            # claim streams then, since a leader fences itself before its lease lapses.
+            lease = self._lease_row("")
             now = lease.now
             if lease.held_by(holder):
-                epoch = lease.epoch
-            elif not lease.live:
-                epoch = lease.epoch + 1
-            else:
+                cur = db.execute("UPDATE leader_lease SET expires_at = ?, renewed_at = ? "
+                                 "WHERE name = 'leader' AND holder = ? AND epoch = ?",
+                                 (now + seconds, now, holder, lease.epoch))
+                if cur.rowcount == 1:
+                    return Lease(holder, lease.epoch, now + seconds, now, lease.holds_seen,
+                                 now)
+            elif lease.live:
                 return lease
+            lease = self._lease_row(self._FOR_UPDATE)
+            now = lease.now
+            if lease.live and not lease.held_by(holder):
+                return lease
+            epoch = lease.epoch if lease.held_by(holder) else lease.epoch + 1
             db.execute("UPDATE leader_lease SET holder = ?, epoch = ?, expires_at = ?, "
                        "renewed_at = ? WHERE name = 'leader'",
                        (holder, epoch, now + seconds, now))

@@ -139,7 +139,7 @@ class PostgresStore(ChannelRecords):
     one transaction per call, on a connection of its pool."""
 
     _FOR_UPDATE = " FOR UPDATE"
-    _FOR_SHARE = " FOR SHARE"
+    _FOR_SHARE = " FOR KEY SHARE"
 
     def __init__(self, pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]],
                  where: str) -> None:
