@@ -49,6 +49,7 @@ log = structlog.get_logger("roles")
 # The incidents' timers, which only the leader keeps (steps, step records,
 # auto-resolution, the end of a cooldown, the rest of a void).
 LEADER_TIMERS = ("step-", "record-", "autoresolve-", "release-", "void-")
+RECOVER_RETRY = 1.0  # seconds between tries of a takeover's recovery the store refused
 
 
 class Roles:
@@ -63,6 +64,7 @@ class Roles:
         self._applied: list[tuple[str, int, float | None]] | None = None
         self._sync_lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
+        self._recovering: asyncio.Task[None] | None = None
         self.notices = Notices(dsn, {
             RELEASED: keeper.nudge.set,
             HOLDS: lambda: keeper.spawn(self._quietly(self.sync)),
@@ -81,9 +83,10 @@ class Roles:
 
     async def stop(self) -> None:
         """Graceful stop: the lease handed over at once (released, NOTIFY)."""
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
+        for task in (self._poller, self._recovering):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.keeper.stop()
         await self.notices.stop()
 
@@ -93,10 +96,12 @@ class Roles:
         self.publisher.pause()
         self._cancel_timers()
         at = await self.store.db_time()
-        recovered = await self.store.recover(self.timer.now())
-        if recovered["unknown"]:
-            log.warning("posts_unknown_after_takeover", count=recovered["unknown"],
-                        epoch=fence.epoch)
+        if not await self._recover(fence):
+            # The old leader's rows are still locked (its transaction not yet ended by
+            # the server). Its `sending` posts are never claimed again meanwhile, and
+            # it cannot send them (fenced): lead now, mark them `unknown` shortly.
+            self._recovering = asyncio.get_running_loop().create_task(
+                self._recover_later(fence), name="recover-after-takeover")
         async with self._sync_lock:
             self._applied = None  # read afresh whatever this daemon saw as a standby
             await self._apply_holds()
@@ -105,6 +110,25 @@ class Roles:
             await self.incidents.load()
         await self._confirm(fence, at)
         log.warning("leading", epoch=fence.epoch)
+
+    async def _recover(self, fence: Fence) -> bool:
+        """The old leader's `sending` posts to `unknown` (never re-sent) and its
+        `queued` ones back to the schedule; False if the store was busy."""
+        try:
+            recovered = await self.store.recover(self.timer.now())
+        except StoreUnavailable as exc:
+            log.warning("takeover_recovery_postponed", reason=exc.reason, epoch=fence.epoch)
+            return False
+        if recovered["unknown"]:
+            log.warning("posts_unknown_after_takeover", count=recovered["unknown"],
+                        epoch=fence.epoch)
+        return True
+
+    async def _recover_later(self, fence: Fence) -> None:
+        while self.keeper.fence() == fence:
+            await asyncio.sleep(RECOVER_RETRY)
+            if self.keeper.fence() == fence and await self._recover(fence):
+                return
 
     async def _lost(self, fence: Fence) -> None:
         self.publisher.pause()
