@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn, Self
 
 import psycopg
+import structlog
 from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
@@ -35,7 +36,10 @@ from switchboard.store.core import (
     StoreError,
     StoreUnavailable,
 )
+from switchboard.store.lease import Lease
 from switchboard.store.migrations import MIGRATIONS, for_backend, statements
+
+log = structlog.get_logger("store")
 
 # The SQLite-only spellings the noun parts use, and PostgreSQL's for them.
 _REWRITES = (
@@ -105,9 +109,43 @@ class PostgresConnection:
         batch = [_params(p) for p in parameters]
         if not batch:
             return _Rows([], 0)
+        rows = _values_rows(sql)
+        if rows is not None:
+            return self._insert_rows(*rows, batch)
+        # psycopg pipelines the rest (the UPDATEs of a run of sends or of a held-post
+        # train, whose transactions lock only posts). Never a claim's: a daemon frozen
+        # (SIGSTOP) inside a pipeline has not sent its Sync, so the server does not
+        # count it idle in its transaction and never ends it, and the claim's locks
+        # on the lease and the holds would keep every standby from taking over.
         with self.conn.cursor() as cur:
             cur.executemany(translate(sql).encode(), batch)
             return _Rows([], cur.rowcount)
+
+    def _insert_rows(self, head: str, row: str, batch: list[list[Any]]) -> _Rows:
+        """An INSERT of many rows as a few multi-row statements: the server parses
+        and plans each statement once, not once per row (bulk scheduling)."""
+        per = max(1, min(_ROWS_PER_INSERT, _MAX_PARAMETERS // len(batch[0])))
+        count = 0
+        for start in range(0, len(batch), per):
+            part = batch[start:start + per]
+            sql = translate(head) + ", ".join([translate(row)] * len(part))
+            cur = self.conn.execute(sql.encode(), [v for values in part for v in values])
+            count += cur.rowcount
+        return _Rows([], count)
+
+
+# A multi-row INSERT: at most this many rows per statement, and within the
+# protocol's limit of 65,535 parameters per statement.
+_ROWS_PER_INSERT, _MAX_PARAMETERS = 1000, 65_535
+_VALUES_ROW = re.compile(r"^(\s*INSERT INTO .+? VALUES\s*)(\([^()]*\))\s*$", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=256)
+def _values_rows(sql: str) -> tuple[str, str] | None:
+    """An `INSERT ... VALUES (row)` as its head and its row, or None for any
+    other statement (ON CONFLICT, RETURNING, a function call in the row)."""
+    match = _VALUES_ROW.match(sql)
+    return None if match is None else (match.group(1), match.group(2))
 
 
 class _Statements:
@@ -354,6 +392,38 @@ class PostgresStore(ChannelRecords):
     def notify(self, channel: str, payload: str) -> None:
         """NOTIFY the daemons LISTENing on `channel` (delivered once this commits)."""
         self._db.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    def take_lease(self, holder: str, seconds: float) -> Lease:
+        try:
+            return super().take_lease(holder, seconds)
+        except StoreUnavailable as exc:
+            if exc.reason != "busy" or not self._end_stale_lockers():
+                raise
+        return super().take_lease(holder, seconds)
+
+    def _end_stale_lockers(self) -> list[int]:
+        """A takeover waits for the transactions that locked the lease row (the
+        claims of the leader that read it). One the server never ends, because it
+        is not idle but stuck (its daemon frozen while the server writes it an
+        answer, say), would keep every standby out for as long as it is frozen:
+        once the lease has lapsed, end those that began before it lapsed. Their
+        daemon fenced itself before then; nothing of theirs commits."""
+        with self.transaction(durable=False) as db:
+            lease = self._lease_row("")
+            if lease.live:
+                return []
+            pids = [int(r[0]) for r in db.execute(
+                "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.relation = 'leader_lease'::regclass AND l.granted "
+                "AND l.mode IN ('RowShareLock', 'RowExclusiveLock') "
+                "AND l.pid <> pg_backend_pid() AND a.xact_start < to_timestamp(?)",
+                (lease.expires_at,))]
+            for pid in pids:
+                db.execute("SELECT pg_terminate_backend(?)", (pid,))
+        if pids:
+            log.warning("stale_lease_lockers_ended", pids=pids, epoch=lease.epoch,
+                        holder=lease.holder)
+        return pids
 
     def _db_clock(self) -> float:
         # The server's clock, the one every daemon's lease is measured by.

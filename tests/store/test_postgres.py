@@ -13,7 +13,14 @@ import psycopg
 import pytest
 
 from switchboard.model import NewPost
-from switchboard.store import MIGRATIONS, SqliteStore, StoreError, StoreUnavailable
+from switchboard.store import (
+    MIGRATIONS,
+    Fence,
+    Fenced,
+    SqliteStore,
+    StoreError,
+    StoreUnavailable,
+)
 from switchboard.store.postgres import PostgresStore, translate
 from tests.postgres import PostgresServer, free_port, own_postgres_server
 
@@ -197,3 +204,104 @@ def test_the_postgresql_backend_answers_every_call_the_sqlite_one_does() -> None
         assert ours is not None, f"PostgresStore has no {name}"
         if name != "transaction" and callable(ours):
             assert inspect.signature(ours) == inspect.signature(getattr(SqliteStore, name)), name
+
+
+def _lock_the_lease_and_hang(dsn: str) -> tuple[threading.Thread, list[BaseException], int]:
+    """A claim of the leader stuck in its transaction without being idle in it (its
+    daemon frozen while the server writes it an answer): the lease row locked as
+    every claim locks it, then a statement that does not end. The server's
+    idle-in-transaction timeout never ends such a session."""
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("BEGIN")
+    conn.execute("SELECT holder FROM leader_lease WHERE name = 'leader' FOR KEY SHARE")
+    pid = conn.info.backend_pid
+    errors: list[BaseException] = []
+
+    def hang() -> None:
+        try:
+            conn.execute("SELECT pg_sleep(60)")
+        except psycopg.Error as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=hang, daemon=True)
+    thread.start()
+    return thread, errors, pid
+
+
+def _lapse_the_lease(dsn: str) -> None:
+    """The lease's end moved to the database's now: the database clock is the one
+    a lease is measured by, and this is how a test makes it pass."""
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("UPDATE leader_lease SET expires_at = extract(epoch FROM clock_timestamp())")
+
+
+def _backend_alive(dsn: str, pid: int) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as db:
+        return db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
+                          (pid,)).fetchone() is not None
+
+
+def test_a_standby_takes_a_lapsed_lease_whose_old_claim_is_stuck_holding_its_row(
+        postgres_dsn: str) -> None:
+    old, standby = PostgresStore.open(postgres_dsn), PostgresStore.open(postgres_dsn)
+    try:
+        assert old.take_lease("old", 30).held_by("old")
+        thread, errors, pid = _lock_the_lease_and_hang(postgres_dsn)
+        # While the lease is live its holder's transactions are left alone.
+        assert standby.take_lease("standby", 30).held_by("old")
+        assert _backend_alive(postgres_dsn, pid)
+        _lapse_the_lease(postgres_dsn)
+        taken = standby.take_lease("standby", 30)
+        assert taken.held_by("standby") and taken.epoch == 2
+        thread.join(timeout=10)
+        assert not thread.is_alive() and errors, "the stuck claim's session was ended"
+        assert not _backend_alive(postgres_dsn, pid)
+        now = time.time()
+        old.add_posts([NewPost("outbox", "marketing", "offer", now - 1)], "test", now)
+        with pytest.raises(Fenced):  # and the old holder claims nothing
+            old.claim_due_held(now, 10, Fence("old", 1))
+    finally:
+        old.close()
+        standby.close()
+
+
+def test_a_transaction_begun_after_the_lease_lapsed_is_never_ended_by_a_takeover(
+        postgres_dsn: str) -> None:
+    """A competing standby's takeover (begun after the lapse) waits its turn; only
+    what the old leader began before its lease lapsed is stale."""
+    one, two = PostgresStore.open(postgres_dsn), PostgresStore.open(postgres_dsn)
+    try:
+        one.take_lease("one", 30)
+        _lapse_the_lease(postgres_dsn)
+        thread, errors, pid = _lock_the_lease_and_hang(postgres_dsn)
+        with pytest.raises(StoreUnavailable) as caught:
+            two.take_lease("two", 30)
+        assert caught.value.reason == "busy"
+        assert _backend_alive(postgres_dsn, pid) and not errors
+        with psycopg.connect(postgres_dsn, autocommit=True) as db:
+            db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        thread.join(timeout=10)
+        assert two.take_lease("two", 30).held_by("two")
+    finally:
+        one.close()
+        two.close()
+
+
+def test_many_rows_are_inserted_in_multi_row_statements_each_one_stored(
+        postgres_dsn: str) -> None:
+    store = PostgresStore.open(postgres_dsn)
+    try:
+        now = time.time()
+        ids = store.add_posts([NewPost("outbox", "marketing", f"offer {i}", now + 60 + i)
+                               for i in range(2_345)], "test", now)
+        assert len(ids) == len(set(ids)) == 2_345
+        with store._reading() as db:
+            stored = db.execute("SELECT count(*), count(DISTINCT text) FROM posts").fetchone()
+            events = db.execute("SELECT count(*) FROM post_events WHERE reason = 'created'"
+                                ).fetchone()
+        assert tuple(stored) == (2_345, 2_345) and events[0] == 2_345
+        assert store.post(ids[-1]).text == "offer 2344"
+    finally:
+        store.close()
