@@ -62,7 +62,8 @@ class Roles:
         self.publisher, self.steps, self.incidents, self.timer = publisher, steps, incidents, timer
         self._suppress: dict[int, list[str]] = {}
         self._applied: list[tuple[str, int, float | None]] | None = None
-        self._sync_lock = asyncio.Lock()
+        self._sync_lock = asyncio.Lock()  # the holds into the gate, one reading at a time
+        self._follow_lock = asyncio.Lock()  # the incidents' steps, armed once each
         self._poller: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
         self.notices = Notices(dsn, {
@@ -102,13 +103,14 @@ class Roles:
             # it cannot send them (fenced): lead now, mark them `unknown` shortly.
             self._recovering = asyncio.get_running_loop().create_task(
                 self._recover_later(fence), name="recover-after-takeover")
-        async with self._sync_lock:
-            self._applied = None  # read afresh whatever this daemon saw as a standby
-            await self._apply_holds()
-            # The gate is whole: sends may start (the steps that load arms send too).
-            await self.publisher.resume()
+        async with self._follow_lock:
+            async with self._sync_lock:
+                self._applied = None  # read afresh whatever this daemon saw as a standby
+                await self._apply_holds()
+                # The gate is whole: sends may start (the steps that load arms send too).
+                await self.publisher.resume()
+                await self._confirm(fence, at)
             await self.incidents.load()
-        await self._confirm(fence, at)
         log.warning("leading", epoch=fence.epoch)
 
     async def _recover(self, fence: Fence) -> bool:
@@ -174,13 +176,15 @@ class Roles:
             fence = self.keeper.fence() if self.keeper.may_act() else None
             at = await self.store.db_time()
             await self._apply_holds()
-            await self._follow_incidents(fence is not None)
-        if fence is not None and self.keeper.may_act():
-            await self._confirm(fence, at)
+            # The gate has the holds: a standby's caller waits for this, not for the
+            # runbook steps that follow (a holding statement on every channel).
+            if fence is not None and self.keeper.may_act():
+                await self._confirm(fence, at)
+        async with self._follow_lock:
+            await self._follow_incidents(fence is not None and self.keeper.may_act())
 
     async def _confirm(self, fence: Fence, at: float) -> None:
-        if await self.store.see_holds(fence, at):
-            await self.store.notify(CHANNEL, SEEN)
+        await self.store.see_holds(fence, at, (CHANNEL, SEEN))
 
     async def _apply_holds(self) -> None:
         """Add or update every stored hold; drop those the store no longer has that
@@ -236,9 +240,10 @@ class Confirmations:
             return  # the leader's own gate took them before this
         started = time.monotonic()
         limit = self.keeper.timing.fence_after
-        committed = await self.store.db_time()
         self.seen.clear()
-        await self.store.notify(CHANNEL, HOLDS)
+        # The notice's time is after the declaration's commit: a leader whose
+        # reading of the holds began later has them.
+        committed = await self.store.notify(CHANNEL, HOLDS)
         while not self.keeper.may_act():  # became leader meanwhile: its gate has them
             try:
                 lease = await self.store.lease()

@@ -119,16 +119,21 @@ class LeaseRecords(StoreCore):
                              (now, fence.holder, fence.epoch))
             return cur.rowcount == 1
 
-    def see_holds(self, fence: Fence, at: float) -> bool:
-        """The leader has applied every hold committed before database time `at`."""
+    def see_holds(self, fence: Fence, at: float, notice: tuple[str, str] | None = None) -> bool:
+        """The leader has applied every hold committed before database time `at`;
+        with `notice`, NOTIFY it (channel, payload) in the same transaction."""
         with self.transaction(durable=False) as db:
             cur = db.execute("UPDATE leader_lease SET holds_seen = ? WHERE name = 'leader' "
                              "AND holder = ? AND epoch = ? AND holds_seen < ?",
                              (at, fence.holder, fence.epoch, at))
+            if cur.rowcount == 1 and notice is not None:
+                self.notify(*notice)
             return cur.rowcount == 1
 
-    def notify(self, channel: str, payload: str) -> None:
-        """Tell the other daemons on this database (SQLite: there are none)."""
+    def notify(self, channel: str, payload: str) -> float:
+        """Tell the other daemons on this database (SQLite: there are none); the
+        database's time of the notice."""
+        return self._db_clock()
 
     def _check_fence(self, fence: Fence | None) -> None:
         """Inside a claim's transaction: raise Fenced unless `fence` is the live lease."""

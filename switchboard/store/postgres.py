@@ -389,9 +389,11 @@ class PostgresStore(ChannelRecords):
         # claim commits is one that claim has read.
         self._db.execute("LOCK TABLE channel_control IN SHARE MODE")
 
-    def notify(self, channel: str, payload: str) -> None:
+    def notify(self, channel: str, payload: str) -> float:
         """NOTIFY the daemons LISTENing on `channel` (delivered once this commits)."""
-        self._db.execute("SELECT pg_notify(?, ?)", (channel, payload))
+        row = self._db.execute("SELECT extract(epoch FROM clock_timestamp()) "
+                               "FROM pg_notify(?, ?)", (channel, payload)).fetchone()
+        return float(row[0])
 
     def take_lease(self, holder: str, seconds: float) -> Lease:
         try:
