@@ -88,5 +88,9 @@ class Gate:
     def controlling(self, channel: str, now: float) -> list[int]:
         return sorted(i for i, h in self._holds.get(channel, {}).items() if h.active(now))
 
+    def declared_on(self, channel: str) -> list[int]:
+        """The incidents holding `channel` that are still active (not in cooldown)."""
+        return sorted(i for i, h in self._holds.get(channel, {}).items() if h.until is None)
+
     def channels_under_control(self, now: float) -> set[str]:
         return {c for c in self._holds if self.controlling(c, now)}

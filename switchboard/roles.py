@@ -46,6 +46,7 @@ from switchboard.store import Fence, Lease, Store, StoreUnavailable
 from switchboard.timer import Timer
 
 log = structlog.get_logger("roles")
+_NONE = object()  # a hold the last reading did not have
 # The incidents' timers, which only the leader keeps (steps, step records,
 # auto-resolution, the end of a cooldown, the rest of a void).
 LEADER_TIMERS = ("step-", "record-", "autoresolve-", "release-", "void-")
@@ -61,7 +62,8 @@ class Roles:
         self.keeper, self.store, self.gate = keeper, store, gate
         self.publisher, self.steps, self.incidents, self.timer = publisher, steps, incidents, timer
         self._suppress: dict[int, list[str]] = {}
-        self._applied: list[tuple[str, int, float | None]] | None = None
+        # The holds as last read from the store (None: apply them all next time).
+        self._applied: dict[tuple[str, int], float | None] | None = None
         self._sync_lock = asyncio.Lock()  # the holds into the gate, one reading at a time
         self._follow_lock = asyncio.Lock()  # the incidents' steps, armed once each
         self._poller: asyncio.Task[None] | None = None
@@ -96,7 +98,6 @@ class Roles:
     async def _gained(self, fence: Fence) -> None:
         self.publisher.pause()
         self._cancel_timers()
-        at = await self.store.db_time()
         if not await self._recover(fence):
             # The old leader's rows are still locked (its transaction not yet ended by
             # the server). Its `sending` posts are never claimed again meanwhile, and
@@ -106,7 +107,7 @@ class Roles:
         async with self._follow_lock:
             async with self._sync_lock:
                 self._applied = None  # read afresh whatever this daemon saw as a standby
-                await self._apply_holds()
+                at = await self._apply_holds()
                 # The gate is whole: sends may start (the steps that load arms send too).
                 await self.publisher.resume()
                 await self._confirm(fence, at)
@@ -170,12 +171,11 @@ class Roles:
             await self.publisher.arm()
 
     async def sync(self) -> None:
-        """The store's holds into this daemon's gate; at the leader, the steps of
-        incidents declared or resolved elsewhere, then `holds_seen`."""
+        """The store's holds into this daemon's gate; at the leader, `holds_seen`,
+        then the steps of incidents declared or resolved elsewhere."""
         async with self._sync_lock:
             fence = self.keeper.fence() if self.keeper.may_act() else None
-            at = await self.store.db_time()
-            await self._apply_holds()
+            at = await self._apply_holds()
             # The gate has the holds: a standby's caller waits for this, not for the
             # runbook steps that follow (a holding statement on every channel).
             if fence is not None and self.keeper.may_act():
@@ -186,21 +186,26 @@ class Roles:
     async def _confirm(self, fence: Fence, at: float) -> None:
         await self.store.see_holds(fence, at, (CHANNEL, SEEN))
 
-    async def _apply_holds(self) -> None:
-        """Add or update every stored hold; drop those the store no longer has that
-        the gate had before the read (one added meanwhile here is kept)."""
+    async def _apply_holds(self) -> float:
+        """Add or update the stored holds that changed since the last reading; drop
+        those the store no longer has that the gate had before the read (one added
+        meanwhile here is kept). The database time the reading began."""
         before = self.gate.held()
-        holds = sorted((h.channel, h.incident_id, h.until) for h in await self.store.holds())
-        if holds == self._applied:
-            return
-        for incident_id in {i for _, i, _ in holds} - self._suppress.keys():
+        at, stored = await self.store.holds_as_of()
+        holds = {(h.channel, h.incident_id): h.until for h in stored}
+        applied = self._applied or {}
+        if self._applied is not None and holds == applied:
+            return at
+        for incident_id in {i for _, i in holds} - self._suppress.keys():
             incident = await self.store.incident(incident_id)
             self._suppress[incident_id] = incident.suppress if incident else ["marketing"]
-        for channel, incident_id, until in holds:
-            self.gate.hold(channel, incident_id, self._suppress[incident_id], until)
-        for channel, incident_id in before - {(c, i) for c, i, _ in holds}:
+        for (channel, incident_id), until in holds.items():
+            if self._applied is None or applied.get((channel, incident_id), _NONE) != until:
+                self.gate.hold(channel, incident_id, self._suppress[incident_id], until)
+        for channel, incident_id in before - holds.keys():
             self.gate.drop(channel, incident_id)
         self._applied = holds
+        return at
 
     async def _follow_incidents(self, leading: bool) -> None:
         active = await self.store.incidents(limit=None)
@@ -245,6 +250,11 @@ class Confirmations:
         # reading of the holds began later has them.
         committed = await self.store.notify(CHANNEL, HOLDS)
         while not self.keeper.may_act():  # became leader meanwhile: its gate has them
+            # The leader's SEEN notice, or a look at the lease every 50 ms (a notice
+            # can be lost, and none pass through PgBouncer).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.seen.wait(), 0.05)
+            self.seen.clear()
             try:
                 lease = await self.store.lease()
             except StoreUnavailable:
@@ -254,9 +264,6 @@ class Confirmations:
             if time.monotonic() - started >= limit:
                 log.warning("holds_not_confirmed", waited=limit)
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.seen.wait(), 0.05)
-            self.seen.clear()
 
 
 def _binds(lease: Lease, committed: float, fence_after: float) -> bool:

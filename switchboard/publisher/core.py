@@ -301,7 +301,8 @@ class Publisher(HandOver):
             worker = self.workers.get(post.channel)
             public = worker is not None and worker.channel.audience == "public"
             if post.kind == "operational" and public:
-                for incident_id in self.gate.controlling(post.channel, now):
+                # Active ones only: a channel may be held by hundreds in cooldown.
+                for incident_id in self.gate.declared_on(post.channel):
                     served.setdefault(incident_id, []).append(post)
         for incident_id, updates in served.items():
             incident = await self.store.incident(incident_id)

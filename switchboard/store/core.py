@@ -180,6 +180,9 @@ class StoreCore(ABC):
     # Appended to a SELECT whose rows the transaction then changes: SQLite's
     # BEGIN IMMEDIATE already serializes writers, PostgreSQL must lock them.
     _FOR_UPDATE = ""
+    # How many writes may run at once (the port's writer threads): SQLite has one
+    # writer, and the order of the writes asked of it is the order they run in.
+    WRITERS = 1
 
     def __init__(self) -> None:
         # Posts per state, kept in step with every committed change: counting a

@@ -136,6 +136,11 @@ class IncidentRecords(Listings):
         return [Hold(c, i, u) for c, i, u in self._db.execute(
             "SELECT channel, incident_id, until FROM channel_control")]
 
+    def holds_as_of(self) -> tuple[float, list[Hold]]:
+        """Every hold, and a database time before the reading: each hold committed
+        before that time is in it (a leader confirms `holds_seen` with it)."""
+        return self.db_time(), self.holds()
+
     def incident(self, incident_id: int) -> Incident | None:
         row = self._db.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?",
                                (incident_id,)).fetchone()

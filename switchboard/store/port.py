@@ -6,9 +6,11 @@ threads and the event loop awaits the answer, so a slow fsync, a write lock
 held by another process or a database that takes milliseconds never stalls
 the loop: the API, the health checks and the channel workers go on.
 
-- writes, and the reads that must see them at once, run on ONE writer thread
-  in the order they were asked: a claim and a declaration never interleave,
-  and a caller who awaited a write reads it back.
+- writes, and the reads that must see them at once, run on the writer
+  threads: on SQLite ONE, in the order they were asked (a claim and a
+  declaration never interleave); on PostgreSQL several side by side, ordered
+  by the server's row locks as two daemons' writes are. Either way a caller
+  who awaited a write reads it back.
 - listings (pages over a million posts) run on a reader thread with their
   own connection, so a long page never holds up a declaration.
 
@@ -70,7 +72,8 @@ class Store:
 
     def __init__(self, backend: ChannelRecords) -> None:
         self.backend = backend
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._writer = ThreadPoolExecutor(max_workers=backend.WRITERS,
+                                          thread_name_prefix="store-writer")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
         # SQLite's one connection is the writer's alone; a pool gives the lease its own.
         self._lease = (self._writer if isinstance(backend, SqliteStore) else
@@ -152,6 +155,7 @@ class Store:
     move_held = written(SqliteStore.move_held)
     finish_cooldown = written(SqliteStore.finish_cooldown)
     holds = written(SqliteStore.holds)
+    holds_as_of = written(SqliteStore.holds_as_of)
     incident = written(SqliteStore.incident)
     incidents = written(SqliteStore.incidents)
     incidents_awaiting_release = written(SqliteStore.incidents_awaiting_release)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn, Self
@@ -28,6 +29,7 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from switchboard.model import Hold
 from switchboard.store.channels import ChannelRecords
 from switchboard.store.core import (
     BUSY_TIMEOUT_MS,
@@ -36,7 +38,7 @@ from switchboard.store.core import (
     StoreError,
     StoreUnavailable,
 )
-from switchboard.store.lease import Lease
+from switchboard.store.lease import Fence, Lease
 from switchboard.store.migrations import MIGRATIONS, for_backend, statements
 
 log = structlog.get_logger("store")
@@ -178,19 +180,36 @@ class PostgresStore(ChannelRecords):
 
     _FOR_UPDATE = " FOR UPDATE"
     _FOR_SHARE = " FOR KEY SHARE"
+    # Writes run side by side, each on a connection of the pool: the server's row
+    # locks order them, as they order two daemons' (a declaration never queues
+    # behind a runbook's holding statements).
+    WRITERS = 4
 
     def __init__(self, pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]],
                  where: str) -> None:
+        self._local = threading.local()  # before the core's counters, which live in it
         super().__init__()
         self._pool = pool
         self.where = where
-        self._local = threading.local()
         self._db = _Statements(self)
+
+    @property
+    def _delta(self) -> Counter[str]:
+        """The moves of this thread's transaction: one per writer thread."""
+        delta: Counter[str] | None = getattr(self._local, "delta", None)
+        if delta is None:
+            delta = self._local.delta = Counter()
+        return delta
+
+    @_delta.setter
+    def _delta(self, value: Counter[str]) -> None:
+        self._local.delta = value
 
     # -- lifecycle ---------------------------------------------------------
 
     @classmethod
-    def open(cls, dsn: str, *, max_connections: int = 4, timeout: float = 5.0) -> Self:
+    def open(cls, dsn: str, *, max_connections: int = WRITERS + 3,
+             timeout: float = 5.0) -> Self:
         """Connect, migrate (one daemon at a time) and return the store; StoreError
         if the database cannot be reached or has a newer schema."""
         where = _where(dsn)
@@ -309,8 +328,7 @@ class PostgresStore(ChannelRecords):
                 yield from self._atomically(conn, durable)
             finally:
                 self._local.conn = None
-        self._counts.update(self._delta)
-        self._delta.clear()
+        self._delta.clear()  # the posts are counted in the database (count_by_state)
 
     def _atomically(self, conn: psycopg.Connection[tuple[Any, ...]],
                     durable: bool) -> Iterator[Connection]:
@@ -426,6 +444,35 @@ class PostgresStore(ChannelRecords):
             log.warning("stale_lease_lockers_ended", pids=pids, epoch=lease.epoch,
                         holder=lease.holder)
         return pids
+
+    # The lease's reads and the leader's confirmation, each one statement in one
+    # round trip (a standby's caller waits on both).
+
+    def lease(self) -> Lease:
+        row = self._db.execute(
+            "SELECT holder, epoch, expires_at, renewed_at, holds_seen, "
+            "extract(epoch FROM clock_timestamp()) FROM leader_lease "
+            "WHERE name = 'leader'").fetchone()
+        holder, epoch, expires_at, renewed_at, holds_seen, now = row
+        return Lease(holder, int(epoch), float(expires_at), float(renewed_at),
+                     float(holds_seen), float(now))
+
+    def see_holds(self, fence: Fence, at: float, notice: tuple[str, str] | None = None) -> bool:
+        if notice is None:
+            return super().see_holds(fence, at)
+        return self._db.execute(
+            "WITH seen AS (UPDATE leader_lease SET holds_seen = ? WHERE name = 'leader' "
+            "AND holder = ? AND epoch = ? AND holds_seen < ? RETURNING 1) "
+            "SELECT pg_notify(?, ?) FROM seen",
+            (at, fence.holder, fence.epoch, at, *notice)).fetchone() is not None
+
+    def holds_as_of(self) -> tuple[float, list[Hold]]:
+        # One round trip: the statement's start comes before its snapshot, so every
+        # hold committed before it is read.
+        rows = self._db.execute(
+            "SELECT extract(epoch FROM statement_timestamp()), c.channel, c.incident_id, "
+            "c.until FROM (SELECT 1) AS one LEFT JOIN channel_control c ON true").fetchall()
+        return float(rows[0][0]), [Hold(c, i, u) for _, c, i, u in rows if c is not None]
 
     def _db_clock(self) -> float:
         # The server's clock, the one every daemon's lease is measured by.

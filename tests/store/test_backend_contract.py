@@ -585,3 +585,16 @@ def test_a_new_post_is_stored_as_its_stored_form_says(store: Backend) -> None:
                    origin=PostOrigin.SEND_NOW)]
     ids = store.add_posts(new, "mia", 10.5)
     assert store.posts(ids) == [p.stored(i, "mia", 10.5) for p, i in zip(new, ids, strict=True)]
+
+
+def test_a_reading_of_the_holds_has_every_hold_committed_before_its_time(
+        make_store: MakeStore) -> None:
+    """What a leader confirms to a standby's caller (`holds_seen`): a declaration
+    committed before the reading's time is in the reading, by whichever daemon."""
+    here, there = make_store(), make_store()
+    at, holds = here.holds_as_of()
+    assert holds == [] and at > 0
+    incident = declare(there, ["outbox"])
+    committed = there.db_time()
+    at, holds = here.holds_as_of()
+    assert at >= committed and holds == [Hold("outbox", incident, None)]

@@ -49,3 +49,15 @@ def test_the_earliest_incident_is_the_one_named() -> None:
     gate.hold("outbox", 5, ["marketing"])
     gate.hold("outbox", 2, ["marketing"])
     assert gate.decide("outbox", "marketing", 0.0).incident_id == 2
+
+
+def test_only_incidents_not_yet_resolved_count_as_declared_on_a_channel() -> None:
+    """An update is noted on the incidents still active, never on the many a busy
+    channel may still be in cooldown for."""
+    gate = Gate()
+    gate.hold_many(["outbox", "other"], 1, ["marketing"])
+    gate.hold("outbox", 2, ["marketing"])
+    gate.set_until(1, 500.0)
+    assert gate.controlling("outbox", 100.0) == [1, 2]
+    assert gate.declared_on("outbox") == [2]
+    assert gate.declared_on("other") == []
