@@ -62,6 +62,10 @@ class Gate:
         for holds in self._holds.values():
             holds.pop(incident_id, None)
 
+    def incidents(self) -> set[int]:
+        """Every incident holding a channel, in cooldown or not."""
+        return {i for holds in self._holds.values() for i in holds}
+
     def held(self) -> set[tuple[str, int]]:
         """Every (channel, incident id) held, in cooldown or not."""
         return {(c, i) for c, holds in self._holds.items() for i in holds}

@@ -115,6 +115,16 @@ class Hold:
     until: float | None
 
 
+@dataclass(frozen=True)
+class IncidentHolds:
+    """One incident's holds: the channels, the kinds it keeps off them, its end."""
+
+    incident_id: int
+    suppress: list[str]
+    until: float | None
+    channels: list[str]
+
+
 # -- people ------------------------------------------------------------------
 
 

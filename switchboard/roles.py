@@ -61,9 +61,8 @@ class Roles:
                  timer: Timer, dsn: str) -> None:
         self.keeper, self.store, self.gate = keeper, store, gate
         self.publisher, self.steps, self.incidents, self.timer = publisher, steps, incidents, timer
-        self._suppress: dict[int, list[str]] = {}
-        # The holds as last read from the store (None: apply them all next time).
-        self._applied: dict[tuple[str, int], float | None] | None = None
+        # Each holding incident's end as last read (None: read every hold next time).
+        self._applied: dict[int, float | None] | None = None
         self._sync_lock = asyncio.Lock()  # the holds into the gate, one reading at a time
         self._follow_lock = asyncio.Lock()  # the incidents' steps, armed once each
         self._poller: asyncio.Task[None] | None = None
@@ -187,24 +186,25 @@ class Roles:
         await self.store.see_holds(fence, at, (CHANNEL, SEEN))
 
     async def _apply_holds(self) -> float:
-        """Add or update the stored holds that changed since the last reading; drop
-        those the store no longer has that the gate had before the read (one added
-        meanwhile here is kept). The database time the reading began."""
-        before = self.gate.held()
-        at, stored = await self.store.holds_as_of()
-        holds = {(h.channel, h.incident_id): h.until for h in stored}
+        """The holds of incidents new since the last reading, and the ends of those
+        resolved since, into the gate; incidents the store no longer holds for
+        that the gate had before the read leave it (one declared meanwhile here
+        is kept). The database time the reading began."""
+        before = self.gate.incidents()
+        at, ends = await self.store.holds_by_incident()
         applied = self._applied or {}
-        if self._applied is not None and holds == applied:
-            return at
-        for incident_id in {i for _, i in holds} - self._suppress.keys():
-            incident = await self.store.incident(incident_id)
-            self._suppress[incident_id] = incident.suppress if incident else ["marketing"]
-        for (channel, incident_id), until in holds.items():
-            if self._applied is None or applied.get((channel, incident_id), _NONE) != until:
-                self.gate.hold(channel, incident_id, self._suppress[incident_id], until)
-        for channel, incident_id in before - holds.keys():
-            self.gate.drop(channel, incident_id)
-        self._applied = holds
+        new = {i for i, until in ends.items()
+               if self._applied is None or i not in applied or (until is None
+                                                                 and applied[i] is not None)}
+        for holds in await self.store.holds_of(sorted(new)) if new else []:
+            self.gate.hold_many(holds.channels, holds.incident_id, holds.suppress)
+        for incident_id, until in ends.items():
+            if until is not None and (incident_id in new
+                                      or applied.get(incident_id, _NONE) != until):
+                self.gate.set_until(incident_id, until)
+        for incident_id in before - ends.keys():
+            self.gate.release(incident_id)
+        self._applied = ends
         return at
 
     async def _follow_incidents(self, leading: bool) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from switchboard.model import HeldPlan, Hold, Incident, TimelineEntry
+from switchboard.model import HeldPlan, Hold, Incident, IncidentHolds, TimelineEntry
 from switchboard.poststates import PostState
 from switchboard.store.core import _INCIDENT_COLUMNS, FEED_EVENT_RETENTION, RequestKey, _incident
 from switchboard.store.lease import Fence
@@ -136,10 +136,33 @@ class IncidentRecords(Listings):
         return [Hold(c, i, u) for c, i, u in self._db.execute(
             "SELECT channel, incident_id, until FROM channel_control")]
 
-    def holds_as_of(self) -> tuple[float, list[Hold]]:
-        """Every hold, and a database time before the reading: each hold committed
-        before that time is in it (a leader confirms `holds_seen` with it)."""
-        return self.db_time(), self.holds()
+    def holds_by_incident(self) -> tuple[float, dict[int, float | None]]:
+        """Each holding incident's end of hold (None while active), and a database
+        time before the reading: every hold committed before it is in it. Small
+        however many channels each holds: a leader reads it at every change."""
+        # Every change of the holds is one incident's, to all its channels at once.
+        return self.db_time(), {int(i): u for i, u in self._db.execute(
+            "SELECT incident_id, MAX(until) FROM channel_control GROUP BY incident_id")}
+
+    def holds_of(self, incident_ids: Sequence[int]) -> list[IncidentHolds]:
+        """The holds of these incidents (those that hold no channel are left out)."""
+        found: list[IncidentHolds] = []
+        for start in range(0, len(incident_ids), 500):
+            chunk = list(incident_ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            channels: dict[int, list[str]] = {}
+            ends: dict[int, float | None] = {}
+            for channel, incident_id, until in self._db.execute(
+                    "SELECT channel, incident_id, until FROM channel_control "
+                    f"WHERE incident_id IN ({marks}) ORDER BY channel", chunk):
+                channels.setdefault(int(incident_id), []).append(channel)
+                ends[int(incident_id)] = until
+            for incident_id, suppress in self._db.execute(
+                    f"SELECT id, suppress FROM incidents WHERE id IN ({marks})", chunk):
+                if incident_id in channels:
+                    found.append(IncidentHolds(int(incident_id), json.loads(suppress),
+                                               ends[incident_id], channels[incident_id]))
+        return found
 
     def incident(self, incident_id: int) -> Incident | None:
         row = self._db.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?",

@@ -29,7 +29,6 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from switchboard.model import Hold
 from switchboard.store.channels import ChannelRecords
 from switchboard.store.core import (
     BUSY_TIMEOUT_MS,
@@ -466,13 +465,14 @@ class PostgresStore(ChannelRecords):
             "SELECT pg_notify(?, ?) FROM seen",
             (at, fence.holder, fence.epoch, at, *notice)).fetchone() is not None
 
-    def holds_as_of(self) -> tuple[float, list[Hold]]:
+    def holds_by_incident(self) -> tuple[float, dict[int, float | None]]:
         # One round trip: the statement's start comes before its snapshot, so every
         # hold committed before it is read.
         rows = self._db.execute(
-            "SELECT extract(epoch FROM statement_timestamp()), c.channel, c.incident_id, "
-            "c.until FROM (SELECT 1) AS one LEFT JOIN channel_control c ON true").fetchall()
-        return float(rows[0][0]), [Hold(c, i, u) for _, c, i, u in rows if c is not None]
+            "SELECT extract(epoch FROM statement_timestamp()), h.incident_id, h.until "
+            "FROM (SELECT 1) AS one LEFT JOIN (SELECT incident_id, MAX(until) AS until "
+            "FROM channel_control GROUP BY incident_id) AS h ON true").fetchall()
+        return float(rows[0][0]), {int(i): u for _, i, u in rows if i is not None}
 
     def _db_clock(self) -> float:
         # The server's clock, the one every daemon's lease is measured by.

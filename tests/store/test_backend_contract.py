@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.model import AuditEntry, HeldPlan, Hold, NewPost, SendOutcome
+from switchboard.model import AuditEntry, HeldPlan, Hold, IncidentHolds, NewPost, SendOutcome
 from switchboard.poststates import IllegalMove, PostOrigin, PostState
 from switchboard.store import (
     FEED_EVENT_RETENTION,
@@ -590,11 +590,18 @@ def test_a_new_post_is_stored_as_its_stored_form_says(store: Backend) -> None:
 def test_a_reading_of_the_holds_has_every_hold_committed_before_its_time(
         make_store: MakeStore) -> None:
     """What a leader confirms to a standby's caller (`holds_seen`): a declaration
-    committed before the reading's time is in the reading, by whichever daemon."""
+    committed before the reading's time is in the reading, by whichever daemon;
+    the reading names each incident once, however many channels it holds."""
     here, there = make_store(), make_store()
-    at, holds = here.holds_as_of()
-    assert holds == [] and at > 0
-    incident = declare(there, ["outbox"])
+    at, ends = here.holds_by_incident()
+    assert ends == {} and at > 0
+    first = declare(there, ["outbox", "x"])
+    second = declare(there, ["x"])
     committed = there.db_time()
-    at, holds = here.holds_as_of()
-    assert at >= committed and holds == [Hold("outbox", incident, None)]
+    assert there.resolve(first, actor="ops", note=None, now=20.0, cooldown_until=80.0)
+    at, ends = here.holds_by_incident()
+    assert at >= committed and ends == {first: 80.0, second: None}
+    assert here.holds_of([first]) == [IncidentHolds(first, ["marketing"], 80.0,
+                                                    ["outbox", "x"])]
+    assert here.holds_of([second, 999]) == [IncidentHolds(second, ["marketing"], None, ["x"])]
+    assert here.holds_of([]) == []
