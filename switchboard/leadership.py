@@ -307,9 +307,10 @@ class LeaseKeeper:
 
 class Notices:
     """LISTEN on the daemons' channel, on a connection of its own (autocommit),
-    reconnecting with backoff; each notice's payload goes to its handler."""
+    reconnecting with backoff. A notice's payload is a word and what follows it
+    (if anything): the word names the handler, which is given the rest."""
 
-    def __init__(self, dsn: str, handlers: dict[str, Callable[[], None]]) -> None:
+    def __init__(self, dsn: str, handlers: dict[str, Callable[[str], None]]) -> None:
         self._dsn, self._handlers = dsn, handlers
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -340,9 +341,10 @@ class Notices:
                 delay = 0.5
                 while True:
                     async for notice in conn.notifies(timeout=5.0):
-                        handler = self._handlers.get(notice.payload)
+                        word, _, rest = notice.payload.partition(" ")
+                        handler = self._handlers.get(word)
                         if handler is not None:
-                            handler()
+                            handler(rest)
                     # A quiet spell: make sure the connection is still there.
                     await conn.execute("SELECT 1")
             except psycopg.Error as exc:

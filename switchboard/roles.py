@@ -68,10 +68,10 @@ class Roles:
         self._poller: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
         self.notices = Notices(dsn, {
-            RELEASED: keeper.nudge.set,
-            HOLDS: lambda: keeper.spawn(self._quietly(self.sync)),
-            POSTS: lambda: keeper.spawn(self._quietly(self._arm)),
-            SEEN: confirmations.seen.set,
+            RELEASED: lambda _: keeper.nudge.set(),
+            HOLDS: lambda _: keeper.spawn(self._quietly(self.sync)),
+            POSTS: lambda _: keeper.spawn(self._quietly(self._arm)),
+            SEEN: confirmations.saw,
         })
 
     async def start(self) -> None:
@@ -183,7 +183,8 @@ class Roles:
             await self._follow_incidents(fence is not None and self.keeper.may_act())
 
     async def _confirm(self, fence: Fence, at: float) -> None:
-        await self.store.see_holds(fence, at, (CHANNEL, SEEN))
+        # The notice carries the time: a standby's caller need not read the lease.
+        await self.store.see_holds(fence, at, (CHANNEL, f"{SEEN} {at!r}"))
 
     async def _apply_holds(self) -> float:
         """The holds of incidents new since the last reading, and the ends of those
@@ -237,6 +238,7 @@ class Confirmations:
     def __init__(self, keeper: LeaseKeeper, store: Store) -> None:
         self.keeper, self.store = keeper, store
         self.seen = asyncio.Event()  # set by the leader's SEEN notice
+        self.seen_up_to = 0.0  # the latest `holds_seen` a SEEN notice told
 
     async def confirm_holds(self) -> None:
         """After a declaration committed here: return once the leader's gate has its
@@ -255,6 +257,8 @@ class Confirmations:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.seen.wait(), 0.05)
             self.seen.clear()
+            if self.seen_up_to >= committed:
+                return
             try:
                 lease = await self.store.lease()
             except StoreUnavailable:
@@ -264,6 +268,16 @@ class Confirmations:
             if time.monotonic() - started >= limit:
                 log.warning("holds_not_confirmed", waited=limit)
                 return
+
+
+    def saw(self, payload: str) -> None:
+        """The leader's SEEN notice: it has applied the holds committed before the
+        time it names (its update of `holds_seen`, committed with the notice). One
+        without a time (an older daemon's, during an upgrade) sends the waiting
+        callers to read the lease."""
+        with contextlib.suppress(ValueError):
+            self.seen_up_to = max(self.seen_up_to, float(payload))
+        self.seen.set()
 
 
 def _binds(lease: Lease, committed: float, fence_after: float) -> bool:

@@ -233,6 +233,11 @@ class StoreCore(ABC):
         """Inside a transaction, before an import reads its rows' keys: no other
         import may store keys until this transaction commits."""
 
+    def _write_one(self, sql: str, parameters: Sequence[Any]) -> None:
+        """One statement that is a whole durable write on its own (an audit entry)."""
+        with self.transaction() as db:
+            db.execute(sql, parameters)
+
     @abstractmethod
     def _duplicate(self, exc: Exception) -> bool:
         """Whether `exc` is the database refusing a second row for a unique key."""

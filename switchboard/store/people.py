@@ -101,11 +101,10 @@ class PeopleRecords(IncidentRecords):
         return [{"id": i, "created_at": c, "revoked_at": r} for i, c, r in rows]
 
     def record_audit(self, entry: AuditEntry) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT INTO audit (at, person, credential, action, target, teams, "
-                       "status) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (entry.at, entry.person, entry.credential, entry.action, entry.target,
-                        json.dumps(list(entry.teams)), entry.status))
+        self._write_one("INSERT INTO audit (at, person, credential, action, target, teams, "
+                        "status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (entry.at, entry.person, entry.credential, entry.action, entry.target,
+                         json.dumps(list(entry.teams)), entry.status))
 
     def audit(self, *, person: str | None = None, teams: Sequence[str] | None = None,
               since: float | None = None, limit: int = 1000) -> list[AuditEntry]:

@@ -208,7 +208,7 @@ def test_a_graceful_stop_hands_the_lease_over_at_once_and_notifies_the_standby(
         await a.begin()
         await b.begin()
         heard = asyncio.Event()
-        notices = Notices(postgres_dsn, {RELEASED: heard.set})
+        notices = Notices(postgres_dsn, {RELEASED: lambda _: heard.set()})
         notices.start()
         await asyncio.wait_for(notices.connected.wait(), 5)
         await a.keeper.stop()
@@ -294,7 +294,7 @@ def test_a_leader_frozen_inside_a_claim_does_not_hold_the_takeover_for_ever(
 def test_notices_come_back_after_their_connection_is_cut(postgres_dsn: str) -> None:
     async def test(one: Store, two: Store) -> None:
         heard = asyncio.Event()
-        notices = Notices(postgres_dsn, {RELEASED: heard.set})
+        notices = Notices(postgres_dsn, {RELEASED: lambda _: heard.set()})
         notices.start()
         await asyncio.wait_for(notices.connected.wait(), 5)
         with psycopg.connect(postgres_dsn, autocommit=True) as admin:
