@@ -19,8 +19,9 @@ import functools
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, NoReturn, Self
 
 import psycopg
@@ -99,8 +100,8 @@ def _params(values: Sequence[Any]) -> list[Any]:
 class PostgresConnection:
     """One psycopg connection, spoken to in the noun parts' dialect."""
 
-    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        self.conn = conn
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], inserts: Inserts) -> None:
+        self.conn, self.inserts = conn, inserts
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
         cur = self.conn.execute(translate(sql).encode(), _params(parameters))
@@ -110,9 +111,9 @@ class PostgresConnection:
         batch = [_params(p) for p in parameters]
         if not batch:
             return _Rows([], 0)
-        rows = _values_rows(sql)
-        if rows is not None:
-            return self._insert_rows(*rows, batch)
+        plan = self.inserts.plan(sql)
+        if plan is not None:
+            return _Rows([], self.conn.execute(plan.sql.encode(), plan.arrays(batch)).rowcount)
         # psycopg pipelines the rest (the UPDATEs of a run of sends or of a held-post
         # train, whose transactions lock only posts). Never a claim's: a daemon frozen
         # (SIGSTOP) inside a pipeline has not sent its Sync, so the server does not
@@ -122,31 +123,71 @@ class PostgresConnection:
             cur.executemany(translate(sql).encode(), batch)
             return _Rows([], cur.rowcount)
 
-    def _insert_rows(self, head: str, row: str, batch: list[list[Any]]) -> _Rows:
-        """An INSERT of many rows as a few multi-row statements: the server parses
-        and plans each statement once, not once per row (bulk scheduling)."""
-        per = max(1, min(_ROWS_PER_INSERT, _MAX_PARAMETERS // len(batch[0])))
-        count = 0
-        for start in range(0, len(batch), per):
-            part = batch[start:start + per]
-            sql = translate(head) + ", ".join([translate(row)] * len(part))
-            cur = self.conn.execute(sql.encode(), [v for values in part for v in values])
-            count += cur.rowcount
-        return _Rows([], count)
+
+# How a column's values are given to an array of its type.
+_CASTS: dict[str, Callable[[Any], Any]] = {
+    "bigint": int, "integer": int, "smallint": int, "double precision": float, "real": float,
+    "text": str}
+_INSERT = re.compile(r"\s*INSERT INTO (\w+) \(([^()]*)\)\s*VALUES\s*\(([^()]*)\)\s*",
+                     re.DOTALL)
+_LITERAL = re.compile(r"NULL|'[^'%]*'|-?\d+(\.\d+)?")
 
 
-# A multi-row INSERT: at most this many rows per statement, and within the
-# protocol's limit of 65,535 parameters per statement.
-_ROWS_PER_INSERT, _MAX_PARAMETERS = 1000, 65_535
-_VALUES_ROW = re.compile(r"^(\s*INSERT INTO .+? VALUES\s*)(\([^()]*\))\s*$", re.DOTALL)
+@dataclass(frozen=True)
+class Unnest:
+    """A many-row INSERT as ONE statement over an array per parameter: short, so
+    psycopg parses it once and the server plans it once however many rows (a
+    bulk schedule's 5,000 posts); and one statement, never a pipeline."""
+
+    sql: str
+    casts: tuple[Callable[[Any], Any], ...]  # one per `?` of the row, in order
+
+    def arrays(self, batch: list[list[Any]]) -> list[list[Any]]:
+        return [[None if row[k] is None else cast(row[k]) for row in batch]
+                for k, cast in enumerate(self.casts)]
 
 
-@functools.lru_cache(maxsize=256)
-def _values_rows(sql: str) -> tuple[str, str] | None:
-    """An `INSERT ... VALUES (row)` as its head and its row, or None for any
-    other statement (ON CONFLICT, RETURNING, a function call in the row)."""
-    match = _VALUES_ROW.match(sql)
-    return None if match is None else (match.group(1), match.group(2))
+class Inserts:
+    """The noun parts' many-row INSERTs as `Unnest` plans, from the columns' types."""
+
+    def __init__(self, types: dict[tuple[str, str], str]) -> None:
+        self._types = types
+        self._plans: dict[str, Unnest | None] = {}
+
+    def plan(self, sql: str) -> Unnest | None:
+        if sql not in self._plans:
+            self._plans[sql] = self._make(sql)
+        return self._plans[sql]
+
+    def _make(self, sql: str) -> Unnest | None:
+        """None for any other statement (ON CONFLICT, RETURNING, an expression)."""
+        match = _INSERT.fullmatch(sql)
+        if match is None:
+            return None
+        table = match.group(1)
+        columns = [c.strip() for c in match.group(2).split(",")]
+        items = [i.strip() for i in match.group(3).split(",")]
+        if len(columns) != len(items):
+            return None
+        selected: list[str] = []
+        arrays: list[str] = []
+        casts: list[Callable[[Any], Any]] = []
+        for column, item in zip(columns, items, strict=True):
+            if item != "?":
+                if not _LITERAL.fullmatch(item):
+                    return None
+                selected.append(item)
+                continue
+            kind = self._types.get((table, column), "")
+            if kind not in _CASTS:
+                return None
+            selected.append(f"u.v{len(casts)}")
+            arrays.append(f"%s::{kind}[]")
+            casts.append(_CASTS[kind])
+        names = ", ".join(f"v{k}" for k in range(len(casts)))
+        return Unnest(f"INSERT INTO {table} ({', '.join(columns)}) SELECT "
+                      f"{', '.join(selected)} FROM unnest({', '.join(arrays)}) AS u({names})",
+                      tuple(casts))
 
 
 class _Statements:
@@ -191,6 +232,7 @@ class PostgresStore(ChannelRecords):
         self._pool = pool
         self.where = where
         self._db = _Statements(self)
+        self._inserts = Inserts({})  # until the schema is read, after the migrations
 
     @property
     def _delta(self) -> Counter[str]:
@@ -224,6 +266,7 @@ class PostgresStore(ChannelRecords):
         store = cls(pool, where)
         try:
             store._migrate()
+            store._inserts = Inserts(store._column_types())
         except (psycopg.Error, StoreUnavailable) as exc:
             pool.close()
             raise StoreError(f"cannot open store {where}: {exc}") from exc
@@ -271,6 +314,12 @@ class PostgresStore(ChannelRecords):
                 for statement in statements(for_backend(MIGRATIONS[version], "postgresql")):
                     conn.execute(statement.encode())  # as written: no placeholders in DDL
                 db.execute("UPDATE schema_version SET version = ?", (version + 1,))
+
+    def _column_types(self) -> dict[tuple[str, str], str]:
+        rows = self._db.execute("SELECT table_name, column_name, data_type FROM "
+                                "information_schema.columns WHERE table_schema = "
+                                "current_schema()").fetchall()
+        return {(table, column): kind for table, column, kind in rows}
 
     def probe(self) -> None:
         """A round trip to the server, and whether it takes writes (a standby promoted
@@ -322,7 +371,7 @@ class PostgresStore(ChannelRecords):
         if self._current() is not None:
             raise RuntimeError("a store transaction is already open on this thread")
         with self._borrowed() as conn:
-            self._local.conn = PostgresConnection(conn)
+            self._local.conn = PostgresConnection(conn, self._inserts)
             try:
                 yield from self._atomically(conn, durable)
             finally:
@@ -354,7 +403,7 @@ class PostgresStore(ChannelRecords):
     def _reading(self) -> Iterator[Connection]:
         with self._borrowed() as conn:
             try:
-                yield PostgresConnection(conn)
+                yield PostgresConnection(conn, self._inserts)
             except psycopg.Error as exc:
                 self._raise_as_unavailable(exc)
 
@@ -403,7 +452,7 @@ class PostgresStore(ChannelRecords):
         self.check_file()
         with self._borrowed() as conn:
             try:
-                PostgresConnection(conn).execute(sql, parameters)
+                PostgresConnection(conn, self._inserts).execute(sql, parameters)
             except psycopg.Error as exc:
                 self._raise_as_unavailable(exc, at_commit=True)
 

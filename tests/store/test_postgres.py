@@ -21,7 +21,7 @@ from switchboard.store import (
     StoreError,
     StoreUnavailable,
 )
-from switchboard.store.postgres import PostgresStore, translate
+from switchboard.store.postgres import Inserts, PostgresStore, translate
 from tests.postgres import PostgresServer, free_port, own_postgres_server
 
 __all__ = ["own_postgres_server"]
@@ -289,7 +289,26 @@ def test_a_transaction_begun_after_the_lease_lapsed_is_never_ended_by_a_takeover
         two.close()
 
 
-def test_many_rows_are_inserted_in_multi_row_statements_each_one_stored(
+def test_a_many_row_insert_is_one_statement_over_arrays_and_anything_else_is_not() -> None:
+    inserts = Inserts({("post_events", "post_id"): "bigint", ("post_events", "at"):
+                       "double precision", ("post_events", "to_state"): "text",
+                       ("post_events", "actor"): "text", ("t", "j"): "jsonb"})
+    plan = inserts.plan("INSERT INTO post_events (post_id, at, from_state, to_state, actor, "
+                        "reason) VALUES (?, ?, NULL, ?, ?, 'created')")
+    assert plan is not None
+    assert plan.sql == (
+        "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) SELECT "
+        "u.v0, u.v1, NULL, u.v2, u.v3, 'created' FROM unnest(%s::bigint[], "
+        "%s::double precision[], %s::text[], %s::text[]) AS u(v0, v1, v2, v3)")
+    assert plan.arrays([[1, 2, "sent", "me"], [3, None, "held", "you"]]) == [
+        [1, 3], [2.0, None], ["sent", "held"], ["me", "you"]]
+    assert inserts.plan("INSERT INTO team_roles (person, team, role) VALUES (?, ?, ?) "
+                        "ON CONFLICT DO NOTHING") is None
+    assert inserts.plan("INSERT INTO t (j) VALUES (?)") is None  # a type it does not cast
+    assert inserts.plan("INSERT INTO post_events (post_id) VALUES (lower(?))") is None
+
+
+def test_many_rows_are_inserted_in_one_statement_each_one_stored(
         postgres_dsn: str) -> None:
     store = PostgresStore.open(postgres_dsn)
     try:
