@@ -518,11 +518,15 @@ class PostgresStore(ChannelRecords):
     def see_holds(self, fence: Fence, at: float, notice: tuple[str, str] | None = None) -> bool:
         if notice is None:
             return super().see_holds(fence, at)
+        # Committed by itself, so no lock_timeout guards it: NOWAIT instead. The row
+        # is locked against it only by a takeover (or a frozen renewal), when
+        # confirming is moot; the next reading confirms, or the new leader's.
         return self._db.execute(
-            "WITH seen AS (UPDATE leader_lease SET holds_seen = ? WHERE name = 'leader' "
-            "AND holder = ? AND epoch = ? AND holds_seen < ? RETURNING 1) "
-            "SELECT pg_notify(?, ?) FROM seen",
-            (at, fence.holder, fence.epoch, at, *notice)).fetchone() is not None
+            "WITH mine AS (SELECT name FROM leader_lease WHERE name = 'leader' AND holder = ? "
+            "AND epoch = ? AND holds_seen < ? FOR NO KEY UPDATE NOWAIT), "
+            "seen AS (UPDATE leader_lease l SET holds_seen = ? FROM mine "
+            "WHERE l.name = mine.name RETURNING 1) SELECT pg_notify(?, ?) FROM seen",
+            (fence.holder, fence.epoch, at, at, *notice)).fetchone() is not None
 
     def holds_by_incident(self) -> tuple[float, dict[int, float | None]]:
         # One round trip: the statement's start comes before its snapshot, so every

@@ -324,3 +324,22 @@ def test_many_rows_are_inserted_in_one_statement_each_one_stored(
         assert store.post(ids[-1]).text == "offer 2344"
     finally:
         store.close()
+
+
+def test_confirming_the_holds_never_waits_on_a_locked_lease_row(postgres_dsn: str) -> None:
+    """The leader's confirmation is committed by itself (no lock_timeout): against
+    a takeover holding the row it answers busy at once instead of hanging."""
+    store = PostgresStore.open(postgres_dsn)
+    try:
+        store.take_lease("a", 30)
+        at = store.db_time()
+        with psycopg.connect(postgres_dsn) as takeover:  # a transaction, left open
+            takeover.execute("SELECT 1 FROM leader_lease FOR UPDATE")
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as caught:
+                store.see_holds(Fence("a", 1), at, ("switchboard", f"seen {at!r}"))
+            assert caught.value.reason == "busy" and time.monotonic() - started < 2
+        assert store.see_holds(Fence("a", 1), at, ("switchboard", f"seen {at!r}"))
+        assert store.lease().holds_seen == at
+    finally:
+        store.close()
