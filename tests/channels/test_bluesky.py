@@ -78,6 +78,17 @@ def test_the_record_key_is_a_tid_fixed_per_send_and_distinct_per_install() -> No
     assert record_key("install-a", "43", at) != key
 
 
+def test_posts_made_by_one_request_never_share_a_record_key() -> None:
+    """A bulk schedule stores thousands of posts at one creation time: a key shared
+    by two of them would make the second send overwrite the first post."""
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    keys = {record_key("install-a", str(post_id), at) for post_id in range(1, 20_001)}
+    assert len(keys) == 20_000
+    later = datetime(2026, 12, 1, 9, 30, 0, 3_000, tzinfo=UTC)  # 3 ms on, ids after
+    assert not keys & {record_key("install-a", str(post_id), later)
+                       for post_id in range(20_001, 40_001)}
+
+
 def test_a_released_post_sent_again_rewrites_its_record_instead_of_adding_one(
         bluesky: Harness) -> None:
     # The first send landed but its answer was lost (`unknown`); someone released it.
