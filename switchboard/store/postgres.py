@@ -15,13 +15,10 @@ PostgreSQL's (see `_REWRITES`).
 
 from __future__ import annotations
 
-import functools
-import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, NoReturn, Self
 
 import psycopg
@@ -30,7 +27,6 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from switchboard.store.channels import ChannelRecords
 from switchboard.store.core import (
     BUSY_TIMEOUT_MS,
     Connection,
@@ -38,22 +34,12 @@ from switchboard.store.core import (
     StoreError,
     StoreUnavailable,
 )
-from switchboard.store.lease import Fence, Lease
 from switchboard.store.migrations import MIGRATIONS, for_backend, statements
+from switchboard.store.pgdialect import Inserts, PostgresConnection
+from switchboard.store.pglease import PostgresLeadership
 
 log = structlog.get_logger("store")
 
-# The SQLite-only spellings the noun parts use, and PostgreSQL's for them.
-_REWRITES = (
-    # A JSON array's elements as rows (one declaration holds thousands of channels).
-    (re.compile(r"json_each\(\?\)"), "json_array_elements_text(?::json)"),
-    # Index hints: PostgreSQL's planner has statistics and needs none.
-    (re.compile(r"\s*INDEXED BY \w+"), ""),
-    # `+column` keeps SQLite off an index; PostgreSQL has no unary plus on text.
-    (re.compile(r"(?<![\w)])\+(?=[A-Za-z_])"), ""),
-    (re.compile(r"%"), "%%"),
-    (re.compile(r"\?"), "%s"),
-)
 # Any constant: migrations take it for their transaction (never a session lock).
 _MIGRATION_LOCK = 0x73776264
 # A daemon frozen (SIGSTOP, a stalled VM) inside a transaction must not hold its
@@ -65,129 +51,6 @@ _BEGIN = (f"BEGIN; SET LOCAL lock_timeout = '{BUSY_TIMEOUT_MS}ms'; "
           f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
 # Only for records whose loss on a crash of the server is safe (see StoreCore.transaction).
 _BEGIN_NOT_DURABLE = _BEGIN + "; SET LOCAL synchronous_commit = off"
-
-
-@functools.lru_cache(maxsize=1024)
-def translate(sql: str) -> str:
-    """The noun parts' SQL (SQLite's dialect, `?` placeholders) as PostgreSQL's."""
-    for pattern, replacement in _REWRITES:
-        sql = pattern.sub(replacement, sql)
-    return sql
-
-
-class _Rows:
-    """A statement's rows, fetched at once: the connection goes back to the pool."""
-
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
-        self._rows = rows
-        self.rowcount = rowcount
-
-    def fetchone(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    def fetchall(self) -> list[Any]:
-        return list(self._rows)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._rows)
-
-
-def _params(values: Sequence[Any]) -> list[Any]:
-    # SQLite keeps booleans as 0/1 in INTEGER columns; so do we.
-    return [int(v) if isinstance(v, bool) else v for v in values]
-
-
-class PostgresConnection:
-    """One psycopg connection, spoken to in the noun parts' dialect."""
-
-    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], inserts: Inserts) -> None:
-        self.conn, self.inserts = conn, inserts
-
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
-        cur = self.conn.execute(translate(sql).encode(), _params(parameters))
-        return _Rows(cur.fetchall() if cur.description else [], cur.rowcount)
-
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> _Rows:
-        batch = [_params(p) for p in parameters]
-        if not batch:
-            return _Rows([], 0)
-        plan = self.inserts.plan(sql)
-        if plan is not None:
-            return _Rows([], self.conn.execute(plan.sql.encode(), plan.arrays(batch)).rowcount)
-        # psycopg pipelines the rest (the UPDATEs of a run of sends or of a held-post
-        # train, whose transactions lock only posts). Never a claim's: a daemon frozen
-        # (SIGSTOP) inside a pipeline has not sent its Sync, so the server does not
-        # count it idle in its transaction and never ends it, and the claim's locks
-        # on the lease and the holds would keep every standby from taking over.
-        with self.conn.cursor() as cur:
-            cur.executemany(translate(sql).encode(), batch)
-            return _Rows([], cur.rowcount)
-
-
-# How a column's values are given to an array of its type.
-_CASTS: dict[str, Callable[[Any], Any]] = {
-    "bigint": int, "integer": int, "smallint": int, "double precision": float, "real": float,
-    "text": str}
-_INSERT = re.compile(r"\s*INSERT INTO (\w+) \(([^()]*)\)\s*VALUES\s*\(([^()]*)\)\s*",
-                     re.DOTALL)
-_LITERAL = re.compile(r"NULL|'[^'%]*'|-?\d+(\.\d+)?")
-
-
-@dataclass(frozen=True)
-class Unnest:
-    """A many-row INSERT as ONE statement over an array per parameter: short, so
-    psycopg parses it once and the server plans it once however many rows (a
-    bulk schedule's 5,000 posts); and one statement, never a pipeline."""
-
-    sql: str
-    casts: tuple[Callable[[Any], Any], ...]  # one per `?` of the row, in order
-
-    def arrays(self, batch: list[list[Any]]) -> list[list[Any]]:
-        return [[None if row[k] is None else cast(row[k]) for row in batch]
-                for k, cast in enumerate(self.casts)]
-
-
-class Inserts:
-    """The noun parts' many-row INSERTs as `Unnest` plans, from the columns' types."""
-
-    def __init__(self, types: dict[tuple[str, str], str]) -> None:
-        self._types = types
-        self._plans: dict[str, Unnest | None] = {}
-
-    def plan(self, sql: str) -> Unnest | None:
-        if sql not in self._plans:
-            self._plans[sql] = self._make(sql)
-        return self._plans[sql]
-
-    def _make(self, sql: str) -> Unnest | None:
-        """None for any other statement (ON CONFLICT, RETURNING, an expression)."""
-        match = _INSERT.fullmatch(sql)
-        if match is None:
-            return None
-        table = match.group(1)
-        columns = [c.strip() for c in match.group(2).split(",")]
-        items = [i.strip() for i in match.group(3).split(",")]
-        if len(columns) != len(items):
-            return None
-        selected: list[str] = []
-        arrays: list[str] = []
-        casts: list[Callable[[Any], Any]] = []
-        for column, item in zip(columns, items, strict=True):
-            if item != "?":
-                if not _LITERAL.fullmatch(item):
-                    return None
-                selected.append(item)
-                continue
-            kind = self._types.get((table, column), "")
-            if kind not in _CASTS:
-                return None
-            selected.append(f"u.v{len(casts)}")
-            arrays.append(f"%s::{kind}[]")
-            casts.append(_CASTS[kind])
-        names = ", ".join(f"v{k}" for k in range(len(casts)))
-        return Unnest(f"INSERT INTO {table} ({', '.join(columns)}) SELECT "
-                      f"{', '.join(selected)} FROM unnest({', '.join(arrays)}) AS u({names})",
-                      tuple(casts))
 
 
 class _Statements:
@@ -212,7 +75,7 @@ class _Statements:
             return conn.executemany(sql, parameters)
 
 
-class PostgresStore(ChannelRecords):
+class PostgresStore(PostgresLeadership):
     """All durable state of any number of daemons in one PostgreSQL database.
 
     Opened with a libpq connection string (`host=... dbname=...` or a URL);
@@ -464,83 +327,6 @@ class PostgresStore(ChannelRecords):
         # the holds) waits for them, and they for it: a hold committed before a
         # claim commits is one that claim has read.
         self._db.execute("LOCK TABLE channel_control IN SHARE MODE")
-
-    def notify(self, channel: str, payload: str) -> float:
-        """NOTIFY the daemons LISTENing on `channel` (delivered once this commits)."""
-        row = self._db.execute("SELECT extract(epoch FROM clock_timestamp()) "
-                               "FROM pg_notify(?, ?)", (channel, payload)).fetchone()
-        return float(row[0])
-
-    def take_lease(self, holder: str, seconds: float) -> Lease:
-        try:
-            return super().take_lease(holder, seconds)
-        except StoreUnavailable as exc:
-            if exc.reason != "busy" or not self._end_stale_lockers():
-                raise
-        return super().take_lease(holder, seconds)
-
-    def _end_stale_lockers(self) -> list[int]:
-        """A takeover waits for the transactions that locked the lease row (the
-        claims of the leader that read it). One the server never ends, because it
-        is not idle but stuck (its daemon frozen while the server writes it an
-        answer, say), would keep every standby out for as long as it is frozen:
-        once the lease has lapsed, end those that began before it lapsed. Their
-        daemon fenced itself before then; nothing of theirs commits."""
-        with self.transaction(durable=False) as db:
-            lease = self._lease_row("")
-            if lease.live:
-                return []
-            pids = [int(r[0]) for r in db.execute(
-                "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.relation = 'leader_lease'::regclass AND l.granted "
-                "AND l.mode IN ('RowShareLock', 'RowExclusiveLock') "
-                "AND l.pid <> pg_backend_pid() AND a.xact_start < to_timestamp(?)",
-                (lease.expires_at,))]
-            for pid in pids:
-                db.execute("SELECT pg_terminate_backend(?)", (pid,))
-        if pids:
-            log.warning("stale_lease_lockers_ended", pids=pids, epoch=lease.epoch,
-                        holder=lease.holder)
-        return pids
-
-    # The lease's reads and the leader's confirmation, each one statement in one
-    # round trip (a standby's caller waits on both).
-
-    def lease(self) -> Lease:
-        row = self._db.execute(
-            "SELECT holder, epoch, expires_at, renewed_at, holds_seen, "
-            "extract(epoch FROM clock_timestamp()) FROM leader_lease "
-            "WHERE name = 'leader'").fetchone()
-        holder, epoch, expires_at, renewed_at, holds_seen, now = row
-        return Lease(holder, int(epoch), float(expires_at), float(renewed_at),
-                     float(holds_seen), float(now))
-
-    def see_holds(self, fence: Fence, at: float, notice: tuple[str, str] | None = None) -> bool:
-        if notice is None:
-            return super().see_holds(fence, at)
-        # Committed by itself, so no lock_timeout guards it: NOWAIT instead. The row
-        # is locked against it only by a takeover (or a frozen renewal), when
-        # confirming is moot; the next reading confirms, or the new leader's.
-        return self._db.execute(
-            "WITH mine AS (SELECT name FROM leader_lease WHERE name = 'leader' AND holder = ? "
-            "AND epoch = ? AND holds_seen < ? FOR NO KEY UPDATE NOWAIT), "
-            "seen AS (UPDATE leader_lease l SET holds_seen = ? FROM mine "
-            "WHERE l.name = mine.name RETURNING 1) SELECT pg_notify(?, ?) FROM seen",
-            (fence.holder, fence.epoch, at, at, *notice)).fetchone() is not None
-
-    def holds_by_incident(self) -> tuple[float, dict[int, float | None]]:
-        # One round trip: the statement's start comes before its snapshot, so every
-        # hold committed before it is read.
-        rows = self._db.execute(
-            "SELECT extract(epoch FROM statement_timestamp()), h.incident_id, h.until "
-            "FROM (SELECT 1) AS one LEFT JOIN (SELECT incident_id, MAX(until) AS until "
-            "FROM channel_control GROUP BY incident_id) AS h ON true").fetchall()
-        return float(rows[0][0]), {int(i): u for _, i, u in rows if i is not None}
-
-    def _db_clock(self) -> float:
-        # The server's clock, the one every daemon's lease is measured by.
-        row = self._db.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
-        return float(row[0])
 
     def _lock_imports(self) -> None:
         # Two imports of one file at once: the second waits, then finds the keys.

@@ -21,7 +21,8 @@ from switchboard.store import (
     StoreError,
     StoreUnavailable,
 )
-from switchboard.store.postgres import Inserts, PostgresStore, translate
+from switchboard.store.pgdialect import Inserts, translate
+from switchboard.store.postgres import PostgresStore
 from tests.postgres import PostgresServer, free_port, own_postgres_server
 
 __all__ = ["own_postgres_server"]
