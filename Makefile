@@ -6,7 +6,7 @@ CONFIG  ?= config/switchboard.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test lint check coverage-core bench bench-full demo clean
+.PHONY: run test lint check coverage-core screenshots bench bench-full demo clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: lint
 # Line coverage of the publisher, incidents, steps and gate by tests/core alone.
 coverage-core: $(STAMP)
 	$(BIN)/python -m tests.core.measure
+
+# Rewrites the committed docs/console/*.png; a plain test run leaves them alone.
+screenshots: $(STAMP)
+	SWITCHBOARD_REFRESH_SCREENSHOTS=1 $(BIN)/pytest -q tests/console/test_console_story.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench --quick

@@ -4,7 +4,7 @@ Playwright (Debian's browser, never a downloaded one), two people signed in."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +92,28 @@ def session(daemon: DaemonProcess, name: str) -> requests.Session:
     return client
 
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def screenshot(page: Any, name: str) -> None:
-    if os.environ.get("SWITCHBOARD_NO_SCREENSHOTS"):
-        return
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
+def screenshot_dir(environ: Mapping[str, str], scratch: Path) -> Path:
+    """Where the screenshots go: the committed ones in docs/console/ only when
+    the operator asks to refresh them, so that a plain run (CI included) leaves
+    the checkout clean."""
+    if environ.get("SWITCHBOARD_REFRESH_SCREENSHOTS") == "1":
+        return DOCS_SHOTS
+    return scratch
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return screenshot_dir(os.environ, tmp_path_factory.mktemp("screenshots"))
+
+
+def screenshot(page: Any, shots: Path, name: str) -> Path:
+    """Always taken, wherever it goes: a real PNG proves the page rendered."""
+    shots.mkdir(parents=True, exist_ok=True)
+    path = shots / name
+    page.screenshot(path=str(path), full_page=True)
+    assert path.read_bytes().startswith(PNG_SIGNATURE), f"{path} is not a PNG"
+    return path

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -62,8 +63,8 @@ def test_marketing_schedules_from_compose_and_a_too_long_post_is_refused_by_coun
     page.context.close()
 
 
-def test_marketing_edits_a_post_from_the_calendar(daemon: DaemonProcess,
-                                                  browser: Any) -> None:
+def test_marketing_edits_a_post_from_the_calendar(daemon: DaemonProcess, browser: Any,
+                                                  shots: Path) -> None:
     post = daemon.ok("POST", "/api/v1/posts", {"channel": "outbox", "text": "Carol concert",
                                                "at": "+3d"}, role="marketing")
     page = sign_in(browser, daemon, "mia")
@@ -78,7 +79,7 @@ def test_marketing_edits_a_post_from_the_calendar(daemon: DaemonProcess,
     assert stored["text"] == "Carol concert, now with mince pies"
     assert stored["state"] == "scheduled"
     page.goto(f"/calendar?view=week&start={day}")
-    screenshot(page, "calendar.png")
+    screenshot(page, shots, "calendar.png")
     page.context.close()
 
 
@@ -117,7 +118,7 @@ def test_an_import_shows_every_bad_line_then_the_fixed_file_imports(
 
 
 def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_handled(
-        daemon: DaemonProcess, browser: Any) -> None:
+        daemon: DaemonProcess, browser: Any, shots: Path) -> None:
     marketing = sign_in(browser, daemon, "mia")
     violations: list[str] = []
     marketing.on("console", lambda m: violations.append(m.text)
@@ -155,7 +156,7 @@ def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_ha
     assert "INC-1" in compose_send.inner_text()
     assert composing.get_by_label("Text", exact=True).input_value() == "Half-price tickets"
     composing.close()
-    screenshot(marketing, "now-incident.png")
+    screenshot(marketing, shots, "now-incident.png")
     forced = daemon.api("POST", "/api/v1/send", {"channel": "outbox", "text": "Flash sale!"},
                         role="marketing")
     assert forced.status_code == 409, forced.text
@@ -177,7 +178,7 @@ def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_ha
     ops.get_by_role("button", name="Post update").click()
     ops.get_by_text("update posted to 1 channel(s)").wait_for()
     ops.locator("#timeline", has_text="update_posted").wait_for()
-    screenshot(ops, "incident.png")
+    screenshot(ops, shots, "incident.png")
     ops.get_by_role("button", name="Resolve").click()
     ops.get_by_text("INC-1 resolved").wait_for()
     marketing.locator("[role=alert]", has_text="Cooldown after").wait_for(timeout=2000)
