@@ -384,6 +384,30 @@ class Rig:
         return not any(s._pending or s._tasks for s in shared)
 
 
+def fail_once(store: object, name: str, error: Callable[[], Exception], *, times: int = 1,
+              when: Callable[..., bool] | None = None) -> list[int]:
+    """Make the store's `name` raise `error()` on its next `times` calls (only the
+    calls whose arguments `when` accepts, if given); the list returned counts the
+    calls that failed. A fresh error each time: one raised again would carry the
+    tracebacks of the earlier raises."""
+    real = getattr(store, name)
+    failed: list[int] = []
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if len(failed) < times and (when is None or when(*args, **kwargs)):
+            failed.append(1)
+            raise error()
+        return await real(*args, **kwargs)
+
+    setattr(store, name, flaky)
+    return failed
+
+
+def disk_full() -> Exception:
+    """The error a store call meets when its disk fills: `fail_once`'s usual one."""
+    return OSError("disk full")
+
+
 def drive(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
     """An `async def` test run to its end on a fresh loop (bounded in wall time)."""
     @functools.wraps(test)
@@ -396,4 +420,5 @@ def _seconds(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
-__all__ = ["OUTAGE", "START", "Core", "PostState", "Rig", "Scripted", "Sent", "drive"]
+__all__ = ["OUTAGE", "START", "Core", "PostState", "Rig", "Scripted", "Sent", "disk_full",
+           "drive", "fail_once"]

@@ -13,7 +13,7 @@ import pytest
 from switchboard.clock import rfc3339
 from switchboard.incidents import incident_json, parse_incident_id
 from switchboard.refusals import Refused
-from tests.core.rig import OUTAGE, START, Rig, drive
+from tests.core.rig import OUTAGE, START, Rig, disk_full, drive, fail_once
 
 MINUTE = 60.0
 TWO_PERSON = OUTAGE.replace("name: outage", "name: careful").replace(
@@ -128,16 +128,7 @@ async def test_a_release_the_store_cannot_take_is_tried_again(tmp_path: Path) ->
         incident = await rig.declare()
         await rig.advance(15 * MINUTE)
         await rig.resolve(incident)
-        store = rig.store
-        real = store.move_held
-        failures = [OSError("disk full")]
-
-        async def flaky(*args: Any) -> Any:
-            if failures:
-                raise failures.pop()
-            return await real(*args)
-
-        store.move_held = flaky  # type: ignore[method-assign]
+        fail_once(rig.store, "move_held", disk_full)
         await rig.advance(30 * MINUTE)  # the end of the cooldown: moving the held posts fails
         events = [e.event for e in await rig.store.timeline(incident)]
         assert "channels_released" not in events
@@ -184,18 +175,10 @@ async def test_a_release_tried_again_still_tells_ops_about_the_posts_held_for_re
         incident = await rig.declare()
         await rig.advance(15 * MINUTE)
         await rig.resolve(incident)
-        store = rig.store
-        real = store.finish_cooldown
-        failures = [OSError("disk full")]
-
-        async def flaky(*args: Any) -> Any:
-            if failures:
-                raise failures.pop()
-            return await real(*args)
-
         # The held post is moved, then marking the incident done fails.
-        store.finish_cooldown = flaky  # type: ignore[method-assign]
+        failed = fail_once(rig.store, "finish_cooldown", disk_full)
         await rig.advance(31 * MINUTE)  # the release fails, then succeeds 30 s later
+        assert failed == [1]
         assert (await rig.post(post)).state == "held"
         released = [e.detail for e in await rig.store.timeline(incident)
                     if e.event == "channels_released"]

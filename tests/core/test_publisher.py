@@ -4,34 +4,15 @@ errors, a failing store, a reload that replaces or removes a channel."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from switchboard.channels.base import ChannelError
 from switchboard.poststates import PostState
 from switchboard.store import StoreUnavailable
-from tests.core.rig import START, Rig, Scripted, drive
+from tests.core.rig import START, Rig, Scripted, drive, fail_once
 
 MINUTE = 60.0
-
-
-def fail_once(store: object, name: str, error: Callable[[], Exception],
-              times: int = 1) -> list[int]:
-    """Make the store's `name` raise `error()` on its next `times` calls; the list
-    returned counts the calls that failed."""
-    real = getattr(store, name)
-    failed: list[int] = []
-
-    async def flaky(*args: Any, **kwargs: Any) -> Any:
-        if len(failed) < times:
-            failed.append(1)
-            raise error()
-        return await real(*args, **kwargs)
-
-    setattr(store, name, flaky)
-    return failed
 
 
 def busy() -> Exception:
@@ -138,9 +119,10 @@ async def test_a_give_back_the_store_refuses_leaves_the_posts_to_the_next_tick(
 @drive
 async def test_a_failing_incident_note_does_not_undo_a_recorded_send(tmp_path: Path) -> None:
     async with Rig(tmp_path) as rig:
-        fail_once(rig.store, "note_updates", lambda: RuntimeError("bug"), times=10)
+        failed = fail_once(rig.store, "note_updates", lambda: RuntimeError("bug"), times=10)
         incident = await rig.declare()
         await rig.advance(MINUTE)
+        assert failed  # the note was tried, and failed
         posts = await rig.store.list_posts(("published",), channel="web")
         assert [(p.text, p.incident_id) for p in posts] == [("We know: Lines down", incident)]
 

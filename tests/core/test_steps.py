@@ -4,10 +4,9 @@ repeating steps run once per occurrence (restarts included), failing steps."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from switchboard.channels.base import ChannelError
-from tests.core.rig import OUTAGE, START, Rig, drive
+from tests.core.rig import OUTAGE, START, Rig, disk_full, drive, fail_once
 
 MINUTE = 60.0
 REMINDER = "no operational update in the last 30m"
@@ -27,6 +26,11 @@ def reminders(rig: Rig) -> list[float]:
 
 async def runs(rig: Rig, incident: int, step: str) -> list[tuple[int, str]]:
     return [(o, r) for s, o, _, r in await rig.store.step_runs(incident) if s == step]
+
+
+def escalation(incident_id: int, step: str, *rest: object) -> bool:
+    """A store call about the escalate step (claim_step, finish_step)."""
+    return step == "escalate"
 
 
 @drive
@@ -187,17 +191,7 @@ async def test_a_retraction_the_platform_refuses_fails_the_step_and_says_why(
 @drive
 async def test_a_step_the_store_cannot_claim_is_tried_again_later(tmp_path: Path) -> None:
     async with Rig(tmp_path) as rig:
-        store = rig.store
-        real = store.claim_step
-        failures = ["escalate"]
-
-        async def flaky(incident_id: int, step: str, *rest: Any) -> bool:
-            if step in failures:
-                failures.remove(step)
-                raise OSError("disk full")
-            return await real(incident_id, step, *rest)
-
-        store.claim_step = flaky  # type: ignore[method-assign]
+        fail_once(rig.store, "claim_step", disk_full, when=escalation)
         incident = await rig.declare()
         await rig.advance(60 * MINUTE)
         assert await runs(rig, incident, "escalate") == []
@@ -211,17 +205,7 @@ async def test_a_step_the_store_cannot_claim_is_tried_again_later(tmp_path: Path
 async def test_a_step_outcome_the_store_cannot_record_is_recorded_later(
         tmp_path: Path) -> None:
     async with Rig(tmp_path) as rig:
-        store = rig.store
-        real = store.finish_step
-        failures = ["escalate"]
-
-        async def flaky(incident_id: int, step: str, occurrence: int, result: str) -> None:
-            if step in failures:
-                failures.remove(step)
-                raise OSError("disk full")
-            await real(incident_id, step, occurrence, result)
-
-        store.finish_step = flaky  # type: ignore[method-assign]
+        fail_once(rig.store, "finish_step", disk_full, when=escalation)
         incident = await rig.declare()
         await rig.advance(60 * MINUTE)
         assert await runs(rig, incident, "escalate") == [(0, "started")]

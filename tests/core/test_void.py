@@ -3,14 +3,20 @@ back on the schedule (or up for review) and retracts what the incident posted.""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from switchboard.refusals import Refused
-from tests.core.rig import START, Rig, drive
+from tests.core.rig import OUTAGE, START, Rig, drive
 
 MINUTE = 60.0
+# The holding statement on web only: a send paused on social must not hold it up.
+WEB_STATEMENT = OUTAGE.replace('    template: "We know: {{ incident.title }}"',
+                               '    channels: [web]\n'
+                               '    template: "We know: {{ incident.title }}"', 1)
 
 
 @drive
@@ -53,6 +59,40 @@ async def test_a_void_reschedules_the_held_posts_and_retracts_the_incidents_post
         before = len(rig.texts("ops-chat"))
         await rig.advance(2 * 60 * MINUTE)
         assert len(rig.texts("ops-chat")) == before
+
+
+@drive
+async def test_a_post_suppressed_while_the_void_is_recorded_is_held_for_review(
+        tmp_path: Path) -> None:
+    """The void reads the posts it suppressed, then commits; a send that reaches its
+    true start in between meets the gate still closed and is suppressed for the
+    incident, in neither the void's plan nor its transaction."""
+    async with Rig(tmp_path, {"outage": WEB_STATEMENT}) as rig:
+        rig.social.before_start = asyncio.Event()
+        straggler = await rig.schedule("social", "Offer", at=MINUTE)
+        await rig.advance(MINUTE)  # claimed, paused before its true start
+        assert (await rig.post(straggler)).state == "sending"
+        incident = await rig.declare()
+        store, commit = rig.store, rig.store.void
+
+        async def suppressed() -> bool:
+            return (await rig.post(straggler)).state == "suppressed"
+
+        async def void_after_the_send_is_stopped(*args: Any, **kwargs: Any) -> bool:
+            rig.social.release()
+            await rig.until(suppressed, "the send stopped by the gate")
+            return await commit(*args, **kwargs)
+
+        store.void = void_after_the_send_is_stopped  # type: ignore[method-assign]
+        voided = await rig.incidents.void(incident, actor="ops", reason="false alarm")
+        await rig.advance(10 * MINUTE)
+        assert (voided.held, voided.rescheduled) == ([], [])
+        assert (await rig.post(straggler)).state == "held"
+        moves = [(e["from"], e["to"], e["reason"]) for e in await store.post_history(straggler)]
+        assert moves[-2:] == [
+            ("sending", "suppressed", f"INC-{incident} holds the channel"),
+            ("suppressed", "held", "suppressed while the void was recorded")]
+        assert rig.published("social") == []
 
 
 @drive
