@@ -6,6 +6,7 @@ caller waits on is one statement, one round trip.
 
 from __future__ import annotations
 
+import psycopg
 import structlog
 
 from switchboard.store.channels import ChannelRecords
@@ -50,7 +51,15 @@ class PostgresLeadership(ChannelRecords):
                 "AND l.pid <> pg_backend_pid() AND a.xact_start < to_timestamp(?)",
                 (lease.expires_at,))]
             for pid in pids:
-                db.execute("SELECT pg_terminate_backend(?)", (pid,))
+                try:
+                    db.execute("SELECT pg_terminate_backend(?)", (pid,))
+                except psycopg.errors.InsufficientPrivilege:
+                    # Another role's session: only its own role (or pg_signal_backend)
+                    # may end it. The takeover waits for the server, or the wake.
+                    log.error("stale_lease_locker_not_ended", pid=pid,
+                              hint="run both daemons as one role, or grant it "
+                                   "pg_signal_backend")
+                    return []
         if pids:
             log.warning("stale_lease_lockers_ended", pids=pids, epoch=lease.epoch,
                         holder=lease.holder)

@@ -162,7 +162,10 @@ class PostgresStore(PostgresLeadership):
         while True:
             with self.transaction() as db:
                 db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
-                db.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+                # No DDL on a database already up to date: the daemons' role may have
+                # been left without CREATE once an owner migrated it.
+                if db.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+                    db.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
                 row = db.execute("SELECT version FROM schema_version").fetchone()
                 if row is None:
                     db.execute("INSERT INTO schema_version (version) VALUES (0)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from switchboard.model import NewPost
 from switchboard.store import (
@@ -344,3 +345,35 @@ def test_confirming_the_holds_never_waits_on_a_locked_lease_row(postgres_dsn: st
         assert store.lease().holds_seen == at
     finally:
         store.close()
+
+
+def test_a_stuck_session_of_another_role_is_left_alone_and_the_takeover_says_why(
+        postgres_dsn: str) -> None:
+    """Ending another role's session needs that role (or pg_signal_backend): the
+    standby logs what to grant and stays standby rather than failing."""
+    dbname = psycopg.conninfo.conninfo_to_dict(postgres_dsn)["dbname"]
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("DO $$ BEGIN CREATE ROLE sb_daemon LOGIN; "
+                      "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        admin.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO sb_daemon")
+        admin.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO sb_daemon")
+        # It sees every session's start (a monitoring grant), but may not end them.
+        admin.execute("GRANT pg_read_all_stats TO sb_daemon")
+    own = postgres_dsn.replace("user=postgres", "user=sb_daemon")
+    assert dbname in own and "sb_daemon" in own
+    old, standby = PostgresStore.open(postgres_dsn), PostgresStore.open(own)
+    try:
+        old.take_lease("old", 30)
+        thread, errors, pid = _lock_the_lease_and_hang(postgres_dsn)  # a superuser's
+        _lapse_the_lease(postgres_dsn)
+        with capture_logs() as logs, pytest.raises(StoreUnavailable) as caught:
+            standby.take_lease("standby", 30)
+        assert caught.value.reason == "busy"
+        assert _backend_alive(postgres_dsn, pid) and not errors
+        assert [e["pid"] for e in logs if e["event"] == "stale_lease_locker_not_ended"] == [pid]
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        thread.join(timeout=10)
+        old.close()
+        standby.close()
