@@ -24,37 +24,34 @@ class IncidentRecords(Listings):
                 now: float, request: RequestKey | None = None) -> int:
         """Insert the incident and its channel holds in one durable transaction
         (with `request`, its Idempotency-Key too)."""
-        with self.transaction() as db:
-            cur = db.execute(
-                "INSERT INTO incidents (title, runbook, severity, state, channels, suppress, "
-                "reason, source, signal_key, signal, declared_at, declared_by) "
-                "VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (title, runbook, severity, json.dumps(list(channels)), json.dumps(list(suppress)),
-                 reason, source, signal_key, None if signal is None else json.dumps(signal),
-                 now, actor))
-            incident_id = int(cur.fetchone()[0])
-            # One statement for every channel (10,000 in a few milliseconds), in key order.
-            db.execute("INSERT INTO channel_control (channel, incident_id) "
-                       "SELECT value, ? FROM json_each(?) ORDER BY value",
-                       (incident_id, json.dumps(list(channels))))
-            self._log(incident_id, now, "declared", actor,
-                      {"title": title, "runbook": runbook, "channels": list(channels),
-                       "reason": reason, "source": source, "signal_key": signal_key})
-            if request is not None:
-                self._keep(request, "incident", [incident_id], 201, now)
-        return incident_id
+        return self.declared(
+            title=title, runbook=runbook, severity=severity, channels=channels,
+            suppress=suppress, reason=reason, source=source, signal_key=signal_key,
+            signal=signal, actor=actor, now=now, request=request).id
 
     def declared(self, *, title: str, runbook: str, severity: str, channels: Sequence[str],
                  suppress: Sequence[str], reason: str | None, source: str,
                  signal_key: str | None, signal: dict[str, Any] | None, actor: str,
                  now: float, request: RequestKey | None = None) -> Incident:
-        """`declare`, and the incident as stored, in one call (one trip to the writer
-        for the declaration's answer)."""
-        incident = self.incident(self.declare(
-            title=title, runbook=runbook, severity=severity, channels=channels,
-            suppress=suppress, reason=reason, source=source, signal_key=signal_key,
-            signal=signal, actor=actor, now=now, request=request))
-        assert incident is not None
+        """`declare`, and the incident as stored (the INSERT's own RETURNING: no
+        second reading for the declaration's answer)."""
+        with self.transaction() as db:
+            incident = _incident(db.execute(
+                "INSERT INTO incidents (title, runbook, severity, state, channels, suppress, "
+                "reason, source, signal_key, signal, declared_at, declared_by) "
+                f"VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_INCIDENT_COLUMNS}",
+                (title, runbook, severity, json.dumps(list(channels)), json.dumps(list(suppress)),
+                 reason, source, signal_key, None if signal is None else json.dumps(signal),
+                 now, actor)).fetchone())
+            # One statement for every channel (10,000 in a few milliseconds), in key order.
+            db.execute("INSERT INTO channel_control (channel, incident_id) "
+                       "SELECT value, ? FROM json_each(?) ORDER BY value",
+                       (incident.id, json.dumps(list(channels))))
+            self._log(incident.id, now, "declared", actor,
+                      {"title": title, "runbook": runbook, "channels": list(channels),
+                       "reason": reason, "source": source, "signal_key": signal_key})
+            if request is not None:
+                self._keep(request, "incident", [incident.id], 201, now)
         return incident
 
     def resolve(self, incident_id: int, *, actor: str, note: str | None, now: float,
@@ -146,23 +143,20 @@ class IncidentRecords(Listings):
 
     def holds_of(self, incident_ids: Sequence[int]) -> list[IncidentHolds]:
         """The holds of these incidents (those that hold no channel are left out)."""
-        found: list[IncidentHolds] = []
+        found: dict[int, IncidentHolds] = {}
         for start in range(0, len(incident_ids), 500):
             chunk = list(incident_ids[start:start + 500])
-            marks = ",".join("?" * len(chunk))
-            channels: dict[int, list[str]] = {}
-            ends: dict[int, float | None] = {}
-            for channel, incident_id, until in self._db.execute(
-                    "SELECT channel, incident_id, until FROM channel_control "
-                    f"WHERE incident_id IN ({marks}) ORDER BY channel", chunk):
-                channels.setdefault(int(incident_id), []).append(channel)
-                ends[int(incident_id)] = until
-            for incident_id, suppress in self._db.execute(
-                    f"SELECT id, suppress FROM incidents WHERE id IN ({marks})", chunk):
-                if incident_id in channels:
-                    found.append(IncidentHolds(int(incident_id), json.loads(suppress),
-                                               ends[incident_id], channels[incident_id]))
-        return found
+            for channel, incident_id, until, suppress in self._db.execute(
+                    "SELECT c.channel, c.incident_id, c.until, i.suppress FROM channel_control c "
+                    "JOIN incidents i ON i.id = c.incident_id "
+                    f"WHERE c.incident_id IN ({','.join('?' * len(chunk))}) ORDER BY c.channel",
+                    chunk):
+                holds = found.get(incident_id)
+                if holds is None:
+                    holds = found[incident_id] = IncidentHolds(
+                        int(incident_id), json.loads(suppress), until, [])
+                holds.channels.append(channel)
+        return list(found.values())
 
     def incident(self, incident_id: int) -> Incident | None:
         row = self._db.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = ?",
