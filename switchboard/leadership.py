@@ -38,9 +38,11 @@ from switchboard.timer import Job, Timer
 
 log = structlog.get_logger("leadership")
 CHANNEL = "switchboard"  # the NOTIFY channel every daemon on a database listens on
-# What a notice says: the lease was given up, holds or posts changed at a
-# standby, the leader has applied the holds.
+# What a notice says: the lease was given up, holds (of an incident) or posts
+# changed at a standby, the leader has applied the holds (up to a time, or one
+# incident's).
 RELEASED, HOLDS, POSTS, SEEN = "released", "holds", "posts", "seen"
+SEEN_INCIDENT = "seen-incident"  # the leader's gate has this one incident's holds
 Monotonic = Callable[[], float]
 Change = Callable[[Fence], Awaitable[None]]
 

@@ -37,6 +37,7 @@ from switchboard.leadership import (
     POSTS,
     RELEASED,
     SEEN,
+    SEEN_INCIDENT,
     LeaseKeeper,
     Notices,
 )
@@ -69,9 +70,10 @@ class Roles:
         self._recovering: asyncio.Task[None] | None = None
         self.notices = Notices(dsn, {
             RELEASED: lambda _: keeper.nudge.set(),
-            HOLDS: lambda _: keeper.spawn(self._quietly(self.sync)),
+            HOLDS: lambda incident: keeper.spawn(self._quietly(self._on_holds, incident)),
             POSTS: lambda _: keeper.spawn(self._quietly(self._arm)),
             SEEN: confirmations.saw,
+            SEEN_INCIDENT: confirmations.saw_incident,
         })
 
     async def start(self) -> None:
@@ -155,14 +157,27 @@ class Roles:
             except Exception:
                 log.exception("roles_poll_failed")
 
-    async def _quietly(self, job: Callable[[], Awaitable[None]]) -> None:
+    async def _quietly(self, job: Callable[..., Awaitable[None]], *args: str) -> None:
         """A notice's work: on a failure the next poll does it."""
         try:
-            await job()
+            await job(*args)
         except StoreUnavailable as exc:
             log.warning("notice_not_acted_on", reason=exc.reason)
         except Exception:
             log.exception("notice_not_acted_on")
+
+    async def _on_holds(self, incident: str) -> None:
+        """A standby's HOLDS notice: at the leader, first the named incident's holds
+        into the gate and SEEN for it (its caller waits for that alone), then the
+        whole reading and the incidents' steps."""
+        if incident.isdigit() and self.keeper.may_act():
+            fence = self.keeper.fence()
+            for holds in await self.store.holds_of([int(incident)]):
+                self.gate.hold_many(holds.channels, holds.incident_id, holds.suppress)
+                if holds.until is not None:
+                    self.gate.set_until(holds.incident_id, holds.until)
+            await self.store.notify_if_leading(fence, CHANNEL, f"{SEEN_INCIDENT} {incident}")
+        await self.sync()
 
     async def _arm(self) -> None:
         """The leader's timer, for posts a standby added (due now, or earlier)."""
@@ -237,12 +252,15 @@ class Confirmations:
 
     def __init__(self, keeper: LeaseKeeper, store: Store) -> None:
         self.keeper, self.store = keeper, store
-        self.seen = asyncio.Event()  # set by the leader's SEEN notice
+        self.seen = asyncio.Event()  # set by the leader's SEEN notices
         self.seen_up_to = 0.0  # the latest `holds_seen` a SEEN notice told
+        # The incidents a SEEN_INCIDENT notice named (the latest few hundred).
+        self.seen_incidents: dict[int, None] = {}
 
-    async def confirm_holds(self) -> None:
+    async def confirm_holds(self, incident_id: int) -> None:
         """After a declaration committed here: return once the leader's gate has its
-        holds, or once no leader can be sending; at most `fence_after`."""
+        holds (its SEEN_INCIDENT for it, or a `holds_seen` past the commit), or once
+        no leader can be sending; at most `fence_after`."""
         if self.keeper.may_act():
             return  # the leader's own gate took them before this
         started = time.monotonic()
@@ -250,14 +268,14 @@ class Confirmations:
         self.seen.clear()
         # The notice's time is after the declaration's commit: a leader whose
         # reading of the holds began later has them.
-        committed = await self.store.notify(CHANNEL, HOLDS)
+        committed = await self.store.notify(CHANNEL, f"{HOLDS} {incident_id}")
         while not self.keeper.may_act():  # became leader meanwhile: its gate has them
             # The leader's SEEN notice, or a look at the lease every 50 ms (a notice
             # can be lost, and none pass through PgBouncer).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.seen.wait(), 0.05)
             self.seen.clear()
-            if self.seen_up_to >= committed:
+            if incident_id in self.seen_incidents or self.seen_up_to >= committed:
                 return
             try:
                 lease = await self.store.lease()
@@ -269,7 +287,6 @@ class Confirmations:
                 log.warning("holds_not_confirmed", waited=limit)
                 return
 
-
     def saw(self, payload: str) -> None:
         """The leader's SEEN notice: it has applied the holds committed before the
         time it names (its update of `holds_seen`, committed with the notice). One
@@ -277,6 +294,18 @@ class Confirmations:
         callers to read the lease."""
         with contextlib.suppress(ValueError):
             self.seen_up_to = max(self.seen_up_to, float(payload))
+        self.seen.set()
+
+    def saw_incident(self, payload: str) -> None:
+        """The leader's SEEN_INCIDENT notice: its gate has that incident's holds.
+        Sent only while its lease is live (checked in the notice's statement), so
+        a deposed leader's never arrives; a leader that took over later read every
+        hold, this one's included, when it did."""
+        if not payload.isdigit():
+            return
+        self.seen_incidents[int(payload)] = None
+        while len(self.seen_incidents) > 500:
+            del self.seen_incidents[next(iter(self.seen_incidents))]
         self.seen.set()
 
 

@@ -37,7 +37,7 @@ class IncidentsBase:
 
     def __init__(self, store: Store, gate: Gate, publisher: Publisher, steps: StepRunner,
                  timer: Timer, metrics: Metrics, context: Callable[[], RunContext],
-                 holds_committed: Callable[[], Awaitable[None]] | None = None) -> None:
+                 holds_committed: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.store, self.gate, self.publisher, self.steps = store, gate, publisher, steps
         self.timer, self.metrics, self.clock = timer, metrics, timer.now
         self.context = context

@@ -83,7 +83,7 @@ class Incidents(Voids):
             request=request)
         self.gate.hold_many(scope, incident.id, book.suppress)
         if self.holds_committed is not None:
-            await self.holds_committed()
+            await self.holds_committed(incident.id)
         if incident.signal_key is not None:
             self.by_signal[incident.signal_key] = incident.id
         self.log.warning("incident_declared", incident=f"INC-{incident.id}", runbook=runbook,

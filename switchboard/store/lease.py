@@ -135,6 +135,16 @@ class LeaseRecords(StoreCore):
         database's time of the notice."""
         return self._db_clock()
 
+    def notify_if_leading(self, fence: Fence, channel: str, payload: str) -> bool:
+        """NOTIFY only while `fence` is the live lease (on PostgreSQL checked in the
+        notice's own statement): a deposed leader's notice is never sent. False if
+        it was not the lease."""
+        lease = self.lease()
+        if not lease.held_by(fence.holder) or lease.epoch != fence.epoch:
+            return False
+        self.notify(channel, payload)
+        return True
+
     def _check_fence(self, fence: Fence | None) -> None:
         """Inside a claim's transaction: raise Fenced unless `fence` is the live lease."""
         if fence is None:

@@ -90,6 +90,12 @@ class PostgresLeadership(ChannelRecords):
             "WHERE l.name = mine.name RETURNING 1) SELECT pg_notify(?, ?) FROM seen",
             (fence.holder, fence.epoch, at, at, *notice)).fetchone() is not None
 
+    def notify_if_leading(self, fence: Fence, channel: str, payload: str) -> bool:
+        return self._db.execute(
+            "SELECT pg_notify(?, ?) FROM leader_lease WHERE name = 'leader' AND holder = ? "
+            "AND epoch = ? AND expires_at > extract(epoch FROM clock_timestamp())",
+            (channel, payload, fence.holder, fence.epoch)).fetchone() is not None
+
     def holds_by_incident(self) -> tuple[float, dict[int, float | None]]:
         # One round trip: the statement's start comes before its snapshot, so every
         # hold committed before it is read.

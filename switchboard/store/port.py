@@ -198,6 +198,7 @@ class Store:
     release_lease = leased(SqliteStore.release_lease)
     see_holds = leased(SqliteStore.see_holds)
     notify = leased(SqliteStore.notify)
+    notify_if_leading = leased(SqliteStore.notify_if_leading)
 
     # -- channels
     save_channel_errors = written(SqliteStore.save_channel_errors)

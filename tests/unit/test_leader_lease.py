@@ -16,7 +16,15 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from switchboard.leadership import CHANNEL, RELEASED, LeaseKeeper, Notices, SoleLeader, Timing
+from switchboard.leadership import (
+    CHANNEL,
+    RELEASED,
+    SEEN_INCIDENT,
+    LeaseKeeper,
+    Notices,
+    SoleLeader,
+    Timing,
+)
 from switchboard.metrics import Metrics
 from switchboard.model import NewPost
 from switchboard.poststates import PostState
@@ -57,6 +65,11 @@ class Node:
         # each test drives the rounds itself.
         self.keeper._on_gain, self.keeper._on_lose = self.gained, self.lost
         await self.keeper.step()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)
 
 
 def run(dsn: str, test: Callable[[Store, Store], Awaitable[None]]) -> None:
@@ -227,11 +240,38 @@ def test_a_declaration_at_the_standby_waits_for_the_leader_to_apply_its_holds(
         a, b = Node(one, "a", clock, Timing()), Node(two, "b", clock, Timing())
         await a.begin()
         await b.begin()
-        waiting = asyncio.create_task(Confirmations(b.keeper, two).confirm_holds())
+        waiting = asyncio.create_task(Confirmations(b.keeper, two).confirm_holds(1))
         await asyncio.sleep(0.3)
         assert not waiting.done()  # the leader has not read the holds yet
         assert await one.see_holds(a.keeper.fence(), await one.db_time())
         await asyncio.wait_for(waiting, 1)
+    run(postgres_dsn, test)
+
+
+def test_a_declaration_at_the_standby_is_answered_by_the_leaders_notice_for_its_incident(
+        postgres_dsn: str) -> None:
+    """The leader names the incident whose holds its gate took, in a notice sent
+    only while its lease is live: the standby's caller waits for its own
+    incident's notice, not another's, and a deposed leader's never comes."""
+    async def test(one: Store, two: Store) -> None:
+        clock = Clock()
+        a, b = Node(one, "a", clock, Timing()), Node(two, "b", clock, Timing())
+        await a.begin()
+        await b.begin()
+        confirmations = Confirmations(b.keeper, two)
+        notices = Notices(postgres_dsn, {SEEN_INCIDENT: confirmations.saw_incident})
+        notices.start()
+        await asyncio.wait_for(notices.connected.wait(), 5)
+        waiting = asyncio.create_task(confirmations.confirm_holds(7))
+        assert await one.notify_if_leading(a.keeper.fence(), CHANNEL, f"{SEEN_INCIDENT} 8")
+        assert not await two.notify_if_leading(Fence("a", 0), CHANNEL, f"{SEEN_INCIDENT} 7")
+        await asyncio.wait_for(until(lambda: 8 in confirmations.seen_incidents), 2)
+        # The waiter woke for 8 too (it clears the event), and waits on for 7.
+        await asyncio.wait_for(until(lambda: not confirmations.seen.is_set()), 2)
+        assert not waiting.done()
+        assert await one.notify_if_leading(a.keeper.fence(), CHANNEL, f"{SEEN_INCIDENT} 7")
+        await asyncio.wait_for(waiting, 1)
+        await notices.stop()
     run(postgres_dsn, test)
 
 
@@ -244,7 +284,7 @@ def test_a_declaration_at_the_standby_is_acknowledged_at_once_without_a_live_lea
         await b.begin()
         await asyncio.sleep(SHORT.lease + 0.05)  # the leader froze; nobody took over yet
         started = time.monotonic()
-        await Confirmations(b.keeper, two).confirm_holds()
+        await Confirmations(b.keeper, two).confirm_holds(1)
         assert time.monotonic() - started < 0.2
     run(postgres_dsn, test)
 
