@@ -6,6 +6,7 @@ INSERTs as one statement over arrays (`Inserts`).
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -83,10 +84,11 @@ class PostgresConnection:
             return _Rows([], cur.rowcount)
 
 
-# How a column's values are given to an array of its type.
+# How a column's values are given to an array of its type (an array holds one
+# type; `operator.index` refuses a float for an integer column, never rounds it).
 _CASTS: dict[str, Callable[[Any], Any]] = {
-    "bigint": int, "integer": int, "smallint": int, "double precision": float, "real": float,
-    "text": str}
+    "bigint": operator.index, "integer": operator.index, "smallint": operator.index,
+    "double precision": float, "real": float, "text": str}
 _INSERT = re.compile(r"\s*INSERT INTO (\w+) \(([^()]*)\)\s*VALUES\s*\(([^()]*)\)\s*",
                      re.DOTALL)
 _LITERAL = re.compile(r"NULL|'[^'%]*'|-?\d+(\.\d+)?")
