@@ -326,6 +326,18 @@ class Notices:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _dispatch(self, payload: str) -> None:
+        """Anyone who may connect to the database may NOTIFY: a payload is a hint,
+        its handler checks it, and no payload can end the listening."""
+        word, _, rest = payload.partition(" ")
+        handler = self._handlers.get(word)
+        if handler is None:
+            return
+        try:
+            handler(rest)
+        except Exception:
+            log.exception("notice_not_understood", notice=payload[:80])
+
     async def _listen(self) -> None:
         delay = 0.5
         while True:
@@ -343,10 +355,7 @@ class Notices:
                 delay = 0.5
                 while True:
                     async for notice in conn.notifies(timeout=5.0):
-                        word, _, rest = notice.payload.partition(" ")
-                        handler = self._handlers.get(word)
-                        if handler is not None:
-                            handler(rest)
+                        self._dispatch(notice.payload)
                     # A quiet spell: make sure the connection is still there.
                     await conn.execute("SELECT 1")
             except psycopg.Error as exc:

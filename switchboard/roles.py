@@ -176,7 +176,8 @@ class Roles:
                 self.gate.hold_many(holds.channels, holds.incident_id, holds.suppress)
                 if holds.until is not None:
                     self.gate.set_until(holds.incident_id, holds.until)
-            await self.store.notify_if_leading(fence, CHANNEL, f"{SEEN_INCIDENT} {incident}")
+            await self.store.notify_if_leading(fence, CHANNEL,
+                                               f"{SEEN_INCIDENT} {incident} {fence.holder}")
         await self.sync()
 
     async def _arm(self) -> None:
@@ -198,8 +199,13 @@ class Roles:
             await self._follow_incidents(fence is not None and self.keeper.may_act())
 
     async def _confirm(self, fence: Fence, at: float) -> None:
-        # The notice carries the time: a standby's caller need not read the lease.
-        await self.store.see_holds(fence, at, (CHANNEL, f"{SEEN} {at!r}"))
+        """`holds_seen`, and a SEEN notice naming the time and this holder (a
+        standby's caller need not read the lease). Refused while another daemon
+        holds the lease row (a takeover): the next reading confirms."""
+        try:
+            await self.store.see_holds(fence, at, (CHANNEL, f"{SEEN} {at!r} {fence.holder}"))
+        except StoreUnavailable as exc:
+            log.warning("holds_not_confirmed_now", reason=exc.reason, epoch=fence.epoch)
 
     async def _apply_holds(self) -> float:
         """The holds of incidents new since the last reading, and the ends of those
@@ -289,24 +295,36 @@ class Confirmations:
 
     def saw(self, payload: str) -> None:
         """The leader's SEEN notice: it has applied the holds committed before the
-        time it names (its update of `holds_seen`, committed with the notice). One
-        without a time (an older daemon's, during an upgrade) sends the waiting
-        callers to read the lease."""
-        with contextlib.suppress(ValueError):
-            self.seen_up_to = max(self.seen_up_to, float(payload))
-        self.seen.set()
+        time it names (its update of `holds_seen`, committed with the notice)."""
+        at, holder = _words(payload, 2)
+        if self._from_leader(holder):
+            with contextlib.suppress(ValueError):
+                self.seen_up_to = max(self.seen_up_to, float(at))
+        self.seen.set()  # in any case, the waiting callers look at the lease
 
     def saw_incident(self, payload: str) -> None:
         """The leader's SEEN_INCIDENT notice: its gate has that incident's holds.
         Sent only while its lease is live (checked in the notice's statement), so
         a deposed leader's never arrives; a leader that took over later read every
         hold, this one's included, when it did."""
-        if not payload.isdigit():
-            return
-        self.seen_incidents[int(payload)] = None
-        while len(self.seen_incidents) > 500:
-            del self.seen_incidents[next(iter(self.seen_incidents))]
+        incident, holder = _words(payload, 2)
+        if self._from_leader(holder) and incident.isascii() and incident.isdigit():
+            self.seen_incidents[int(incident)] = None
+            while len(self.seen_incidents) > 500:
+                del self.seen_incidents[next(iter(self.seen_incidents))]
         self.seen.set()
+
+    def _from_leader(self, holder: str) -> bool:
+        """Any session on the database may NOTIFY; only the daemons that read the
+        lease know its holder's random id. A notice naming another (a leader
+        this daemon has not seen yet, another installation's) is only a wake-up."""
+        lease = self.keeper.last
+        return lease is not None and lease.holder is not None and holder == lease.holder
+
+
+def _words(payload: str, count: int) -> list[str]:
+    words = payload.split(" ")
+    return (words + [""] * count)[:count]
 
 
 def _binds(lease: Lease, committed: float, fence_after: float) -> bool:

@@ -238,12 +238,14 @@ def record_key(install_id: str, post_id: str, created_at: datetime) -> str:
     """A TID for the post's record. Every send of one post has the same key, so a
     retry or a released `unknown` post sent again rewrites its record instead of
     adding one; and no two posts share one, or the second would overwrite the
-    first. The 53 timestamp bits are the post's creation time plus its id in
-    microseconds: posts made by one request share their creation time but never
-    their id, and a later post has a larger id, so the sum grows with every post
-    and stays within minutes of its creation. The 10 clock-id bits hash the
-    install and the post, for a second store's posts of the same ids."""
-    micros = (int(created_at.timestamp() * 1_000_000) + _post_number(post_id)) & ((1 << 53) - 1)
+    first. The 53 timestamp bits are the post's creation time to the second,
+    with the post's id (modulo a million) as its microseconds: two posts made in
+    the same second never share their id, whatever order their ids were drawn
+    in (concurrent writers, two daemons), and the key stays within a second of
+    the post's creation. The 10 clock-id bits hash the install and the post, for
+    a second store's posts of the same ids."""
+    micros = (int(created_at.timestamp()) * 1_000_000
+              + _post_number(post_id) % 1_000_000) & ((1 << 53) - 1)
     digest = hashlib.sha256(f"{install_id}:{post_id}".encode()).digest()
     clock_id = int.from_bytes(digest[:2], "big") & 0x3FF
     value = (micros << 10) | clock_id

@@ -47,6 +47,9 @@ class PostgresLeadership(ChannelRecords):
             pids = [int(r[0]) for r in db.execute(
                 "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                 "WHERE l.relation = 'leader_lease'::regclass AND l.granted "
+                # pg_locks is the cluster's: a copy of this database (CREATE DATABASE
+                # ... TEMPLATE) has a table of the same oid.
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND l.mode IN ('RowShareLock', 'RowExclusiveLock') "
                 "AND l.pid <> pg_backend_pid() AND a.xact_start < to_timestamp(?)",
                 (lease.expires_at,))]

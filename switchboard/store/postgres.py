@@ -182,9 +182,11 @@ class PostgresStore(PostgresLeadership):
                 db.execute("UPDATE schema_version SET version = ?", (version + 1,))
 
     def _column_types(self) -> dict[tuple[str, str], str]:
-        rows = self._db.execute("SELECT table_name, column_name, data_type FROM "
-                                "information_schema.columns WHERE table_schema = "
-                                "current_schema()").fetchall()
+        # The tables this connection's unqualified names find (the search path's).
+        rows = self._db.execute(
+            "SELECT c.relname, a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid WHERE c.relkind = 'r' AND a.attnum > 0 "
+            "AND NOT a.attisdropped AND pg_table_is_visible(c.oid)").fetchall()
         return {(table, column): kind for table, column, kind in rows}
 
     def probe(self) -> None:

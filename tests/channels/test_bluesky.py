@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -87,6 +87,17 @@ def test_posts_made_by_one_request_never_share_a_record_key() -> None:
     later = datetime(2026, 12, 1, 9, 30, 0, 3_000, tzinfo=UTC)  # 3 ms on, ids after
     assert not keys & {record_key("install-a", str(post_id), later)
                        for post_id in range(20_001, 40_001)}
+
+
+def test_requests_whose_ids_were_drawn_out_of_time_order_never_share_a_record_key() -> None:
+    """Two requests stored side by side: the later one drew the smaller ids (four
+    writers, or two daemons, draw from one sequence in any order)."""
+    first = datetime(2026, 12, 1, 9, 30, 0, 500_000, tzinfo=UTC)
+    earlier_ids = {record_key("i", str(post_id), first) for post_id in range(6_000, 7_000)}
+    for gap in range(0, 400_000, 97):
+        later = first + timedelta(microseconds=gap)
+        assert not earlier_ids & {record_key("i", str(post_id), later)
+                                  for post_id in range(5_000, 6_000, 7)}, gap
 
 
 def test_a_released_post_sent_again_rewrites_its_record_instead_of_adding_one(

@@ -263,13 +263,22 @@ def test_a_declaration_at_the_standby_is_answered_by_the_leaders_notice_for_its_
         notices.start()
         await asyncio.wait_for(notices.connected.wait(), 5)
         waiting = asyncio.create_task(confirmations.confirm_holds(7))
-        assert await one.notify_if_leading(a.keeper.fence(), CHANNEL, f"{SEEN_INCIDENT} 8")
-        assert not await two.notify_if_leading(Fence("a", 0), CHANNEL, f"{SEEN_INCIDENT} 7")
+        leader = a.keeper.holder
+        # Any session may NOTIFY: one that does not name the leader is a wake-up only,
+        # and no payload stops the listening (notices arrive in commit order).
+        await one.notify(CHANNEL, f"{SEEN_INCIDENT} 7 someone")
+        await one.notify(CHANNEL, f"{SEEN_INCIDENT} ² {leader}")
+        assert not await two.notify_if_leading(Fence(leader, 0), CHANNEL,
+                                               f"{SEEN_INCIDENT} 7 {leader}")
+        assert await one.notify_if_leading(a.keeper.fence(), CHANNEL,
+                                           f"{SEEN_INCIDENT} 8 {leader}")
         await asyncio.wait_for(until(lambda: 8 in confirmations.seen_incidents), 2)
         # The waiter woke for 8 too (it clears the event), and waits on for 7.
         await asyncio.wait_for(until(lambda: not confirmations.seen.is_set()), 2)
         assert not waiting.done()
-        assert await one.notify_if_leading(a.keeper.fence(), CHANNEL, f"{SEEN_INCIDENT} 7")
+        assert 7 not in confirmations.seen_incidents
+        assert await one.notify_if_leading(a.keeper.fence(), CHANNEL,
+                                           f"{SEEN_INCIDENT} 7 {leader}")
         await asyncio.wait_for(waiting, 1)
         await notices.stop()
     run(postgres_dsn, test)
