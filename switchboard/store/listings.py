@@ -25,12 +25,7 @@ class Listings(PostRecords):
         if states:
             where.append(f"state IN ({','.join('?' * len(states))})")
             args += list(states)
-        if channel:
-            where.append("channel = ?")
-            args.append(channel)
-        if incident_id is not None:
-            where.append("incident_id = ?")
-            args.append(incident_id)
+        _channel_and_incident(where, args, channel, incident_id)
         sql = f"SELECT {_POST_COLUMNS} FROM posts"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -92,12 +87,7 @@ class Listings(PostRecords):
                         due_to: float | None, incident_id: int | None) -> int:
         where = [f"state IN ({','.join('?' * len(states))})"]
         args: list[Any] = list(states)
-        if channel:
-            where.append("channel = ?")
-            args.append(channel)
-        if incident_id is not None:
-            where.append("incident_id = ?")
-            args.append(incident_id)
+        _channel_and_incident(where, args, channel, incident_id)
         _due_window(where, args, due_from, due_to)
         with self._reading() as db:
             row = db.execute(f"SELECT COUNT(*) FROM posts WHERE {' AND '.join(where)}",
@@ -121,3 +111,14 @@ class Listings(PostRecords):
                               [*([before] if before is not None else []), limit]).fetchall()
             total = int(db.execute(count_sql).fetchone()[0])
         return [_incident(r) for r in rows], total
+
+
+def _channel_and_incident(where: list[str], args: list[Any], channel: str | None,
+                          incident_id: int | None) -> None:
+    """A listing's or a count's narrowing to one channel and one incident, if given."""
+    if channel:
+        where.append("channel = ?")
+        args.append(channel)
+    if incident_id is not None:
+        where.append("incident_id = ?")
+        args.append(incident_id)

@@ -191,6 +191,41 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
 
 
+@dataclass(frozen=True)
+class Declared:
+    """A drill's declaration as the harness saw it: the incident, or why not."""
+
+    incident: int | None
+    at: float  # when the answer was read (time.time())
+    ms: float  # how long the answer took
+    refusal: str = ""
+
+
+def declare_drill(api: Callable[..., Any], runbook: str, title: str,
+                  channels: list[str]) -> Declared:
+    """Declare through the API (`DaemonProcess.api`); the moment the 201 was read
+    is the one after which no marketing send may start."""
+    started = time.perf_counter()
+    response = api("POST", "/api/v1/incidents",
+                   {"runbook": runbook, "title": title, "channels": channels}, role="ops")
+    acknowledged = time.time()
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    if response.status_code != 201:
+        return Declared(None, acknowledged, ms,
+                        f"declaration answered {response.status_code}: {response.text}")
+    return Declared(_incident_number(response.json()["id"]), acknowledged, ms)
+
+
+def print_report(report: Any, json_path: Path | None) -> int:
+    """A harness run's report on stdout (and in `json_path`); 1 if it failed."""
+    out = json.dumps(asdict(report), indent=2)
+    if json_path:
+        json_path.write_text(out + "\n")
+    print(out)
+    print(report.summary())
+    return 1 if report.violations else 0
+
+
 def _incident_number(value: Any) -> int:
     return int(str(value).removeprefix("INC-"))
 
@@ -339,15 +374,11 @@ class CrashRun:
                  f"{', declared' if declaring else ''}; restart {record.restart_seconds:.2f}s")
 
     def _declare(self, daemon: DaemonProcess) -> None:
-        response = daemon.api("POST", "/api/v1/incidents",
-                              {"runbook": RUNBOOK, "title": "Crash drill",
-                               "channels": self.in_scope}, role="ops")
-        acknowledged = time.time()
-        if response.status_code != 201:
-            self.violation(f"declaration answered {response.status_code}: {response.text}")
+        declared = declare_drill(daemon.api, RUNBOOK, "Crash drill", list(self.in_scope))
+        if declared.incident is None:
+            self.violation(declared.refusal)
             return
-        self.ack = acknowledged
-        self.incident = _incident_number(response.json()["id"])
+        self.ack, self.incident = declared.at, declared.incident
         self.say(f"declared INC-{self.incident} on {', '.join(self.in_scope)}; "
                  f"201 at {_iso(self.ack)}")
 
@@ -667,12 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    out = json.dumps(asdict(report), indent=2)
-    if args.json:
-        args.json.write_text(out + "\n")
-    print(out)
-    print(report.summary())
-    return 1 if report.violations else 0
+    return print_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ from tests.daemon import DaemonProcess, base_config
 from tests.fakes.fake_webhook import HOOK_PATH, FakeWebhook
 from tests.fakes.server import Answer, Hang, Request
 from tests.postgres import PostgresServer, running_postgres
-from tests.reliability.crash import _incident_number, _iso, _machine, _ts
+from tests.reliability.crash import _iso, _machine, _ts, declare_drill, print_report
 
 FAULTS = ("kill9", "sigstop", "cut", "pg_restart", "sigterm")
 ENDS_PROCESS = {"kill9", "sigterm"}  # a replacement node is started after these
@@ -668,19 +668,15 @@ class FailoverRun:
         target = standby or leader
         self.report.declared_on = target.name
         self.report.declared_role = str(target.role())
-        started = time.perf_counter()
-        response = target.process.api("POST", "/api/v1/incidents",
-                                      {"runbook": RUNBOOK, "title": "Failover drill",
-                                       "channels": sorted(self.in_scope)}, role="ops")
-        acknowledged = time.time()
-        self.report.ack_ms = round((time.perf_counter() - started) * 1000, 2)
-        if response.status_code != 201:
-            self.violation(f"declaration answered {response.status_code}: {response.text}")
+        declared = declare_drill(target.process.api, RUNBOOK, "Failover drill",
+                                 sorted(self.in_scope))
+        self.report.ack_ms = declared.ms
+        if declared.incident is None:
+            self.violation(declared.refusal)
             return
-        self.ack = acknowledged
-        self.incident = _incident_number(response.json()["id"])
+        self.ack, self.incident = declared.at, declared.incident
         self.say(f"declared INC-{self.incident} on the {self.report.declared_role} "
-                 f"{target.name}: 201 in {self.report.ack_ms} ms at {_iso(acknowledged)}")
+                 f"{target.name}: 201 in {declared.ms} ms at {_iso(declared.at)}")
 
     def _check_incident(self, when: str) -> None:
         if self.incident is None:
@@ -785,14 +781,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}; run directory {tmp}", flush=True)
         report = FailoverRun(tmp, args.faults, args.posts, seed,
                              say=lambda m: print(m, flush=True)).run()
-    out = json.dumps(asdict(report), indent=2)
-    if args.json:
-        args.json.write_text(out + "\n")
-    print(out)
-    print(report.summary())
+    failed = print_report(report, args.json)
     with suppress(BrokenPipeError):
         sys.stdout.flush()
-    return 1 if report.violations else 0
+    return failed
 
 
 if __name__ == "__main__":
