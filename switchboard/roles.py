@@ -44,6 +44,7 @@ from switchboard.leadership import (
 from switchboard.publisher import Publisher
 from switchboard.steps import StepRunner
 from switchboard.store import Fence, Lease, Store, StoreUnavailable
+from switchboard.text import decimal
 from switchboard.timer import Timer
 
 log = structlog.get_logger("roles")
@@ -170,9 +171,10 @@ class Roles:
         """A standby's HOLDS notice: at the leader, first the named incident's holds
         into the gate and SEEN for it (its caller waits for that alone), then the
         whole reading and the incidents' steps."""
-        if incident.isdigit() and self.keeper.may_act():
+        number = decimal(incident)
+        if number is not None and self.keeper.may_act():
             fence = self.keeper.fence()
-            for holds in await self.store.holds_of([int(incident)]):
+            for holds in await self.store.holds_of([number]):
                 self.gate.hold_many(holds.channels, holds.incident_id, holds.suppress)
                 if holds.until is not None:
                     self.gate.set_until(holds.incident_id, holds.until)

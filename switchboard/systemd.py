@@ -10,6 +10,8 @@ import contextlib
 import os
 import socket
 
+from switchboard.text import decimal
+
 
 class Notifier:
     def __init__(self, environ: dict[str, str] | None = None) -> None:
@@ -41,8 +43,10 @@ def _watchdog_interval(env: dict[str, str] | os._Environ[str]) -> float | None:
     """Half of WATCHDOG_USEC, as systemd recommends; None when not watched."""
     usec = env.get("WATCHDOG_USEC", "")
     pid = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    interval = decimal(usec)
+    if not interval:
         return None
-    if pid and pid.isdigit() and int(pid) != os.getpid():
+    watcher = decimal(pid)
+    if watcher is not None and watcher != os.getpid():
         return None
-    return int(usec) / 1_000_000 / 2
+    return interval / 1_000_000 / 2

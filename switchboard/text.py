@@ -61,3 +61,14 @@ def sanitised(value: str) -> str:
     if lone_surrogate(value) is None:
         return value
     return "".join(REPLACEMENT if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+
+
+def decimal(value: str, digits: int = 18) -> int | None:
+    """`value` as a whole number when it is 1 to `digits` ASCII digits, else None.
+
+    `str.isdigit` alone accepts '²' and other Unicode digits, which `int()` then
+    refuses or reads as something else; 18 digits stay within SQLite's 64 bits.
+    """
+    if value.isascii() and value.isdigit() and len(value) <= digits:
+        return int(value)
+    return None

@@ -21,7 +21,7 @@ from switchboard.keylocks import KeyedLocks
 from switchboard.refusals import Refused
 from switchboard.store import KeyedRequest, RequestKey
 from switchboard.store import fingerprint as body_fingerprint
-from switchboard.text import first_bad_text
+from switchboard.text import decimal, first_bad_text
 
 if TYPE_CHECKING:
     from switchboard.store import Store
@@ -125,10 +125,10 @@ def text_field(body: dict[str, Any], key: str) -> str:
 
 
 def parse_int(value: str, what: str) -> int:
-    # ASCII digits only ('²' is a digit to Python), and within SQLite's 64 bits.
-    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+    parsed = decimal(value)
+    if parsed is None:
         raise refusals.bad_request(f"bad {what} {value[:40]!r}")
-    return int(value)
+    return parsed
 
 
 def with_times(entry: dict[str, Any]) -> dict[str, Any]:

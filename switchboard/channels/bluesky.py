@@ -44,6 +44,7 @@ from switchboard.channels.remote import Attempt, ChannelThreads, compose, report
 from switchboard.channels.retry import RateLimited, Retrier, RetryPolicy
 from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
+from switchboard.text import decimal
 
 T = TypeVar("T")
 
@@ -253,7 +254,7 @@ def record_key(install_id: str, post_id: str, created_at: datetime) -> str:
 
 
 def _post_number(post_id: str) -> int:
-    return int(post_id) if post_id.isdigit() else 0
+    return decimal(post_id) or 0
 
 
 def link_facets(text: str) -> list[models.AppBskyRichtextFacet.Main]:

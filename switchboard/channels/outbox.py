@@ -20,6 +20,7 @@ from pathlib import Path
 from switchboard.channels.base import Channel, ChannelError, Message, Receipt
 from switchboard.clock import Clock, system_clock
 from switchboard.config import ChannelConfig
+from switchboard.text import decimal
 
 
 class OutboxChannel(Channel):
@@ -87,4 +88,5 @@ def _rfc3339(at: datetime) -> str:
 
 def _post_id(post_id: str) -> int | str:
     """The post's id as the API gives it (an integer); any other id as it came."""
-    return int(post_id) if post_id.isdigit() else post_id
+    number = decimal(post_id)
+    return post_id if number is None else number

@@ -23,6 +23,7 @@ from switchboard.config.model import (
     unknown_channel_message,
 )
 from switchboard.config.sections import _owner
+from switchboard.text import decimal
 from switchboard.yamldoc import Document, Path_, Section
 
 
@@ -176,10 +177,11 @@ class _Reader(_ChannelSections, _FeedSections):
     def _listen(self, top: Section) -> tuple[str, int]:
         value = top.get("listen", str, "127.0.0.1:8650")
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        number = decimal(port, 5)
+        if not host or number is None or number >= 65536:
             self.doc.problem(top.at("listen"), f"must be HOST:PORT, not {value!r}")
             return "127.0.0.1", 8650
-        return host.strip("[]"), int(port)
+        return host.strip("[]"), number
 
     def _timezone(self, top: Section) -> ZoneInfo:
         name = top.get("timezone", str, "UTC")

@@ -8,6 +8,7 @@ from switchboard import refusals
 from switchboard.clock import rfc3339
 from switchboard.feeds.signal import Signal
 from switchboard.model import Incident
+from switchboard.text import decimal
 
 REVIEW_COMMAND = "switchboard post list --state held"
 
@@ -31,9 +32,10 @@ def void_notice(incident: Incident, actor: str, reason: str, retracted: list[int
 def parse_incident_id(value: str) -> int:
     text = value.strip().upper()
     number = text[4:] if text.startswith("INC-") else text
-    if not (number.isascii() and number.isdigit() and len(number) <= 18):
+    parsed = decimal(number)
+    if parsed is None:
         raise refusals.bad_request(f"bad incident id {value[:40]!r} (expected INC-<n>)")
-    return int(number)
+    return parsed
 
 
 def signal_key(signal: Signal) -> str:

@@ -50,9 +50,12 @@ def test_marketing_schedules_from_compose_and_a_too_long_post_is_refused_by_coun
     assert schedule.is_disabled()
     # Forced past the counter, the server refuses it all the same and keeps the text.
     page.get_by_label("Send at").fill(local_input(timedelta(days=2, hours=3)))
-    page.evaluate("document.querySelectorAll('#compose-buttons button')"
-                  ".forEach(b => b.disabled = false)")
-    schedule.click()
+    # Enabled and clicked in one script turn: a count re-render (the text's input, an SSE
+    # change) landing between two Playwright calls would disable the button again.
+    with page.expect_navigation():
+        page.evaluate("() => { const b = document.querySelector("
+                      "'#compose-buttons button[value=schedule]');"
+                      " b.disabled = false; b.click(); }")
     refusal = page.locator("p.error[role=alert]")
     refusal.wait_for()
     assert "290 characters" in refusal.inner_text() and "280" in refusal.inner_text()
