@@ -66,7 +66,7 @@ def sanitised(value: str) -> str:
 def decimal(value: str, digits: int = 18) -> int | None:
     """`value` as a whole number when it is 1 to `digits` ASCII digits, else None.
 
-    `str.isdigit` alone accepts '²' and other Unicode digits, which `int()` then
+    `str.isdigit` alone accepts superscripts and other Unicode digits, which `int()` then
     refuses or reads as something else; 18 digits stay within SQLite's 64 bits.
     """
     if value.isascii() and value.isdigit() and len(value) <= digits:

@@ -13,6 +13,7 @@ database).
 
 from switchboard.store.core import (
     BUSY_TIMEOUT_MS,
+    DECLARATION_WAIT_MS,
     FEED_EVENT_RETENTION,
     INTERRUPTED_SEND,
     LOCK_NAME,
@@ -35,6 +36,7 @@ from switchboard.store.sqlite import SqliteStore
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "DECLARATION_WAIT_MS",
     "FEED_EVENT_RETENTION",
     "INTERRUPTED_SEND",
     "LOCK_NAME",

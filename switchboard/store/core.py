@@ -44,6 +44,11 @@ REQUEST_KEY_DAYS = 7
 # The loop's connection waits this long for a write lock held by another
 # process, then answers "busy": a declaration must never hang for seconds.
 BUSY_TIMEOUT_MS = 200
+# A declaration waits longer on PostgreSQL: the claims in flight there (several
+# daemons' and writer threads' at once, each committing with an fsync) hold the
+# holds' lock until they commit, and the declaration is the one write that must
+# get through. Still well inside any feed sender's timeout.
+DECLARATION_WAIT_MS = 1000
 LOCK_NAME = "switchboard.lock"
 # The error of an immediate send that a restart caught before it started.
 INTERRUPTED_SEND = ("the daemon stopped before this immediate send started; it was not "
@@ -193,8 +198,10 @@ class StoreCore(ABC):
         self.failure: StoreUnavailable | None = None
 
     @abstractmethod
-    def transaction(self, durable: bool = True) -> AbstractContextManager[Connection]:
-        """One atomic write on `self._db`; raises StoreUnavailable if nothing was recorded."""
+    def transaction(self, durable: bool = True,
+                    wait_ms: int = BUSY_TIMEOUT_MS) -> AbstractContextManager[Connection]:
+        """One atomic write on `self._db`, waiting at most `wait_ms` for each lock another
+        transaction holds; raises StoreUnavailable if nothing was recorded."""
 
     @abstractmethod
     def _reading(self) -> AbstractContextManager[Connection]:

@@ -8,7 +8,13 @@ from typing import Any
 
 from switchboard.model import HeldPlan, Hold, Incident, IncidentHolds, TimelineEntry
 from switchboard.poststates import PostState
-from switchboard.store.core import _INCIDENT_COLUMNS, FEED_EVENT_RETENTION, RequestKey, _incident
+from switchboard.store.core import (
+    _INCIDENT_COLUMNS,
+    DECLARATION_WAIT_MS,
+    FEED_EVENT_RETENTION,
+    RequestKey,
+    _incident,
+)
 from switchboard.store.lease import Fence
 from switchboard.store.listings import Listings
 
@@ -35,7 +41,7 @@ class IncidentRecords(Listings):
                  now: float, request: RequestKey | None = None) -> Incident:
         """`declare`, and the incident as stored (the INSERT's own RETURNING: no
         second reading for the declaration's answer)."""
-        with self.transaction() as db:
+        with self.transaction(wait_ms=DECLARATION_WAIT_MS) as db:
             incident = _incident(db.execute(
                 "INSERT INTO incidents (title, runbook, severity, state, channels, suppress, "
                 "reason, source, signal_key, signal, declared_at, declared_by) "

@@ -47,10 +47,13 @@ _MIGRATION_LOCK = 0x73776264
 # (idle between two statements for longer than any of ours ever is) and the
 # pool replaces the connection. The daemons' leases pass meanwhile.
 IDLE_IN_TRANSACTION = "5s"
-_BEGIN = (f"BEGIN; SET LOCAL lock_timeout = '{BUSY_TIMEOUT_MS}ms'; "
-          f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
-# Only for records whose loss on a crash of the server is safe (see StoreCore.transaction).
-_BEGIN_NOT_DURABLE = _BEGIN + "; SET LOCAL synchronous_commit = off"
+
+
+def _begin(durable: bool, wait_ms: int) -> str:
+    begin = (f"BEGIN; SET LOCAL lock_timeout = '{int(wait_ms)}ms'; "
+             f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
+    # Only for records whose loss on a crash of the server is safe (see StoreCore.transaction).
+    return begin if durable else begin + "; SET LOCAL synchronous_commit = off"
 
 
 class _Statements:
@@ -229,7 +232,8 @@ class PostgresStore(PostgresLeadership):
             self._pool.putconn(conn)
 
     @contextmanager
-    def transaction(self, durable: bool = True) -> Iterator[Connection]:
+    def transaction(self, durable: bool = True,
+                    wait_ms: int = BUSY_TIMEOUT_MS) -> Iterator[Connection]:
         """One atomic write (READ COMMITTED, with the row locks the noun parts take).
 
         Raises StoreUnavailable when nothing was recorded: locks held too long
@@ -241,15 +245,15 @@ class PostgresStore(PostgresLeadership):
         with self._borrowed() as conn:
             self._local.conn = PostgresConnection(conn, self._inserts)
             try:
-                yield from self._atomically(conn, durable)
+                yield from self._atomically(conn, _begin(durable, wait_ms))
             finally:
                 self._local.conn = None
         self._delta.clear()  # the posts are counted in the database (count_by_state)
 
     def _atomically(self, conn: psycopg.Connection[tuple[Any, ...]],
-                    durable: bool) -> Iterator[Connection]:
+                    begin: str) -> Iterator[Connection]:
         try:
-            conn.execute(_BEGIN if durable else _BEGIN_NOT_DURABLE)
+            conn.execute(begin)
             yield self._db
         except BaseException as exc:
             self._delta.clear()

@@ -144,13 +144,17 @@ class SqliteCore(StoreCore):
         raise self.failure
 
     @contextmanager
-    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = True,
+                    wait_ms: int = BUSY_TIMEOUT_MS) -> Iterator[sqlite3.Connection]:
         """One atomic write. `durable=False` skips the fsync: only for records whose
         loss on a power cut is safe (an outcome whose `sending` was already synced
         then reads as `unknown`, never as a post to send again).
 
         Raises StoreUnavailable (nothing recorded) when another process holds
-        the write lock, the disk is full or the file is gone."""
+        the write lock, the disk is full or the file is gone. `wait_ms` is not
+        used: this process's writes take turns on one thread and never wait for
+        each other's locks, and another process holding the lock (someone's
+        `sqlite3` shell) is not one a longer wait would see through."""
         self.check_file()
         if not durable:
             self._db.execute("PRAGMA synchronous=NORMAL")

@@ -15,6 +15,8 @@ from structlog.testing import capture_logs
 
 from switchboard.model import NewPost
 from switchboard.store import (
+    BUSY_TIMEOUT_MS,
+    DECLARATION_WAIT_MS,
     MIGRATIONS,
     Fence,
     Fenced,
@@ -25,6 +27,7 @@ from switchboard.store import (
 from switchboard.store.pgdialect import Inserts, translate
 from switchboard.store.postgres import PostgresStore
 from tests.postgres import PostgresServer, free_port, own_postgres_server
+from tests.store.conftest import wait_until_waiting_for_a_lock
 
 __all__ = ["own_postgres_server"]
 
@@ -377,3 +380,62 @@ def test_a_stuck_session_of_another_role_is_left_alone_and_the_takeover_says_why
         thread.join(timeout=10)
         old.close()
         standby.close()
+
+
+def _declare_during_a_claim(postgres_dsn: str, claim_lasts: float
+                            ) -> tuple[PostgresStore, int | str, float]:
+    """A declaration on one daemon while the other's claim holds the holds' lock for
+    `claim_lasts` seconds: the declaration's id (or why it was refused), and how
+    long it waited."""
+    one, two = PostgresStore.open(postgres_dsn), PostgresStore.open(postgres_dsn)
+    [post] = _post(one, "x")
+    results: list[int | str] = []
+    waited: list[float] = []
+
+    def declaring() -> None:
+        started = time.monotonic()
+        try:
+            results.append(one.declare(
+                title="outage", runbook="default", severity="major", channels=["outbox"],
+                suppress=["marketing"], reason=None, source="api", signal_key=None,
+                signal=None, actor="ops", now=10.5))
+        except StoreUnavailable as exc:
+            results.append(exc.reason)
+        waited.append(time.monotonic() - started)
+
+    try:
+        with two.transaction() as db:
+            two._lock_holds()  # as a claim does, then its write
+            db.execute("UPDATE posts SET state = 'queued' WHERE id = ?", (post,))
+            declarer = threading.Thread(target=declaring)
+            declarer.start()
+            wait_until_waiting_for_a_lock(two)
+            time.sleep(claim_lasts)
+        declarer.join()
+    finally:
+        two.close()
+    return one, results[0], waited[0]
+
+
+def test_a_declaration_waits_out_a_claim_longer_than_any_other_write_would(
+        postgres_dsn: str) -> None:
+    # A claim committing on a slow disk, or several side by side, holds the lock
+    # past the ordinary wait: the declaration still gets through, after them.
+    one, incident, _ = _declare_during_a_claim(postgres_dsn, 2 * BUSY_TIMEOUT_MS / 1000)
+    try:
+        assert isinstance(incident, int)
+        assert [h.incident_id for h in one.holds()] == [incident]
+    finally:
+        one.close()
+
+
+def test_a_declaration_behind_a_lock_held_too_long_answers_busy_and_records_nothing(
+        postgres_dsn: str) -> None:
+    limit = DECLARATION_WAIT_MS / 1000
+    one, result, waited = _declare_during_a_claim(postgres_dsn, limit + 0.5)
+    try:
+        assert result == "busy"
+        assert limit <= waited < limit + 0.5, "it did not give up at its limit"
+        assert one.holds() == [] and one.incidents() == []
+    finally:
+        one.close()

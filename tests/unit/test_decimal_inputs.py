@@ -1,6 +1,6 @@
 """Numbers read from text outside the code: only ASCII digits count.
 
-Python's `str.isdigit` says yes to '²', '٣' and other Unicode digits; `int()`
+Python's `str.isdigit` says yes to superscripts, Arabic-Indic and other Unicode digits; `int()`
 then refuses some of them (a crash where a clear refusal belongs) and reads
 others as a different number. Each door that reads a number is tried with them.
 """
@@ -19,10 +19,11 @@ from switchboard.systemd import Notifier
 from switchboard.text import decimal
 from tests.unit.test_config_check import GOOD, check
 
-UNICODE_DIGITS = ["²", "١٢", "１２", "12²", "٣"]
+# Superscript two, Arabic-Indic one-two, fullwidth one-two, 12 squared, Arabic-Indic three.
+UNICODE_DIGITS = ["\u00b2", "\u0661\u0662", "\uff11\uff12", "12\u00b2", "\u0663"]
 
 
-@pytest.mark.parametrize("text", UNICODE_DIGITS + ["", "-1", "1.5", " 1", "1" * 19])
+@pytest.mark.parametrize("text", [*UNICODE_DIGITS, "", "-1", "1.5", " 1", "1" * 19])
 def test_decimal_refuses_anything_but_ascii_digits(text: str) -> None:
     assert decimal(text) is None
 
@@ -53,12 +54,12 @@ def test_a_watchdog_interval_in_unicode_digits_is_not_a_watchdog(text: str) -> N
 
 def test_an_outbox_post_id_in_unicode_digits_is_kept_as_text() -> None:
     assert _post_id("42") == 42
-    assert _post_id("4²") == "4²"
+    assert _post_id("4\u00b2") == "4\u00b2"
 
 
 def test_a_listen_port_in_unicode_digits_is_a_config_problem(tmp_path: Path) -> None:
-    code, out = check(tmp_path, GOOD.replace("127.0.0.1:8650", "127.0.0.1:8６50"),
+    code, out = check(tmp_path, GOOD.replace("127.0.0.1:8650", "127.0.0.1:8\uff1650"),
                       {"SB_CHECK_TOKEN": "t"})
     assert code == 1, out
-    assert "CONFIG:1:1: listen: must be HOST:PORT, not '127.0.0.1:8６50'" in out
+    assert "CONFIG:1:1: listen: must be HOST:PORT, not '127.0.0.1:8\uff1650'" in out
     assert "Traceback" not in out
