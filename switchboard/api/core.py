@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("api")
 
+# (method, path, handler, the least role that may call it)
+Route = tuple[str, str, Handler, str | None]
+
 
 class Api:
     def __init__(self, services: Services) -> None:
@@ -57,54 +60,54 @@ class Api:
         self.roles: dict[tuple[str, str], str | None] = {}
         self._routes(app.router)
         app.on_response_prepare.append(self._zone_header)
-        self._people_routes(app.router)
         return app
 
     def _routes(self, r: web.UrlDispatcher) -> None:
+        for method, path, handler, role in self._table():
+            resource = r.add_route(method, path, handler)
+            canonical = resource.resource.canonical if resource.resource else path
+            self.roles[(method, canonical)] = role
+
+    def _table(self) -> list[Route]:
+        """Every route with the least role that may call it (None: open, or checked by
+        the handler itself). Approvers are checked per post (their team), the audit
+        per reader, feed deliveries by each feed's own credential."""
         health, posts, incidents = self.health, self.posts, self.incidents
-        self._add(r, "GET", "/healthz", health.healthz, None)
-        self._add(r, "GET", "/readyz", health.readyz, None)
-        self._add(r, "GET", "/metrics", health.metrics, None)
-        self._add(r, "GET", "/api/v1/status", health.status, "viewer")
-        self._add(r, "GET", "/api/v1/channels", health.channels, "viewer")
-        self._add(r, "GET", "/api/v1/posts", posts.list_posts, "viewer")
-        self._add(r, "POST", "/api/v1/posts", posts.schedule_posts, "viewer")
-        self._add(r, "POST", "/api/v1/posts/import", posts.import_posts, "viewer")
-        self._add(r, "GET", "/api/v1/posts/{id}", posts.get_post, "viewer")
-        self._add(r, "PATCH", "/api/v1/posts/{id}", posts.edit_post, "viewer")
-        self._add(r, "POST", "/api/v1/posts/actions", posts.post_actions, "marketing")
-        for action in ("cancel", "release", "drop"):
-            self._add(r, "POST", f"/api/v1/posts/{{id}}/{action}", posts.post_action,
-                      "marketing")
-        self._add(r, "POST", "/api/v1/send", self.sends.send, "viewer")
-        self._add(r, "GET", "/api/v1/incidents", incidents.list_incidents, "viewer")
-        self._add(r, "POST", "/api/v1/incidents", incidents.declare, "ops")
-        self._add(r, "GET", "/api/v1/incidents/{id}", incidents.get_incident, "viewer")
-        self._add(r, "POST", "/api/v1/incidents/{id}/update", incidents.update_incident, "ops")
-        self._add(r, "POST", "/api/v1/incidents/{id}/resolve", incidents.resolve_incident,
-                  "ops")
-        self._add(r, "POST", "/api/v1/incidents/{id}/void", incidents.void_incident, "ops")
-        self._add(r, "POST", "/api/v1/incidents/{id}/release", incidents.release_incident,
-                  "ops")
-        self._add(r, "GET", "/api/v1/feeds", self.feeds.feeds_status, "viewer")
-        self._add(r, "POST", "/feeds/{feed_id}", self.feeds.feed, None)
-
-    def _people_routes(self, r: web.UrlDispatcher) -> None:
-        # Approvers are checked per post (their team), the audit per reader.
         approvals, people = self.approvals, self.people
-        self._add(r, "POST", "/api/v1/posts/{id}/approve", approvals.approve_post, "viewer")
-        self._add(r, "POST", "/api/v1/posts/{id}/reject", approvals.reject_post, "viewer")
-        self._add(r, "GET", "/api/v1/users", people.list_users, "admin")
-        self._add(r, "POST", "/api/v1/users", people.add_user, "admin")
-        self._add(r, "PATCH", "/api/v1/users/{name}", people.update_user, "admin")
-        self._add(r, "POST", "/api/v1/users/{name}/tokens", people.new_user_token, "admin")
-        self._add(r, "GET", "/api/v1/audit", people.audit, "viewer")
-        self._add(r, "POST", "/api/v1/session", people.session, None)
-
-    def _add(self, router: web.UrlDispatcher, method: str, path: str, handler: Handler,
-             role: str | None) -> None:
-        resource = router.add_route(method, path, handler)
-        self.roles[(method, resource.resource.canonical if resource.resource else path)] = role
+        actions: list[Route] = [("POST", f"/api/v1/posts/{{id}}/{action}", posts.post_action,
+                                 "marketing") for action in ("cancel", "release", "drop")]
+        return [
+            ("GET", "/healthz", health.healthz, None),
+            ("GET", "/readyz", health.readyz, None),
+            ("GET", "/metrics", health.metrics, None),
+            ("GET", "/api/v1/status", health.status, "viewer"),
+            ("GET", "/api/v1/channels", health.channels, "viewer"),
+            ("GET", "/api/v1/posts", posts.list_posts, "viewer"),
+            ("POST", "/api/v1/posts", posts.schedule_posts, "viewer"),
+            ("POST", "/api/v1/posts/import", posts.import_posts, "viewer"),
+            ("GET", "/api/v1/posts/{id}", posts.get_post, "viewer"),
+            ("PATCH", "/api/v1/posts/{id}", posts.edit_post, "viewer"),
+            ("POST", "/api/v1/posts/actions", posts.post_actions, "marketing"),
+            *actions,
+            ("POST", "/api/v1/posts/{id}/approve", approvals.approve_post, "viewer"),
+            ("POST", "/api/v1/posts/{id}/reject", approvals.reject_post, "viewer"),
+            ("POST", "/api/v1/send", self.sends.send, "viewer"),
+            ("GET", "/api/v1/incidents", incidents.list_incidents, "viewer"),
+            ("POST", "/api/v1/incidents", incidents.declare, "ops"),
+            ("GET", "/api/v1/incidents/{id}", incidents.get_incident, "viewer"),
+            ("POST", "/api/v1/incidents/{id}/update", incidents.update_incident, "ops"),
+            ("POST", "/api/v1/incidents/{id}/resolve", incidents.resolve_incident, "ops"),
+            ("POST", "/api/v1/incidents/{id}/void", incidents.void_incident, "ops"),
+            ("POST", "/api/v1/incidents/{id}/release", incidents.release_incident, "ops"),
+            ("GET", "/api/v1/feeds", self.feeds.feeds_status, "viewer"),
+            ("POST", "/feeds/{feed_id}", self.feeds.feed, None),
+            ("GET", "/api/v1/users", people.list_users, "admin"),
+            ("POST", "/api/v1/users", people.add_user, "admin"),
+            ("PATCH", "/api/v1/users/{name}", people.update_user, "admin"),
+            ("POST", "/api/v1/users/{name}/tokens", people.new_user_token, "admin"),
+            ("GET", "/api/v1/audit", people.audit, "viewer"),
+            ("POST", "/api/v1/session", people.session, None),
+        ]
 
     async def _close_reads(self, app: web.Application) -> None:
         self._reads.shutdown(wait=False, cancel_futures=True)
