@@ -310,8 +310,9 @@ class Confirmations:
         a deposed leader's never arrives; a leader that took over later read every
         hold, this one's included, when it did."""
         incident, holder = _words(payload, 2)
-        if self._from_leader(holder) and incident.isascii() and incident.isdigit():
-            self.seen_incidents[int(incident)] = None
+        number = decimal(incident)
+        if self._from_leader(holder) and number is not None:
+            self.seen_incidents[number] = None
             while len(self.seen_incidents) > 500:
                 del self.seen_incidents[next(iter(self.seen_incidents))]
         self.seen.set()

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from switchboard.text import decimal
+
 DEFAULT_URL = "http://127.0.0.1:8650"
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
 # Requests that create something carry one Idempotency-Key per invocation and
@@ -57,7 +59,7 @@ class Client:
             following = response.links.get("next", {}).get("url")
             following = None if following is None else urljoin(self.url + "/", following)
             total = response.headers.get("X-Total-Count")
-            yield data, following, int(total) if total and total.isdigit() else None
+            yield data, following, decimal(total or "")
             url, query = (following, None) if follow else (None, None)
 
     def exchange(self, method: str, url: str, body: Any = None,

@@ -20,6 +20,7 @@ from aiohttp import web
 from switchboard.auth import Caller
 from switchboard.model import Post
 from switchboard.poststates import PostState
+from switchboard.text import decimal
 
 if TYPE_CHECKING:
     from switchboard.console.guard import Guard, View
@@ -32,6 +33,12 @@ PAGE = 50
 def form_str(form: Any, key: str) -> str:
     value = form.get(key, "")
     return value.strip() if isinstance(value, str) else ""
+
+
+def form_ids(form: Any) -> list[int]:
+    """The post ids a form's checkboxes name; anything that is not one is left out."""
+    numbers = [decimal(i) for i in form.getall("id", []) if isinstance(i, str)]
+    return [n for n in numbers if n is not None]
 
 
 def done(location: str, message: str, refused: str = "") -> web.HTTPSeeOther:

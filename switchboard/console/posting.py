@@ -15,6 +15,7 @@ from switchboard.channels.base import with_link
 from switchboard.console.page import Page, done, form_str, probe
 from switchboard.model import Post
 from switchboard.refusals import Refused
+from switchboard.text import decimal
 
 if TYPE_CHECKING:
     from switchboard.console.page import Add
@@ -136,7 +137,8 @@ class Posting(Page):
 
     async def post_or_404(self, request: web.Request) -> Post:
         raw = request.match_info["id"]
-        post = await self.d.store.post(int(raw)) if raw.isascii() and raw.isdigit() else None
+        number = decimal(raw)
+        post = None if number is None else await self.d.store.post(number)
         if post is None:
             raise web.HTTPNotFound(text=f"no post {raw[:40]}")
         return post

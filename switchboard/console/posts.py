@@ -11,7 +11,7 @@ from aiohttp import web
 
 from switchboard import people, refusals
 from switchboard.api import LISTED_STATES
-from switchboard.console.page import PAGE, Page, done, form_str
+from switchboard.console.page import PAGE, Page, done, form_ids, form_str
 from switchboard.posts import spaced_times
 from switchboard.poststates import PostState
 from switchboard.refusals import Refused
@@ -50,7 +50,7 @@ class PostPages(Page):
     async def posts_action(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         action = form_str(form, "action")
-        ids = [int(i) for i in form.getall("id", []) if isinstance(i, str) and i.isdigit()]
+        ids = form_ids(form)
         back = form_str(form, "back") or "/posts"
         if not back.startswith("/") or back.startswith("//"):
             back = "/posts"
@@ -107,7 +107,7 @@ class PostPages(Page):
         runbook's min_spacing) or drop."""
         form = await request.post()
         action = form_str(form, "action")
-        ids = [int(i) for i in form.getall("id", []) if isinstance(i, str) and i.isdigit()]
+        ids = form_ids(form)
         if action not in ("release", "drop") or not ids:
             raise done("/held", "choose held posts and release or drop")
         times = await self.spaced(ids) if action == "release" else None

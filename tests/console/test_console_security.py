@@ -165,3 +165,20 @@ def test_every_page_passes_an_axe_check_with_no_serious_violations(
               role="ops")
     assert found == {}
     page.context.close()
+
+
+def test_forged_ids_in_forms_and_paths_are_refused_never_a_server_error(
+        daemon: DaemonProcess) -> None:
+    # Superscript two and fullwidth digits are digits to Python's isdigit, not ids.
+    post = daemon.ok("POST", "/api/v1/posts", {"channel": "outbox", "text": "Carols",
+                                               "at": "+3d"}, role="marketing")
+    mia = session(daemon, "mia")
+    token = csrf_of(mia, daemon.url + "/")
+    for path, action in (("/posts/actions", "cancel"), ("/held", "release")):
+        answer = mia.post(daemon.url + path, data={
+            "csrf": token, "action": action, "id": ["\u00b2", "\uff11", "9" * 40]},
+            allow_redirects=False, timeout=30)
+        assert answer.status_code in (303, 400), (path, answer.status_code, answer.text)
+    for path in ("/posts/\u00b2/edit", "/posts/" + "9" * 40 + "/edit"):
+        assert mia.get(daemon.url + path, timeout=30).status_code == 404, path
+    assert daemon.ok("GET", f"/api/v1/posts/{post['id']}")["state"] == "scheduled"
