@@ -31,6 +31,7 @@ class SqliteCore(StoreCore):
         self._db: sqlite3.Connection = conn
         self.path = path
         self._checkpointer: threading.Thread | None = None
+        self.upkeep_rounds = 0  # checkpoints tried, for a look from outside
         self._checkpoint_stop = threading.Event()
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
@@ -94,6 +95,7 @@ class SqliteCore(StoreCore):
                 # Busy or locked: the next round catches up.
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.upkeep_rounds += 1
         finally:
             conn.close()
 
