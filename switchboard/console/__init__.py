@@ -18,7 +18,6 @@ from switchboard.console.calendar import CalendarPage
 from switchboard.console.guard import COOKIE, HERE, Guard, same_origin, with_headers
 from switchboard.console.importer import ImportPage
 from switchboard.console.incidents import IncidentPages
-from switchboard.console.live import Pulse
 from switchboard.console.now import NowPage
 from switchboard.console.page import Page
 from switchboard.console.people import PeoplePages
@@ -40,7 +39,7 @@ class Console:
             NowPage(self.guard, posting), IncidentPages(self.guard), posting,
             CalendarPage(self.guard), PostPages(self.guard), ImportPage(self.guard),
             RunbooksPage(self.guard), PeoplePages(self.guard))
-        self.pulse = Pulse(self.guard)
+        self.pulse = self.guard.pulse
 
     def mount(self, app: web.Application) -> None:
         """The console's routes on the API's application. The API's bearer-token
@@ -54,7 +53,7 @@ class Console:
         add("GET", "/signin", self.signin_form)
         add("POST", "/signin", self.signin)
         add("POST", "/signout", self.guard.page(self.signout))
-        add("GET", "/api/v1/events", self.pulse.events)
+        add("GET", "/api/v1/events", self.guard.events)
         for page in self.pages:
             page.routes(add)
         app.router.add_static("/static/", HERE / "static", append_version=False)

@@ -26,7 +26,9 @@ from aiohttp import web
 
 from switchboard import people
 from switchboard.auth import Caller, sha256_hex
+from switchboard.console.live import Pulse
 from switchboard.refusals import Refused
+from switchboard.text import decimal
 
 if TYPE_CHECKING:
     from switchboard.api import Api
@@ -79,6 +81,7 @@ class Guard:
         self.api = api
         self.d = api.d
         self.settings = Settings.from_env(os.environ)
+        self.pulse = Pulse(api.d)
 
     def setup(self, app: web.Application) -> None:
         env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -146,6 +149,8 @@ class Guard:
                 raise web.HTTPSeeOther(f"/signin?next={quote(request.path_qs, safe='')}")
             request["caller"] = session.caller
             request["session"] = session
+            # Read before the view reads anything: a change after this is pushed.
+            request["pulse"] = await self.pulse.current()
             if request.method == "POST" and not await self.csrf_ok(request, session):
                 return await self.failure(request, 403, "This form has expired or did not come "
                                                   "from the console: reload the page and "
@@ -162,6 +167,14 @@ class Guard:
                 await self.audit(request, session.caller, response.status)
             return with_headers(response)
         return guarded
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """`GET /api/v1/events`: viewer or better, by console session or bearer token."""
+        if await self.session(request) is None:
+            caller = await self.d.tokens.identify(request.headers.get("Authorization"))
+            if caller is None or not caller.can("viewer"):
+                raise web.HTTPUnauthorized(text="sign in, or send a bearer token")
+        return await self.pulse.events(request, decimal(request.query.get("since", "")))
 
     async def csrf_ok(self, request: web.Request, session: Session) -> bool:
         """The session's token, in the form or the X-CSRF-Token header (htmx); and no
@@ -193,6 +206,7 @@ class Guard:
         caller: Caller | None = request.get("caller")
         session: Session | None = request.get("session")
         base = {"me": caller, "csrf": session.csrf if session else "",
+                "pulse": request.get("pulse", 0),
                 "can": powers(caller), "path": request.path, "zone": self.zone_name(),
                 "banners": await self.banners() if caller else [], "ok": "", "error": "",
                 "title": "switchboard"}

@@ -5,6 +5,11 @@ their cooldowns, the channels under control, the newest timeline entry and
 post event) every half second and wakes every open stream when it changes;
 each page then fetches the part it shows. A declaration reaches an open page
 within a second, whichever process or route made it.
+
+Each page is rendered with the version it saw and connects with it
+(`?since=N`): a change between the page's reading and its connection, or
+while a stream was down and the browser reconnects, is pushed at once
+instead of being taken for the state the page shows.
 """
 
 from __future__ import annotations
@@ -17,15 +22,15 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 if TYPE_CHECKING:
-    from switchboard.console.guard import Guard
+    from switchboard.api import Services
 
 EVERY = 0.5  # seconds between looks at the state
 KEEPALIVE = 15.0  # seconds between comments that keep proxies from closing the stream
 
 
 class Pulse:
-    def __init__(self, guard: Guard) -> None:
-        self.guard = guard
+    def __init__(self, services: Services) -> None:
+        self.d = services
         self.version = 0
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -33,7 +38,7 @@ class Pulse:
         self.closing = False
 
     async def mark(self) -> Any:
-        d = self.guard.d
+        d = self.d
         now = d.clock()
         listing = [(i.id, i.state, i.held_done, i.cooldown_until)
                    for i in await d.incidents.listing(False)]
@@ -75,14 +80,16 @@ class Pulse:
                                        KEEPALIVE)
         return self.version
 
-    async def events(self, request: web.Request) -> web.StreamResponse:
-        """Viewer or better, by console session or bearer token."""
-        if await self.guard.session(request) is None:
-            caller = await self.guard.d.tokens.identify(request.headers.get("Authorization"))
-            if caller is None or not caller.can("viewer"):
-                raise web.HTTPUnauthorized(text="sign in, or send a bearer token")
+    async def current(self) -> int:
+        """The version now (watching from the first page on)."""
         await self.start()
-        seen = self.version
+        return self.version
+
+    async def events(self, request: web.Request, since: int | None) -> web.StreamResponse:
+        """The stream, for a caller already let in. `since`: the version the page was
+        rendered with (a different one now is a change it has not shown)."""
+        await self.start()
+        seen = self.version if since is None else since
         async with sse_response(request, headers={"Cache-Control": "no-store"}) as stream:
             await stream.send(str(seen), event="hello")
             while stream.is_connected() and not self.closing:

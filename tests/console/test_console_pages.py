@@ -203,7 +203,7 @@ def test_an_open_incident_page_shows_new_timeline_entries_without_a_reload(
     assert "update_posted" not in page.locator("#timeline").inner_text()
     daemon.ok("POST", f"/api/v1/incidents/{incident['id']}/update",
               {"text": "Buses replace trains"}, role="ops")
-    page.locator("#timeline", has_text="Buses replace trains").wait_for(timeout=2000)
+    page.locator("#timeline", has_text="Buses replace trains").wait_for()
     assert page.evaluate("window.notReloaded") is True
     daemon.ok("POST", f"/api/v1/incidents/{incident['id']}/void", {"reason": "drill over"},
               role="ops")

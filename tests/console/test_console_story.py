@@ -5,7 +5,6 @@ open Now page live, and the held posts reviewed afterwards."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -120,6 +119,20 @@ def test_an_import_shows_every_bad_line_then_the_fixed_file_imports(
     page.context.close()
 
 
+SEEN_SCRIPT = """() => {
+  window.seen = {};
+  new MutationObserver(() => {
+    const alerts = [...document.querySelectorAll('[role=alert]')];
+    if (!window.seen.banner && alerts.some(e => e.textContent.includes('INC-1'))) {
+      window.seen.banner = Date.now();
+    }
+    const button = document.querySelector('button[data-channel=outbox]');
+    if (!window.seen.held && button && button.disabled) window.seen.held = Date.now();
+  }).observe(document.body, {subtree: true, childList: true, attributes: true,
+                             characterData: true});
+}"""
+
+
 def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_handled(
         daemon: DaemonProcess, browser: Any, shots: Path) -> None:
     marketing = sign_in(browser, daemon, "mia")
@@ -142,20 +155,25 @@ def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_ha
     assert "Signal failure at Clapham" in ops.locator("#preview").inner_text()
     assert ops.get_by_label("Reason (required)").input_value() == "trains stopped on all lines"
     assert ops.get_by_label("outbox", exact=True).is_checked()
+    # The page notes, by its own clock (the daemon's host's), when the banner and the
+    # held button appear: the latency is the page's, not this test's polling.
+    marketing.evaluate(SEEN_SCRIPT)
     ops.get_by_role("button", name="Declare").click()
-    declared = time.monotonic()
     ops.wait_for_url("**/incidents/1?*")
 
     banner = marketing.locator("[role=alert]", has_text="INC-1")
-    banner.wait_for(timeout=2000)
+    banner.wait_for()
     held = marketing.locator("button[data-channel=outbox]")
-    held.and_(marketing.locator("[disabled]")).wait_for(timeout=2000)
-    assert time.monotonic() - declared < 2.0
+    held.and_(marketing.locator("[disabled]")).wait_for()
+    declared_ms = datetime.fromisoformat(
+        daemon.ok("GET", "/api/v1/incidents/1")["declared_at"]).timestamp() * 1000
+    seen = marketing.evaluate("window.seen")
+    assert seen["banner"] - declared_ms < 2000 and seen["held"] - declared_ms < 2000, seen
     assert "INC-1" in held.inner_text() and "Signal failure at Clapham" in held.inner_text()
     assert marketing.locator("button[data-channel=web]").is_enabled()
     assert marketing.evaluate("window.notReloaded") is True
     compose_send = composing.locator("button[data-send=outbox][disabled]")
-    compose_send.wait_for(timeout=2000)
+    compose_send.wait_for()
     assert "INC-1" in compose_send.inner_text()
     assert composing.get_by_label("Text", exact=True).input_value() == "Half-price tickets"
     composing.close()
@@ -184,12 +202,12 @@ def test_an_incident_declared_by_ops_reaches_marketings_open_page_live_and_is_ha
     screenshot(ops, shots, "incident.png")
     ops.get_by_role("button", name="Resolve").click()
     ops.get_by_text("INC-1 resolved").wait_for()
-    marketing.locator("[role=alert]", has_text="Cooldown after").wait_for(timeout=2000)
+    marketing.locator("[role=alert]", has_text="Cooldown after").wait_for()
     ops.get_by_label("Why the cooldown ends early").fill("all lines checked")
     ops.get_by_role("button", name="End cooldown").click()
     ops.get_by_text("the cooldown of INC-1 ended").wait_for()
     assert "cooldown_ended" in ops.locator("#timeline").inner_text()
-    marketing.locator("button[data-channel=outbox]:not([disabled])").wait_for(timeout=2000)
+    marketing.locator("button[data-channel=outbox]:not([disabled])").wait_for()
 
     marketing.goto("/held")
     held_posts = posts_of(daemon, "held")
