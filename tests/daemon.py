@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,15 @@ class DaemonProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        """The daemon's log entries of one event, in order (its own timestamps)."""
+        entries = [json.loads(line) for line in self.log().splitlines()
+                   if line.startswith("{") and f'"{event}"' in line]
+        return [e for e in entries if e.get("event") == event]
+
+    def logged_at(self, event: str) -> list[datetime]:
+        return [datetime.fromisoformat(e["timestamp"]) for e in self.logged(event)]
 
     # -- API -----------------------------------------------------------------
 

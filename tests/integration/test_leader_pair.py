@@ -109,11 +109,12 @@ def test_one_of_two_daemons_leads_sends_what_the_standby_was_asked_and_hands_ove
     status = standby.cli("status")
     assert "standby, epoch 1" in status.stdout, status.stdout + status.stderr
 
-    stopped = time.monotonic()
     assert leader.stop() == 0  # SIGTERM: drains its sends, releases the lease, NOTIFY
     standby.wait_for(lambda: role(standby) == "leader", timeout=5, every=0.02)
-    handover = time.monotonic() - stopped
-    assert handover < 2.0, handover  # the NOTIFY, not the lease's 10 s
+    # By the daemons' own clocks (one host): from the SIGTERM to the standby leading.
+    [stopped] = leader.logged_at("stopping")
+    handover = (standby.logged_at("leader_lease_taken")[-1] - stopped).total_seconds()
+    assert 0 < handover < 2.0, handover  # the NOTIFY, not the lease's 10 s
     assert ready(standby)["epoch"] == 2
     print(f"takeover after a graceful stop: {handover:.3f}s")
 
@@ -139,10 +140,10 @@ def test_an_alert_pushed_to_both_daemons_declares_one_incident_without_an_error(
 def test_when_the_leader_is_killed_the_standby_takes_over_and_sends_the_next_post(
         pair: tuple[DaemonProcess, DaemonProcess]) -> None:
     leader, standby = pair
+    killed = datetime.now(UTC)
     leader.kill()
-    killed = time.monotonic()
     standby.wait_for(lambda: role(standby) == "leader", timeout=15)
-    takeover = time.monotonic() - killed
+    takeover = (standby.logged_at("leader_lease_taken")[-1] - killed).total_seconds()
     assert takeover <= 12.5, takeover  # the 10 s lease, then at most a poll
     assert ready(standby)["epoch"] == 2
     [post] = schedule(standby, [0.2])
@@ -183,14 +184,16 @@ def test_a_leader_frozen_beyond_its_lease_sends_nothing_after_it_wakes(
     leader.wait_for(lambda: sent_ids(leader), timeout=5, every=0.01)
     leader.signal(signal.SIGSTOP)
     stopped = time.monotonic()
+    frozen = datetime.now(UTC)
     standby.wait_for(lambda: role(standby) == "leader", timeout=15)
     print(f"takeover after SIGSTOP: {time.monotonic() - stopped:.2f}s")
-    before = len(sent_ids(leader))
     leader.signal(signal.SIGCONT)
     later = schedule(standby, [0.3, 0.6])
     standby.wait_for(lambda: set(later) <= set(sent_ids(standby)), timeout=5)
     time.sleep(2.5)  # the woken leader's timers, its renewal, a poll
-    assert len(sent_ids(leader)) == before, "the woken leader sent"
+    # A write the freeze caught half done may end after the thaw; a send begun after
+    # the freeze may not (sent_at is taken as the send starts).
+    assert [t for t in sent_at(leader) if t > frozen] == [], "the woken leader sent"
     assert role(leader) == "standby"
     both = sent_ids(leader) + sent_ids(standby)
     assert len(both) == len(set(both)), "a post was sent twice"
