@@ -87,6 +87,28 @@ def step_runs(incident: dict[str, Any]) -> list[tuple[str, int, str]]:
             if e["event"] == "step"]
 
 
+def wait_sent(daemon: DaemonProcess, marker: str, count: int,
+              name: str = "outbox.jsonl") -> list[dict[str, Any]]:
+    """The lines of an outbox file whose text contains `marker`, once there are
+    at least `count` of them."""
+    def found() -> list[dict[str, Any]]:
+        lines = [line for line in daemon.outbox(name) if marker in line["text"]]
+        return lines if len(lines) >= count else []
+    lines: list[dict[str, Any]] = daemon.wait_for(found)
+    return lines
+
+
+def wait_step(daemon: DaemonProcess, step: str, occurrence: int,
+              incident: str = "INC-1") -> dict[str, Any]:
+    """The timeline entry of a step's run, once it has been recorded."""
+    def found() -> list[dict[str, Any]]:
+        return [e for e in daemon.ok("GET", f"/api/v1/incidents/{incident}")["timeline"]
+                if e["event"] == "step" and (e["step"], e["occurrence"]) == (step, occurrence)]
+    entries: list[dict[str, Any]] = daemon.wait_for(found)
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
 def drill(tmp_path: Path, runbook: str = DRILL) -> DaemonProcess:
     return DaemonProcess(tmp_path, runbooks={"drill": runbook})
 
@@ -104,12 +126,12 @@ def test_steps_run_at_their_offsets_and_reminders_wait_for_silence(tmp_path: Pat
 
         # 0s: hand-over notice and holding statement; 2s: first reminder (the
         # holding statement belongs to the declaration, not to this interval).
-        sleep_until(t0 + timedelta(seconds=2.4))
-        assert near(offsets(daemon.outbox(), t0, "We know services"), [0.0])
-        assert near(offsets(daemon.outbox("ops-chat.jsonl"), t0, "declared: Trains stuck"),
-                    [0.0])
-        assert near(offsets(daemon.outbox("ops-chat.jsonl"), t0, "no operational update"),
-                    [2.0])
+        assert near(offsets(wait_sent(daemon, "We know services", 1), t0, ""), [0.0])
+        assert near(offsets(wait_sent(daemon, "declared: Trains stuck", 1, "ops-chat.jsonl"),
+                            t0, ""), [0.0])
+        assert near(offsets(wait_sent(daemon, "no operational update", 1, "ops-chat.jsonl"),
+                            t0, ""), [2.0])
+        # The gauge goes up before the reminder is sent.
         assert daemon.metric(OVERDUE, labels) == 1.0
 
         # 2.5s: ops post an update; the overdue gauge clears at once ...
@@ -121,17 +143,19 @@ def test_steps_run_at_their_offsets_and_reminders_wait_for_silence(tmp_path: Pat
         assert daemon.metric(OVERDUE, labels) == 0.0
 
         # ... 3s: escalation; 4s: the reminder stays silent (update at 2.5s).
-        sleep_until(t0 + timedelta(seconds=4.4))
-        assert near(offsets(daemon.outbox("ops-chat.jsonl"), t0, "ESCALATION INC-1"), [3.0])
+        assert near(offsets(wait_sent(daemon, "ESCALATION INC-1", 1, "ops-chat.jsonl"), t0, ""),
+                    [3.0])
+        silent = wait_step(daemon, "update-due", 1)
+        assert silent["result"] == "skipped", silent
+        assert near([(parse(silent["at"]) - t0).total_seconds()], [4.0])
+        assert ("update-due", 1, "skipped") in step_runs(daemon.ok("GET", "/api/v1/incidents/1"))
         assert near(offsets(daemon.outbox("ops-chat.jsonl"), t0, "no operational update"),
                     [2.0])
-        assert ("update-due", 1, "skipped") in step_runs(daemon.ok("GET", "/api/v1/incidents/1"))
         assert daemon.metric(OVERDUE, labels) == 0.0
 
         # 6s: silence since 4s, so the reminder fires and the gauge is up again.
-        sleep_until(t0 + timedelta(seconds=6.4))
-        assert near(offsets(daemon.outbox("ops-chat.jsonl"), t0, "no operational update"),
-                    [2.0, 6.0])
+        assert near(offsets(wait_sent(daemon, "no operational update", 2, "ops-chat.jsonl"),
+                            t0, ""), [2.0, 6.0])
         assert daemon.metric(OVERDUE, labels) == 1.0
 
         resolved = daemon.ok("POST", "/api/v1/incidents/INC-1/resolve", {"note": "all moving"},
@@ -146,17 +170,25 @@ def test_steps_run_at_their_offsets_and_reminders_wait_for_silence(tmp_path: Pat
         after = daemon.ok("POST", "/api/v1/posts", {"channel": "outbox", "text": "offer: later",
                                                     "at": (r + timedelta(seconds=2.8)).isoformat()},
                           role="marketing")
-        sleep_until(r + timedelta(seconds=3.5))
-
-        outbox = daemon.outbox()
-        assert near(offsets(outbox, r, "ALL CLEAR"), [0.0])
-        marketing = [line for line in outbox if line["kind"] == "marketing"]
+        assert near(offsets(wait_sent(daemon, "ALL CLEAR", 1), r, ""), [0.0])
+        daemon.wait_for(lambda: [line for line in daemon.outbox()
+                                 if line.get("post_id") == after["id"]])
+        marketing = [line for line in daemon.outbox() if line["kind"] == "marketing"]
         assert [line["post_id"] for line in marketing] == [after["id"]]
+        assert parse(marketing[0]["sent_at"]) >= parse(after["due_at"])
         assert parse(marketing[0]["sent_at"]) >= cooldown_end
+        released = daemon.wait_for(lambda: [
+            e for e in daemon.ok("GET", "/api/v1/incidents/INC-1")["timeline"]
+            if e["event"] == "channels_released"])
+        assert parse(released[0]["at"]) >= cooldown_end
+        wait_step(daemon, "all-clear", 0)
         for post in (offer, during):
             state = daemon.ok("GET", f"/api/v1/posts/{post['id']}")
             assert (state["state"], state["incident_id"]) == ("held", "INC-1"), state
-        # No reminder after the resolution (8s would have been the next one).
+            assert parse(state["history"][-1]["at"]) >= cooldown_end
+        # No reminder after the resolution: 8s would have been the next one, and the
+        # daemon's timer has gone past it to send the post due at r + 2.8s.
+        assert parse(marketing[0]["sent_at"]) > t0 + timedelta(seconds=8)
         assert len(offsets(daemon.outbox("ops-chat.jsonl"), t0, "no operational update")) == 2
 
         shown = daemon.ok("GET", "/api/v1/incidents/INC-1")
@@ -184,13 +216,16 @@ def test_a_restart_between_two_occurrences_neither_repeats_nor_skips(tmp_path: P
         incident = daemon.ok("POST", "/api/v1/incidents",
                              {"runbook": "drill", "title": "Power cut"}, role="ops")
         t0 = parse(incident["declared_at"])
-        sleep_until(t0 + timedelta(seconds=5.6))  # holding statement and reminder 0 done
+        wait_step(daemon, "update-due", 0)  # holding statement and reminder 0 done
         daemon.kill()
+        killed = (datetime.now(UTC) - t0).total_seconds()
+        assert killed < 7.0, f"down only at {killed:.1f}s: the escalation was due at 7s"
         sleep_until(t0 + timedelta(seconds=10.3))
         daemon.start()
         ready = (datetime.now(UTC) - t0).total_seconds()
         assert ready < 14.5, f"the daemon took until {ready:.1f}s to start"
-        sleep_until(t0 + timedelta(seconds=15.6))
+        wait_sent(daemon, "no operational update", 3, "ops-chat.jsonl")
+        wait_step(daemon, "update-due", 2)
 
         ops = daemon.outbox("ops-chat.jsonl")
         assert near(offsets(daemon.outbox(), t0, "We know services"), [0.0]), "not repeated"
