@@ -87,11 +87,15 @@ class Poller:
             delay = await self.poll_once()
             if delay is None:
                 break
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            await self._pause(delay)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """The wait between two polls; `stop()` ends it at once."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def poll_once(self) -> float | None:
         """One poll; returns seconds until the next one, None if stopped meanwhile."""

@@ -11,10 +11,10 @@ import importlib.util
 import json
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pytest
 
@@ -46,8 +46,14 @@ GATED_PER_REQUEST_KINDS = NETWORK_KINDS
 LOCAL_KINDS = tuple(k for k in ("outbox", "console")
                     if importlib.util.find_spec(f"switchboard.channels.{k}") is not None)
 
-TIMEOUT = 0.3       # client timeout in these tests; a Hang lasts longer
-HANG = 2.0
+# The client timeout of ordinary requests: far above anything a request to a fake
+# on loopback takes, even on a loaded machine, so none is ever retried for being slow
+# and request counts stay exact.
+TIMEOUT = 30.0
+# The client timeout of a test whose fake holds a request (`Hold`) until the client
+# gives up on it: short to keep such tests quick, yet well above an ordinary request,
+# since the retry or read-back that follows runs under it too.
+HANG_TIMEOUT = 1.0
 RETRY_BASE = 0.02   # first backoff delay
 MAX_RETRIES = 3
 NO_RESET_WAIT = 0.3  # wait after a 429 without a reset time
@@ -91,6 +97,12 @@ class Harness:
         """The platform names a reset time to the second (Facebook gives minutes,
         Threads none)."""
         return self.kind not in ("facebook", "threads")
+
+    def cutting_hangs_short(self) -> Self:
+        """This harness with the short client timeout, for a test whose fake holds
+        a request until the client gives up on it."""
+        self.config = replace(self.config, timeout=HANG_TIMEOUT)
+        return self
 
     def channel(self, **options: Any) -> Channel:
         config = self.config

@@ -9,9 +9,9 @@ import pytest
 from switchboard.channels.base import ChannelError, Receipt
 from switchboard.channels.mastodon import MastodonChannel
 from switchboard.config import ChannelConfig
-from tests.channels.harness import HANG, Harness, message, run
+from tests.channels.harness import Harness, message, run
 from tests.fakes.fake_mastodon import FakeMastodon
-from tests.fakes.server import Fail, Hang, Reset
+from tests.fakes.server import Fail, Hold, Reset
 
 
 def fake(h: Harness) -> FakeMastodon:
@@ -26,10 +26,12 @@ def test_the_post_id_is_sent_as_idempotency_key(mastodon: Harness) -> None:
     assert request.fields()["status"] == message().text
 
 
-@pytest.mark.parametrize("lost", [Hang(HANG, then="answer", apply=True), Reset(apply=True),
+@pytest.mark.parametrize("lost", [Hold(then="answer", apply=True), Reset(apply=True),
                                   Fail(502, apply=True)], ids=["hang", "reset", "502"])
 def test_a_retry_after_a_lost_answer_returns_the_first_status(
-        mastodon: Harness, lost: Hang | Reset | Fail) -> None:
+        mastodon: Harness, lost: Hold | Reset | Fail) -> None:
+    if isinstance(lost, Hold):
+        mastodon.cutting_hangs_short()
     fake(mastodon).script(lost)
     receipt = run(mastodon.publish(message(text="Autumn timetable offer")))
     (status,) = fake(mastodon).statuses

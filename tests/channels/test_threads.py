@@ -10,7 +10,7 @@ import pytest
 from switchboard.channels.base import ChannelError
 from tests.channels.harness import Harness, message, run
 from tests.fakes.fake_threads import FakeThreads
-from tests.fakes.server import Fail, Hang
+from tests.fakes.server import Fail, Hold
 
 
 def fake(h: Harness) -> FakeThreads:
@@ -40,7 +40,7 @@ def test_a_used_up_daily_allowance_holds_the_post_without_spending_a_call(
 
 
 def test_an_unanswered_publish_is_not_published_again(threads: Harness) -> None:
-    fake(threads).script(Hang(2.0, then="drop", apply=True))
+    fake(threads.cutting_hangs_short()).script(Hold(then="drop", apply=True))
     receipt = run(threads.publish(message(text="Lift out of order")))
     [post] = fake(threads).posts
     assert receipt.already_existed and receipt.remote_id == post.id

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from switchboard.channels.base import ChannelError, Receipt
-from tests.channels.harness import HANG, TIMEOUT, Harness, message, run
+from tests.channels.harness import HANG_TIMEOUT, Harness, message, run
 from tests.fakes.fake_x import DUPLICATE_DETAIL, FakeX, duplicate
-from tests.fakes.server import Fail, Hang, RateLimit, Reset
+from tests.fakes.server import Fail, Hold, RateLimit, Reset
 
 
 def fake(h: Harness) -> FakeX:
@@ -52,19 +52,21 @@ def test_500_then_201_publishes_one_tweet(x: Harness) -> None:
 
 
 def test_a_hung_create_that_got_through_is_published_once_not_twice(x: Harness) -> None:
-    fake(x).script(Hang(HANG, then="answer", apply=True))
+    fake(x.cutting_hangs_short()).script(Hold(then="answer", apply=True))
     receipt = run(x.publish(message(text="Weekend sale")))
     assert receipt == Receipt(remote_id=None, already_existed=True)
     assert fake(x).texts == ["Weekend sale"]
     first, second = x.requests
-    assert second.at - first.at >= TIMEOUT * 0.9
+    assert second.at - first.at >= HANG_TIMEOUT * 0.9
 
 
 @pytest.mark.parametrize("lost", [Reset(apply=True), Fail(503, apply=True),
-                                  Hang(HANG, then="drop", apply=True)],
+                                  Hold(then="drop", apply=True)],
                          ids=["reset", "503", "dropped"])
 def test_a_lost_answer_then_duplicate_counts_as_published(
-        x: Harness, lost: Reset | Fail | Hang) -> None:
+        x: Harness, lost: Reset | Fail | Hold) -> None:
+    if isinstance(lost, Hold):
+        x.cutting_hangs_short()
     fake(x).script(lost)
     receipt = run(x.publish(message(text="Flash sale")))
     assert receipt.already_existed
@@ -72,7 +74,7 @@ def test_a_lost_answer_then_duplicate_counts_as_published(
 
 
 def test_a_hung_create_that_did_not_get_through_is_retried(x: Harness) -> None:
-    fake(x).script(Hang(HANG, then="answer", apply=False))
+    fake(x.cutting_hangs_short()).script(Hold(then="answer", apply=False))
     receipt = run(x.publish(message(text="Gift cards")))
     assert receipt == Receipt(remote_id=fake(x).tweets[0].id)
     assert fake(x).texts == ["Gift cards"]

@@ -18,7 +18,14 @@ steps with `.script(...)` that the next requests get instead, one step each:
                                       closing the connection ("drop"); with
                                       apply=True the request takes effect first,
                                       the worst case for duplicates
+    Hold(then, apply, cap)            like Hang, but stall until the test calls
+                                      `.release()` (or the fake stops, or `cap`
+                                      seconds pass, so a failing test cannot hang)
     Reset(apply)                      close the connection with a TCP reset
+
+A Hang ends on its own clock; a test that needs a request to be still stalled
+while it does something else (starts a process, edits a post) uses Hold, so
+how long that something takes on a loaded machine cannot end the stall early.
 """
 
 from __future__ import annotations
@@ -103,11 +110,18 @@ class Hang:
 
 
 @dataclass(frozen=True)
+class Hold:
+    then: Literal["answer", "drop"] = "answer"
+    apply: bool = True
+    cap: float = 60.0  # a safety net only: tests release (or stop the fake) long before
+
+
+@dataclass(frozen=True)
 class Reset:
     apply: bool = False
 
 
-Step = Normal | Reply | Fail | RateLimit | Hang | Reset
+Step = Normal | Reply | Fail | RateLimit | Hang | Hold | Reset
 
 
 class FakeServer:
@@ -118,6 +132,11 @@ class FakeServer:
         self._requests: list[Request] = []
         self._script: deque[Step] = deque()
         self._stopping = threading.Event()
+        # Holds wait on this (it shares the fake's lock); `release()` bumps the
+        # generation, ending every hold that began before it.
+        self._released = threading.Condition(self._lock)
+        self._release_generation = 0
+        self._holding = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -153,6 +172,8 @@ class FakeServer:
 
     def stop(self) -> None:
         self._stopping.set()  # wakes hanging handlers
+        with self._released:
+            self._released.notify_all()  # and held ones
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -184,6 +205,20 @@ class FakeServer:
         with self._lock:
             self._script.extend(steps)
 
+    def release(self) -> int:
+        """End every Hold under way (each then answers or drops as scripted); the
+        number that were still holding, so a test can check its stall lasted."""
+        with self._released:
+            self._release_generation += 1
+            self._released.notify_all()
+            return self._holding
+
+    @property
+    def holding(self) -> int:
+        """How many requests a Hold is stalling right now."""
+        with self._lock:
+            return self._holding
+
     @property
     def pending_steps(self) -> int:
         with self._lock:
@@ -206,13 +241,26 @@ class FakeServer:
         with self._lock:
             scripted = self._script and self.scripted(handler.command, handler.path)
             step = self._script.popleft() if scripted else Normal()
+            generation = self._release_generation
+            if isinstance(step, Hold):
+                # Counted from the moment it is recorded, so a test that saw the
+                # request and releases at once finds it holding.
+                self._holding += 1
             request = Request(method=handler.command, path=handler.path,
                               headers=dict(handler.headers.items()), body=body,
                               at=time.time(), step=_describe(step))
             self._requests.append(request)
-        answer = self._answer(step, request)
-        if isinstance(step, Hang):
-            self._stopping.wait(step.seconds)
+        try:
+            answer = self._answer(step, request)
+            if isinstance(step, Hold):
+                self._hold(step, generation)
+        finally:
+            if isinstance(step, Hold):
+                with self._lock:
+                    self._holding -= 1
+        if isinstance(step, Hang | Hold):
+            if isinstance(step, Hang):
+                self._stopping.wait(step.seconds)
             if step.then == "drop":
                 answer = None
             elif answer is None:
@@ -221,6 +269,15 @@ class FakeServer:
             _reset(handler)
         else:
             _send(handler, answer)
+
+    def _hold(self, step: Hold, generation: int) -> None:
+        deadline = time.monotonic() + step.cap
+        with self._released:
+            while self._release_generation == generation and not self._stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._released.wait(left)
 
     def _answer(self, step: Step, request: Request) -> Answer | None:
         if isinstance(step, Reply):

@@ -8,12 +8,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 
 from switchboard.feeds import parser_for
+from switchboard.feeds import poller as poller_module
 from switchboard.feeds.poller import MAX_BACKOFF_SECONDS, Poller
 from tests.feeds.cases import feed_config, fixture
 from tests.feeds.feedserver import (
@@ -163,21 +165,30 @@ def test_the_backoff_grows_to_a_cap_and_never_comes_back_sooner_than_every() -> 
     run(scenario, status(500))
 
 
-def test_the_run_loop_waits_longer_after_an_error_than_after_a_success() -> None:
-    every = 0.2
+def test_the_run_loop_waits_longer_after_an_error_than_after_a_success(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    every = 60.0
+    # The poll's stopwatch stands still: the wait after a success is then all of
+    # `every`, none of it taken by the poll itself.
+    monkeypatch.setattr(poller_module, "time", SimpleNamespace(monotonic=lambda: 1000.0))
 
     async def scenario(feed: FeedServer, session: aiohttp.ClientSession, rec: Recorder) -> None:
         poller = make_poller(feed, session, rec, every=every)
-        task = asyncio.create_task(poller.run())
-        await feed.wait_for_requests(3)
-        poller.stop()
-        await asyncio.wait_for(task, 2)
-        first, second, third = (seen.at for seen in feed.requests[:3])
-        assert second - first >= 2 * every * 0.95  # after the 500: 2x every
-        assert third - second == pytest.approx(every, abs=0.1)  # after a success: every
+        waits: list[float] = []
+
+        async def pause(seconds: float) -> None:  # what the loop asks for, not waited out
+            waits.append(seconds)
+            if len(waits) == 2:
+                poller.stop()
+
+        monkeypatch.setattr(poller, "_pause", pause)
+        await asyncio.wait_for(poller.run(), 5)
+        assert waits == [2 * every, every], "after the 500: 2x every; after a success: every"
+        assert len(feed.requests) == 2
 
     rec = run(scenario, status(500), body(incidents()))
     assert rec.reasons == ["http_status"]
+    assert len(rec.successes) == 1
 
 
 def test_a_server_that_hangs_is_a_timeout() -> None:
@@ -299,8 +310,12 @@ def test_stop_ends_the_wait_between_polls() -> None:
     async def scenario(feed: FeedServer, session: aiohttp.ClientSession, rec: Recorder) -> None:
         poller = make_poller(feed, session, rec, every=3600)
         task = asyncio.create_task(poller.run())
-        await feed.wait_for_requests(1)
-        await asyncio.sleep(0.05)
+        # The success is told just before the loop starts its wait, with nothing
+        # awaited in between: once it is recorded, the poller is waiting.
+        deadline = time.monotonic() + 5
+        while not rec.successes:
+            assert time.monotonic() < deadline, "the first poll never succeeded"
+            await asyncio.sleep(0.01)
         poller.stop()
         await asyncio.wait_for(task, 1)
 

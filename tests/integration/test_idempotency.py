@@ -19,7 +19,7 @@ import requests
 
 from tests.daemon import DaemonProcess, base_config
 from tests.fakes.fake_webhook import FakeWebhook
-from tests.fakes.server import Answer, FakeServer, Hang, Request, Reset
+from tests.fakes.server import Answer, FakeServer, Hold, Request, Reset
 from tests.integration.test_one_writer import hook_config, states
 
 
@@ -117,10 +117,10 @@ def test_an_immediate_send_interrupted_by_a_kill_is_not_sent_at_restart_unless_a
     with FakeWebhook() as hook:
         daemon = DaemonProcess(tmp_path, hook_config(tmp_path, 0),
                                env={"SB_HOOK_URL": hook.url})
-        hook.script(Hang(seconds=3, then="drop", apply=False))
+        hook.script(Hold(then="drop", apply=False))
         daemon.start()
         try:
-            # The platform is slow: a scheduled post holds the channel's sender,
+            # The platform stalls: a scheduled post holds the channel's sender,
             # the immediate send waits behind it, and the daemon dies.
             daemon.ok("POST", "/api/v1/posts", {"channel": "hook", "at": "now",
                                                 "text": "scheduled first"})
@@ -132,6 +132,7 @@ def test_an_immediate_send_interrupted_by_a_kill_is_not_sent_at_restart_unless_a
             db = tmp_path / "state" / "switchboard.db"
             daemon.wait_for(lambda: "queued" in states(db).values())
             daemon.kill()
+            assert hook.release() == 1, "the first send was still stalled when the daemon died"
             caller.join(10)
 
             daemon.start()
@@ -155,7 +156,7 @@ def test_a_post_shown_scheduled_but_queued_behind_a_slow_send_can_be_cancelled(
     with FakeWebhook() as hook:
         daemon = DaemonProcess(tmp_path, hook_config(tmp_path, 0),
                                env={"SB_HOOK_URL": hook.url})
-        hook.script(Hang(seconds=2))
+        hook.script(Hold())
         daemon.start()
         try:
             daemon.ok("POST", "/api/v1/posts", {"channel": "hook", "at": "now", "text": "slow"})
@@ -170,6 +171,7 @@ def test_a_post_shown_scheduled_but_queued_behind_a_slow_send_can_be_cancelled(
                                    role="marketing")
 
             assert cancelled.status_code == 200, cancelled.text
+            assert hook.release() == 1, "the cancel came while the slow send was under way"
             daemon.wait_for(lambda: hook.texts == ["slow"], timeout=10)
             time.sleep(0.5)
             assert hook.texts == ["slow"]

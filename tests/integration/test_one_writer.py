@@ -23,7 +23,7 @@ from switchboard.model import NewPost
 from switchboard.store import SqliteStore
 from tests.daemon import DaemonProcess, base_config, free_port
 from tests.fakes.fake_webhook import FakeWebhook
-from tests.fakes.server import Hang
+from tests.fakes.server import Hold
 
 
 @pytest.fixture
@@ -33,7 +33,8 @@ def hook() -> Iterator[FakeWebhook]:
 
 
 def hook_config(tmp: Path, port: int) -> dict[str, Any]:
-    channels = [{"id": "hook", "kind": "webhook", "url_env": "SB_HOOK_URL"},
+    # The tests hold a send until they release it; the client waits longer than that.
+    channels = [{"id": "hook", "kind": "webhook", "url_env": "SB_HOOK_URL", "timeout": 30},
                 {"id": "outbox", "kind": "outbox", "path": str(tmp / "outbox.jsonl")},
                 {"id": "ops-chat", "kind": "outbox", "audience": "internal",
                  "path": str(tmp / "ops-chat.jsonl")}]
@@ -56,10 +57,10 @@ def test_a_second_daemon_on_the_same_state_dir_refuses_before_touching_the_store
     first_dir = tmp_path / "first"
     first_dir.mkdir()
     first = DaemonProcess(first_dir, hook_config(first_dir, 0), env={"SB_HOOK_URL": hook.url})
-    hook.script(Hang(seconds=4))
+    hook.script(Hold())
     first.start()
     try:
-        # One post mid-send (the platform is slow), one queued behind it.
+        # One post mid-send (the platform stalls until released), one queued behind it.
         sending = first.ok("POST", "/api/v1/posts", {"channel": "hook", "at": "now",
                                                      "text": "in flight"})["id"]
         first.wait_for(lambda: hook.requests)
@@ -85,6 +86,7 @@ def test_a_second_daemon_on_the_same_state_dir_refuses_before_touching_the_store
         assert f"pid {first.proc.pid}" in second.stderr if first.proc else False
         assert f"127.0.0.1:{first.port}" in second.stderr
         assert states(db) == {sending: "sending", queued: "queued"}
+        assert hook.release() == 1, "the first send was still in flight throughout"
         # The first daemon carries on: each post reaches the platform once.
         first.wait_for(lambda: hook.texts == ["in flight", "queued behind"], timeout=15)
         time.sleep(0.3)

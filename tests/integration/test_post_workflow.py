@@ -18,7 +18,7 @@ import pytest
 
 from tests.daemon import TOKENS, DaemonProcess, base_config, free_port
 from tests.fakes.fake_webhook import FakeWebhook
-from tests.fakes.server import Hang
+from tests.fakes.server import Hold
 
 LONDON = ZoneInfo("Europe/London")
 # `2026-12-01 17:30 GMT` or `... 17:30:05 BST`: never microseconds, never an offset.
@@ -136,7 +136,7 @@ def test_a_due_post_waiting_behind_a_slow_send_can_still_be_edited_and_goes_out_
                                env={"SB_TEST_HOOK": hook.url})
         (tmp_path / "runbooks" / "noop.yaml").write_text(
             "name: noop\ntitle: Nothing\nseverity: minor\nsuppress: [marketing]\n")
-        hook.script(Hang(3, then="answer"))
+        hook.script(Hold(then="answer"))
         daemon.start()
         try:
             def at(seconds: float) -> str:
@@ -150,6 +150,7 @@ def test_a_due_post_waiting_behind_a_slow_send_can_still_be_edited_and_goes_out_
                                 {"text": "Second, new words", "at": at(0.5)}, role="marketing")
             assert edited.status_code == 200, edited.text
             assert edited.json()["state"] == "scheduled"
+            assert hook.release() == 1, "the edit came while the slow send was under way"
             daemon.wait_for(lambda: len(hook.messages) == 2, timeout=15)
             time.sleep(0.5)
             assert hook.texts == ["First, slow", "Second, new words"], "sent once, new text"

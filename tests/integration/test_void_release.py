@@ -24,7 +24,7 @@ import requests
 from switchboard.timefmt import local_text
 from tests.daemon import DaemonProcess, base_config, free_port
 from tests.fakes.fake_mastodon import FakeMastodon
-from tests.fakes.server import Hang
+from tests.fakes.server import Hold
 
 HOLDING = "We know about it: {{ incident.title }}."
 ALL_CLEAR = "All clear: services are back to normal."
@@ -241,12 +241,13 @@ def test_a_void_cut_short_by_a_crash_finishes_its_retractions_after_the_restart(
     incident, _ = declare_with_a_held_offer(rig)
     status = rig.mastodon.live[0]
     # The platform stalls on the delete (and drops it), and the daemon dies meanwhile.
-    rig.mastodon.script(Hang(seconds=5.0, then="drop", apply=False))
+    rig.mastodon.script(Hold(then="drop", apply=False))
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(rig.daemon.api, "POST", f"/api/v1/incidents/{incident['id']}/void",
                               {"reason": "False alarm"}, role="ops")
         rig.daemon.wait_for(lambda: any(r.method == "DELETE" for r in rig.mastodon.requests))
         rig.daemon.kill()
+        assert rig.mastodon.release() == 1, "the delete was still stalled when the daemon died"
         with contextlib.suppress(requests.RequestException):
             pending.result()
     assert [s.id for s in rig.mastodon.live] == [status.id], "the delete never took effect"
