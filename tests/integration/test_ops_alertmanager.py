@@ -243,8 +243,8 @@ def test_with_auto_resolve_the_incident_resolves_after_the_quiet_period_not_befo
     quiet = (_time(cleared["auto_resolve_at"]) - cleared_at).total_seconds()
     assert abs(quiet - QUIET) < 0.001, f"auto_resolve_at is {quiet}s after the signal"
     assert cleared["actor"] == f"feed:{FEED}"
-    # seen within a poll or two of its arrival, so well inside the quiet period
-    assert p.incident(incident["id"])["state"] == "active"
+    # "Not before" is the resolution's own time against the quiet period, below: a
+    # look at the state now would race the period on a slow machine.
 
     resolved = p.wait(lambda: (lambda i: i if i["state"] != "active" else None)(
         p.incident(incident["id"])), QUIET + 10, "auto-resolution")
