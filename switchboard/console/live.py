@@ -34,6 +34,7 @@ class Pulse:
         self.version = 0
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
         self._mark: Any = None
         self.closing = False
 
@@ -58,9 +59,11 @@ class Pulse:
             await asyncio.sleep(EVERY)
 
     async def start(self) -> None:
-        if self._task is None:
-            self._mark = await self.mark()
-            self._task = asyncio.get_running_loop().create_task(self.watch())
+        # Pages and streams arriving together at the first view start one watcher.
+        async with self._starting:
+            if self._task is None:
+                self._mark = await self.mark()
+                self._task = asyncio.get_running_loop().create_task(self.watch())
 
     async def stop(self, app: web.Application) -> None:
         """On shutdown: every open stream ends now, not at its next keepalive."""

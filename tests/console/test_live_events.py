@@ -3,12 +3,16 @@ including one made before the page's stream connected."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import requests
 
+from switchboard.console.live import Pulse
 from tests.console.conftest import session
 from tests.daemon import DaemonProcess
 
@@ -61,3 +65,31 @@ def test_a_stream_without_a_version_waits_for_the_next_change(daemon: DaemonProc
 def test_a_version_that_is_not_one_is_taken_as_none(daemon: DaemonProcess, since: str) -> None:
     stream = events(session(daemon, "mia"), daemon.url + f"/api/v1/events?since={since}")
     assert next(stream) == "hello"
+
+
+def test_pages_arriving_together_at_the_first_view_start_one_watcher() -> None:
+    marks = 0
+
+    async def listing(everything: bool) -> list[Any]:
+        nonlocal marks
+        marks += 1
+        await asyncio.sleep(0)  # the other starts arrive while this one reads
+        return []
+
+    async def change_marks() -> tuple[int, int]:
+        return (0, 0)
+
+    services = SimpleNamespace(
+        clock=lambda: 0.0, incidents=SimpleNamespace(listing=listing),
+        gate=SimpleNamespace(channels_under_control=lambda now: []),
+        store=SimpleNamespace(change_marks=change_marks))
+
+    async def scenario() -> None:
+        pulse = Pulse(cast(Any, services))
+        versions = await asyncio.gather(*(pulse.current() for _ in range(5)))
+        assert versions == [0] * 5 and marks >= 1
+        tasks = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Pulse.watch"]
+        assert len(tasks) == 1
+        await pulse.stop(cast(Any, None))
+
+    asyncio.run(scenario())
