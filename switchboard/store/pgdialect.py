@@ -143,7 +143,9 @@ class Inserts:
             if kind not in _CASTS:
                 return None
             selected.append(f"u.v{len(casts)}")
-            arrays.append(f"%s::{kind}[]")
+            # Sent in binary: a text array has each element quoted and escaped
+            # in Python (24 ms for 5,000 short texts; 5 ms in binary).
+            arrays.append(f"%b::{kind}[]")
             casts.append(_CASTS[kind])
         names = ", ".join(f"v{k}" for k in range(len(casts)))
         return Unnest(f"INSERT INTO {table} ({', '.join(columns)}) SELECT "

@@ -303,8 +303,8 @@ def test_a_many_row_insert_is_one_statement_over_arrays_and_anything_else_is_not
     assert plan is not None
     assert plan.sql == (
         "INSERT INTO post_events (post_id, at, from_state, to_state, actor, reason) SELECT "
-        "u.v0, u.v1, NULL, u.v2, u.v3, 'created' FROM unnest(%s::bigint[], "
-        "%s::double precision[], %s::text[], %s::text[]) AS u(v0, v1, v2, v3)")
+        "u.v0, u.v1, NULL, u.v2, u.v3, 'created' FROM unnest(%b::bigint[], "
+        "%b::double precision[], %b::text[], %b::text[]) AS u(v0, v1, v2, v3)")
     assert plan.arrays([[1, 2, "sent", "me"], [3, None, "held", "you"]]) == [
         [1, 3], [2.0, None], ["sent", "held"], ["me", "you"]]
     assert inserts.plan("INSERT INTO team_roles (person, team, role) VALUES (?, ?, ?) "
@@ -439,3 +439,26 @@ def test_a_declaration_behind_a_lock_held_too_long_answers_busy_and_records_noth
         assert one.holds() == [] and one.incidents() == []
     finally:
         one.close()
+
+
+def test_values_of_every_shape_come_back_as_they_went_in_through_the_arrays(
+        postgres_dsn: str) -> None:
+    # The arrays go in binary: nothing is quoted, so nothing can be mis-quoted.
+    texts = ["", "NULL", "a,b", "{x}", '"quoted"', "back\\slash", "it's", " spaced ",
+             "\u00fcn\u00efcode \U0001f686", "line\nbreak", "tab\there"]
+    store = PostgresStore.open(postgres_dsn)
+    try:
+        now = time.time()
+        links = [None] * len(texts)  # a column of NULLs only, as in most bulk schedules
+        ids = store.add_posts([NewPost("outbox", "marketing", t, now + 60 + i, link=link)
+                               for i, (t, link) in enumerate(zip(texts, links, strict=True))],
+                              "test", now)
+        mixed = store.add_posts([NewPost("outbox", "marketing", "linked", now + 1e6,
+                                         link="https://e.x/{a,b}"),
+                                 NewPost("outbox", "marketing", "bare", 2.0 ** 40)], "t", now)
+        assert [store.post(i).text for i in ids] == texts
+        assert [store.post(i).link for i in ids] == links
+        assert [(p.link, p.due_at) for p in store.posts(mixed)] == [
+            ("https://e.x/{a,b}", now + 1e6), (None, 2.0 ** 40)]
+    finally:
+        store.close()
