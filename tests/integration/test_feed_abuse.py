@@ -21,6 +21,8 @@ from tests.daemon import TOKENS, DaemonProcess, base_config, free_port
 
 MIB = 1024 * 1024
 STRANGERS = 300
+# A bound on growth that buffering the strangers' bodies (300 MiB) could not meet.
+UNBUFFERED_MIB = 100
 FEEDS = [{"id": "alertmanager", "kind": "alertmanager", "token_env": "SB_TEST_FEED",
           "rules": [{"match": {"alertname": "Outage"}, "runbook": "service-outage"}]},
          {"id": "pagerduty", "kind": "pagerduty", "secret_env": "SB_TEST_PD_SECRET",
@@ -70,8 +72,10 @@ def test_unauthenticated_megabytes_on_a_feed_never_reach_the_daemons_memory(
             for sock in socks:
                 sock.close()
         assert all(a.startswith(b"HTTP/1.1 401") for a in answers), answers[:3]
-        # 300 MiB were sent; the refused bodies were never buffered.
-        assert grown < 60, f"RSS grew by {grown:.0f} MiB"
+        # 300 MiB were sent; the refused bodies were never buffered (that would be
+        # 300 MiB more). What grows is the connections' own buffers, 45-65 MiB on a
+        # quiet machine and more where the allocator is busy.
+        assert grown < UNBUFFERED_MIB, f"RSS grew by {grown:.0f} MiB"
         response = requests.post(daemon.url + "/feeds/alertmanager", timeout=10,
                                  json={"version": "4", "status": "firing", "alerts": []},
                                  headers={"Authorization": f"Bearer {TOKENS['feed']}"})
@@ -96,7 +100,9 @@ def test_signed_looking_bodies_are_buffered_only_a_few_at_a_time(tmp_path: Path)
         finally:
             for sock in socks:
                 sock.close()
-        assert grown < 120, f"RSS grew by {grown:.0f} MiB"
+        # 32 bodies at once, not 300: half of what buffering them all would take
+        # (60-65 MiB on a quiet machine, 125 once on a loaded one).
+        assert grown < STRANGERS / 2, f"RSS grew by {grown:.0f} MiB"
         statuses = [a[:12] for a in answers]
         # A few bodies were taken in and given up at their deadline; the rest
         # were told to retry without being read.
