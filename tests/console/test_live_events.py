@@ -35,6 +35,12 @@ def rendered_version(client: requests.Session, daemon: DaemonProcess) -> int:
     return int(found.group(1))
 
 
+def declare(daemon: DaemonProcess) -> None:
+    daemon.ok("POST", "/api/v1/incidents", {"runbook": "rail-disruption", "title": "Points",
+                                            "channels": ["outbox"], "reason": "drill"},
+              role="ops")
+
+
 def test_a_change_before_the_page_connects_is_pushed_as_soon_as_it_does(
         daemon: DaemonProcess) -> None:
     mia = session(daemon, "mia")
@@ -42,9 +48,7 @@ def test_a_change_before_the_page_connects_is_pushed_as_soon_as_it_does(
     # Another page's stream, open while the change is made, shows when it is noticed.
     other = events(mia, daemon.url + "/api/v1/events")
     assert next(other) == "hello"
-    daemon.ok("POST", "/api/v1/incidents", {"runbook": "rail-disruption", "title": "Points",
-                                            "channels": ["outbox"], "reason": "drill"},
-              role="ops")
+    declare(daemon)
     assert next(other) == "change"
     # Only now does the first page connect: it is told at once, not at the next change.
     late = events(mia, daemon.url + f"/api/v1/events?since={since}")
@@ -55,9 +59,7 @@ def test_a_stream_without_a_version_waits_for_the_next_change(daemon: DaemonProc
     mia = session(daemon, "mia")
     stream = events(mia, daemon.url + "/api/v1/events")
     assert next(stream) == "hello"
-    daemon.ok("POST", "/api/v1/incidents", {"runbook": "rail-disruption", "title": "Points",
-                                            "channels": ["outbox"], "reason": "drill"},
-              role="ops")
+    declare(daemon)
     assert next(stream) == "change"
 
 
